@@ -1,0 +1,107 @@
+"""Face images: load any Pillow-readable file, detect faces with MTCNN, return aligned 160x160 crops.
+
+MTCNN (facenet-pytorch, weights shipped in its wheel) gives boxes and probabilities; each crop is the
+box resized to 160x160, exactly as facenet-pytorch's own MTCNN(margin=0, post_process=False) does,
+so training and inference see identical crops.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fvmatch.errors import NoFaceFound, UnreadableMedia
+
+if TYPE_CHECKING:
+    from facenet_pytorch import MTCNN
+
+FACE_SIZE = 160
+# Pillow's own bomb limit is ~89 Mpx; a face photo never needs more than 50 Mpx, and refusing
+# before decoding keeps a hostile PNG from taking gigabytes of memory.
+MAX_IMAGE_PIXELS = 50_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """One detected face: the 160x160x3 uint8 RGB crop, the detector's probability and its box (x1, y1, x2, y2)."""
+
+    pixels: np.ndarray
+    probability: float
+    box: tuple[float, float, float, float]
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode an image file fully, apply its EXIF orientation, and return it as RGB.
+
+    Raises UnreadableMedia naming the file for a missing, empty, truncated, oversized or non-image file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableMedia(path, "no such file")
+    if path.stat().st_size == 0:
+        raise UnreadableMedia(path, "file is empty")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise UnreadableMedia(
+                    path, f"image is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image.load()
+            image = ImageOps.exif_transpose(image)
+            return image.convert("RGB")
+    except UnreadableMedia:
+        raise
+    except UnidentifiedImageError:
+        raise UnreadableMedia(path, "not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableMedia(path, f"cannot decode image ({error})") from None
+
+
+class FaceDetector:
+    """MTCNN face detection and cropping; build once, reuse (construction loads the weights)."""
+
+    def __init__(self, device: str = "cpu", min_probability: float = 0.9) -> None:
+        from facenet_pytorch import MTCNN
+
+        self.min_probability = min_probability
+        self._mtcnn: MTCNN = MTCNN(image_size=FACE_SIZE, margin=0, keep_all=True, post_process=False, device=device)
+
+    def detect(self, image: Image.Image) -> list[FaceCrop]:
+        """All faces at or above `min_probability`, largest first."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import extract_face
+
+        boxes, probabilities = self._mtcnn.detect(image)
+        if boxes is None:
+            return []
+        crops = []
+        for box, probability in zip(boxes, probabilities):
+            if probability is None or probability < self.min_probability:
+                continue
+            tensor = extract_face(image, box, image_size=FACE_SIZE, margin=0)
+            pixels = tensor.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+            crops.append(FaceCrop(pixels=pixels, probability=float(probability), box=tuple(float(v) for v in box)))
+        return sorted(crops, key=lambda crop: crop.area, reverse=True)
+
+    def faces_in_file(self, path: str | Path) -> list[FaceCrop]:
+        """Load `path` and detect its faces, largest first (callers take the first unless asked for all).
+
+        Raises UnreadableMedia for a bad file and NoFaceFound when nothing is detected.
+        """
+        crops = self.detect(load_image(path))
+        if not crops:
+            raise NoFaceFound(path, f"no face found (detector threshold {self.min_probability})")
+        return crops

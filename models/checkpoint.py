@@ -1,0 +1,131 @@
+"""Checkpoints: one safetensors file holding the weights and, in its header, the JSON model card.
+
+The model id is the sha256 of the weights alone (canonical safetensors bytes without metadata), so a
+calibration written into the card later does not change which model it is, and a card that does not
+belong to its weights is detected. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .config import JointModelConfig
+from .joint import JointModel
+
+CARD_KEY = "fvmatch_model_card"
+CARD_FORMAT = "fvmatch-model-card/1"
+CARD_FIELDS = ("format", "model_id", "config", "embedding_dim", "training_data", "metrics", "calibration", "created")
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable fvmatch checkpoint; the message says why."""
+
+
+@dataclass
+class Checkpoint:
+    model: JointModel
+    card: dict
+
+    @property
+    def model_id(self) -> str:
+        return self.card["model_id"]
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of the weights in canonical safetensors form (no metadata): the model id."""
+    from safetensors.torch import save
+
+    return hashlib.sha256(save({key: value.contiguous() for key, value in state.items()})).hexdigest()
+
+
+def make_card(config: JointModelConfig, state: dict[str, torch.Tensor], training_data: str,
+              metrics: dict | None = None, calibration: dict | None = None, **extra) -> dict:
+    """A complete model card for these weights."""
+    return {
+        "format": CARD_FORMAT,
+        "model_id": weights_sha256(state),
+        "config": config.to_dict(),
+        "embedding_dim": config.embedding_dim,
+        "training_data": training_data,
+        "metrics": metrics or {},
+        "calibration": calibration,  # None until `fvmatch calibrate` fills it
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def save_checkpoint(model: JointModel, path: str | Path, training_data: str, metrics: dict | None = None,
+                    calibration: dict | None = None, **extra) -> dict:
+    """Write weights + card to `path` (through a temporary file and a rename); return the card."""
+    path = Path(path)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    card = make_card(model.config, state, training_data, metrics, calibration, **extra)
+    write_checkpoint(state, card, path)
+    return card
+
+
+def write_checkpoint(state: dict[str, torch.Tensor], card: dict, path: Path) -> None:
+    """Write weights and card atomically: a crash leaves the old file or the new one, never half of one."""
+    from safetensors.torch import save_file
+
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(state, temporary, metadata={CARD_KEY: json.dumps(card, sort_keys=True)})
+    temporary.replace(path)
+
+
+def read_card(path: str | Path) -> dict:
+    """The model card of a checkpoint, without loading the weights; CheckpointError if it has none or a bad one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # safetensors raises several types for a non-safetensors file
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({type(error).__name__})") from None
+    if CARD_KEY not in metadata:
+        raise CheckpointError(f"{path}: safetensors file without an fvmatch model card")
+    try:
+        card = json.loads(metadata[CARD_KEY])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: model card is not valid JSON") from None
+    missing = [name for name in CARD_FIELDS if name not in card] if isinstance(card, dict) else list(CARD_FIELDS)
+    if missing:
+        raise CheckpointError(f"{path}: model card lacks {', '.join(missing)}")
+    if card["format"] != CARD_FORMAT:
+        raise CheckpointError(f"{path}: model card format {card['format']!r}, expected {CARD_FORMAT!r}")
+    return card
+
+
+def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint (the shipped default when `path` is None); the model is in eval mode."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    card = read_card(path)
+    try:
+        config = JointModelConfig.from_dict(card["config"])
+        model = JointModel(config)
+    except (ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{path}: model card describes no buildable model ({error})") from None
+    try:
+        state = load_file(path)
+    except Exception as error:
+        raise CheckpointError(f"{path}: weights cannot be read ({type(error).__name__})") from None
+    if weights_sha256(state) != card["model_id"]:
+        raise CheckpointError(f"{path}: weights do not match the model card's model id (altered or corrupt)")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0] if str(error) else "shape mismatch"
+        raise CheckpointError(f"{path}: weights do not fit the {config.name} model ({first})") from None
+    return Checkpoint(model=model.to(device).eval(), card=card)

@@ -1,0 +1,60 @@
+"""Model configurations: one dataclass names an architecture and its sizes."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class JointModelConfig:
+    """Sizes of the joint model: face subnet + voice subnet -> one shared Linear -> L2-normalised joint space."""
+
+    name: str
+    face_subnet: str  # "inception_resnet_v1" (facenet-pytorch) or "small_cnn"
+    face_channels: tuple[int, ...]  # small_cnn only: channels of its stride-2 conv stages
+    voice_channels: tuple[int, ...]  # DIMNet-voice conv channels, input (64 mels) first, subnet output last
+    subnet_dim: int  # width of both subnets' outputs, the shared layer's input
+    embedding_dim: int  # the joint space
+    description: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "JointModelConfig":
+        known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
+        missing = set(cls.__dataclass_fields__) - set(known) - {"description"}
+        if missing:
+            raise ValueError(f"model config lacks {', '.join(sorted(missing))}")
+        known["face_channels"] = tuple(known["face_channels"])
+        known["voice_channels"] = tuple(known["voice_channels"])
+        return cls(**known)
+
+
+CONFIGS: dict[str, JointModelConfig] = {
+    "wang2020": JointModelConfig(
+        name="wang2020",
+        face_subnet="inception_resnet_v1",
+        face_channels=(),
+        # DIMNet-voice as in the seed: 64 -> 256 -> 384 -> 576 -> 864 -> 512
+        voice_channels=(64, 256, 384, 576, 864, 512),
+        subnet_dim=512,
+        embedding_dim=256,
+        description="Wang et al., SIGIR 2020: Inception-ResNet-v1 faces, DIMNet-voice, shared FC 512->256",
+    ),
+    "small": JointModelConfig(
+        name="small",
+        face_subnet="small_cnn",
+        face_channels=(32, 64, 96, 128, 192),
+        voice_channels=(64, 96, 128, 160, 192, 256),
+        subnet_dim=256,
+        embedding_dim=256,
+        description="small CPU config for tests and the demo: 5-stage CNN faces, narrow DIMNet-voice, shared FC 256->256",
+    ),
+}
+
+
+def get_config(name: str) -> JointModelConfig:
+    """The named config; KeyError lists the known names."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown model config {name!r}; known: {', '.join(sorted(CONFIGS))}")
+    return CONFIGS[name]

@@ -1,0 +1,12 @@
+"""Generators of small real media for the tests."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def speech_clip(seconds: float = 4.0, seed: int = 0, female: bool = False) -> np.ndarray:
+    """Formant-synthesised speech at 16 kHz that silero-vad accepts (fvmatch.synth.voices)."""
+    from fvmatch.synth.voices import VoiceTraits, render_voice
+
+    traits = VoiceTraits(female=female, age_years=40.0, size=0.5, tone=0.5, pitch=0.5, rate=0.5, breathiness=0.3)
+    return render_voice(traits, np.random.default_rng(seed), seconds=seconds)

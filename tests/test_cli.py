@@ -1,0 +1,77 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors, JSON on stdout."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fvmatch.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_help_lists_the_commands_without_importing_torch():
+    probe = ("import sys; sys.argv = ['fvmatch', '--help']\n"
+             "from fvmatch import cli\n"
+             "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "synth" in result.stdout and "embed" in result.stdout
+    assert result.stdout.strip().endswith("NO-TORCH 0")
+
+
+def test_usage_error_exits_2_without_importing_torch():
+    probe = ("import sys; sys.argv = ['fvmatch', 'embed']\n"
+             "from fvmatch import cli\n"
+             "try:\n    cli.main()\nexcept SystemExit as e:\n    print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', e.code)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "NO-TORCH 2"
+    assert result.stderr.strip() == "fvmatch: error: embed: give exactly one of --face IMG or --voice AUDIO"
+
+
+def test_embed_face_json_is_a_unit_vector_with_its_quality(grace_hopper):
+    result = run_cli("embed", "--face", grace_hopper, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    vector = np.array(document["embedding"])
+    assert vector.shape == (256,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert document["modality"] == "face" and document["quality"]["detection_probability"] > 0.99
+    assert len(document["model_id"]) == 64
+
+
+def test_embed_voice_prints_the_embedding_and_speech_seconds(media_dir):
+    result = run_cli("embed", "--voice", media_dir / "speech.wav")
+    assert result.returncode == 0, result.stderr
+    assert "speech_seconds" in result.stdout and "256-D unit vector" in result.stdout
+    numbers = [float(token) for token in result.stdout.split() if token[:1] in "+-" and token[1:2].isdigit()]
+    assert len(numbers) == 256
+
+
+@pytest.mark.parametrize("option, name, problem", [
+    ("--face", "missing.jpg", "no such file"),
+    ("--face", "text.jpg", "not an image file Pillow can read"),
+    ("--face", "truncated.jpg", "cannot decode image"),
+    ("--face", "noface.jpg", "no face found"),
+    ("--voice", "text.wav", "not an audio file soundfile can read"),
+    ("--voice", "silence.wav", "too little speech"),
+    ("--voice", "missing.wav", "no such file"),
+])
+def test_bad_input_exits_2_with_one_line_naming_the_file(media_dir, grace_hopper, option, name, problem):
+    truncated = media_dir / "truncated.jpg"
+    if not truncated.exists():
+        truncated.write_bytes(grace_hopper.read_bytes()[:20000])
+    result = run_cli("embed", option, media_dir / name)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and problem in lines[0], result.stderr
+
+
+def test_a_file_that_is_not_a_checkpoint_exits_2(media_dir, grace_hopper):
+    result = run_cli("embed", "--face", grace_hopper, "--model", media_dir / "text.jpg")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"fvmatch: error: {media_dir / 'text.jpg'}: not a safetensors checkpoint (SafetensorError)"

@@ -1,0 +1,111 @@
+"""Audio loading, speech detection and log-mel features on real audio files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+from scipy.signal import resample_poly
+
+from fvmatch.errors import TooLittleSpeech, UnreadableMedia
+from fvmatch.media import audio
+from fvmatch.media.audio import N_MELS, SAMPLE_RATE, SpeechSummary, load_audio, log_mel, speech_windows
+
+from mediagen import speech_clip
+
+# (file name, sample rate, channels, soundfile subtype)
+VARIANTS = [
+    ("mono16k.wav", 16000, 1, "PCM_16"),
+    ("mono8k.wav", 8000, 1, "PCM_16"),
+    ("stereo44k.flac", 44100, 2, "PCM_24"),
+    ("stereo48k.wav", 48000, 2, "FLOAT"),
+    ("six96k.wav", 96000, 6, "PCM_16"),
+    ("mono22k.ogg", 22050, 1, "VORBIS"),
+]
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    """One 4 s utterance written at several rates, channel counts and formats."""
+    root = tmp_path_factory.mktemp("variants")
+    clip = speech_clip(4.0, seed=3)
+    paths = {}
+    for name, rate, channels, subtype in VARIANTS:
+        resampled = resample_poly(clip, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else clip
+        data = np.repeat(resampled[:, None], channels, axis=1) * 0.9
+        soundfile.write(root / name, data, rate, subtype=subtype)
+        paths[name] = root / name
+    return paths
+
+
+def test_every_rate_channel_count_and_format_gives_the_same_feature_shape(variants):
+    shapes = {}
+    for name, path in variants.items():
+        waveform = load_audio(path)
+        assert waveform.dtype == np.float32
+        assert abs(len(waveform) - 4 * SAMPLE_RATE) <= 1, name
+        shapes[name] = log_mel(waveform[: 4 * SAMPLE_RATE - 1]).shape
+    assert set(shapes.values()) == {(N_MELS, 400)}
+
+
+def test_every_variant_yields_about_the_same_speech(variants):
+    reference = None
+    for name, path in variants.items():
+        summary = SpeechSummary()
+        windows = list(speech_windows(path, summary))
+        assert len(windows) == 1 and windows[0].features.shape[0] == N_MELS
+        assert summary.channels == dict((n, c) for n, _, c, _ in VARIANTS)[name]
+        reference = reference or summary.speech_seconds
+        assert summary.speech_seconds == pytest.approx(reference, abs=0.35), name
+
+
+def test_log_mel_is_normalised_per_utterance():
+    features = log_mel(speech_clip(3.0))
+    assert features.shape == (N_MELS, 301)
+    np.testing.assert_allclose(features.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(features.std(axis=1), 1.0, atol=1e-2)
+
+
+def test_silences_are_dropped(tmp_path):
+    clip = speech_clip(3.0, seed=5)
+    padded = np.concatenate([np.zeros(SAMPLE_RATE * 4, np.float32), clip, np.zeros(SAMPLE_RATE * 4, np.float32)])
+    path = tmp_path / "padded.wav"
+    soundfile.write(path, padded, SAMPLE_RATE)
+    summary = SpeechSummary()
+    windows = list(speech_windows(path, summary))
+    assert summary.duration_seconds == pytest.approx(11.0, abs=0.01)
+    assert 2.0 < summary.speech_seconds < 3.5
+    assert sum(window.speech_seconds for window in windows) == pytest.approx(summary.speech_seconds)
+
+
+def test_long_recordings_are_cut_into_bounded_windows(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio, "WINDOW_SECONDS", 3.0)
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 5.0)
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.concatenate([speech_clip(4.0, seed=s) for s in range(4)]), SAMPLE_RATE)
+    summary = SpeechSummary()
+    windows = list(speech_windows(path, summary))
+    assert len(windows) >= 4
+    assert all(window.speech_seconds <= 3.0 + audio.MIN_TAIL_SECONDS for window in windows)
+    assert all(window.features.shape[1] <= 100 * (3.0 + audio.MIN_TAIL_SECONDS) + 1 for window in windows)
+    assert sum(window.speech_seconds for window in windows) == pytest.approx(summary.speech_seconds)
+    assert summary.speech_seconds > 12.0
+
+
+@pytest.mark.parametrize("name", ["silence.wav", "short.wav"])
+def test_silent_and_very_short_recordings_are_refused(embedder, media_dir, name):
+    with pytest.raises(TooLittleSpeech, match=f"{name}: too little speech: 0.[0-9] s detected"):
+        embedder.embed_voice(media_dir / name)
+
+
+def test_text_file_named_wav_is_refused(media_dir):
+    with pytest.raises(UnreadableMedia, match="text.wav: not an audio file"):
+        load_audio(media_dir / "text.wav")
+
+
+def test_non_finite_samples_are_refused(tmp_path):
+    clip = speech_clip(2.0)
+    clip[1000] = np.nan
+    path = tmp_path / "nan.wav"
+    soundfile.write(path, clip, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(UnreadableMedia, match="nan.wav: audio holds NaN"):
+        load_audio(path)

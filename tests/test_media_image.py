@@ -1,0 +1,88 @@
+"""Image loading and face detection with the real MTCNN on real and generated photos."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fvmatch.errors import NoFaceFound, UnreadableMedia
+from fvmatch.media.image import FACE_SIZE, FaceDetector, load_image
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def test_mtcnn_finds_the_face_in_a_real_photograph(detector, grace_hopper):
+    crops = detector.faces_in_file(grace_hopper)
+    assert len(crops) == 1
+    crop = crops[0]
+    assert crop.pixels.shape == (FACE_SIZE, FACE_SIZE, 3) and crop.pixels.dtype == np.uint8
+    assert crop.probability > 0.99
+    x1, y1, x2, y2 = crop.box
+    width, height = Image.open(grace_hopper).size
+    # the face is in the upper-middle of the portrait and a sizeable part of it
+    assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height / 1.5
+    assert (x2 - x1) > width / 5
+
+
+def test_exif_orientation_is_applied(detector, grace_hopper, tmp_path):
+    upright = load_image(grace_hopper)
+    # stored rotated on its side, with the EXIF tag telling viewers to turn it back (orientation 6 = rotate 90 CW)
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "sideways.jpg"
+    sideways.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.size == upright.size
+    assert detector.faces_in_file(path)[0].probability > 0.99
+
+
+def test_several_faces_are_returned_largest_first(detector, grace_hopper, tmp_path):
+    face = load_image(grace_hopper)
+    small = face.resize((face.width // 2, face.height // 2))
+    canvas = Image.new("RGB", (face.width + small.width, face.height), (90, 90, 90))
+    canvas.paste(small, (0, 0))
+    canvas.paste(face, (small.width, 0))
+    path = tmp_path / "two.jpg"
+    canvas.save(path)
+    crops = detector.faces_in_file(path)
+    assert len(crops) == 2
+    assert crops[0].area > 3 * crops[1].area
+    assert crops[0].box[0] > small.width - 1  # the largest is the full-size face on the right
+
+
+def test_image_without_a_face_is_refused(detector, media_dir):
+    with pytest.raises(NoFaceFound, match="noface.jpg: no face found"):
+        detector.faces_in_file(media_dir / "noface.jpg")
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("missing.jpg", "no such file"),
+    ("text.jpg", "not an image file"),
+])
+def test_unreadable_images_are_named(media_dir, name, problem):
+    with pytest.raises(UnreadableMedia, match=f"{name}: {problem}"):
+        load_image(media_dir / name)
+
+
+def test_truncated_and_empty_images_are_refused(grace_hopper, tmp_path):
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(grace_hopper.read_bytes()[:20000])
+    with pytest.raises(UnreadableMedia, match="truncated.jpg: cannot decode image"):
+        load_image(truncated)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableMedia, match="empty.jpg: file is empty"):
+        load_image(empty)
+
+
+def test_huge_declared_size_is_refused_before_decoding(tmp_path):
+    # 8000x8000 bilevel compresses to a few kB but would decode to 64 Mpx
+    path = tmp_path / "bomb.png"
+    Image.new("1", (8000, 8000)).save(path)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(UnreadableMedia, match="8000x8000 pixels, over the"):
+        load_image(path)

@@ -1,0 +1,1 @@
+"""Training of the joint embedding (installed as `fvmatch.training`)."""
