@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadArgument, FvmatchError
+from fvmatch.progress import item_progress
 
 app = typer.Typer(
     name="fvmatch",
@@ -48,14 +49,11 @@ def synth(
     as_json: bool = JsonOption,
 ) -> None:
     """Generate the synthetic paired face-voice corpus (training layout, meta.csv with splits)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from fvmatch.synth import CorpusSpec, write_corpus
 
     spec = CorpusSpec(identities=identities, seed=seed, faces_per_identity=faces, clips_per_identity=clips,
                       clip_seconds=clip_seconds)
-    columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TextColumn("identities"), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=as_json) as progress:
+    with item_progress(stderr, "synth", "identities", transient=as_json) as progress:
         task = progress.add_task("synth", total=identities)
         summary = write_corpus(out, spec, workers=workers, progress=lambda n: progress.advance(task, n))
     if as_json:
@@ -91,6 +89,232 @@ def embed(
         stdout.print(f"[bold]{embedding.modality}[/bold] {embedding.source}  ({quality})")
         stdout.print(f"model {embedding.model_id[:16]}  {len(embedding.vector)}-D unit vector:")
         stdout.print(" ".join(f"{value:+.4f}" for value in embedding.vector), soft_wrap=False)
+
+
+GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
+                             help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
+LockTimeoutOption = typer.Option(60.0, "--lock-timeout", min=0.0, help="Seconds to wait for another writer.")
+
+
+def _open_gallery(path: Path):
+    from fvmatch.gallery import Gallery
+
+    return Gallery.open(path)
+
+
+def _say_waiting(message: str) -> None:
+    stderr.print(f"fvmatch: {message} ...", highlight=False)
+
+
+@app.command()
+def enroll(
+    identity: Optional[str] = typer.Option(None, "--identity", "-i", help="Label of the person the files show."),
+    face: list[Path] = typer.Option([], "--face", help="Face image (repeatable)."),
+    voice: list[Path] = typer.Option([], "--voice", help="Voice recording (repeatable)."),
+    from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="DIR/<label>/<files>; modality from file type."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: identity,modality,path (paths relative to it)."),
+    force: bool = typer.Option(False, "--force", help="Enroll a file already enrolled under another identity."),
+    gallery_path: Path = GalleryOption,
+    model: Optional[Path] = ModelOption,
+    lock_timeout: float = LockTimeoutOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Enroll face images and voice recordings into the gallery (created on first use, pinned to the model).
+
+    A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
+    """
+    from fvmatch.enrollment import EnrollReport, enroll as enroll_items, items_from_dir, items_from_manifest, items_from_options
+
+    sources = sum([identity is not None or bool(face) or bool(voice), from_dir is not None, manifest is not None])
+    if sources != 1:
+        raise BadArgument("enroll", "give one of: --identity LABEL with --face/--voice files, --from-dir DIR, --manifest CSV")
+    report = EnrollReport()
+    if from_dir is not None:
+        items = items_from_dir(from_dir, report)
+    elif manifest is not None:
+        items = items_from_manifest(manifest, report)
+    else:
+        if identity is None or not (face or voice):
+            raise BadArgument("enroll", "--identity needs at least one --face or --voice file, and files need --identity")
+        items = items_from_options(identity, face, voice)
+
+    from fvmatch.embedder import Embedder, embedder_for_gallery
+    from fvmatch.gallery import Gallery
+    from fvmatch.gallery.lock import WriteLock
+
+    if gallery_path.exists() and not gallery_path.is_dir():
+        raise BadArgument(gallery_path, "gallery path exists and is not a directory")
+    gallery_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with WriteLock(gallery_path, lock_timeout, _say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
+        if (gallery_path / "gallery.db").exists():
+            gallery = Gallery.open(gallery_path)
+            embedder = embedder_for_gallery(gallery, model)
+        else:
+            embedder = Embedder.load(model)
+            gallery = Gallery.open(gallery_path, create=True, model_id=embedder.model_id,
+                                   embedding_dim=embedder.embedding_dim,
+                                   model_path=str(Path(embedder.checkpoint_path).resolve()))
+        with gallery, item_progress(stderr, "enroll", transient=as_json) as progress:
+            task = progress.add_task("enroll", total=len(items))
+            enroll_items(gallery, embedder, items, report, force=force, progress=lambda n: progress.advance(task, n))
+            counts = gallery.counts()
+    if as_json:
+        emit_json({"gallery": str(gallery_path), "model_id": embedder.model_id, **report.to_dict(), "gallery_counts": counts})
+    else:
+        stdout.print(f"enrolled {len(report.enrolled)}, already there {len(report.skipped)}, failed {len(report.failed)}; "
+                     f"gallery now holds {counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices")
+    for failure in report.failed:
+        stderr.print(f"fvmatch: failed: {failure['item']}: {failure['error']}", markup=False, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _one_query(face: Optional[Path], voice: Optional[Path]) -> tuple[str, Path]:
+    if (face is None) == (voice is None):
+        raise BadArgument("identify", "give exactly one query: --face IMG or --voice AUDIO")
+    return ("face", face) if face is not None else ("voice", voice)
+
+
+@app.command()
+def identify(
+    face: Optional[Path] = typer.Option(None, "--face", help="Query face image."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
+    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
+    top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list."),
+    gallery_path: Path = GalleryOption,
+    model: Optional[Path] = ModelOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default)."""
+    modality, path = _one_query(face, voice)
+    if against not in (None, "face", "voice", "all"):
+        raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
+    targets = [("voice" if modality == "face" else "face")] if against is None else (
+        ["face", "voice"] if against == "all" else [against])
+    from fvmatch.embedder import embedder_for_gallery
+    from fvmatch.scoring import judge, trial_type
+
+    with _open_gallery(gallery_path) as gallery:
+        embedder = embedder_for_gallery(gallery, model)
+        counts = gallery.counts()
+        if not any(counts[target] for target in targets):
+            raise BadArgument(gallery_path, f"gallery holds no {' or '.join(targets)} items to search")
+        query = embedder.embed_face(path)[0] if modality == "face" else embedder.embed_voice(path)
+        candidates = gallery.search(query.vector, targets, top=top)
+    calibration = embedder.card.get("calibration")
+    judged = [judge(c.score, trial_type(modality, c.modality), calibration) for c in candidates]
+    if as_json:
+        emit_json({"query": {"modality": modality, "path": str(path), "quality": query.quality},
+                   "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
+                   "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(candidates, judged)]})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{modality} query {path} against {' + '.join(targets)}")
+    for column in ("rank", "identity", "score", "matched", "source file"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for candidate in candidates:
+        table.add_row(str(candidate.rank), candidate.identity, f"{candidate.score:.4f}", candidate.modality,
+                      candidate.source_path)
+    stdout.print(table)
+    notes = sorted({j.note for j in judged})
+    stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+
+
+@app.command()
+def verify(
+    face: list[Path] = typer.Option([], "--face", help="Face image (give two items in all: face+voice, 2 faces or 2 voices)."),
+    voice: list[Path] = typer.Option([], "--voice", help="Voice recording."),
+    model: Optional[Path] = ModelOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Do two items (a face and a voice, two faces or two voices) belong to one person?"""
+    items = [("face", p) for p in face] + [("voice", p) for p in voice]
+    if len(items) != 2:
+        raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
+    from fvmatch.embedder import Embedder
+    from fvmatch.scoring import judge, trial_type
+
+    embedder = Embedder.load(model)
+    embeddings = [embedder.embed_face(p)[0] if m == "face" else embedder.embed_voice(p) for m, p in items]
+    score = float(embeddings[0].vector @ embeddings[1].vector)
+    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"))
+    if as_json:
+        emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
+                   "model_id": embedder.model_id, **judgement.to_dict()})
+        return
+    stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine; model {embedder.model_id[:16]})", highlight=False)
+    stdout.print(judgement.note if judgement.decision is None else
+                 f"log10 LR {judgement.log10_lr:+.2f}: {judgement.decision}", highlight=False)
+
+
+gallery_app = typer.Typer(help="Inspect and maintain a gallery.", no_args_is_help=True)
+app.add_typer(gallery_app, name="gallery")
+
+
+@gallery_app.command("info")
+def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
+    """Counts per modality, pinned model, sizes and index health."""
+    with _open_gallery(gallery_path) as gallery:
+        info = gallery.info()
+    if as_json:
+        emit_json(info)
+        return
+    counts = info["counts"]
+    stdout.print(f"gallery {info['gallery']} (format {info['format_version']}, created {info['created']})", highlight=False)
+    stdout.print(f"model {info['model_id']} ({info['embedding_dim']}-D) at {info['model_path'] or '?'}", highlight=False)
+    stdout.print(f"{counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices; "
+                 f"database {info['database_bytes']:,} bytes", highlight=False)
+    for modality, health in info["indexes"].items():
+        stdout.print(f"{modality} index: {health['state']}{' (' + health['detail'] + ')' if health['detail'] else ''}, "
+                     f"{health['live_items']} items, {health['file_bytes']:,} bytes, "
+                     f"{'agrees with' if health['agrees_with_database'] else 'DISAGREES with'} the database", highlight=False)
+
+
+@gallery_app.command("list")
+def gallery_list(gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
+    """Every identity with its number of faces and voices."""
+    with _open_gallery(gallery_path) as gallery:
+        identities = gallery.identities()
+    if as_json:
+        emit_json(identities)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("identity", "faces", "voices", "enrolled"):
+        table.add_column(column)
+    for row in identities:
+        table.add_row(row["identity"], str(row["faces"]), str(row["voices"]), row["created"])
+    stdout.print(table)
+
+
+@gallery_app.command("remove")
+def gallery_remove(identity: str = typer.Option(..., "--identity", "-i", help="Label to remove with all its media."),
+                   gallery_path: Path = GalleryOption, lock_timeout: float = LockTimeoutOption,
+                   as_json: bool = JsonOption) -> None:
+    """Remove an identity and its media from the database and the indexes."""
+    with _open_gallery(gallery_path) as gallery:
+        with gallery.writer(lock_timeout, _say_waiting, f"pid {os.getpid()}: fvmatch gallery remove"):
+            removed = gallery.remove_identity(identity)
+            gallery.flush()
+    if as_json:
+        emit_json({"identity": identity, "removed": removed})
+    else:
+        stdout.print(f"removed {identity}: {removed['face']} faces, {removed['voice']} voices", highlight=False)
+
+
+@gallery_app.command("reindex")
+def gallery_reindex(gallery_path: Path = GalleryOption, lock_timeout: float = LockTimeoutOption,
+                    as_json: bool = JsonOption) -> None:
+    """Rebuild the search indexes from the stored embeddings."""
+    with _open_gallery(gallery_path) as gallery:
+        with gallery.writer(lock_timeout, _say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
+            counts = gallery.reindex()
+    if as_json:
+        emit_json({"reindexed": counts})
+    else:
+        stdout.print(f"rebuilt indexes: {counts['face']} faces, {counts['voice']} voices", highlight=False)
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fvmatch.errors import InvalidCheckpoint
+from fvmatch.errors import InvalidCheckpoint, ModelMismatch
 from fvmatch.media.audio import MIN_SPEECH_SECONDS, SpeechSummary, require_speech, speech_windows
 from fvmatch.media.image import FaceDetector
-from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card
 
 FACE_BATCH = 32
 
@@ -115,6 +115,30 @@ class Embedder:
                                   "duration_seconds": round(summary.duration_seconds, 2),
                                   "sample_rate": summary.original_sample_rate, "channels": summary.channels,
                                   "windows": windows})
+
+
+def embedder_for_gallery(gallery, model_path: str | Path | None = None, device: str = "cpu", **options) -> Embedder:
+    """The model to use with a gallery: `model_path` if given, else the one the gallery was built with.
+
+    The gallery's pinned model is looked for at the path it recorded, then as the shipped default. A model
+    other than the pinned one is refused (ModelMismatch naming both).
+    """
+    if model_path is None:
+        for candidate in (gallery.model_path, DEFAULT_CHECKPOINT):
+            if candidate and Path(candidate).is_file():
+                try:
+                    card = read_card(candidate)
+                except CheckpointError:
+                    continue
+                if card["model_id"] == gallery.model_id:
+                    model_path = candidate
+                    break
+        if model_path is None:
+            raise ModelMismatch(gallery.directory, f"the gallery's model {gallery.model_id[:16]} is neither at "
+                                f"{gallery.model_path or '(no recorded path)'} nor the shipped default; give it with --model")
+    embedder = Embedder.load(model_path, device=device, **options)
+    gallery.check_model(embedder.model_id)
+    return embedder
 
 
 _default_embedder: Embedder | None = None

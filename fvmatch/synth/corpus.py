@@ -5,6 +5,7 @@
     OUT/meta.csv            identity, name, gender, nationality, age, split (identity-disjoint 80/10/10)
     OUT/hidden_traits.csv   the shared traits behind each identity (for analysis; never a training input)
     OUT/synth.json          the parameters, and the ideal observer's 1:2 accuracy on this generative model
+    OUT/manifest.csv        identity, modality, path (relative): every file, ready for `fvmatch enroll --manifest`
 
 Every item has its own random stream derived from (seed, identity index, item), so the output is identical
 for a seed however many worker processes render it.
@@ -118,6 +119,12 @@ def write_corpus(out: str | Path, spec: CorpusSpec, workers: int = 0,
         writer.writerow(["identity", "name", "gender", "nationality", "age", "split"])
         for row, split in zip(rows, splits):
             writer.writerow([row["identity"], row["name"], row["gender"], row["nationality"], row["age"], split])
+    with open(out / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["identity", "modality", "path"])
+        for modality, folder in (("face", "faces"), ("voice", "voices")):
+            for path in sorted((out / folder).glob("*/*/*")):
+                writer.writerow([path.parts[-3], modality, path.relative_to(out).as_posix()])
     with open(out / "hidden_traits.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["identity", "size", "tone", "pitch"])

@@ -1,0 +1,204 @@
+"""Batch enrolment: turn options, a directory or a manifest into items; embed them in batches; store them.
+
+A bad item is recorded with its reason and the run carries on; an item either lands whole (its media row,
+and its identity row if new) or not at all. Each batch is one transaction, so an interrupted run keeps what it
+committed, and running it again skips what is already there (same file, same identity: a no-op).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fvmatch.errors import BadArgument, FvmatchError
+from fvmatch.gallery import Gallery, NewItem
+from fvmatch.media.audio import AUDIO_SUFFIXES
+from fvmatch.media.image import IMAGE_SUFFIXES
+
+MAX_LABEL_LENGTH = 200
+MANIFEST_COLUMNS = ("identity", "modality", "path")
+BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class EnrollItem:
+    identity: str
+    modality: str
+    path: Path
+    origin: str  # where the item came from, for messages: the path, or "manifest.csv line 4"
+
+
+@dataclass
+class EnrollReport:
+    enrolled: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # already enrolled: a no-op
+    failed: list[dict] = field(default_factory=list)
+
+    def fail(self, origin: str, message: str) -> None:
+        self.failed.append({"item": origin, "error": message})
+
+    def to_dict(self) -> dict:
+        return {"enrolled": len(self.enrolled), "skipped": len(self.skipped), "failed": len(self.failed),
+                "enrolled_items": self.enrolled, "skipped_items": self.skipped, "failures": self.failed}
+
+
+def check_label(label: str, origin: str) -> str:
+    """A usable identity label: non-empty, at most 200 characters, no control characters."""
+    label = label.strip()
+    if not label:
+        raise BadArgument(origin, "empty identity label")
+    if len(label) > MAX_LABEL_LENGTH:
+        raise BadArgument(origin, f"identity label longer than {MAX_LABEL_LENGTH} characters")
+    if any(unicodedata.category(character).startswith("C") for character in label):
+        raise BadArgument(origin, "identity label holds control characters")
+    return label
+
+
+def modality_of(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "face" if suffix in IMAGE_SUFFIXES else "voice" if suffix in AUDIO_SUFFIXES else None
+
+
+def items_from_options(identity: str, faces: Sequence[Path], voices: Sequence[Path]) -> list[EnrollItem]:
+    label = check_label(identity, "--identity")
+    return ([EnrollItem(label, "face", Path(p), str(p)) for p in faces]
+            + [EnrollItem(label, "voice", Path(p), str(p)) for p in voices])
+
+
+def items_from_dir(directory: Path, report: EnrollReport) -> list[EnrollItem]:
+    """DIR/<label>/... : every image or audio file under a label's folder (any depth); others are reported."""
+    if not directory.is_dir():
+        raise BadArgument(directory, "not a directory")
+    items = []
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+        try:
+            label = check_label(folder.name, str(folder))
+        except BadArgument as error:
+            report.fail(str(folder), error.problem)
+            continue
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            modality = modality_of(path)
+            if modality is None:
+                report.fail(str(path), f"not an image or audio file type ({path.suffix or 'no extension'})")
+            else:
+                items.append(EnrollItem(label, modality, path, str(path)))
+    return items
+
+
+def items_from_manifest(manifest: Path, report: EnrollReport) -> list[EnrollItem]:
+    """CSV with columns identity, modality (face|voice), path; paths relative to the manifest's folder."""
+    if not manifest.is_file():
+        raise BadArgument(manifest, "no such manifest file")
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise BadArgument(manifest, f"not a readable CSV file ({error})") from None
+    if not rows or [cell.strip().lower() for cell in rows[0][:3]] != list(MANIFEST_COLUMNS):
+        raise BadArgument(manifest, f"first row must be the header {','.join(MANIFEST_COLUMNS)}")
+    items = []
+    for line, row in enumerate(rows[1:], start=2):
+        origin = f"{manifest}:{line}"
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < 3:
+            report.fail(origin, f"expected 3 columns ({','.join(MANIFEST_COLUMNS)}), found {len(row)}")
+            continue
+        identity, modality, raw_path = (cell.strip() for cell in row[:3])
+        try:
+            label = check_label(identity, origin)
+        except BadArgument as error:
+            report.fail(origin, error.problem)
+            continue
+        if modality not in ("face", "voice"):
+            report.fail(origin, f"unknown modality {modality!r} (face or voice)")
+            continue
+        if not raw_path:
+            report.fail(origin, "empty path")
+            continue
+        path = Path(raw_path)
+        items.append(EnrollItem(label, modality, path if path.is_absolute() else manifest.parent / path, origin))
+    return items
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: EnrollReport | None = None,
+           force: bool = False, progress: Callable[[int], None] | None = None) -> EnrollReport:
+    """Embed and store `items` (hold the gallery's write lock); failures are recorded, never raised."""
+    report = report if report is not None else EnrollReport()
+    seen: dict[tuple[str, str], str] = {}  # (modality, sha256) -> identity, across this run
+    for start in range(0, len(items), BATCH_SIZE):
+        batch = items[start : start + BATCH_SIZE]
+        ready = []
+        for item in batch:
+            try:
+                entry = _prepare(gallery, embedder, item, seen, force, report)
+                if entry is not None:
+                    seen[(item.modality, entry[1].sha256)] = item.identity
+                    ready.append(entry)
+            except FvmatchError as error:
+                report.fail(item.origin, error.problem if error.item == item.origin else str(error))
+            except OSError as error:
+                report.fail(item.origin, f"cannot read file ({error.strerror or error})")
+        _embed_faces(embedder, [entry for entry in ready if entry[2] is not None])
+        if ready:
+            media_ids = gallery.add([new for _, new, _ in ready])
+            for (item, new, _), media_id in zip(ready, media_ids):
+                report.enrolled.append({"identity": item.identity, "modality": item.modality, "path": str(item.path),
+                                        "media_id": media_id, "quality": new.quality})
+        if progress:
+            progress(len(batch))
+    gallery.flush()
+    return report
+
+
+def _prepare(gallery: Gallery, embedder, item: EnrollItem, seen: dict, force: bool, report: EnrollReport):
+    """Hash, check for duplicates, embed a voice or crop a face (embedded later, in a batch).
+
+    Returns (item, new row, face crop pixels or None), or None when the item is already enrolled.
+    """
+    if not item.path.is_file():
+        raise BadArgument(item.origin, "no such file" if not item.path.exists() else "not a regular file")
+    sha256, size = file_digest(item.path)
+    owners = {label for _, label in gallery.media_by_sha256(sha256, item.modality)}
+    earlier = seen.get((item.modality, sha256))
+    if item.identity in owners or earlier == item.identity:
+        report.skipped.append({"identity": item.identity, "modality": item.modality, "path": str(item.path),
+                               "reason": "already enrolled for this identity"})
+        return None
+    others = sorted(owners | ({earlier} if earlier else set()))
+    if others and not force:
+        raise BadArgument(item.origin, f"same file is already enrolled as {others[0]!r}; use --force to enroll it "
+                          f"under {item.identity!r} too")
+    source = str(item.path.resolve())
+    if item.modality == "voice":
+        embedding = embedder.embed_voice(item.path)
+        new = NewItem(item.identity, "voice", source, sha256, size, embedding.quality["speech_seconds"],
+                      embedding.vector, embedding.quality)
+        return item, new, None
+    crop = embedder.detector.faces_in_file(item.path)[0]
+    quality = {"detection_probability": round(crop.probability, 4), "box": [round(v, 1) for v in crop.box]}
+    return item, NewItem(item.identity, "face", source, sha256, size, crop.probability, None, quality), crop.pixels
+
+
+def _embed_faces(embedder, entries: list) -> None:
+    """Embed the batch's face crops in one forward pass and put each vector on its row."""
+    if not entries:
+        return
+    vectors = embedder.embed_face_crops(np.stack([pixels for _, _, pixels in entries]))
+    for (_, new, _), vector in zip(entries, vectors):
+        new.vector = vector

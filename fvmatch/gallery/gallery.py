@@ -1,0 +1,374 @@
+"""A gallery on disk: SQLite (the truth) plus one HNSW index per (embedding space, modality) (caches).
+
+    gallery.db      identities, media (with float32 embeddings), meta (format, pinned model); WAL mode
+    face.hnsw       hnswlib index over face embeddings, labels = media ids (+ .json sidecar)
+    voice.hnsw      the same for voices
+    write.lock      one writer at a time; readers never wait
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
+from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
+from fvmatch.gallery.lock import WriteLock
+from fvmatch.gallery.schema import FORMAT_VERSION, migrate
+
+MODALITIES = ("face", "voice")
+SPACE = "joint"
+DB_NAME = "gallery.db"
+OVER_FETCH = 10  # items fetched from HNSW per identity asked for: identities own several items each
+MIN_FETCH = 100
+
+
+class NotAGallery(FvmatchError):
+    """The directory is not an fvmatch gallery (or does not exist and creation was not asked for)."""
+
+
+class UnknownIdentity(FvmatchError):
+    """No identity with that label in the gallery."""
+
+
+@dataclass
+class NewItem:
+    """An embedded item ready to store."""
+
+    identity: str
+    modality: str
+    source_path: str
+    sha256: str
+    size: int
+    quality: float
+    vector: np.ndarray
+    quality_details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Candidate:
+    """One identity in a ranked answer: its best-matching item decides its score."""
+
+    rank: int
+    identity: str
+    score: float
+    modality: str
+    media_id: int
+    source_path: str
+    items_compared: int
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "identity": self.identity, "score": round(self.score, 6),
+                "matched_modality": self.modality, "media_id": self.media_id, "source_path": self.source_path,
+                "items_compared": self.items_compared}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Gallery:
+    """Open with `Gallery.open(path)` (or `create=True` for a new one); use as a context manager."""
+
+    def __init__(self, directory: Path, db: sqlite_utils.Database) -> None:
+        self.directory = directory
+        self.db = db
+        self._indexes: dict[tuple[str, str], ModalityIndex] = {}
+
+    # ----- opening, creating, pinning -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, directory: str | Path, create: bool = False, model_id: str | None = None,
+             embedding_dim: int | None = None, model_path: str | None = None) -> "Gallery":
+        """Open a gallery. With `create`, make it if absent, pinned to `model_id` (required then)."""
+        directory = Path(directory)
+        db_path = directory / DB_NAME
+        if not db_path.exists():
+            if not create:
+                raise NotAGallery(directory, "no gallery here (enroll something first, or check --gallery)")
+            if model_id is None or embedding_dim is None:
+                raise ValueError("creating a gallery needs the model id and embedding size to pin")
+            if directory.exists() and not directory.is_dir():
+                raise NotAGallery(directory, "exists and is not a directory")
+            # owner-only: a gallery holds biometric data
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        gallery = cls(directory, cls._connect(db_path))
+        if gallery.meta("format_version") is None:
+            gallery._initialise(model_id, embedding_dim, model_path)
+        elif int(gallery.meta("format_version")) > FORMAT_VERSION:
+            raise NotAGallery(directory, f"gallery format {gallery.meta('format_version')} is newer than this "
+                              f"fvmatch understands ({FORMAT_VERSION}); upgrade fvmatch")
+        return gallery
+
+    @staticmethod
+    def _connect(db_path: Path) -> sqlite_utils.Database:
+        try:
+            connection = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA synchronous=FULL")
+            db = sqlite_utils.Database(connection)
+            if db_path.stat().st_mode & 0o077:
+                os.chmod(db_path, 0o600)
+            migrate(db)
+            return db
+        except sqlite3.DatabaseError as error:
+            raise NotAGallery(db_path, f"not a readable gallery database ({error})") from None
+
+    def _initialise(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
+        if model_id is None or embedding_dim is None:
+            raise NotAGallery(self.directory, "gallery database has no metadata")
+        with self.transaction():
+            for key, value in {"format_version": FORMAT_VERSION, "model_id": model_id, "embedding_dim": embedding_dim,
+                               "model_path": model_path or "", "space": SPACE, "created": _now()}.items():
+                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, str(value)])
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    @property
+    def model_id(self) -> str:
+        return self.meta("model_id") or ""
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.meta("embedding_dim") or 0)
+
+    @property
+    def model_path(self) -> str:
+        return self.meta("model_path") or ""
+
+    def check_model(self, model_id: str) -> None:
+        """Refuse a model other than the one the gallery was built with."""
+        if model_id != self.model_id:
+            raise ModelMismatch(self.directory, f"gallery is pinned to model {self.model_id[:16]}, but model "
+                                f"{model_id[:16]} was given; use the gallery's model (or re-embed into a new gallery)")
+
+    def writer(self, timeout_seconds: float = 60.0, on_wait=None, description: str = "") -> WriteLock:
+        """The write lock, to hold around any change: `with gallery.writer(): gallery.add(...)`."""
+        return WriteLock(self.directory, timeout_seconds, on_wait, description)
+
+    def transaction(self):
+        return _Transaction(self.db.conn)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----- reading ----------------------------------------------------------------------------------------------
+    def media_by_sha256(self, sha256: str, modality: str) -> list[tuple[int, str]]:
+        """(media id, identity label) of items with this file content."""
+        rows = self.db.execute(
+            "SELECT media.id, identities.label FROM media JOIN identities ON identities.id = media.identity_id "
+            "WHERE media.sha256 = ? AND media.modality = ?", [sha256, modality]).fetchall()
+        return [(int(row[0]), row[1]) for row in rows]
+
+    def has_identity(self, label: str) -> bool:
+        return self.db.execute("SELECT 1 FROM identities WHERE label = ?", [label]).fetchone() is not None
+
+    def counts(self) -> dict[str, int]:
+        counts = {"identities": self.db.execute("SELECT count(*) FROM identities").fetchone()[0]}
+        for modality in MODALITIES:
+            counts[modality] = self.db.execute("SELECT count(*) FROM media WHERE modality = ?", [modality]).fetchone()[0]
+        return counts
+
+    def identities(self) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT identities.label, identities.created,"
+            " sum(media.modality = 'face'), sum(media.modality = 'voice')"
+            " FROM identities LEFT JOIN media ON media.identity_id = identities.id"
+            " GROUP BY identities.id ORDER BY identities.label").fetchall()
+        return [{"identity": label, "created": created, "faces": int(faces or 0), "voices": int(voices or 0)}
+                for label, created, faces, voices in rows]
+
+    def _ids(self, modality: str, space: str = SPACE) -> np.ndarray:
+        rows = self.db.execute("SELECT id FROM media WHERE space = ? AND modality = ? ORDER BY id",
+                               [space, modality]).fetchall()
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def _vectors(self, ids: Sequence[int]) -> np.ndarray:
+        vectors = np.zeros((len(ids), self.embedding_dim), dtype=np.float32)
+        position = {int(media_id): row for row, media_id in enumerate(ids)}
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = [int(i) for i in ids[start : start + 900]]
+            marks = ",".join("?" * len(chunk))
+            for media_id, blob in self.db.execute(f"SELECT id, embedding FROM media WHERE id IN ({marks})", chunk):
+                vectors[position[media_id]] = np.frombuffer(blob, dtype=np.float32)
+        return vectors
+
+    def _all_vectors(self, modality: str, space: str = SPACE) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute("SELECT id, embedding FROM media WHERE space = ? AND modality = ? ORDER BY id",
+                               [space, modality]).fetchall()
+        ids = np.array([row[0] for row in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.embedding_dim)
+        return ids, vectors
+
+    def index(self, modality: str, space: str = SPACE) -> ModalityIndex:
+        """The checked index of one modality: loaded if its file is sound, repaired or rebuilt if not."""
+        key = (space, modality)
+        if key not in self._indexes:
+            index = ModalityIndex(index_path(self.directory, space, modality), self.embedding_dim)
+            expected = self._index_identity(space)
+            problem = index.load_checked(expected)
+            if problem is None:
+                index.reconcile(self._ids(modality, space), self._vectors)
+            else:
+                index.build(*self._all_vectors(modality, space))
+                index.health = IndexHealth("rebuilt", problem)
+            self._indexes[key] = index
+            if index.dirty:
+                self._save_if_free(index, expected)
+        return self._indexes[key]
+
+    def _index_identity(self, space: str) -> dict[str, str]:
+        return {"space": space, "model_id": self.model_id}
+
+    def _save_if_free(self, index: ModalityIndex, expected: dict[str, str]) -> None:
+        """A reader that repaired an index in memory writes it back only if no writer is at work."""
+        lock = WriteLock(self.directory)
+        try:
+            if lock.try_acquire():
+                index.save(expected)
+        except OSError:
+            pass  # a read-only gallery still answers, from the in-memory repair
+        finally:
+            lock.release()
+
+    def search(self, query: np.ndarray, against: Iterable[str], top: int = 10) -> list[Candidate]:
+        """Rank identities by their best item: over-fetch from HNSW, re-score candidates exactly."""
+        query = np.asarray(query, dtype=np.float32)
+        if query.shape != (self.embedding_dim,):
+            raise BadArgument("query", f"embedding has {query.shape} values, gallery holds {self.embedding_dim}-D")
+        fetch = max(MIN_FETCH, top * OVER_FETCH)
+        labels = np.concatenate([self.index(modality).search(query, fetch) for modality in against])
+        if len(labels) == 0:
+            return []
+        scores = self._vectors(labels) @ query  # exact cosine: both sides are unit vectors
+        marks = ",".join("?" * len(labels))
+        details = {row[0]: row[1:] for row in self.db.execute(
+            "SELECT media.id, identities.label, media.modality, media.source_path FROM media"
+            f" JOIN identities ON identities.id = media.identity_id WHERE media.id IN ({marks})",
+            [int(label) for label in labels])}
+        best: dict[str, tuple[float, int]] = {}
+        compared: dict[str, int] = {}
+        for label, score in zip(labels.tolist(), scores.tolist()):
+            if label not in details:
+                continue  # removed after the index was read
+            identity = details[label][0]
+            compared[identity] = compared.get(identity, 0) + 1
+            if identity not in best or score > best[identity][0]:
+                best[identity] = (score, label)
+        ranked = sorted(best.items(), key=lambda entry: (-entry[1][0], entry[0]))[:top]
+        return [Candidate(rank, identity, score, details[label][1], label, details[label][2], compared[identity])
+                for rank, (identity, (score, label)) in enumerate(ranked, start=1)]
+
+    # ----- writing (hold `writer()`) ---------------------------------------------------------------------------
+    def add(self, items: Sequence[NewItem]) -> list[int]:
+        """Store embedded items in one transaction, then add them to the indexes; returns their media ids."""
+        for item in items:
+            if item.modality not in MODALITIES:
+                raise BadArgument(item.source_path, f"unknown modality {item.modality!r}")
+            if item.vector.shape != (self.embedding_dim,):
+                raise BadArgument(item.source_path, f"embedding has {item.vector.shape} values, gallery holds "
+                                  f"{self.embedding_dim}-D")
+        for modality in MODALITIES:
+            self.index(modality)  # checked before the change, so that a repair is not mistaken for it
+        ids: list[int] = []
+        with self.transaction():
+            for item in items:
+                identity_id = self._identity_id(item.identity, create=True)
+                cursor = self.db.execute(
+                    "INSERT INTO media (identity_id, modality, space, source_path, sha256, size, quality, quality_json,"
+                    " embedding, model_id, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [identity_id, item.modality, SPACE, item.source_path, item.sha256, item.size, item.quality,
+                     json.dumps(item.quality_details), np.ascontiguousarray(item.vector, np.float32).tobytes(),
+                     self.model_id, _now()])
+                ids.append(int(cursor.lastrowid))
+        for modality in MODALITIES:
+            chosen = [(media_id, item.vector) for media_id, item in zip(ids, items) if item.modality == modality]
+            if chosen:
+                self.index(modality).add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
+        return ids
+
+    def _identity_id(self, label: str, create: bool = False) -> int:
+        row = self.db.execute("SELECT id FROM identities WHERE label = ?", [label]).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            raise UnknownIdentity(label, "no such identity in the gallery")
+        return int(self.db.execute("INSERT INTO identities (label, created) VALUES (?, ?)", [label, _now()]).lastrowid)
+
+    def remove_identity(self, label: str) -> dict[str, int]:
+        """Delete an identity and all its media, from the database and the indexes."""
+        identity_id = self._identity_id(label)
+        removed = {}
+        with self.transaction():
+            for modality in MODALITIES:
+                rows = self.db.execute("SELECT id FROM media WHERE identity_id = ? AND modality = ?",
+                                       [identity_id, modality]).fetchall()
+                removed[modality] = [int(row[0]) for row in rows]
+            self.db.execute("DELETE FROM media WHERE identity_id = ?", [identity_id])
+            self.db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
+        for modality, ids in removed.items():
+            self.index(modality).remove(ids)
+        return {modality: len(ids) for modality, ids in removed.items()}
+
+    def flush(self) -> None:
+        """Write changed indexes to disk (compacting one that is mostly deleted). Hold the write lock."""
+        for (space, modality), index in self._indexes.items():
+            if index.needs_compaction:
+                index.build(*self._all_vectors(modality, space))
+            if index.dirty:
+                index.save(self._index_identity(space))
+
+    def reindex(self) -> dict[str, int]:
+        """Rebuild every index from the stored embeddings. Hold the write lock."""
+        counts = {}
+        for modality in MODALITIES:
+            index = ModalityIndex(index_path(self.directory, SPACE, modality), self.embedding_dim)
+            ids, vectors = self._all_vectors(modality)
+            index.build(ids, vectors)
+            index.health = IndexHealth("rebuilt", "reindex asked for")
+            index.save(self._index_identity(SPACE))
+            self._indexes[(SPACE, modality)] = index
+            counts[modality] = len(ids)
+        return counts
+
+    def info(self) -> dict:
+        counts = self.counts()
+        health = {}
+        for modality in MODALITIES:
+            index = self.index(modality)
+            path = index.path
+            health[modality] = {"state": index.health.state, "detail": index.health.reason,
+                                "live_items": index.live_count, "agrees_with_database": index.live_count == counts[modality],
+                                "file_bytes": path.stat().st_size if path.exists() else 0}
+        db_bytes = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
+        return {"gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
+                "embedding_dim": self.embedding_dim, "format_version": int(self.meta("format_version") or 0),
+                "created": self.meta("created"), "counts": counts, "database_bytes": db_bytes, "indexes": health}
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on any exception): the write lock of SQLite taken up front."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.connection.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,61 @@
+"""The gallery database schema, as numbered migrations applied in order on open (so old galleries upgrade)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+FORMAT_VERSION = 1
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(function: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+    MIGRATIONS.append(function)
+    return function
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute(
+        "CREATE TABLE identities (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL DEFAULT '{}',"
+        " created TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE media ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,"
+        " modality TEXT NOT NULL CHECK (modality IN ('face', 'voice')),"
+        " space TEXT NOT NULL DEFAULT 'joint',"
+        " source_path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+        " quality REAL NOT NULL, quality_json TEXT NOT NULL DEFAULT '{}',"
+        " embedding BLOB NOT NULL, model_id TEXT NOT NULL, added TEXT NOT NULL,"
+        " UNIQUE (identity_id, modality, sha256))"
+    )
+    db.execute("CREATE INDEX media_by_sha256 ON media (sha256)")
+    db.execute("CREATE INDEX media_by_identity ON media (identity_id)")
+    db.execute("CREATE INDEX media_by_space_modality ON media (space, modality)")
+
+
+def _applied(db: sqlite_utils.Database) -> set[str]:
+    if "_migrations" not in db.table_names():
+        return set()
+    return {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply the migrations this database has not seen, in one transaction; writes nothing when none are due."""
+    if _applied(db) >= {function.__name__ for function in MIGRATIONS}:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+        done = _applied(db)  # again, inside the transaction: another process may have just migrated
+        for function in MIGRATIONS:
+            if function.__name__ not in done:
+                function(db)
+                db.execute("INSERT INTO _migrations (name, applied) VALUES (?, datetime('now'))", [function.__name__])
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,188 @@
+"""enroll / identify / verify / gallery as an analyst runs them: real processes, a real gallery on disk."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fvmatch.synth import CorpusSpec, write_corpus
+
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fvmatch.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def gallery_state(directory) -> dict:
+    """What a failed command must leave alone: the database rows (not WAL bookkeeping) and the index files."""
+    import sqlite3
+
+    connection = sqlite3.connect(directory / "gallery.db")
+    rows = {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            for table in ("identities", "media", "meta")}
+    connection.close()
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.hnsw*"))}
+    return {"rows": rows, "index_files": files}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    write_corpus(out, CorpusSpec(identities=4, seed=2, faces_per_identity=2, clips_per_identity=2, clip_seconds=3.0),
+                 workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def enrolled(corpus, tmp_path_factory):
+    """A gallery with every corpus file, enrolled through the manifest."""
+    directory = tmp_path_factory.mktemp("galleries") / "case"
+    result = run_cli("enroll", "--manifest", corpus / "manifest.csv", "--gallery", directory, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["enrolled"] == 16 and report["failed"] == 0
+    assert report["gallery_counts"] == {"identities": 4, "face": 8, "voice": 8}
+    return directory
+
+
+@pytest.fixture()
+def gallery(enrolled, tmp_path):
+    """A private copy of the enrolled gallery that a test may change."""
+    copy = tmp_path / "case"
+    shutil.copytree(enrolled, copy)
+    return copy
+
+
+def test_identify_returns_the_enrolled_identity_first_for_its_own_items(enrolled, corpus):
+    for modality, path in (("face", corpus / "faces/id00001/v1/00001.jpg"),
+                           ("voice", corpus / "voices/id00003/v0/00000.wav")):
+        result = run_cli("identify", f"--{modality}", path, "--against", modality, "--gallery", enrolled, "--json")
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        top = answer["candidates"][0]
+        assert top["identity"] == path.parts[-3] and top["score"] == pytest.approx(1.0, abs=1e-4)
+        assert top["matched_modality"] == modality and top["source_path"] == str(path.resolve())
+        assert [c["rank"] for c in answer["candidates"]] == [1, 2, 3, 4]
+
+
+def test_identify_is_cross_modal_by_default_and_prints_a_table(enrolled, corpus):
+    result = run_cli("identify", "--voice", corpus / "voices/id00002/v1/00001.wav", "--top", "3", "--gallery", enrolled)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(lines) == 3 and all(" face " in line for line in lines)
+    assert "uncalibrated" in result.stdout
+
+
+def test_enrolling_the_same_file_again_is_a_no_op(gallery, corpus):
+    before = gallery_state(gallery)
+    result = run_cli("enroll", "--identity", "id00000", "--face", corpus / "faces/id00000/v0/00000.jpg",
+                     "--gallery", gallery, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["skipped"] == 1
+    assert gallery_state(gallery)["rows"] == before["rows"]
+
+
+def test_the_same_file_under_another_identity_needs_force(gallery, corpus):
+    face = corpus / "faces/id00000/v0/00000.jpg"
+    before = gallery_state(gallery)
+    refused = run_cli("enroll", "--identity", "someone else", "--face", face, "--gallery", gallery)
+    assert refused.returncode == 2
+    assert "already enrolled as 'id00000'; use --force" in refused.stderr
+    assert gallery_state(gallery) == before
+    forced = run_cli("enroll", "--identity", "someone else", "--face", face, "--gallery", gallery, "--force", "--json")
+    assert forced.returncode == 0 and json.loads(forced.stdout)["gallery_counts"]["identities"] == 5
+
+
+def test_remove_takes_an_identity_out_of_results(gallery, corpus):
+    result = run_cli("gallery", "remove", "--identity", "id00001", "--gallery", gallery)
+    assert result.returncode == 0 and "removed id00001: 2 faces, 2 voices" in result.stdout
+    answer = json.loads(run_cli("identify", "--face", corpus / "faces/id00001/v1/00001.jpg", "--against", "all",
+                                "--gallery", gallery, "--json").stdout)
+    assert "id00001" not in [c["identity"] for c in answer["candidates"]]
+    listed = json.loads(run_cli("gallery", "list", "--gallery", gallery, "--json").stdout)
+    assert [row["identity"] for row in listed] == ["id00000", "id00002", "id00003"]
+    unknown = run_cli("gallery", "remove", "--identity", "nobody", "--gallery", gallery)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "fvmatch: error: nobody: no such identity in the gallery"
+
+
+def test_a_deleted_index_is_rebuilt_and_info_reports_it(gallery):
+    (gallery / "voice.hnsw").unlink()
+    info = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
+    assert info["counts"] == {"identities": 4, "face": 8, "voice": 8}
+    assert info["indexes"]["voice"]["state"] == "rebuilt" and info["indexes"]["voice"]["live_items"] == 8
+    assert (gallery / "voice.hnsw").exists()
+    again = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
+    assert again["indexes"]["voice"]["state"] == "ok"
+
+
+def test_another_model_is_refused_and_changes_nothing(gallery, corpus, tmp_path):
+    import torch
+
+    from fvmatch.models.checkpoint import save_checkpoint
+    from fvmatch.models.config import get_config
+    from fvmatch.models.joint import JointModel
+
+    torch.manual_seed(123)
+    other = tmp_path / "other.safetensors"
+    card = save_checkpoint(JointModel(get_config("small")), other, training_data="test")
+    before = gallery_state(gallery)
+    for command in (["identify", "--voice", corpus / "voices/id00000/v0/00000.wav"],
+                    ["enroll", "--identity", "x", "--voice", corpus / "voices/id00000/v0/00000.wav"]):
+        result = run_cli(*command, "--gallery", gallery, "--model", other)
+        assert result.returncode == 2
+        assert f"but model {card['model_id'][:16]} was given" in result.stderr and "pinned to model" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert gallery_state(gallery) == before
+
+
+def test_bad_items_are_listed_the_rest_enrolled_and_nothing_half_done(gallery, corpus, media_dir):
+    before = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)["counts"]
+    manifest = gallery.parent / "batch.csv"
+    manifest.write_text(
+        "identity,modality,path\n"
+        f"newcomer,voice,{corpus / 'voices/id00000/v1/00001.wav'}\n"  # good, but id00000's: new identity, same file
+        f"newcomer,face,{media_dir / 'missing.jpg'}\n"
+        f"newcomer,face,{media_dir / 'text.jpg'}\n"
+        f"newcomer,face,{media_dir / 'noface.jpg'}\n"
+        f"newcomer,voice,{media_dir / 'silence.wav'}\n"
+        f"newcomer,fingerprint,{media_dir / 'noface.jpg'}\n"
+        "only-two-columns,face\n"
+        f",face,{media_dir / 'noface.jpg'}\n"
+        f"ghost,voice,{media_dir / 'short.wav'}\n"
+    )
+    result = run_cli("enroll", "--manifest", manifest, "--gallery", gallery, "--json")
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert (report["enrolled"], report["failed"]) == (0, 9)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fvmatch: failed: ")]
+    assert len(errors) == 9
+    for fragment in ("already enrolled as 'id00000'", "no such file", "not an image file", "no face found",
+                     "too little speech", "unknown modality 'fingerprint'", "expected 3 columns", "empty identity label"):
+        assert any(fragment in line for line in errors), fragment
+    assert all("batch.csv:" in line for line in errors)
+    after = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)["counts"]
+    assert after == before  # no identity row for 'newcomer' or 'ghost', whose every item failed
+
+
+def test_verify_scores_a_pair_and_says_it_has_no_calibration(corpus):
+    result = run_cli("verify", "--face", corpus / "faces/id00000/v0/00000.jpg",
+                     "--voice", corpus / "voices/id00000/v0/00000.wav", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["trial_type"] == "face-voice" and -1.0 <= answer["score"] <= 1.0
+    assert answer["decision"] is None and answer["log10_lr"] is None and "uncalibrated" in answer["note"]
+    same = json.loads(run_cli("verify", "--voice", corpus / "voices/id00000/v0/00000.wav",
+                              "--voice", corpus / "voices/id00000/v0/00000.wav", "--json").stdout)
+    assert same["trial_type"] == "voice-voice" and same["score"] == pytest.approx(1.0, abs=1e-5)
+    wrong = run_cli("verify", "--face", corpus / "faces/id00000/v0/00000.jpg")
+    assert wrong.returncode == 2 and "give exactly two items" in wrong.stderr
+
+
+def test_identify_without_a_gallery_is_a_clear_error(tmp_path, corpus):
+    result = run_cli("identify", "--voice", corpus / "voices/id00000/v0/00000.wav", "--gallery", tmp_path / "none")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"fvmatch: error: {tmp_path / 'none'}: no gallery here (enroll something first, or check --gallery)"
