@@ -48,24 +48,36 @@ class SpeechSummary:
     channels: int = 0
 
 
-def log_mel(waveform: np.ndarray) -> np.ndarray:
-    """64-band log-mel (25 ms / 10 ms) of 16 kHz mono audio, mean/variance normalised per band over the utterance."""
+def log_mel_batch(waveforms):
+    """(batch, samples) 16 kHz float tensor -> (batch, 64, frames) log-mel, normalised per utterance and band.
+
+    The one front end of training and inference; runs on the waveforms' device, in float32.
+    """
     import torch
 
-    spectrogram = _mel_transform()(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)))
-    features = torch.log(spectrogram + LOG_FLOOR)
-    mean = features.mean(dim=1, keepdim=True)
-    std = features.std(dim=1, keepdim=True) if features.shape[1] > 1 else torch.ones_like(mean)
-    return ((features - mean) / (std + 1e-5)).numpy().astype(np.float32)
+    with torch.autocast(waveforms.device.type, enabled=False):
+        spectrogram = _mel_transform(str(waveforms.device))(waveforms.float())
+        features = torch.log(spectrogram + LOG_FLOOR)
+        mean = features.mean(dim=2, keepdim=True)
+        std = features.std(dim=2, keepdim=True) if features.shape[2] > 1 else torch.ones_like(mean)
+        return (features - mean) / (std + 1e-5)
 
 
-@lru_cache(maxsize=1)
-def _mel_transform():
+def log_mel(waveform: np.ndarray) -> np.ndarray:
+    """64-band log-mel (25 ms / 10 ms) of one 16 kHz mono clip, mean/variance normalised per band over the utterance."""
+    import torch
+
+    batch = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None]
+    return log_mel_batch(batch)[0].numpy().astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _mel_transform(device: str):
     import torchaudio
 
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=WIN_LENGTH, hop_length=HOP_LENGTH, n_mels=N_MELS
-    )
+    ).to(device)
 
 
 @lru_cache(maxsize=1)
