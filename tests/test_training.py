@@ -1,0 +1,107 @@
+"""Identity batches, the learning-rate schedule and the trainer on a tiny prepared corpus (CPU)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fvmatch.models.checkpoint import load_checkpoint, read_card
+from fvmatch.synth import CorpusSpec, write_corpus
+from fvmatch.training.data import IdentityBatches, PreparedCorpus
+from fvmatch.training.prepare import prepare_corpus
+from fvmatch.training.trainer import STATE_SUFFIX, TrainSettings, learning_rate, train
+
+TINY = TrainSettings(config="small", epochs=2, batch_size=4, lr_start=0.01, lr_end=1e-4, crop_seconds=1.0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    write_corpus(root / "corpus", CorpusSpec(identities=20, seed=4, faces_per_identity=2, clips_per_identity=2,
+                                             clip_seconds=2.0), workers=1)
+    prepare_corpus(root / "corpus", root / "cache", workers=1)
+    return root / "cache"
+
+
+def test_learning_rate_decays_logarithmically_from_start_to_end():
+    assert learning_rate(0, 101, 1e-3, 1e-8) == pytest.approx(1e-3)
+    assert learning_rate(100, 101, 1e-3, 1e-8) == pytest.approx(1e-8)
+    assert learning_rate(50, 101, 1e-3, 1e-8) == pytest.approx(math.sqrt(1e-3 * 1e-8))
+    rates = [learning_rate(step, 11, 1e-3, 1e-8) for step in range(11)]
+    ratios = [b / a for a, b in zip(rates, rates[1:])]
+    assert max(ratios) == pytest.approx(min(ratios))  # a constant factor per step: a straight line in log(lr)
+
+
+def test_identity_batches_hold_distinct_identities_with_one_face_and_one_voice(prepared):
+    corpus = PreparedCorpus(prepared)
+    identities = corpus.split("train")
+    batches = IdentityBatches(corpus, identities, batch_size=4, crop_seconds=1.5, seed=0, epoch=0)
+    assert len(batches) == len(identities) // 4
+    seen = []
+    for k in range(len(batches)):
+        batch = batches[k]
+        assert batch.faces.shape == (4, 3, 160, 160) and batch.faces.dtype == torch.uint8
+        assert batch.waveforms.shape == (4, 24000) and batch.waveforms.abs().max() <= 1.0
+        assert len(set(batch.labels.tolist())) == 4
+        seen += batch.labels.tolist()
+    assert len(seen) == len(set(seen))  # an epoch uses each identity at most once
+
+
+def test_batches_are_fixed_by_seed_and_epoch_and_ranks_share_them_out(prepared):
+    corpus = PreparedCorpus(prepared)
+    identities = corpus.split("train")
+    first = IdentityBatches(corpus, identities, 2, 1.0, seed=0, epoch=0)
+    again = IdentityBatches(corpus, identities, 2, 1.0, seed=0, epoch=0)
+    later = IdentityBatches(corpus, identities, 2, 1.0, seed=0, epoch=1)
+    assert torch.equal(first[0].faces, again[0].faces) and torch.equal(first[0].waveforms, again[0].waveforms)
+    assert [first[k].labels.tolist() for k in range(len(first))] != [later[k].labels.tolist() for k in range(len(later))]
+    ranks = [IdentityBatches(corpus, identities, 2, 1.0, seed=0, epoch=0, rank=r, world=2) for r in (0, 1)]
+    split = sorted(tuple(b.labels.tolist()) for r in ranks for b in (r[k] for k in range(len(r))))
+    whole = sorted(tuple(first[k].labels.tolist()) for k in range(len(first)))
+    assert split == whole
+
+
+def test_training_writes_a_checkpoint_with_validation_metrics_each_epoch(prepared, tmp_path):
+    out = tmp_path / "model.safetensors"
+    epochs = []
+    result = train(prepared, out, TINY, on_epoch=epochs.append)
+    assert [record["epoch"] for record in epochs] == [0, 1]
+    card = read_card(out)
+    assert card["model_id"] == result.model_id == load_checkpoint(out).model_id
+    validation = card["metrics"]["validation"]
+    assert 0.0 <= validation["verification_auc"] <= 1.0 and 0.0 <= validation["vf_1to2_accuracy"] <= 1.0
+    assert card["training"]["settings"] == TINY.to_dict()
+    assert "20 identities" in card["training_data"]
+    assert (tmp_path / ("model.safetensors" + STATE_SUFFIX)).is_file()
+
+
+def test_resume_continues_exactly_where_the_run_stopped(prepared, tmp_path):
+    straight = tmp_path / "straight.safetensors"
+    train(prepared, straight, TINY)
+    stopped = tmp_path / "stopped.safetensors"
+    one_epoch = TrainSettings(**{**TINY.to_dict(), "epochs": 2})
+    # stop after the first epoch: run it as a one-epoch job would, then resume for the second
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        def interrupt_after_first_epoch(record):
+            if record["epoch"] == 0:
+                raise KeyboardInterrupt
+        train(prepared, stopped, one_epoch, on_epoch=interrupt_after_first_epoch)
+    resumed = train(prepared, stopped, one_epoch, resume=True, on_step=lambda r: steps.append((r.step, r.learning_rate)))
+    first_resumed_step = len(IdentityBatches(PreparedCorpus(prepared), PreparedCorpus(prepared).split("train"),
+                                             TINY.batch_size, TINY.crop_seconds, TINY.seed, 0)) + 1
+    assert steps[0] == (first_resumed_step, pytest.approx(learning_rate(first_resumed_step - 1, resumed.steps,
+                                                                         TINY.lr_start, TINY.lr_end)))
+    a, b = load_checkpoint(straight).model.state_dict(), load_checkpoint(stopped).model.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert read_card(straight)["model_id"] == read_card(stopped)["model_id"]
+
+
+def test_resume_with_other_settings_is_refused(prepared, tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(prepared, out, TrainSettings(**{**TINY.to_dict(), "epochs": 1}))
+    with pytest.raises(ValueError, match=r"settings differ from the run being resumed \(batch_size\)"):
+        train(prepared, out, TrainSettings(**{**TINY.to_dict(), "epochs": 1, "batch_size": 2}), resume=True)

@@ -1,0 +1,131 @@
+"""Reading prepared shards and drawing identity-based batches of face-voice pairs.
+
+A batch holds B distinct identities with one face and one voice each (anchor-positive pairs), the voice as a
+random crop of a few seconds, as in the seed paper. Every batch is a pure function of (seed, epoch, batch
+number), so a resumed run sees exactly the batches it would have seen, and DistributedDataParallel ranks take
+disjoint batches of the same epoch plan.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PREPARED_FORMAT = "fvmatch-prepared/1"
+SAMPLE_RATE = 16000
+
+
+class PreparedCorpus:
+    """The shards written by `fvmatch prepare`, memory-mapped; items are addressed per identity."""
+
+    def __init__(self, cache: str | Path) -> None:
+        self.cache = Path(cache)
+        plan_path = self.cache / "prepare.json"
+        if not plan_path.is_file():
+            raise ValueError(f"{self.cache}: no prepare.json here (run fvmatch prepare first)")
+        plan = json.loads(plan_path.read_text())
+        if plan.get("format") != PREPARED_FORMAT:
+            raise ValueError(f"{plan_path}: format {plan.get('format')!r}, expected {PREPARED_FORMAT!r}")
+        if not plan.get("complete"):
+            raise ValueError(f"{self.cache}: preparation is incomplete (run fvmatch prepare again to finish it)")
+        self.plan = plan
+        self.identities: list[dict] = plan["identities"]
+        self.faces: list[np.ndarray] = []
+        self.voices: list[np.ndarray] = []
+        self.voice_offsets: list[np.ndarray] = []
+        self.faces_of: dict[int, list[tuple[int, int]]] = {}
+        self.voices_of: dict[int, list[tuple[int, int]]] = {}
+        for shard_number, name in enumerate(plan["shards"]):
+            shard = self.cache / name
+            self.faces.append(np.load(shard / "faces.npy", mmap_mode="r"))
+            self.voices.append(np.load(shard / "voices.npy", mmap_mode="r"))
+            self.voice_offsets.append(np.load(shard / "voice_offsets.npy"))
+            for row, identity in enumerate(np.load(shard / "face_identity.npy").tolist()):
+                self.faces_of.setdefault(identity, []).append((shard_number, row))
+            for row, identity in enumerate(np.load(shard / "voice_identity.npy").tolist()):
+                self.voices_of.setdefault(identity, []).append((shard_number, row))
+
+    def split(self, name: str) -> list[int]:
+        """Indices of the identities of a split that have at least one face and one voice."""
+        return [index for index, row in enumerate(self.identities)
+                if row["split"] == name and self.faces_of.get(index) and self.voices_of.get(index)]
+
+    def face(self, reference: tuple[int, int]) -> np.ndarray:
+        shard, row = reference
+        return np.asarray(self.faces[shard][row])
+
+    def voice(self, reference: tuple[int, int]) -> np.ndarray:
+        """int16 speech samples of one clip."""
+        shard, row = reference
+        offsets = self.voice_offsets[shard]
+        return np.asarray(self.voices[shard][offsets[row] : offsets[row + 1]])
+
+    def description(self) -> str:
+        counts = self.plan.get("counts", {})
+        return (f"{self.plan.get('source', self.cache)} ({counts.get('identities', len(self.identities))} identities, "
+                f"{counts.get('faces', '?')} faces, {counts.get('voices', '?')} voice clips)")
+
+
+def crop_voice(samples: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A random `length`-sample window as float32 in [-1, 1]; a shorter clip is repeated to fill it."""
+    if len(samples) >= length:
+        start = int(rng.integers(0, len(samples) - length + 1))
+        window = samples[start : start + length]
+    else:
+        window = np.resize(samples, length)  # repeats the clip
+    return window.astype(np.float32) / 32768.0
+
+
+@dataclass
+class Batch:
+    faces: torch.Tensor  # uint8 (B, 3, 160, 160)
+    waveforms: torch.Tensor  # float32 (B, samples), 16 kHz
+    labels: torch.Tensor  # int64 (B,), class index among the training identities
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.faces.pin_memory(), self.waveforms.pin_memory(), self.labels.pin_memory())
+
+
+class IdentityBatches(torch.utils.data.Dataset):
+    """One epoch's batches: a permutation of the identities cut into groups of `batch_size` (the tail dropped).
+
+    Item k is a whole Batch, so a DataLoader with batch_size=None and worker processes assembles batches in
+    parallel. With `world` > 1, rank r takes batches r, r + world, ...
+    """
+
+    def __init__(self, corpus: PreparedCorpus, identities: list[int], batch_size: int, crop_seconds: float,
+                 seed: int, epoch: int, rank: int = 0, world: int = 1, flip_faces: bool = True) -> None:
+        if len(identities) < 2:
+            raise ValueError("identity batches need at least 2 identities")
+        self.corpus = corpus
+        self.batch_size = min(batch_size, len(identities))
+        self.class_of = {identity: position for position, identity in enumerate(sorted(identities))}
+        order = np.random.default_rng([seed, epoch]).permutation(sorted(identities))
+        groups = [order[start : start + self.batch_size]
+                  for start in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        self.groups = groups[rank::world]
+        self.crop_samples = int(crop_seconds * SAMPLE_RATE)
+        self.seed, self.epoch, self.rank = seed, epoch, rank
+        self.flip_faces = flip_faces
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, k: int) -> Batch:
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, k])
+        faces, waveforms, labels = [], [], []
+        for identity in self.groups[k].tolist():
+            face_refs, voice_refs = self.corpus.faces_of[identity], self.corpus.voices_of[identity]
+            face = self.corpus.face(face_refs[int(rng.integers(len(face_refs)))])
+            if self.flip_faces and rng.random() < 0.5:
+                face = face[:, ::-1]
+            faces.append(face)
+            waveforms.append(crop_voice(self.corpus.voice(voice_refs[int(rng.integers(len(voice_refs)))]),
+                                        self.crop_samples, rng))
+            labels.append(self.class_of[identity])
+        return Batch(faces=torch.from_numpy(np.ascontiguousarray(np.stack(faces))).permute(0, 3, 1, 2),
+                     waveforms=torch.from_numpy(np.stack(waveforms)),
+                     labels=torch.tensor(labels, dtype=torch.int64))
