@@ -4,9 +4,9 @@ A source-filter model, kept simple and fast (a few ms per clip): a glottal
 pulse train with a slowly varying f0 is shaped into a glottal waveform, mixed
 with aspiration noise, tilted by the identity's ``tone``, gated by syllable
 envelopes and passed through three formant resonators that glide from a
-consonant locus to a vowel from a small table, all scaled by the identity's
-vocal-tract ``size``. Consonant-like noise bursts, short pauses and a little
-background noise complete the clip. The three traits the face also carries
+consonant locus to a vowel from a small table and on towards another
+consonant, all scaled by the identity's vocal-tract ``size``. Consonant-like
+noise bursts, short pauses and a little background noise complete the clip. The three traits the face also carries
 (``size``, ``tone``, ``pitch``) set the long-term spectrum and f0; the
 voice-only traits and everything drawn from ``rng`` are nuisance.
 
@@ -42,17 +42,30 @@ _VOWEL_FORMANTS_HZ = np.array(
         [640.0, 1190.0, 2390.0],
     ]
 )
-# Where the formants point at a consonant release (labial, alveolar, velar):
-# each syllable glides from part-way to one of these towards its vowel.
+# Where the formants point at a consonant (labial, alveolar, velar): each
+# syllable glides in from one of these and out towards another (CVC).
 _LOCUS_FORMANTS_HZ = np.array([[250.0, 900.0, 2200.0], [250.0, 1700.0, 2700.0], [250.0, 2200.0, 2400.0]])
-_LOCUS_START = 0.6  # the glide starts 60% of the way from the vowel to the locus
-_GLIDE_FRACTION = 0.3  # of each syllable spent gliding, in _GLIDE_STEPS steps
-_GLIDE_STEPS = 3
+# The formant trajectory of a syllable as piecewise-constant blocks: where
+# each block starts (fraction of the syllable), and how far its formants sit
+# from the vowel towards the onset locus and towards the coda locus. The
+# movement matters: held vowels look like music to a voice activity detector.
+_SYLLABLE_BLOCKS = np.array(
+    [
+        [0.00, 0.50, 0.00],
+        [0.10, 0.30, 0.00],
+        [0.20, 0.10, 0.00],
+        [0.30, 0.00, 0.00],
+        [0.70, 0.00, 0.20],
+        [0.85, 0.00, 0.50],
+    ]
+)
 _FORMANT_BANDWIDTHS_HZ = np.array([80.0, 100.0, 150.0])
 # Women's vocal tracts are about 15% shorter, so their formants sit higher.
 _FEMALE_FORMANT_SCALE = 1.15
 # size 0 -> formants x1.15, size 1 -> x0.85 (vocal-tract length scaling).
 _SIZE_FORMANT_SPAN = 0.15
+# Extra spectral tilt at tone 0, as the loss at Nyquist in dB (none at tone 1).
+_TILT_NYQUIST_DB = -24.0
 _F0_RANGE_HZ = {False: (90.0, 150.0), True: (160.0, 250.0)}
 
 _SYLLABLE_SECONDS = (0.12, 0.30)
@@ -84,8 +97,14 @@ def render_voice(
     seconds: float = 4.0,
     sample_rate: int = SAMPLE_RATE,
 ) -> np.ndarray:
-    """One mono float32 clip in [-1, 1] of formant-synthesised 'speech' for this identity; per-clip variation (syllable sequence, intonation, pauses, noise, trait jitter) drawn from rng."""
+    """One mono float32 clip in [-1, 1] of formant-synthesised 'speech' for this identity.
+
+    Per-clip variation (syllable sequence, intonation, pauses, noise, trait
+    jitter) is drawn from rng. Raises ValueError for clips under 0.1 s.
+    """
     n_samples = int(round(seconds * sample_rate))
+    if n_samples < 0.1 * sample_rate:
+        raise ValueError(f"a voice clip needs at least 0.1 s, got {seconds} s")
     size, tone, pitch = np.clip(
         np.array([traits.size, traits.tone, traits.pitch]) + rng.normal(0.0, VOICE_JITTER, 3), 0.0, 1.0
     )
@@ -100,7 +119,9 @@ def render_voice(
     source = _glottal_source(f0_hz, age, traits.breathiness, rng, sample_rate)
     # Tone tilts the whole source (voice and aspiration) with one low-pass
     # pole, so brightness belongs to the person, not to their breathiness.
-    tilt_pole = 0.85 - 0.75 * tone
+    # The pole is set so that the loss at Nyquist, in dB, is linear in tone.
+    nyquist_gain = 10.0 ** (_TILT_NYQUIST_DB * (1.0 - tone) / 20.0)
+    tilt_pole = (1.0 - nyquist_gain) / (1.0 + nyquist_gain)
     source = lfilter([1.0 - tilt_pole], [1.0, -tilt_pole], source * envelope)
 
     speech = _vocal_tract(source, onsets, lengths, formant_scale, rng, sample_rate)
@@ -140,10 +161,11 @@ def _syllable_envelope(onsets: np.ndarray, lengths: np.ndarray, rng: np.random.G
     envelope = np.zeros(n_samples)
     stress = rng.uniform(0.55, 1.0, len(onsets))
     for onset, length, level in zip(onsets, lengths, stress):
-        u = np.linspace(0.0, 1.0, length, endpoint=False)
-        # Raised-cosine rise over the first 20%, fall over the last 30%.
-        bump = np.minimum(1.0, np.minimum(u / 0.2, (1.0 - u) / 0.3))
-        envelope[onset : onset + length] = level * 0.5 * (1.0 - np.cos(np.pi * bump))
+        u = np.arange(length) / length
+        # Rise over the first 20%, fall over the last 30%, each a smoothstep
+        # (as smooth as a raised cosine, without a cosine per sample).
+        ramp = np.minimum(1.0, np.minimum(u / 0.2, (1.0 - u) / 0.3))
+        envelope[onset : onset + length] = level * ramp * ramp * (3.0 - 2.0 * ramp)
     return envelope
 
 
@@ -156,11 +178,14 @@ def _f0_contour(
     n_samples: int,
     sample_rate: int,
 ) -> np.ndarray:
-    """Per-sample f0 in Hz around the identity's mean: declination, a slow phrase melody, per-syllable accents and jitter."""
+    """Per-sample f0 in Hz around the identity's mean.
+
+    Declination, a slow phrase melody, per-syllable accents and jitter, all in semitones.
+    """
     n_control = -(-n_samples // _CONTROL_HOP)
     position = np.arange(n_control) * _CONTROL_HOP
     t = position / sample_rate
-    semitones = rng.uniform(-2.0, -0.5) * (t / t[-1] - 0.5) if n_control > 1 else np.zeros(1)
+    semitones = rng.uniform(-2.0, -0.5) * (t / t[-1] - 0.5)
     semitones += rng.uniform(0.5, 1.5) * np.sin(2.0 * np.pi * rng.uniform(0.3, 1.0) * t + rng.uniform(0.0, 2.0 * np.pi))
     # Each syllable gets its own level and a rise or fall across it, the main
     # difference between speech and a held note.
@@ -168,7 +193,7 @@ def _f0_contour(
     across = np.clip((position - onsets[syllable]) / lengths[syllable], 0.0, 1.0) - 0.5
     semitones += rng.normal(0.0, 1.0, len(onsets))[syllable] + rng.normal(0.0, 2.0, len(onsets))[syllable] * across
     # Jitter: small cycle-scale f0 perturbation that grows with age.
-    semitones += rng.normal(0.0, 0.08 + 0.25 * age, n_control)
+    semitones += rng.normal(0.0, 0.05 + 0.12 * age, n_control)
     # Piecewise constant over 5 ms is inaudible next to the jitter and far
     # cheaper than interpolating; the phase stays continuous either way.
     return np.repeat(mean_f0_hz * 2.0 ** (semitones / 12.0), _CONTROL_HOP)[:n_samples]
@@ -180,7 +205,7 @@ def _glottal_source(
     """Glottal flow derivative from an f0 track, with shimmer and pitch-synchronous aspiration noise."""
     phase = np.cumsum(f0_hz) / sample_rate
     cycle = np.floor(phase)
-    pulse_at = np.flatnonzero(np.diff(cycle, prepend=0.0))
+    pulse_at = np.flatnonzero(cycle[1:] != cycle[:-1]) + 1
     pulses = np.zeros_like(f0_hz)
     # Shimmer: cycle-to-cycle amplitude variation, more with age.
     pulses[pulse_at] = rng.normal(1.0, 0.03 + 0.08 * age, len(pulse_at))
@@ -203,20 +228,22 @@ def _vocal_tract(
     rng: np.random.Generator,
     sample_rate: int,
 ) -> np.ndarray:
-    """Filter the source through three cascaded formant resonators that glide from a consonant locus into each syllable's vowel."""
+    """Filter the source through three cascaded formant resonators.
+
+    The formants glide through each syllable from a consonant locus to the vowel and on towards another locus.
+    """
     n_syllables = len(onsets)
     vowels = _VOWEL_FORMANTS_HZ[rng.integers(0, len(_VOWEL_FORMANTS_HZ), n_syllables)]
     # Small per-syllable formant wobble stands in for coarticulation.
     vowels = vowels * rng.normal(1.0, 0.03, (n_syllables, 1))
-    loci = _LOCUS_FORMANTS_HZ[rng.integers(0, len(_LOCUS_FORMANTS_HZ), n_syllables)]
-    glide_start = vowels + _LOCUS_START * (loci - vowels)
-    # Each syllable is cut into _GLIDE_STEPS short blocks along the glide and
-    # one block holding the vowel, up to the next onset.
-    steps = np.arange(_GLIDE_STEPS + 1)
-    step_fraction = np.minimum((steps + 0.5) / _GLIDE_STEPS, 1.0)
-    block_formants = glide_start[:, None, :] + (vowels - glide_start)[:, None, :] * step_fraction[None, :, None]
-    block_starts = onsets[:, None] + np.round(lengths[:, None] * _GLIDE_FRACTION * steps / _GLIDE_STEPS).astype(int)
-    block_starts = block_starts.ravel()
+    onset_loci, coda_loci = _LOCUS_FORMANTS_HZ[rng.integers(0, len(_LOCUS_FORMANTS_HZ), (2, n_syllables))]
+    block_start, toward_onset, toward_coda = _SYLLABLE_BLOCKS.T
+    block_formants = (
+        vowels[:, None, :]
+        + toward_onset[None, :, None] * (onset_loci - vowels)[:, None, :]
+        + toward_coda[None, :, None] * (coda_loci - vowels)[:, None, :]
+    )
+    block_starts = (onsets[:, None] + np.round(lengths[:, None] * block_start[None, :]).astype(int)).ravel()
     block_starts[0] = 0
     block_bounds = np.append(block_starts, len(source))
     b0, denominators = _resonator_cascade(block_formants.reshape(-1, 3) * formant_scale, sample_rate)
@@ -226,17 +253,24 @@ def _vocal_tract(
     # Coefficients change only where the envelope is near zero or within a
     # smooth glide, so carrying the state over gives no audible clicks.
     for start, stop, gain, denominator in zip(block_bounds[:-1], block_bounds[1:], b0, denominators):
+        # A syllable cut short by the clip's end can leave empty blocks, and
+        # lfilter returns a garbage state for an empty input.
         if stop > start:
             out[start:stop], state = lfilter([gain], denominator, source[start:stop], zi=state)
     return out
 
 
 def _resonator_cascade(formants_hz: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gain and denominator of three cascaded two-pole resonators per row (unity gain at DC, as in Klatt's synthesiser)."""
+    """Gain and denominator of three cascaded two-pole resonators per row.
+
+    Each resonator has unity gain at DC, as in Klatt's synthesiser.
+    """
     radius = np.exp(-np.pi * _FORMANT_BANDWIDTHS_HZ / sample_rate)
     # Keep every formant safely below Nyquist when a large scale pushes F3 up.
     theta = 2.0 * np.pi * np.minimum(formants_hz, 0.45 * sample_rate) / sample_rate
-    sections = np.stack([np.ones_like(theta), -2.0 * radius * np.cos(theta), np.broadcast_to(radius**2, theta.shape)], axis=-1)
+    sections = np.stack(
+        [np.ones_like(theta), -2.0 * radius * np.cos(theta), np.broadcast_to(radius**2, theta.shape)], axis=-1
+    )
     # One 6th-order filter per block: a single lfilter call costs a fifth of
     # three second-order sections through sosfilt.
     denominator = sections[:, 0]
