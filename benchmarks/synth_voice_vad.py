@@ -16,20 +16,9 @@ import numpy as np
 import torch
 from silero_vad import get_speech_timestamps, load_silero_vad
 
-from fvmatch.synth.voices import SAMPLE_RATE, VoiceTraits, render_voice
+from fvmatch.synth.identity import uniform_voice_traits
+from fvmatch.synth.voices import SAMPLE_RATE, render_voice
 
-
-def random_traits(rng: np.random.Generator) -> VoiceTraits:
-    """An identity with every trait uniform in its range and a fair coin for gender."""
-    return VoiceTraits(
-        female=bool(rng.random() < 0.5),
-        age_years=float(rng.uniform(18.0, 80.0)),
-        size=float(rng.random()),
-        tone=float(rng.random()),
-        pitch=float(rng.random()),
-        rate=float(rng.random()),
-        breathiness=float(rng.random()),
-    )
 
 
 def main() -> None:
@@ -40,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    identities = [random_traits(rng) for _ in range(args.clips)]
+    identities = [uniform_voice_traits(rng) for _ in range(args.clips)]
     clip_rngs = [np.random.default_rng([args.seed, i]) for i in range(args.clips)]
 
     render_voice(identities[0], np.random.default_rng(0), args.seconds)  # warm-up: imports, caches

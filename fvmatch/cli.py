@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from fvmatch.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, BadArgument, FvmatchError
+from fvmatch.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_NO_MATCH, BadArgument, FvmatchError
 from fvmatch.progress import item_progress
 
 app = typer.Typer(
@@ -93,6 +93,7 @@ def embed(
 
 GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
                              help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
+FmrOption = typer.Option(0.01, "--fmr", help="Operating point: false-match rate of the decision (0.01 or 0.001).")
 LockTimeoutOption = typer.Option(60.0, "--lock-timeout", min=0.0, help="Seconds to wait for another writer.")
 
 
@@ -181,11 +182,15 @@ def identify(
     voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list."),
+    fmr: float = FmrOption,
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default)."""
+    """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default).
+
+    With a calibrated model, exit 1 when no candidate reaches the decision threshold.
+    """
     modality, path = _one_query(face, voice)
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
@@ -202,33 +207,41 @@ def identify(
         query = embedder.embed_face(path)[0] if modality == "face" else embedder.embed_voice(path)
         candidates = gallery.search(query.vector, targets, top=top)
     calibration = embedder.card.get("calibration")
-    judged = [judge(c.score, trial_type(modality, c.modality), calibration) for c in candidates]
+    judged = [judge(c.score, trial_type(modality, c.modality), calibration, fmr) for c in candidates]
     if as_json:
         emit_json({"query": {"modality": modality, "path": str(path), "quality": query.quality},
                    "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
                    "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(candidates, judged)]})
-        return
-    from rich.table import Table
+    else:
+        from rich.table import Table
 
-    table = Table(title=f"{modality} query {path} against {' + '.join(targets)}")
-    for column in ("rank", "identity", "score", "matched", "source file"):
-        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
-    for candidate in candidates:
-        table.add_row(str(candidate.rank), candidate.identity, f"{candidate.score:.4f}", candidate.modality,
-                      candidate.source_path)
-    stdout.print(table)
-    notes = sorted({j.note for j in judged})
-    stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+        table = Table(title=f"{modality} query {path} against {' + '.join(targets)}")
+        for column in ("rank", "identity", "score", "log10 LR", "decision", "matched", "source file"):
+            table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left")
+        for candidate, judgement in zip(candidates, judged):
+            table.add_row(str(candidate.rank), candidate.identity, f"{candidate.score:.4f}",
+                          "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
+                          judgement.decision or "-", candidate.modality, candidate.source_path)
+        stdout.print(table)
+        notes = sorted({j.note for j in judged})
+        stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+    calibrated = [j for j in judged if j.decision is not None]
+    if calibrated and not any(j.decision == "same person" for j in calibrated):
+        raise typer.Exit(EXIT_NO_MATCH)
 
 
 @app.command()
 def verify(
     face: list[Path] = typer.Option([], "--face", help="Face image (give two items in all: face+voice, 2 faces or 2 voices)."),
     voice: list[Path] = typer.Option([], "--voice", help="Voice recording."),
+    fmr: float = FmrOption,
     model: Optional[Path] = ModelOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Do two items (a face and a voice, two faces or two voices) belong to one person?"""
+    """Do two items (a face and a voice, two faces or two voices) belong to one person?
+
+    With a calibrated model: the log10 LR, its verbal equivalent and the decision; exit 1 for "different person".
+    """
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
     if len(items) != 2:
         raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
@@ -238,14 +251,18 @@ def verify(
     embedder = Embedder.load(model)
     embeddings = [embedder.embed_face(p)[0] if m == "face" else embedder.embed_voice(p) for m, p in items]
     score = float(embeddings[0].vector @ embeddings[1].vector)
-    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"))
+    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"), fmr)
     if as_json:
         emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
                    "model_id": embedder.model_id, **judgement.to_dict()})
-        return
-    stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine; model {embedder.model_id[:16]})", highlight=False)
-    stdout.print(judgement.note if judgement.decision is None else
-                 f"log10 LR {judgement.log10_lr:+.2f}: {judgement.decision}", highlight=False)
+    else:
+        stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine; model {embedder.model_id[:16]})", highlight=False)
+        if judgement.decision is not None:
+            stdout.print(f"log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
+                         highlight=False)
+        stdout.print(judgement.note, highlight=False)
+    if judgement.decision == "different person":
+        raise typer.Exit(EXIT_NO_MATCH)
 
 
 gallery_app = typer.Typer(help="Inspect and maintain a gallery.", no_args_is_help=True)
@@ -355,6 +372,7 @@ def train(
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Starting learning rate (decays logarithmically)."),
     lr_end: float = typer.Option(1e-8, "--lr-end", min=0.0, help="Final learning rate."),
     crop_seconds: float = typer.Option(3.0, "--crop-seconds", min=0.5, help="Voice crop length."),
+    passes: int = typer.Option(1, "--passes", min=1, help="Passes over the training identities per epoch."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
@@ -382,7 +400,7 @@ def train(
     from fvmatch.training.trainer import TrainSettings, train as train_model
 
     settings = TrainSettings(config=config, epochs=epochs, batch_size=batch_size, lr_start=lr, lr_end=lr_end,
-                             crop_seconds=crop_seconds, seed=seed, workers=workers,
+                             crop_seconds=crop_seconds, passes=passes, seed=seed, workers=workers,
                              face_weights=str(face_weights) if face_weights else None)
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                TimeRemainingColumn())
@@ -412,6 +430,93 @@ def train(
                    "history": result.history})
     else:
         stdout.print(f"wrote {result.checkpoint} (model {result.model_id[:16]}) after {result.steps} steps", highlight=False)
+
+
+def _embed_split(data: Path, embedder, split: str, cache: Optional[Path], quiet: bool):
+    from fvmatch.evaluation import embed_corpus
+
+    with item_progress(stderr, f"embed {split}", "files", transient=quiet) as progress:
+        task = progress.add_task("embed", total=None)
+        return embed_corpus(data, embedder, split=split, cache_dir=cache,
+                            progress=lambda n: progress.advance(task, n), total=lambda n: progress.update(task, total=n))
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Argument(..., help="Labelled corpus: faces/, voices/, meta.csv (with gender, nationality, age)."),
+    model: Optional[Path] = ModelOption,
+    split: str = typer.Option("test", "--split", help="Split to evaluate on (identity-disjoint from training)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the trial lists and the bootstrap."),
+    trials: Optional[Path] = typer.Option(None, "--trials", help="Evaluate this trial list (CSV/JSON) instead of drawing one."),
+    write_trials_to: Optional[Path] = typer.Option(None, "--write-trials", help="Also write the trial list used here."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Directory for ROC/DET/1:N/histogram PNGs."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory (each file embedded once)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Evaluate a model with the published protocols (verification, 1:2, 1:N, retrieval), with 95% CIs."""
+    from fvmatch.embedder import Embedder
+    from fvmatch.evaluation import evaluate as run_evaluation, read_trials, table2_rows, trials_for, without_scores
+    from fvmatch.evaluation import write_plots, write_trials
+
+    embedder = Embedder.load(model)
+    embedded = _embed_split(data, embedder, split, cache, as_json)
+    trial_list = read_trials(trials) if trials else trials_for(embedded, seed)
+    if write_trials_to:
+        write_trials(trial_list, write_trials_to)
+    results = run_evaluation(embedded, seed=seed, trials=trial_list, calibration=embedder.card.get("calibration"))
+    written = write_plots(results, plots) if plots else []
+    if as_json:
+        emit_json({**without_scores(results), "plots": [str(p) for p in written]})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"model {results['model_id'][:16]} on {results['data']} split {results['split']} "
+                        f"({results['identities']} identities, seed {results['seed']})")
+    for column in ("protocol", "stratum", "ours (%)", "95% CI", "published (%)"):
+        table.add_column(column, justify="left" if column in ("protocol", "stratum") else "right")
+    for row in table2_rows(results):
+        low, high = row["ours_ci"]
+        table.add_row(row["protocol"], row["stratum"], f"{row['ours']:.2f}", f"{low:.2f}-{high:.2f}",
+                      "-" if row["published"] is None else f"{row['published']:.2f}")
+    stdout.print(table)
+    counts = results["trials"]["counts"]
+    stdout.print(f"{sum(counts.values()):,} trials in {len(counts)} blocks, {results['trials']['skipped']} skipped; "
+                 f"{len(results['failures'])} files failed to embed; published: Wang et al. 2020, Table 2. "
+                 + results["note"], highlight=False)
+    for path in written:
+        stdout.print(f"plot: {path}", highlight=False)
+
+
+@app.command()
+def calibrate(
+    data: Path = typer.Argument(..., help="Labelled corpus (faces/, voices/, meta.csv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Calibrated checkpoint to write (same weights, same model id)."),
+    model: Optional[Path] = ModelOption,
+    split: str = typer.Option("val", "--split", help="Split whose trials fit the calibration (not the test split)."),
+    seed: int = typer.Option(0, "--seed"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Fit score -> log10 LR per trial type, thresholds at 1% / 0.1% FMR and EER, Cllr; store them in the card."""
+    from fvmatch.calibration import calibrate as fit_calibration, write_calibrated_checkpoint
+    from fvmatch.embedder import Embedder
+
+    embedder = Embedder.load(model)
+    embedded = _embed_split(data, embedder, split, cache, as_json)
+    calibration = fit_calibration(embedded, seed=seed)
+    write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)
+    if as_json:
+        emit_json({"checkpoint": str(out), "model_id": embedder.model_id, "calibration": calibration})
+        return
+    for kind in ("face-voice", "face-face", "voice-voice"):
+        entry = calibration.get(kind)
+        if entry is None:
+            continue
+        points = ", ".join(f"FMR {p['fmr_target']:.1%}: score > {p['threshold']:.4f}" for p in entry["operating_points"])
+        stdout.print(f"{kind}: {entry['trials']['same']:,} same / {entry['trials']['different']:,} different trials; "
+                     f"EER {entry['eer']['value']:.2%}, Cllr {entry['cllr']:.3f} (min {entry['cllr_min']:.3f}); {points}",
+                     highlight=False)
+    stdout.print(f"wrote {out} (model {embedder.model_id[:16]}, calibrated on {data} split {split})", highlight=False)
 
 
 def main() -> None:

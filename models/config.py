@@ -14,6 +14,10 @@ class JointModelConfig:
     voice_channels: tuple[int, ...]  # DIMNet-voice conv channels, input (64 mels) first, subnet output last
     subnet_dim: int  # width of both subnets' outputs, the shared layer's input
     embedding_dim: int  # the joint space
+    face_input_size: int = 160  # small_cnn only: crops are area-downsampled to this size first (coarse cues suffice)
+    # BatchNorm (no affine) on each subnet's output before the shared layer: removes each modality's common
+    # direction, which otherwise dominates and leaves all joint embeddings within a tiny cone (cosines ~0.99998)
+    subnet_batchnorm: bool = False
     description: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
@@ -22,7 +26,8 @@ class JointModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "JointModelConfig":
         known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
-        missing = set(cls.__dataclass_fields__) - set(known) - {"description"}
+        optional = {"description", "face_input_size", "subnet_batchnorm"}
+        missing = set(cls.__dataclass_fields__) - set(known) - optional
         if missing:
             raise ValueError(f"model config lacks {', '.join(sorted(missing))}")
         known["face_channels"] = tuple(known["face_channels"])
@@ -48,7 +53,9 @@ CONFIGS: dict[str, JointModelConfig] = {
         voice_channels=(64, 96, 128, 160, 192, 256),
         subnet_dim=256,
         embedding_dim=256,
-        description="small CPU config for tests and the demo: 5-stage CNN faces, narrow DIMNet-voice, shared FC 256->256",
+        face_input_size=64,
+        subnet_batchnorm=True,
+        description="small CPU config for tests and the demo: 5-stage CNN on 64x64 faces, narrow DIMNet-voice, shared FC 256->256",
     ),
 }
 

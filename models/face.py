@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import JointModelConfig
@@ -19,10 +20,12 @@ def standardize_faces(faces: torch.Tensor) -> torch.Tensor:
 
 
 class SmallFaceCNN(nn.Module):
-    """Stride-2 conv stages with BatchNorm+ReLU, global average pool, a linear layer to the subnet width."""
+    """Area-downsampling to `input_size`, stride-2 conv stages with BatchNorm+ReLU, global average pool, a linear
+    layer to the subnet width."""
 
-    def __init__(self, channels: tuple[int, ...], output_dim: int) -> None:
+    def __init__(self, channels: tuple[int, ...], output_dim: int, input_size: int = 160) -> None:
         super().__init__()
+        self.input_size = input_size
         stages: list[nn.Module] = []
         c_in = 3
         for c_out in channels:
@@ -32,6 +35,8 @@ class SmallFaceCNN(nn.Module):
         self.project = nn.Linear(c_in, output_dim)
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        if faces.shape[-1] != self.input_size:
+            faces = F.interpolate(faces, size=(self.input_size, self.input_size), mode="area")
         return self.project(self.stages(faces).mean(dim=(2, 3)))
 
 
@@ -42,7 +47,7 @@ def build_face_subnet(config: JointModelConfig) -> nn.Module:
         # never pretrained=...: that downloads; local weights come through load_face_weights
         return InceptionResnetV1(classify=False)
     if config.face_subnet == "small_cnn":
-        return SmallFaceCNN(config.face_channels, config.subnet_dim)
+        return SmallFaceCNN(config.face_channels, config.subnet_dim, config.face_input_size)
     raise ValueError(f"unknown face subnet {config.face_subnet!r}")
 
 

@@ -186,3 +186,52 @@ def test_identify_without_a_gallery_is_a_clear_error(tmp_path, corpus):
     result = run_cli("identify", "--voice", corpus / "voices/id00000/v0/00000.wav", "--gallery", tmp_path / "none")
     assert result.returncode == 2
     assert result.stderr.strip() == f"fvmatch: error: {tmp_path / 'none'}: no gallery here (enroll something first, or check --gallery)"
+
+
+def test_enroll_from_a_directory_takes_labels_from_folders_and_modality_from_file_types(corpus, tmp_path):
+    source = tmp_path / "case-files"
+    for label, face, voice in (("Ann Smith", "faces/id00000/v0/00000.jpg", "voices/id00000/v0/00000.wav"),
+                               ("Bob Jones", "faces/id00001/v0/00000.jpg", "voices/id00001/v1/00001.wav")):
+        (source / label / "photos").mkdir(parents=True)
+        shutil.copy(corpus / face, source / label / "photos" / "portrait.jpg")
+        shutil.copy(corpus / voice, source / label / "interview.wav")
+    (source / "Bob Jones" / "notes.txt").write_text("not evidence")
+    result = run_cli("enroll", "--from-dir", source, "--gallery", tmp_path / "g", "--json")
+    assert result.returncode == 2  # the .txt file is reported, the rest enrolled
+    report = json.loads(result.stdout)
+    assert report["enrolled"] == 4 and report["failed"] == 1
+    assert "notes.txt: not an image or audio file type (.txt)" in result.stderr
+    listed = json.loads(run_cli("gallery", "list", "--gallery", tmp_path / "g", "--json").stdout)
+    assert [(row["identity"], row["faces"], row["voices"]) for row in listed] == [("Ann Smith", 1, 1), ("Bob Jones", 1, 1)]
+
+
+def test_reindex_rebuilds_both_indexes_with_every_item(gallery):
+    result = run_cli("gallery", "reindex", "--gallery", gallery, "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {"reindexed": {"face": 8, "voice": 8}}
+    info = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
+    assert all(index["state"] == "ok" and index["agrees_with_database"] for index in info["indexes"].values())
+
+
+def test_verify_with_a_calibrated_model_reports_the_lr_and_decides(corpus, tmp_path):
+    import numpy as np
+
+    from fvmatch.calibration import fit, write_calibrated_checkpoint
+    from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
+
+    rng = np.random.default_rng(0)
+    entry = fit(rng.normal(0.97, 0.01, 500), rng.normal(0.3, 0.2, 5000), identities=50)
+    model_id = read_card(DEFAULT_CHECKPOINT)["model_id"]
+    calibrated = tmp_path / "calibrated.safetensors"
+    write_calibrated_checkpoint(DEFAULT_CHECKPOINT, calibrated, {"model_id": model_id, "voice-voice": entry})
+    voice = corpus / "voices/id00000/v0/00000.wav"
+    same = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--json")
+    assert same.returncode == 0, same.stderr
+    answer = json.loads(same.stdout)
+    assert answer["decision"] == "same person" and answer["log10_lr"] > 1 and "support" in answer["verbal"]
+    other = run_cli("verify", "--voice", voice, "--voice", corpus / "voices/id00003/v1/00001.wav",
+                    "--model", calibrated)
+    assert other.returncode == 1
+    assert "decision: different person" in other.stdout and "1.0% false-match-rate" in other.stdout
+    unknown = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--fmr", "0.05")
+    assert unknown.returncode == 2 and "1.0%" in unknown.stderr

@@ -109,3 +109,11 @@ def test_non_finite_samples_are_refused(tmp_path):
     soundfile.write(path, clip, SAMPLE_RATE, subtype="FLOAT")
     with pytest.raises(UnreadableMedia, match="nan.wav: audio holds NaN"):
         load_audio(path)
+
+
+def test_speech_detection_leaves_the_process_thread_count_alone():
+    import torch
+
+    threads = torch.get_num_threads()
+    audio.speech_only(speech_clip(1.0, seed=9))
+    assert torch.get_num_threads() == threads

@@ -13,7 +13,8 @@ import soundfile
 
 from fvmatch.errors import BadArgument
 from fvmatch.synth import CorpusSpec, write_corpus
-from fvmatch.training.prepare import FORMAT, prepare_corpus, read_meta
+from fvmatch.corpus import read_meta
+from fvmatch.training.prepare import FORMAT, prepare_corpus
 
 SPEC = CorpusSpec(identities=4, seed=3, faces_per_identity=2, clips_per_identity=2, clip_seconds=2.0)
 LABELS = [f"id0000{i}" for i in range(4)]

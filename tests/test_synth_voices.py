@@ -10,6 +10,7 @@ import torch
 from scipy.signal import welch
 from silero_vad import get_speech_timestamps, load_silero_vad
 
+from fvmatch.synth.identity import uniform_voice_traits
 from fvmatch.synth.voices import SAMPLE_RATE, VoiceTraits, render_voice
 
 MALE = VoiceTraits(female=False, age_years=40.0, size=0.5, tone=0.5, pitch=0.5, rate=0.5, breathiness=0.5)
@@ -66,15 +67,7 @@ def test_clip_is_float32_of_requested_length_and_peak_normalised(seconds: float)
 def test_silero_vad_finds_at_least_1_5_s_of_speech_in_random_clips(vad: torch.nn.Module) -> None:
     rng = np.random.default_rng(20240601)
     for _ in range(8):
-        traits = VoiceTraits(
-            female=bool(rng.random() < 0.5),
-            age_years=float(rng.uniform(18.0, 80.0)),
-            size=float(rng.random()),
-            tone=float(rng.random()),
-            pitch=float(rng.random()),
-            rate=float(rng.random()),
-            breathiness=float(rng.random()),
-        )
+        traits = uniform_voice_traits(rng)
         clip = render_voice(traits, rng)
         segments = get_speech_timestamps(torch.from_numpy(clip), vad)
         speech_seconds = sum(segment["end"] - segment["start"] for segment in segments) / SAMPLE_RATE

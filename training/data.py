@@ -64,9 +64,18 @@ class PreparedCorpus:
         return np.asarray(self.voices[shard][offsets[row] : offsets[row + 1]])
 
     def description(self) -> str:
+        """What the model card says about the training data; a synthetic corpus says so."""
         counts = self.plan.get("counts", {})
-        return (f"{self.plan.get('source', self.cache)} ({counts.get('identities', len(self.identities))} identities, "
-                f"{counts.get('faces', '?')} faces, {counts.get('voices', '?')} voice clips)")
+        source = Path(self.plan.get("source", self.cache))
+        text = (f"{source} ({counts.get('identities', len(self.identities))} identities, "
+                f"{counts.get('faces', '?')} faces, {counts.get('voices', '?')} voice clips; train split "
+                f"{len(self.split('train'))} identities)")
+        synth = source / "synth.json"
+        if synth.is_file():
+            info = json.loads(synth.read_text())
+            text = (f"SYNTHETIC DATA ONLY: fvmatch synth corpus (seed {info.get('seed')}, generator version "
+                    f"{info.get('generator_version')}), {text}; never evidence of accuracy on real people")
+        return text
 
 
 def crop_voice(samples: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -90,22 +99,26 @@ class Batch:
 
 
 class IdentityBatches(torch.utils.data.Dataset):
-    """One epoch's batches: a permutation of the identities cut into groups of `batch_size` (the tail dropped).
+    """One epoch's batches: `passes` permutations of the identities, each cut into groups of `batch_size` (tails
+    dropped), so a batch never holds an identity twice.
 
     Item k is a whole Batch, so a DataLoader with batch_size=None and worker processes assembles batches in
     parallel. With `world` > 1, rank r takes batches r, r + world, ...
     """
 
     def __init__(self, corpus: PreparedCorpus, identities: list[int], batch_size: int, crop_seconds: float,
-                 seed: int, epoch: int, rank: int = 0, world: int = 1, flip_faces: bool = True) -> None:
+                 seed: int, epoch: int, rank: int = 0, world: int = 1, flip_faces: bool = True,
+                 passes: int = 1) -> None:
         if len(identities) < 2:
             raise ValueError("identity batches need at least 2 identities")
         self.corpus = corpus
         self.batch_size = min(batch_size, len(identities))
         self.class_of = {identity: position for position, identity in enumerate(sorted(identities))}
-        order = np.random.default_rng([seed, epoch]).permutation(sorted(identities))
-        groups = [order[start : start + self.batch_size]
-                  for start in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        groups = []
+        for repeat in range(passes):
+            order = np.random.default_rng([seed, epoch, repeat]).permutation(sorted(identities))
+            groups += [order[start : start + self.batch_size]
+                       for start in range(0, len(order) - self.batch_size + 1, self.batch_size)]
         self.groups = groups[rank::world]
         self.crop_samples = int(crop_seconds * SAMPLE_RATE)
         self.seed, self.epoch, self.rank = seed, epoch, rank

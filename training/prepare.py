@@ -41,7 +41,6 @@ and sets "complete": true. A cache prepared from another DATA or identity list i
 """
 from __future__ import annotations
 
-import csv
 import json
 import multiprocessing
 import os
@@ -54,72 +53,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fvmatch.corpus import media_files, read_meta
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.media.audio import AUDIO_SUFFIXES, MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, require_speech
 from fvmatch.media.image import FACE_SIZE, IMAGE_SUFFIXES
 
 FORMAT = "fvmatch-prepared/1"
-META_COLUMNS = ("identity", "name", "gender", "nationality", "age", "split")
-SPLITS = ("train", "val", "test")
 MIN_PAIRED_IDENTITIES = 2
 INT16_SCALE = 32768  # soundfile reads PCM_16 as int / 32768, so this round-trips 16-bit sources exactly
-
-
-def read_meta(data: str | Path) -> list[dict]:
-    """The rows of DATA/meta.csv in file order, as dicts with META_COLUMNS (age an int, or None when empty).
-
-    Raises BadArgument naming meta.csv (and the line) for a missing file, missing columns, an unknown
-    split, a duplicate or empty identity, or an age that is not a whole number. Extra columns are ignored.
-    """
-    path = Path(data) / "meta.csv"
-    if not path.is_file():
-        raise BadArgument(path, f"no such file; a corpus needs meta.csv with columns {', '.join(META_COLUMNS)}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = [name.strip() for name in next(reader, [])]
-            if not header:
-                raise BadArgument(path, "file is empty")
-            missing = [name for name in META_COLUMNS if name not in header]
-            if missing:
-                raise BadArgument(path, f"missing column(s) {', '.join(missing)} (needs {', '.join(META_COLUMNS)})")
-            column = {name: header.index(name) for name in META_COLUMNS}
-            rows: list[dict] = []
-            first_line: dict[str, int] = {}
-            for fields in reader:
-                line = reader.line_num
-                if not any(field.strip() for field in fields):
-                    continue
-                if len(fields) != len(header):
-                    raise BadArgument(path, f"line {line}: {len(fields)} fields, the header has {len(header)}")
-                row = {name: fields[index].strip() for name, index in column.items()}
-                rows.append(_checked_row(path, line, row, first_line))
-    except UnicodeDecodeError:
-        raise BadArgument(path, "not UTF-8 text") from None
-    except csv.Error as error:
-        raise BadArgument(path, f"not a readable CSV file ({error})") from None
-    if not rows:
-        raise BadArgument(path, "lists no identities")
-    return rows
-
-
-def _checked_row(path: Path, line: int, row: dict, first_line: dict[str, int]) -> dict:
-    identity = row["identity"]
-    if not identity or identity in {".", ".."} or "/" in identity or "\\" in identity:
-        raise BadArgument(path, f"line {line}: identity {identity!r} is not a folder name")
-    if identity in first_line:
-        raise BadArgument(path, f"line {line}: identity {identity!r} is listed twice (first on line {first_line[identity]})")
-    first_line[identity] = line
-    if row["split"] not in SPLITS:
-        raise BadArgument(path, f"line {line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
-    if row["age"]:
-        try:
-            row["age"] = int(row["age"])
-        except ValueError:
-            raise BadArgument(path, f"line {line}: age {row['age']!r} is not a whole number") from None
-    else:
-        row["age"] = None
-    return row
 
 
 def prepare_corpus(data: str | Path, cache: str | Path, workers: int = 0, identities_per_shard: int = 64,
@@ -190,13 +131,6 @@ def _identity_folders(root: Path) -> set[str]:
     if not root.is_dir():
         return set()
     return {entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")}
-
-
-def _media_files(folder: Path, suffixes: set[str]) -> list[Path]:
-    """The media of one identity folder: <video>/<file> with a known suffix, sorted."""
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.glob("*/*") if path.suffix.lower() in suffixes and path.is_file())
 
 
 def _has_media(folder: Path, suffixes: set[str]) -> bool:
@@ -338,14 +272,14 @@ def _build_shard(data: Path, cache: Path, name: str, start: int, labels: list[st
     paired = 0
     for index, label in enumerate(labels, start):
         face_count = voice_count = 0
-        for path in _media_files(data / "faces" / label, IMAGE_SUFFIXES):
+        for path in media_files(data / "faces" / label, IMAGE_SUFFIXES):
             pixels = _attempt(_face_pixels, path, data, failures)
             if pixels is not None:
                 faces.append(pixels[np.newaxis])
                 face_identity.append(index)
                 face_source.append(path.relative_to(data).as_posix())
                 face_count += 1
-        for path in _media_files(data / "voices" / label, AUDIO_SUFFIXES):
+        for path in media_files(data / "voices" / label, AUDIO_SUFFIXES):
             speech = _attempt(_speech_int16, path, data, failures)
             if speech is not None:
                 voices.append(speech)

@@ -46,6 +46,7 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     crop_seconds: float = 3.0
+    passes: int = 1  # passes over the training identities per epoch (each pass: every identity once)
     seed: int = 0
     workers: int = 0  # DataLoader worker processes assembling batches
     face_weights: str | None = None  # local pretrained face subnet weights (e.g. VGGFace2), never downloaded
@@ -188,13 +189,13 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
         model_for_step = nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if cuda else None)
 
     steps_per_epoch = len(IdentityBatches(corpus, train_ids, settings.batch_size, settings.crop_seconds,
-                                          settings.seed, 0, rank, world))
+                                          settings.seed, 0, rank, world, passes=settings.passes))
     total_steps = steps_per_epoch * settings.epochs
     description = training_data or corpus.description()
     checkpoint_card = {}
     for epoch in range(start_epoch, settings.epochs):
         batches = IdentityBatches(corpus, train_ids, settings.batch_size, settings.crop_seconds, settings.seed, epoch,
-                                  rank, world)
+                                  rank, world, passes=settings.passes)
         loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=settings.workers,
                                              pin_memory=cuda, persistent_workers=False,
                                              prefetch_factor=4 if settings.workers else None)

@@ -82,20 +82,29 @@ def _mel_transform(device: str):
 
 @lru_cache(maxsize=1)
 def _vad_model():
+    import torch
+
+    # silero_vad's model module calls torch.set_num_threads(1) on import, which would leave every later
+    # computation of this process (MTCNN, the embedder, training) on one core: restore the count afterwards
+    threads = torch.get_num_threads()
     from silero_vad import load_silero_vad
 
-    return load_silero_vad()
+    model = load_silero_vad()
+    torch.set_num_threads(threads)
+    return model
 
 
 def speech_only(waveform: np.ndarray) -> np.ndarray:
     """The speech of 16 kHz mono audio as one array: silero-vad's segments joined, the silences between dropped."""
     import torch
-    from silero_vad import get_speech_timestamps
 
     if len(waveform) < SAMPLE_RATE // 10:
         return waveform[:0]
+    model = _vad_model()  # first: it imports silero_vad and undoes that import's thread setting
+    from silero_vad import get_speech_timestamps
+
     audio = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-    segments = get_speech_timestamps(audio, _vad_model(), sampling_rate=SAMPLE_RATE)
+    segments = get_speech_timestamps(audio, model, sampling_rate=SAMPLE_RATE)
     if not segments:
         return waveform[:0]
     return np.concatenate([waveform[segment["start"] : segment["end"]] for segment in segments])

@@ -9,15 +9,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fvmatch.errors import NoFaceFound, UnreadableMedia
-
-if TYPE_CHECKING:
-    from facenet_pytorch import MTCNN
 
 FACE_SIZE = 160
 # Pillow's own bomb limit is ~89 Mpx; a face photo never needs more than 50 Mpx, and refusing
@@ -73,11 +68,11 @@ def load_image(path: str | Path) -> Image.Image:
 class FaceDetector:
     """MTCNN face detection and cropping; build once, reuse (construction loads the weights)."""
 
-    def __init__(self, device: str = "cpu", min_probability: float = 0.9) -> None:
+    def __init__(self, device: str = "cpu", min_probability: float = 0.8) -> None:
         from facenet_pytorch import MTCNN
 
         self.min_probability = min_probability
-        self._mtcnn: MTCNN = MTCNN(image_size=FACE_SIZE, margin=0, keep_all=True, post_process=False, device=device)
+        self._mtcnn = MTCNN(image_size=FACE_SIZE, margin=0, keep_all=True, post_process=False, device=device)
 
     def detect(self, image: Image.Image) -> list[FaceCrop]:
         """All faces at or above `min_probability`, largest first."""

@@ -73,6 +73,13 @@ def uniform_face_traits(rng: np.random.Generator) -> FaceTraits:
                       hair_style=float(rng.random()))
 
 
+def uniform_voice_traits(rng: np.random.Generator) -> VoiceTraits:
+    """Voice traits drawn uniformly over their ranges, female with probability 1/2 (for stress-testing synthesis)."""
+    return VoiceTraits(female=bool(rng.random() < 0.5), age_years=float(rng.uniform(*AGE_RANGE)), size=float(rng.random()),
+                       tone=float(rng.random()), pitch=float(rng.random()), rate=float(rng.random()),
+                       breathiness=float(rng.random()))
+
+
 def ideal_matching_accuracy(trials: int = 200_000, seed: int = 0, same_gender: bool = False) -> float:
     """1:2 matching accuracy of the ideal observer (see module docstring), estimated over `trials` random triplets.
 

@@ -1,0 +1,79 @@
+"""The corpus layout shared by training and evaluation (VoxCeleb style, ARCHITECTURE.md section 8).
+
+    DATA/faces/<identity>/<video>/<frame>.jpg
+    DATA/voices/<identity>/<video>/<utterance>.wav
+    DATA/meta.csv        identity, name, gender, nationality, age, split (train | val | test)
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from fvmatch.errors import BadArgument
+
+META_COLUMNS = ("identity", "name", "gender", "nationality", "age", "split")
+SPLITS = ("train", "val", "test")
+
+
+def read_meta(data: str | Path) -> list[dict]:
+    """The rows of DATA/meta.csv in file order, as dicts with META_COLUMNS (age an int, or None when empty).
+
+    Raises BadArgument naming meta.csv (and the line) for a missing file, missing columns, an unknown
+    split, a duplicate or empty identity, or an age that is not a whole number. Extra columns are ignored.
+    """
+    path = Path(data) / "meta.csv"
+    if not path.is_file():
+        raise BadArgument(path, f"no such file; a corpus needs meta.csv with columns {', '.join(META_COLUMNS)}")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            if not header:
+                raise BadArgument(path, "file is empty")
+            missing = [name for name in META_COLUMNS if name not in header]
+            if missing:
+                raise BadArgument(path, f"missing column(s) {', '.join(missing)} (needs {', '.join(META_COLUMNS)})")
+            column = {name: header.index(name) for name in META_COLUMNS}
+            rows: list[dict] = []
+            first_line: dict[str, int] = {}
+            for fields in reader:
+                line = reader.line_num
+                if not any(field.strip() for field in fields):
+                    continue
+                if len(fields) != len(header):
+                    raise BadArgument(path, f"line {line}: {len(fields)} fields, the header has {len(header)}")
+                row = {name: fields[index].strip() for name, index in column.items()}
+                rows.append(_checked_row(path, line, row, first_line))
+    except UnicodeDecodeError:
+        raise BadArgument(path, "not UTF-8 text") from None
+    except csv.Error as error:
+        raise BadArgument(path, f"not a readable CSV file ({error})") from None
+    if not rows:
+        raise BadArgument(path, "lists no identities")
+    return rows
+
+
+def _checked_row(path: Path, line: int, row: dict, first_line: dict[str, int]) -> dict:
+    identity = row["identity"]
+    if not identity or identity in {".", ".."} or "/" in identity or "\\" in identity:
+        raise BadArgument(path, f"line {line}: identity {identity!r} is not a folder name")
+    if identity in first_line:
+        raise BadArgument(path, f"line {line}: identity {identity!r} is listed twice (first on line {first_line[identity]})")
+    first_line[identity] = line
+    if row["split"] not in SPLITS:
+        raise BadArgument(path, f"line {line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
+    if row["age"]:
+        try:
+            row["age"] = int(row["age"])
+        except ValueError:
+            raise BadArgument(path, f"line {line}: age {row['age']!r} is not a whole number") from None
+    else:
+        row["age"] = None
+    return row
+
+
+def media_files(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The media of one identity folder: <video>/<file> with a known suffix, sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.glob("*/*") if path.suffix.lower() in suffixes and path.is_file())
