@@ -425,6 +425,8 @@ def train(
             result = train_model(data, out, settings, device=device, resume=resume, on_step=on_step, on_epoch=on_epoch)
         except ValueError as error:
             raise BadArgument(data, str(error).removeprefix(f"{data}: ")) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 reports
     if as_json:
         emit_json({"checkpoint": str(result.checkpoint), "model_id": result.model_id, "steps": result.steps,
                    "history": result.history})
@@ -475,8 +477,9 @@ def evaluate(
     for column in ("protocol", "stratum", "ours (%)", "95% CI", "published (%)"):
         table.add_column(column, justify="left" if column in ("protocol", "stratum") else "right")
     for row in table2_rows(results):
-        low, high = row["ours_ci"]
-        table.add_row(row["protocol"], row["stratum"], f"{row['ours']:.2f}", f"{low:.2f}-{high:.2f}",
+        interval = row["ours_ci"]
+        table.add_row(row["protocol"], row["stratum"], "-" if row["ours"] is None else f"{row['ours']:.2f}",
+                      "-" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}",
                       "-" if row["published"] is None else f"{row['published']:.2f}")
     stdout.print(table)
     counts = results["trials"]["counts"]

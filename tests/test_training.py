@@ -123,3 +123,23 @@ def test_training_lifts_matching_accuracy_over_the_untrained_model(prepared, tmp
     assert before["vf_1to2_accuracy"] < 0.65
     assert after["vf_1to2_accuracy"] > before["vf_1to2_accuracy"] + 0.2
     assert after["verification_auc"] > before["verification_auc"] + 0.2
+
+
+def test_the_same_command_trains_on_two_processes_under_torchrun(prepared, tmp_path):
+    """DistributedDataParallel on CPU (gloo): the CUDA path differs only in backend and device."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp.safetensors"
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "fvmatch.cli", "train",
+                             str(prepared), "--out", str(out), "--epochs", "1", "--batch-size", "2",
+                             "--crop-seconds", "1", "--lr", "0.01", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = read_card(out)
+    assert card["training"]["world_size"] == 2
+    corpus = PreparedCorpus(prepared)
+    per_rank = len(IdentityBatches(corpus, corpus.split("train"), 2, 1.0, 0, 0, rank=0, world=2))
+    assert card["metrics"]["step"] == per_rank

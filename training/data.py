@@ -119,6 +119,8 @@ class IdentityBatches(torch.utils.data.Dataset):
             order = np.random.default_rng([seed, epoch, repeat]).permutation(sorted(identities))
             groups += [order[start : start + self.batch_size]
                        for start in range(0, len(order) - self.batch_size + 1, self.batch_size)]
+        # every rank must take the same number of steps (DistributedDataParallel waits for all at each step)
+        groups = groups[: len(groups) // world * world]
         self.groups = groups[rank::world]
         self.crop_samples = int(crop_seconds * SAMPLE_RATE)
         self.seed, self.epoch, self.rank = seed, epoch, rank

@@ -107,6 +107,15 @@ def _distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _gathered(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor of every rank, concatenated in rank order."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 def _save_state(path: Path, net: TrainNet, centers: CenterLoss, optimizer: torch.optim.Optimizer, info: dict) -> None:
     from safetensors.torch import save_file
 
@@ -219,8 +228,11 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            centers.update_centers(torch.cat([face_vectors.detach().float(), voice_vectors.detach().float()]),
-                                   labels.repeat(2))
+            both = torch.cat([face_vectors.detach().float(), voice_vectors.detach().float()])
+            both_labels = labels.repeat(2)
+            if world > 1:  # every rank applies every rank's batch, so that the centers stay identical
+                both, both_labels = _gathered(both), _gathered(both_labels)
+            centers.update_centers(both, both_labels)
             step += 1
             if on_step and rank == 0:
                 on_step(StepReport(epoch, step, total_steps, lr, loss.item(), terms,
