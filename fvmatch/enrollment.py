@@ -127,13 +127,9 @@ def items_from_manifest(manifest: Path, report: EnrollReport) -> list[EnrollItem
 
 
 def file_digest(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
+    """(sha256, size in bytes) of a file, read once."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return hashlib.file_digest(handle, "sha256").hexdigest(), handle.tell()
 
 
 def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: EnrollReport | None = None,

@@ -129,11 +129,8 @@ def embed_corpus(data: str | Path, embedder, split: str = "test", cache_dir: str
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _embed(embedder, modality: str, path: Path) -> np.ndarray | str:
