@@ -103,6 +103,19 @@ def _open_gallery(path: Path):
     return Gallery.open(path)
 
 
+def _audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str) -> None:
+    """Append this command to the gallery's hash-chained audit trail (arguments as typed)."""
+    from fvmatch.audit import append_audit
+
+    append_audit(gallery, command, sys.argv[1:], inputs, result, model_id)
+
+
+def _input(path: Path) -> dict:
+    from fvmatch.enrollment import file_digest
+
+    return {"path": str(Path(path).resolve()), "sha256": file_digest(Path(path))[0]}
+
+
 def _say_waiting(message: str) -> None:
     stderr.print(f"fvmatch: {message} ...", highlight=False)
 
@@ -159,6 +172,10 @@ def enroll(
             task = progress.add_task("enroll", total=len(items))
             enroll_items(gallery, embedder, items, report, force=force, progress=lambda n: progress.advance(task, n))
             counts = gallery.counts()
+            _audit(gallery, "enroll", [{"path": e["path"], "sha256": e["sha256"]} for e in report.enrolled],
+                   {"enrolled": len(report.enrolled), "skipped": len(report.skipped), "failed": len(report.failed),
+                    "identities": sorted({e["identity"] for e in report.enrolled}), "failures": report.failed},
+                   embedder.model_id)
     if as_json:
         emit_json({"gallery": str(gallery_path), "model_id": embedder.model_id, **report.to_dict(), "gallery_counts": counts})
     else:
@@ -206,6 +223,10 @@ def identify(
             raise BadArgument(gallery_path, f"gallery holds no {' or '.join(targets)} items to search")
         query = embedder.embed_face(path)[0] if modality == "face" else embedder.embed_voice(path)
         candidates = gallery.search(query.vector, targets, top=top)
+        _audit(gallery, "identify", [_input(path)],
+               {"modality": modality, "against": targets,
+                "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in candidates]},
+               embedder.model_id)
     calibration = embedder.card.get("calibration")
     judged = [judge(c.score, trial_type(modality, c.modality), calibration, fmr) for c in candidates]
     if as_json:
@@ -274,6 +295,7 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
     """Counts per modality, pinned model, sizes and index health."""
     with _open_gallery(gallery_path) as gallery:
         info = gallery.info()
+        _audit(gallery, "gallery info", [], {"counts": info["counts"]}, gallery.model_id)
     if as_json:
         emit_json(info)
         return
@@ -293,6 +315,7 @@ def gallery_list(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
     """Every identity with its number of faces and voices."""
     with _open_gallery(gallery_path) as gallery:
         identities = gallery.identities()
+        _audit(gallery, "gallery list", [], {"identities": len(identities)}, gallery.model_id)
     if as_json:
         emit_json(identities)
         return
@@ -315,6 +338,7 @@ def gallery_remove(identity: str = typer.Option(..., "--identity", "-i", help="L
         with gallery.writer(lock_timeout, _say_waiting, f"pid {os.getpid()}: fvmatch gallery remove"):
             removed = gallery.remove_identity(identity)
             gallery.flush()
+            _audit(gallery, "gallery remove", [], {"identity": identity, "removed": removed}, gallery.model_id)
     if as_json:
         emit_json({"identity": identity, "removed": removed})
     else:
@@ -328,10 +352,57 @@ def gallery_reindex(gallery_path: Path = GalleryOption, lock_timeout: float = Lo
     with _open_gallery(gallery_path) as gallery:
         with gallery.writer(lock_timeout, _say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
             counts = gallery.reindex()
+            _audit(gallery, "gallery reindex", [], {"reindexed": counts}, gallery.model_id)
     if as_json:
         emit_json({"reindexed": counts})
     else:
         stdout.print(f"rebuilt indexes: {counts['face']} faces, {counts['voice']} voices", highlight=False)
+
+
+audit_app = typer.Typer(help="The gallery's tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("log")
+def audit_log(
+    verify_chain: bool = typer.Option(False, "--verify", help="Recompute the hash chain; exit 2 naming the first "
+                                                                "row altered or removed."),
+    since: Optional[str] = typer.Option(None, "--since", help="Rows at or after this time (ISO, UTC)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Rows before this time (ISO, UTC)."),
+    command: Optional[str] = typer.Option(None, "--command", help="Only this command (e.g. enroll, identify)."),
+    identity: Optional[str] = typer.Option(None, "--identity", help="Only rows that name this identity."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="The latest N rows."),
+    gallery_path: Path = GalleryOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the audit trail: every command that read or changed the gallery, each row chained to the previous."""
+    from fvmatch.audit import audit_rows, verify_chain as check_chain
+
+    with _open_gallery(gallery_path) as gallery:
+        if verify_chain:
+            check = check_chain(gallery)
+            if as_json:
+                emit_json({"ok": check.ok, "rows": check.rows, "first_bad_id": check.first_bad_id,
+                           "problem": check.problem})
+            elif check.ok:
+                stdout.print(f"audit trail intact: {check.rows} rows, hash chain verified", highlight=False)
+            if not check.ok:
+                raise FvmatchError(gallery_path / "gallery.db", f"audit trail broken: {check.problem}")
+            return
+        rows = audit_rows(gallery, since=since, until=until, command=command, identity=identity, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("id", "time", "user", "command", "inputs", "result"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row["id"]), row["time"], row["user"], row["command"],
+                      ", ".join(Path(item["path"]).name for item in row["inputs"]) or "-",
+                      json.dumps(row["result"])[:120])
+    stdout.print(table)
 
 
 @app.command()

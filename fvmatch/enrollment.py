@@ -155,7 +155,7 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
             media_ids = gallery.add([new for _, new, _ in ready])
             for (item, new, _), media_id in zip(ready, media_ids):
                 report.enrolled.append({"identity": item.identity, "modality": item.modality, "path": str(item.path),
-                                        "media_id": media_id, "quality": new.quality})
+                                        "sha256": new.sha256, "media_id": media_id, "quality": new.quality})
         if progress:
             progress(len(batch))
     gallery.flush()

@@ -23,7 +23,9 @@ def gallery_state(directory) -> dict:
 
     connection = sqlite3.connect(directory / "gallery.db")
     rows = {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-            for table in ("identities", "media", "meta")}
+            for table in ("identities", "media")}
+    # the audit head moves with every command that succeeds; the rest of meta must not
+    rows["meta"] = connection.execute("SELECT * FROM meta WHERE key != 'audit_head' ORDER BY 1").fetchall()
     connection.close()
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.hnsw*"))}
     return {"rows": rows, "index_files": files}
@@ -235,3 +237,33 @@ def test_verify_with_a_calibrated_model_reports_the_lr_and_decides(corpus, tmp_p
     assert "decision: different person" in other.stdout and "1.0% false-match-rate" in other.stdout
     unknown = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--fmr", "0.05")
     assert unknown.returncode == 2 and "1.0%" in unknown.stderr
+
+
+def test_every_gallery_command_is_in_the_audit_trail_and_tampering_is_named(gallery, corpus):
+    import sqlite3
+
+    earlier = json.loads(run_cli("audit", "log", "--gallery", gallery, "--json").stdout)  # the fixture's enroll, ...
+    assert earlier[0]["command"] == "enroll" and earlier[0]["result"]["enrolled"] == 16
+    assert len(earlier[0]["inputs"]) == 16
+    face = corpus / "faces/id00002/v0/00000.jpg"
+    assert run_cli("identify", "--face", face, "--gallery", gallery).returncode == 0
+    assert run_cli("gallery", "remove", "--identity", "id00003", "--gallery", gallery).returncode == 0
+    rows = json.loads(run_cli("audit", "log", "--gallery", gallery, "--json").stdout)[len(earlier):]
+    assert [row["command"] for row in rows] == ["identify", "gallery remove"]
+    assert rows[0]["inputs"] == [{"path": str(face.resolve()), "sha256": hashlib.sha256(face.read_bytes()).hexdigest()}]
+    assert rows[0]["result"]["candidates"][0]["identity"] == "id00002"
+    assert all(len(row["row_hash"]) == 64 for row in rows)
+    removals = json.loads(run_cli("audit", "log", "--command", "gallery remove", "--gallery", gallery, "--json").stdout)
+    assert [row["result"]["identity"] for row in removals] == ["id00003"]
+    naming = json.loads(run_cli("audit", "log", "--identity", "id00003", "--gallery", gallery, "--json").stdout)
+    assert naming[0]["command"] == "enroll" and naming[-1]["command"] == "gallery remove"
+    intact = run_cli("audit", "log", "--verify", "--gallery", gallery)
+    assert intact.returncode == 0 and f"{len(earlier) + 2} rows, hash chain verified" in intact.stdout
+
+    connection = sqlite3.connect(gallery / "gallery.db")
+    connection.execute("UPDATE audit SET result = '{\"candidates\": []}' WHERE id = ?", [rows[0]["id"]])
+    connection.commit()
+    connection.close()
+    broken = run_cli("audit", "log", "--verify", "--gallery", gallery)
+    assert broken.returncode == 2
+    assert f"row {rows[0]['id']} was altered" in broken.stderr

@@ -37,6 +37,19 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX media_by_space_modality ON media (space, modality)")
 
 
+@migration
+def m002_audit(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: ids are never reused, so a deleted row leaves a gap that verification can name
+    db.execute(
+        "CREATE TABLE audit ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " time TEXT NOT NULL, user TEXT NOT NULL, command TEXT NOT NULL,"
+        " arguments TEXT NOT NULL, inputs TEXT NOT NULL, result TEXT NOT NULL, model_id TEXT NOT NULL,"
+        " previous_hash TEXT NOT NULL, row_hash TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX audit_by_time ON audit (time)")
+
+
 def _applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()
