@@ -1,7 +1,16 @@
-"""Generators of small real media for the tests."""
+"""Shared test helpers: small real media, and the CLI run as a user runs it."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
+
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`fvmatch ARGS` in a fresh process (so start-up, exit codes and stdout/stderr are the real ones)."""
+    return subprocess.run([sys.executable, "-m", "fvmatch.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def speech_clip(seconds: float = 4.0, seed: int = 0, female: bool = False) -> np.ndarray:

@@ -7,11 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fvmatch.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+from mediagen import run_cli
 
 
 def test_help_lists_the_commands_without_importing_torch():

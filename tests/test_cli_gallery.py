@@ -4,17 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
+from mediagen import run_cli
 
 from fvmatch.synth import CorpusSpec, write_corpus
-
-
-def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fvmatch.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def gallery_state(directory) -> dict:
