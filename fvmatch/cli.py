@@ -158,13 +158,15 @@ def enroll(
 
     if gallery_path.exists() and not gallery_path.is_dir():
         raise BadArgument(gallery_path, "gallery path exists and is not a directory")
+    # a new gallery: check the model before anything is written, so a bad --model leaves no directory behind
+    new_gallery_model = None if (gallery_path / "gallery.db").exists() else Embedder.load(model)
     gallery_path.mkdir(mode=0o700, parents=True, exist_ok=True)
     with WriteLock(gallery_path, lock_timeout, _say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
-        if (gallery_path / "gallery.db").exists():
+        if (gallery_path / "gallery.db").exists():  # (again under the lock: another writer may have created it)
             gallery = Gallery.open(gallery_path)
             embedder = embedder_for_gallery(gallery, model)
         else:
-            embedder = Embedder.load(model)
+            embedder = new_gallery_model or Embedder.load(model)
             gallery = Gallery.open(gallery_path, create=True, model_id=embedder.model_id,
                                    embedding_dim=embedder.embedding_dim,
                                    model_path=str(Path(embedder.checkpoint_path).resolve()))

@@ -261,3 +261,10 @@ def test_every_gallery_command_is_in_the_audit_trail_and_tampering_is_named(gall
     broken = run_cli("audit", "log", "--verify", "--gallery", gallery)
     assert broken.returncode == 2
     assert f"row {rows[0]['id']} was altered" in broken.stderr
+
+
+def test_a_new_gallery_with_a_bad_model_is_not_created(corpus, media_dir, tmp_path):
+    result = run_cli("enroll", "--identity", "x", "--voice", corpus / "voices/id00000/v0/00000.wav",
+                     "--gallery", tmp_path / "new", "--model", media_dir / "text.jpg")
+    assert result.returncode == 2 and "not a safetensors checkpoint" in result.stderr
+    assert not (tmp_path / "new").exists()
