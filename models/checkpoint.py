@@ -82,7 +82,7 @@ def write_checkpoint(state: dict[str, torch.Tensor], card: dict, path: Path) -> 
 
 def read_card(path: str | Path) -> dict:
     """The model card of a checkpoint, without loading the weights; CheckpointError if it has none or a bad one."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -90,7 +90,7 @@ def read_card(path: str | Path) -> dict:
     try:
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises several types for a non-safetensors file
+    except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({type(error).__name__})") from None
     if CARD_KEY not in metadata:
         raise CheckpointError(f"{path}: safetensors file without an fvmatch model card")
@@ -108,6 +108,7 @@ def read_card(path: str | Path) -> dict:
 
 def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Checkpoint:
     """Load and validate a checkpoint (the shipped default when `path` is None); the model is in eval mode."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
@@ -119,7 +120,7 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Chec
         raise CheckpointError(f"{path}: model card describes no buildable model ({error})") from None
     try:
         state = load_file(path)
-    except Exception as error:
+    except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: weights cannot be read ({type(error).__name__})") from None
     if weights_sha256(state) != card["model_id"]:
         raise CheckpointError(f"{path}: weights do not match the model card's model id (altered or corrupt)")

@@ -5,6 +5,7 @@ Both take uint8 RGB crops (batch, 3, 160, 160) standardised as facenet does, (x 
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -62,6 +63,8 @@ def load_face_weights(face_subnet: nn.Module, path: str | Path) -> str:
     if not path.is_file():
         raise ValueError(f"{path}: no such face-weights file")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    from safetensors import SafetensorError
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -69,7 +72,8 @@ def load_face_weights(face_subnet: nn.Module, path: str | Path) -> str:
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any decoding failure of a user's file is a bad file, said once
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
+        # what safetensors and torch's restricted loader raise for a file that is not weights: a bad file, said once
         raise ValueError(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise ValueError(f"{path}: not a state dict of tensors")

@@ -214,7 +214,7 @@ def _build_in_pool(data: Path, cache: Path, todo: list, workers: int,
                 _drain(progress_queue, progress)
                 for future in finished:
                     built[futures[future]] = future.result()
-        except BaseException:
+        except BaseException:  # not handled here: stop the workers (also on Ctrl-C), then re-raise
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     _drain(progress_queue, progress)  # the workers have exited, so everything they reported is in the queue

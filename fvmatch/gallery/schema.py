@@ -69,6 +69,6 @@ def migrate(db: sqlite_utils.Database) -> None:
                 function(db)
                 db.execute("INSERT INTO _migrations (name, applied) VALUES (?, datetime('now'))", [function.__name__])
         db.execute("COMMIT")
-    except BaseException:
+    except BaseException:  # not handled here: undo the half-applied migration (also on Ctrl-C), then re-raise
         db.execute("ROLLBACK")
         raise
