@@ -90,8 +90,7 @@ class Embedder:
         vectors = self.embed_face_crops(np.stack([crop.pixels for crop in chosen]))
         return [
             Embedding(vector=vector, modality="face", source=str(path), model_id=self.model_id,
-                      quality={"detection_probability": round(crop.probability, 4),
-                               "box": [round(v, 1) for v in crop.box], "faces_in_image": len(found)})
+                      quality={**crop.quality(), "faces_in_image": len(found)})
             for crop, vector in zip(chosen, vectors)
         ]
 

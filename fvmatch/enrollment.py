@@ -187,8 +187,7 @@ def _prepare(gallery: Gallery, embedder, item: EnrollItem, seen: dict, force: bo
                       embedding.vector, embedding.quality)
         return item, new, None
     crop = embedder.detector.faces_in_file(item.path)[0]
-    quality = {"detection_probability": round(crop.probability, 4), "box": [round(v, 1) for v in crop.box]}
-    return item, NewItem(item.identity, "face", source, sha256, size, crop.probability, None, quality), crop.pixels
+    return item, NewItem(item.identity, "face", source, sha256, size, crop.probability, None, crop.quality()), crop.pixels
 
 
 def _embed_faces(embedder, entries: list) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PREPARED_FORMAT = "fvmatch-prepared/1"
+from .prepare import FORMAT, INT16_SCALE
+
 SAMPLE_RATE = 16000
 
 
@@ -27,8 +28,8 @@ class PreparedCorpus:
         if not plan_path.is_file():
             raise ValueError(f"{self.cache}: no prepare.json here (run fvmatch prepare first)")
         plan = json.loads(plan_path.read_text())
-        if plan.get("format") != PREPARED_FORMAT:
-            raise ValueError(f"{plan_path}: format {plan.get('format')!r}, expected {PREPARED_FORMAT!r}")
+        if plan.get("format") != FORMAT:
+            raise ValueError(f"{plan_path}: format {plan.get('format')!r}, expected {FORMAT!r}")
         if not plan.get("complete"):
             raise ValueError(f"{self.cache}: preparation is incomplete (run fvmatch prepare again to finish it)")
         self.plan = plan
@@ -78,14 +79,12 @@ class PreparedCorpus:
         return text
 
 
-def crop_voice(samples: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """A random `length`-sample window as float32 in [-1, 1]; a shorter clip is repeated to fill it."""
-    if len(samples) >= length:
-        start = int(rng.integers(0, len(samples) - length + 1))
-        window = samples[start : start + length]
-    else:
-        window = np.resize(samples, length)  # repeats the clip
-    return window.astype(np.float32) / 32768.0
+def crop_voice(samples: np.ndarray, length: int, rng: np.random.Generator | None) -> np.ndarray:
+    """A `length`-sample window of int16 speech as float32 in [-1, 1]: at random with `rng`, else the centre;
+    a shorter clip is repeated to fill it."""
+    spare = max(0, len(samples) - length)
+    start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
+    return np.resize(samples[start : start + length], length).astype(np.float32) / INT16_SCALE
 
 
 @dataclass

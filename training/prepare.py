@@ -59,8 +59,8 @@ from fvmatch.media.audio import AUDIO_SUFFIXES, MIN_SPEECH_SECONDS, SAMPLE_RATE,
 from fvmatch.media.image import FACE_SIZE, IMAGE_SUFFIXES
 
 FORMAT = "fvmatch-prepared/1"
-MIN_PAIRED_IDENTITIES = 2
 INT16_SCALE = 32768  # soundfile reads PCM_16 as int / 32768, so this round-trips 16-bit sources exactly
+MIN_PAIRED_IDENTITIES = 2
 
 
 def prepare_corpus(data: str | Path, cache: str | Path, workers: int = 0, identities_per_shard: int = 64,

@@ -4,17 +4,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fvmatch.evaluation.metrics import auc
 from fvmatch.media.audio import log_mel_batch
 
-from .data import PreparedCorpus
+from .data import PreparedCorpus, crop_voice
 
 VALIDATION_VOICE_SECONDS = 4.0  # the centre of each clip (shorter clips repeated), batched: quick even on CPU
-
-
-def centre_window(samples: np.ndarray, length: int) -> np.ndarray:
-    """The middle `length` samples as float32 (a shorter clip repeated to fill them)."""
-    start = max(0, (len(samples) - length) // 2)
-    return np.resize(samples[start : start + length], length).astype(np.float32) / 32768.0
 
 
 @torch.inference_mode()
@@ -31,7 +26,7 @@ def embed_identities(model, corpus: PreparedCorpus, identities: list[int], devic
     voices = []
     length = int(VALIDATION_VOICE_SECONDS * 16000)
     for start in range(0, len(voice_refs), batch_size):
-        windows = np.stack([centre_window(corpus.voice(ref), length) for _, ref in voice_refs[start : start + batch_size]])
+        windows = np.stack([crop_voice(corpus.voice(ref), length, None) for _, ref in voice_refs[start : start + batch_size]])
         voices.append(model.embed_voices(log_mel_batch(torch.from_numpy(windows).to(device))).float().cpu())
     return (torch.cat(faces).numpy(), np.array([i for i, _ in face_refs]),
             torch.cat(voices).numpy(), np.array([i for i, _ in voice_refs]))
@@ -39,11 +34,9 @@ def embed_identities(model, corpus: PreparedCorpus, identities: list[int], devic
 
 def verification_auc(faces: np.ndarray, face_owner: np.ndarray, voices: np.ndarray, voice_owner: np.ndarray) -> float:
     """ROC AUC of the cosine over every face-voice pair (same person vs different), unstratified."""
-    from sklearn.metrics import roc_auc_score
-
     scores = voices @ faces.T
     same = voice_owner[:, None] == face_owner[None, :]
-    return float(roc_auc_score(same.ravel(), scores.ravel()))
+    return auc(same.ravel(), scores.ravel())
 
 
 def voice_to_face_matching(faces: np.ndarray, face_owner: np.ndarray, voices: np.ndarray,

@@ -29,6 +29,10 @@ class FaceCrop:
     probability: float
     box: tuple[float, float, float, float]
 
+    def quality(self) -> dict:
+        """The quality figures recorded with an embedding of this face."""
+        return {"detection_probability": round(self.probability, 4), "box": [round(v, 1) for v in self.box]}
+
     @property
     def area(self) -> float:
         x1, y1, x2, y2 = self.box
