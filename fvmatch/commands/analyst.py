@@ -1,0 +1,181 @@
+"""The analyst's commands on a gallery: enroll, identify, verify."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, app,
+                                     audit, emit_json, file_input, open_gallery, say_waiting, stderr, stdout)
+from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
+from fvmatch.progress import item_progress
+
+
+@app.command()
+def enroll(
+    identity: Optional[str] = typer.Option(None, "--identity", "-i", help="Label of the person the files show."),
+    face: list[Path] = typer.Option([], "--face", help="Face image (repeatable)."),
+    voice: list[Path] = typer.Option([], "--voice", help="Voice recording (repeatable)."),
+    from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="DIR/<label>/<files>; modality from file type."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: identity,modality,path (paths relative to it)."),
+    force: bool = typer.Option(False, "--force", help="Enroll a file already enrolled under another identity."),
+    gallery_path: Path = GalleryOption,
+    model: Optional[Path] = ModelOption,
+    lock_timeout: float = LockTimeoutOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Enroll face images and voice recordings into the gallery (created on first use, pinned to the model).
+
+    A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
+    """
+    from fvmatch.enrollment import EnrollReport, enroll as enroll_items, items_from_dir, items_from_manifest, items_from_options
+
+    sources = sum([identity is not None or bool(face) or bool(voice), from_dir is not None, manifest is not None])
+    if sources != 1:
+        raise BadArgument("enroll", "give one of: --identity LABEL with --face/--voice files, --from-dir DIR, --manifest CSV")
+    report = EnrollReport()
+    if from_dir is not None:
+        items = items_from_dir(from_dir, report)
+    elif manifest is not None:
+        items = items_from_manifest(manifest, report)
+    else:
+        if identity is None or not (face or voice):
+            raise BadArgument("enroll", "--identity needs at least one --face or --voice file, and files need --identity")
+        items = items_from_options(identity, face, voice)
+
+    from fvmatch.embedder import Embedder, embedder_for_gallery
+    from fvmatch.gallery import Gallery
+    from fvmatch.gallery.lock import WriteLock
+
+    if gallery_path.exists() and not gallery_path.is_dir():
+        raise BadArgument(gallery_path, "gallery path exists and is not a directory")
+    # a new gallery: check the model before anything is written, so a bad --model leaves no directory behind
+    new_gallery_model = None if (gallery_path / "gallery.db").exists() else Embedder.load(model)
+    gallery_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with WriteLock(gallery_path, lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
+        if (gallery_path / "gallery.db").exists():  # (again under the lock: another writer may have created it)
+            gallery = Gallery.open(gallery_path)
+            embedder = embedder_for_gallery(gallery, model)
+        else:
+            embedder = new_gallery_model or Embedder.load(model)
+            gallery = Gallery.open(gallery_path, create=True, model_id=embedder.model_id,
+                                   embedding_dim=embedder.embedding_dim,
+                                   model_path=str(Path(embedder.checkpoint_path).resolve()))
+        with gallery, item_progress(stderr, "enroll", transient=as_json) as progress:
+            task = progress.add_task("enroll", total=len(items))
+            enroll_items(gallery, embedder, items, report, force=force, progress=lambda n: progress.advance(task, n))
+            counts = gallery.counts()
+            audit(gallery, "enroll", [{"path": e["path"], "sha256": e["sha256"]} for e in report.enrolled],
+                   {"enrolled": len(report.enrolled), "skipped": len(report.skipped), "failed": len(report.failed),
+                    "identities": sorted({e["identity"] for e in report.enrolled}), "failures": report.failed},
+                   embedder.model_id)
+    if as_json:
+        emit_json({"gallery": str(gallery_path), "model_id": embedder.model_id, **report.to_dict(), "gallery_counts": counts})
+    else:
+        stdout.print(f"enrolled {len(report.enrolled)}, already there {len(report.skipped)}, failed {len(report.failed)}; "
+                     f"gallery now holds {counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices")
+    for failure in report.failed:
+        stderr.print(f"fvmatch: failed: {failure['item']}: {failure['error']}", markup=False, highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _one_query(face: Optional[Path], voice: Optional[Path]) -> tuple[str, Path]:
+    if (face is None) == (voice is None):
+        raise BadArgument("identify", "give exactly one query: --face IMG or --voice AUDIO")
+    return ("face", face) if face is not None else ("voice", voice)
+
+
+@app.command()
+def identify(
+    face: Optional[Path] = typer.Option(None, "--face", help="Query face image."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
+    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
+    top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list."),
+    fmr: float = FmrOption,
+    gallery_path: Path = GalleryOption,
+    model: Optional[Path] = ModelOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default).
+
+    With a calibrated model, exit 1 when no candidate reaches the decision threshold.
+    """
+    modality, path = _one_query(face, voice)
+    if against not in (None, "face", "voice", "all"):
+        raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
+    targets = [("voice" if modality == "face" else "face")] if against is None else (
+        ["face", "voice"] if against == "all" else [against])
+    from fvmatch.embedder import embedder_for_gallery
+    from fvmatch.scoring import judge, trial_type
+
+    with open_gallery(gallery_path) as gallery:
+        embedder = embedder_for_gallery(gallery, model)
+        counts = gallery.counts()
+        if not any(counts[target] for target in targets):
+            raise BadArgument(gallery_path, f"gallery holds no {' or '.join(targets)} items to search")
+        query = embedder.embed_face(path)[0] if modality == "face" else embedder.embed_voice(path)
+        candidates = gallery.search(query.vector, targets, top=top)
+        audit(gallery, "identify", [file_input(path)],
+               {"modality": modality, "against": targets,
+                "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in candidates]},
+               embedder.model_id)
+    calibration = embedder.card.get("calibration")
+    judged = [judge(c.score, trial_type(modality, c.modality), calibration, fmr) for c in candidates]
+    if as_json:
+        emit_json({"query": {"modality": modality, "path": str(path), "quality": query.quality},
+                   "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
+                   "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(candidates, judged)]})
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{modality} query {path} against {' + '.join(targets)}")
+        for column in ("rank", "identity", "score", "log10 LR", "decision", "matched", "source file"):
+            table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left")
+        for candidate, judgement in zip(candidates, judged):
+            table.add_row(str(candidate.rank), candidate.identity, f"{candidate.score:.4f}",
+                          "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
+                          judgement.decision or "-", candidate.modality, candidate.source_path)
+        stdout.print(table)
+        notes = sorted({j.note for j in judged})
+        stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+    calibrated = [j for j in judged if j.decision is not None]
+    if calibrated and not any(j.decision == "same person" for j in calibrated):
+        raise typer.Exit(EXIT_NO_MATCH)
+
+
+@app.command()
+def verify(
+    face: list[Path] = typer.Option([], "--face", help="Face image (give two items in all: face+voice, 2 faces or 2 voices)."),
+    voice: list[Path] = typer.Option([], "--voice", help="Voice recording."),
+    fmr: float = FmrOption,
+    model: Optional[Path] = ModelOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Do two items (a face and a voice, two faces or two voices) belong to one person?
+
+    With a calibrated model: the log10 LR, its verbal equivalent and the decision; exit 1 for "different person".
+    """
+    items = [("face", p) for p in face] + [("voice", p) for p in voice]
+    if len(items) != 2:
+        raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
+    from fvmatch.embedder import Embedder
+    from fvmatch.scoring import judge, trial_type
+
+    embedder = Embedder.load(model)
+    embeddings = [embedder.embed_face(p)[0] if m == "face" else embedder.embed_voice(p) for m, p in items]
+    score = float(embeddings[0].vector @ embeddings[1].vector)
+    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"), fmr)
+    if as_json:
+        emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
+                   "model_id": embedder.model_id, **judgement.to_dict()})
+    else:
+        stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine; model {embedder.model_id[:16]})", highlight=False)
+        if judgement.decision is not None:
+            stdout.print(f"log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
+                         highlight=False)
+        stdout.print(judgement.note, highlight=False)
+    if judgement.decision == "different person":
+        raise typer.Exit(EXIT_NO_MATCH)

@@ -1,0 +1,62 @@
+"""What every command shares: the Typer app, the consoles, the common options and small helpers."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="fvmatch",
+    help="Forensic face-voice matching: enroll faces and voices, verify, identify across modalities.\n\n"
+    "Exit codes: 0 success; 1 nothing met the decision threshold; 2 bad usage or bad input; 3 internal failure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+ModelOption = typer.Option(None, "--model", envvar="FVMATCH_MODEL", help="Checkpoint (.safetensors); default: the shipped one.")
+JsonOption = typer.Option(False, "--json", help="One JSON document on stdout, nothing else there.")
+
+
+def emit_json(document: object) -> None:
+    """The one JSON document a --json command writes to stdout."""
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+
+GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
+                             help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
+FmrOption = typer.Option(0.01, "--fmr", help="Operating point: false-match rate of the decision (0.01 or 0.001).")
+LockTimeoutOption = typer.Option(60.0, "--lock-timeout", min=0.0, help="Seconds to wait for another writer.")
+
+
+def open_gallery(path: Path):
+    """An existing gallery (NotAGallery, exit 2, when there is none)."""
+    from fvmatch.gallery import Gallery
+
+    return Gallery.open(path)
+
+
+def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str) -> None:
+    """Append this command to the gallery's hash-chained audit trail (arguments as typed)."""
+    from fvmatch.audit import append_audit
+
+    append_audit(gallery, command, sys.argv[1:], inputs, result, model_id)
+
+
+def file_input(path: Path) -> dict:
+    from fvmatch.enrollment import file_digest
+
+    return {"path": str(Path(path).resolve()), "sha256": file_digest(Path(path))[0]}
+
+
+def say_waiting(message: str) -> None:
+    """Told once while waiting for another writer's lock."""
+    stderr.print(f"fvmatch: {message} ...", highlight=False)
+

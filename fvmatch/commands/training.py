@@ -1,0 +1,112 @@
+"""The ML engineer's commands for training: prepare, train."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fvmatch.commands.common import JsonOption, app, emit_json, stderr, stdout
+from fvmatch.errors import BadArgument
+from fvmatch.progress import item_progress
+
+
+@app.command()
+def prepare(
+    data: Path = typer.Argument(..., help="Corpus: faces/<id>/<video>/*.jpg, voices/<id>/<video>/*.wav, meta.csv."),
+    cache: Path = typer.Argument(..., help="Directory for the training shards."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Worker processes (0: one per CPU core)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Detect and align faces, keep the speech of voices, and write training shards (resumable)."""
+    summary = _run_prepare(data, cache, workers, as_json)
+    if as_json:
+        emit_json(summary)
+        return
+    counts = summary["counts"]
+    stdout.print(f"prepared {counts['identities']} identities: {counts['faces']} faces, {counts['voices']} voice clips "
+                 f"({counts['voice_seconds']:.0f} s of speech), {counts['failures']} failures, in {cache}", highlight=False)
+    for failure in summary["failures"]:
+        stderr.print(f"fvmatch: skipped: {failure['item']}: {failure['error']}", markup=False, highlight=False)
+
+
+def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:
+    from fvmatch.training.prepare import prepare_corpus
+
+    with item_progress(stderr, "prepare", "identities", transient=quiet) as progress:
+        task = progress.add_task("prepare", total=None)
+        return prepare_corpus(data, cache, workers=workers, progress=lambda n: progress.advance(task, n),
+                              total=lambda n: progress.update(task, total=n))
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Prepared shards (from fvmatch prepare), or a corpus to prepare first."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (.safetensors), updated every epoch."),
+    config: str = typer.Option("small", "--config", help="Model config: small or wang2020."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=2, help="Identities per batch (one face-voice pair each)."),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Starting learning rate (decays logarithmically)."),
+    lr_end: float = typer.Option(1e-8, "--lr-end", min=0.0, help="Final learning rate."),
+    crop_seconds: float = typer.Option(3.0, "--crop-seconds", min=0.5, help="Voice crop length."),
+    passes: int = typer.Option(1, "--passes", min=1, help="Passes over the training identities per epoch."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    face_weights: Optional[Path] = typer.Option(None, "--face-weights", envvar="FVMATCH_FACE_WEIGHTS",
+                                                help="Local pretrained face-subnet weights (never downloaded)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Where to prepare shards when DATA is a raw corpus."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run that wrote --out."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Train the joint face-voice embedding (Wang et al. 2020 losses); same command under torchrun for many GPUs."""
+    from fvmatch.models.config import CONFIGS
+
+    if config not in CONFIGS:
+        raise BadArgument("--config", f"unknown config {config!r}; known: {', '.join(sorted(CONFIGS))}")
+    if resume and not out.is_file():
+        raise BadArgument(out, "nothing to resume: no checkpoint here")
+    if not (data / "prepare.json").is_file():
+        if not (data / "meta.csv").is_file():
+            raise BadArgument(data, "neither prepared shards (prepare.json) nor a corpus (meta.csv)")
+        cache = cache or data / "prepared"
+        _run_prepare(data, cache, 0, as_json)
+        data = cache
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from fvmatch.training.trainer import TrainSettings, train as train_model
+
+    settings = TrainSettings(config=config, epochs=epochs, batch_size=batch_size, lr_start=lr, lr_end=lr_end,
+                             crop_seconds=crop_seconds, passes=passes, seed=seed, workers=workers,
+                             face_weights=str(face_weights) if face_weights else None)
+    columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=as_json) as progress:
+        task = progress.add_task("train", total=None, status="")
+
+        def on_step(report) -> None:
+            terms = report.terms
+            progress.update(task, total=report.total_steps, completed=report.step, status=(
+                f"epoch {report.epoch + 1} loss {report.loss:.3f} (rank f>v {terms['face_to_voice']:.3f} "
+                f"v>f {terms['voice_to_face']:.3f} id {terms['identity_face'] + terms['identity_voice']:.2f}) "
+                f"lr {report.learning_rate:.1e} {report.pairs_per_second:.0f} pairs/s"))
+
+        def on_epoch(record: dict) -> None:
+            if not as_json:
+                progress.console.print(
+                    f"epoch {record['epoch'] + 1}: step {record['step']}, validation AUC "
+                    f"{record.get('val_verification_auc', float('nan')):.4f}, V-F 1:2 "
+                    f"{record.get('val_vf_1to2_accuracy', float('nan')):.4f}", highlight=False)
+
+        try:
+            result = train_model(data, out, settings, device=device, resume=resume, on_step=on_step, on_epoch=on_epoch)
+        except ValueError as error:
+            raise BadArgument(data, str(error).removeprefix(f"{data}: ")) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 reports
+    if as_json:
+        emit_json({"checkpoint": str(result.checkpoint), "model_id": result.model_id, "steps": result.steps,
+                   "history": result.history})
+    else:
+        stdout.print(f"wrote {result.checkpoint} (model {result.model_id[:16]}) after {result.steps} steps", highlight=False)
