@@ -255,18 +255,21 @@ class Gallery:
         labels = np.concatenate([self.index(modality).search(query, fetch) for modality in against])
         if len(labels) == 0:
             return []
-        scores = self._vectors(labels) @ query  # exact cosine: both sides are unit vectors
+        # one query brings each candidate's stored embedding (for the exact re-score) and what the answer shows
         marks = ",".join("?" * len(labels))
-        details = {row[0]: row[1:] for row in self.db.execute(
-            "SELECT media.id, identities.label, media.modality, media.source_path FROM media"
+        rows = self.db.execute(
+            "SELECT media.id, identities.label, media.modality, media.source_path, media.embedding FROM media"
             f" JOIN identities ON identities.id = media.identity_id WHERE media.id IN ({marks})",
-            [int(label) for label in labels])}
+            [int(label) for label in labels]).fetchall()  # an id removed since the index was read is simply absent
+        if not rows:
+            return []
+        vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+        scores = vectors @ query  # exact cosine: both sides are unit vectors
+        details = {row[0]: row[1:4] for row in rows}
         best: dict[str, tuple[float, int]] = {}
         compared: dict[str, int] = {}
-        for label, score in zip(labels.tolist(), scores.tolist()):
-            if label not in details:
-                continue  # removed after the index was read
-            identity = details[label][0]
+        for row, score in zip(rows, scores.tolist()):
+            label, identity = row[0], row[1]
             compared[identity] = compared.get(identity, 0) + 1
             if identity not in best or score > best[identity][0]:
                 best[identity] = (score, label)
