@@ -40,6 +40,7 @@ MIN_DIFFERENT_TRIALS = 1_000
 MIN_IDENTITIES = 10
 FALSE_MATCH_RATES = (0.01, 0.001)
 ERRORS_AT_THRESHOLD = 10  # an FMR operating point needs ERRORS_AT_THRESHOLD / FMR different-person trials
+HISTOGRAM_BINS = 100  # stored score histogram: bins of width 0.02 over the cosine range [-1, 1]
 MAX_TRIALS = 200_000  # per hypothesis and trial type; beyond it a seeded sample of the pairs is used
 ENFSI_SCALE = ((6.0, "extremely strong"), (4.0, "very strong"), (3.0, "strong"), (2.0, "moderately strong"),
                (1.0, "moderate"), (0.0, "limited"))  # lower bound of |log10 LR| -> verbal equivalent
@@ -125,6 +126,11 @@ def fit(same_scores: Sequence[float], different_scores: Sequence[float], identit
     entry["cllr"] = cllr(log10_lr(same, entry), log10_lr(different, entry))
     entry["cllr_min"] = cllr_min(same, different)
     entry["separable"] = bool(same.min() > different.max())
+    # the score distributions themselves, binned, so a report can show where a case's score falls among them
+    edges = np.linspace(-1.0, 1.0, HISTOGRAM_BINS + 1)
+    entry["score_histogram"] = {"edges": [round(float(edge), 6) for edge in edges],
+                                "same": np.histogram(np.clip(same, -1, 1), edges)[0].tolist(),
+                                "different": np.histogram(np.clip(different, -1, 1), edges)[0].tolist()}
     return entry
 
 

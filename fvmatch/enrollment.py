@@ -6,7 +6,6 @@ committed, and running it again skips what is already there (same file, same ide
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
+from fvmatch.paths import read_listing, resolve_listed_path
 
 MAX_LABEL_LENGTH = 200
 MANIFEST_COLUMNS = ("identity", "modality", "path")
@@ -90,39 +90,28 @@ def items_from_dir(directory: Path, report: EnrollReport) -> list[EnrollItem]:
     return items
 
 
-def items_from_manifest(manifest: Path, report: EnrollReport) -> list[EnrollItem]:
-    """CSV with columns identity, modality (face|voice), path; paths relative to the manifest's folder."""
-    if not manifest.is_file():
-        raise BadArgument(manifest, "no such manifest file")
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise BadArgument(manifest, f"not a readable CSV file ({error})") from None
-    if not rows or [cell.strip().lower() for cell in rows[0][:3]] != list(MANIFEST_COLUMNS):
-        raise BadArgument(manifest, f"first row must be the header {','.join(MANIFEST_COLUMNS)}")
+def items_from_manifest(manifest: Path, report: EnrollReport, root: Path | None = None) -> list[EnrollItem]:
+    """CSV with columns identity, modality (face|voice), path; paths relative to the manifest's folder.
+
+    With `root` (from paths.check_root), a row whose path resolves outside it is recorded as failed.
+    """
     items = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in read_listing(manifest, MANIFEST_COLUMNS):
         origin = f"{manifest}:{line}"
-        if not any(cell.strip() for cell in row):
+        if "_short" in row:
+            report.fail(origin, f"expected 3 columns ({','.join(MANIFEST_COLUMNS)}), found {row['_short']}")
             continue
-        if len(row) < 3:
-            report.fail(origin, f"expected 3 columns ({','.join(MANIFEST_COLUMNS)}), found {len(row)}")
-            continue
-        identity, modality, raw_path = (cell.strip() for cell in row[:3])
         try:
-            label = check_label(identity, origin)
+            label = check_label(row["identity"], origin)
+            if row["modality"] not in ("face", "voice"):
+                raise BadArgument(origin, f"unknown modality {row['modality']!r} (face or voice)")
+            if not row["path"]:
+                raise BadArgument(origin, "empty path")
+            path = resolve_listed_path(manifest, row["path"], root, origin)
         except BadArgument as error:
             report.fail(origin, error.problem)
             continue
-        if modality not in ("face", "voice"):
-            report.fail(origin, f"unknown modality {modality!r} (face or voice)")
-            continue
-        if not raw_path:
-            report.fail(origin, "empty path")
-            continue
-        path = Path(raw_path)
-        items.append(EnrollItem(label, modality, path if path.is_absolute() else manifest.parent / path, origin))
+        items.append(EnrollItem(label, row["modality"], path, origin))
     return items
 
 

@@ -55,6 +55,17 @@ def test_fit_reports_thresholds_eer_and_trial_counts(entry, gaussian_scores):
     json.dumps(entry)
 
 
+def test_fit_stores_the_score_distributions_as_histograms(entry, gaussian_scores):
+    same, different = gaussian_scores
+    histogram = entry["score_histogram"]
+    edges = np.array(histogram["edges"])
+    assert edges[0] == -1.0 and edges[-1] == 1.0 and len(histogram["same"]) == len(histogram["different"]) == len(edges) - 1
+    assert sum(histogram["same"]) == len(same) and sum(histogram["different"]) == len(different)
+    # the bin holding the mean of each distribution is among its tallest
+    assert np.argmax(histogram["same"]) == pytest.approx(np.searchsorted(edges, SAME_MEAN) - 1, abs=2)
+    assert np.argmax(histogram["different"]) == pytest.approx(np.searchsorted(edges, DIFFERENT_MEAN) - 1, abs=2)
+
+
 def test_a_tenth_of_a_percent_operating_point_needs_ten_thousand_different_person_trials(gaussian_scores):
     same, different = gaussian_scores
     assert [p["fmr_target"] for p in fit(same, different[:9_999])["operating_points"]] == [0.01]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, app,
+from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, RootOption, app,
                                      audit, emit_json, file_input, open_gallery, say_waiting, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
@@ -20,6 +20,7 @@ def enroll(
     voice: list[Path] = typer.Option([], "--voice", help="Voice recording (repeatable)."),
     from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="DIR/<label>/<files>; modality from file type."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: identity,modality,path (paths relative to it)."),
+    root: Optional[Path] = RootOption,
     force: bool = typer.Option(False, "--force", help="Enroll a file already enrolled under another identity."),
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
@@ -35,11 +36,15 @@ def enroll(
     sources = sum([identity is not None or bool(face) or bool(voice), from_dir is not None, manifest is not None])
     if sources != 1:
         raise BadArgument("enroll", "give one of: --identity LABEL with --face/--voice files, --from-dir DIR, --manifest CSV")
+    if root is not None and manifest is None:
+        raise BadArgument("--root", "--root confines the paths a --manifest names; give it with --manifest")
     report = EnrollReport()
     if from_dir is not None:
         items = items_from_dir(from_dir, report)
     elif manifest is not None:
-        items = items_from_manifest(manifest, report)
+        from fvmatch.paths import check_root
+
+        items = items_from_manifest(manifest, report, check_root(root))
     else:
         if identity is None or not (face or voice):
             raise BadArgument("enroll", "--identity needs at least one --face or --voice file, and files need --identity")

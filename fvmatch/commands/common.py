@@ -33,6 +33,7 @@ def emit_json(document: object) -> None:
 GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
                              help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
 FmrOption = typer.Option(0.01, "--fmr", help="Operating point: false-match rate of the decision (0.01 or 0.001).")
+RootOption = typer.Option(None, "--root", help="Refuse listed paths that resolve (symlinks followed) outside this directory.")
 LockTimeoutOption = typer.Option(60.0, "--lock-timeout", min=0.0, help="Seconds to wait for another writer.")
 
 

@@ -277,6 +277,27 @@ class Gallery:
         return [Candidate(rank, identity, score, details[label][1], label, details[label][2], compared[identity])
                 for rank, (identity, (score, label)) in enumerate(ranked, start=1)]
 
+    def score_identity(self, query: np.ndarray, label: str, against: Iterable[str]) -> Candidate | None:
+        """Score one claimed identity exactly: its best item of the `against` modalities (None: it has none).
+
+        UnknownIdentity when no identity has that label. Used for verification against a claim, where the
+        answer must not depend on the identity making it into an approximate top-k.
+        """
+        query = np.asarray(query, dtype=np.float32)
+        identity_id = self.db.execute("SELECT id FROM identities WHERE label = ?", [label]).fetchone()
+        if identity_id is None:
+            raise UnknownIdentity(label, "no such identity in the gallery")
+        modalities = list(against)
+        rows = self.db.execute(
+            "SELECT id, modality, source_path, embedding FROM media WHERE identity_id = ?"
+            f" AND modality IN ({','.join('?' * len(modalities))}) ORDER BY id",
+            [identity_id[0], *modalities]).fetchall()
+        if not rows:
+            return None
+        scores = np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32).reshape(len(rows), -1) @ query
+        best = int(np.argmax(scores))
+        return Candidate(1, label, float(scores[best]), rows[best][1], rows[best][0], rows[best][2], len(rows))
+
     # ----- writing (hold `writer()`) ---------------------------------------------------------------------------
     def add(self, items: Sequence[NewItem]) -> list[int]:
         """Store embedded items in one transaction, then add them to the indexes; returns their media ids."""

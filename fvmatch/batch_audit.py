@@ -1,0 +1,351 @@
+"""Scripted batch audits: a query file in, one JSON line per query out, resumable, never stopped by a bad row.
+
+A query file is a CSV with the header `query_id,modality,path[,claimed_identity]`; paths are relative to the
+file (and confined to `--root` when one is given, see fvmatch.paths). A row without a claim is answered like
+`identify` (ranked candidates); a row with one like a verification of that claim (the claimed identity's best
+item, scored exactly). Each answer or failure is one line of the results file, written and fsynced batch by
+batch, so a killed run loses at most the batch in flight and re-running it answers only what is missing.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fvmatch.errors import BadArgument, FvmatchError
+from fvmatch.paths import read_listing, resolve_listed_path
+
+QUERY_COLUMNS = ("query_id", "modality", "path")
+OPTIONAL_COLUMNS = ("claimed_identity",)
+BATCH_SIZE = 32
+# failures that make a row's query id unusable as its resume key: such rows are keyed by their line instead
+ID_PROBLEMS = ("missing query id", "duplicate query id")
+
+
+@dataclass(frozen=True)
+class Query:
+    query_id: str
+    line: int
+    modality: str
+    raw_path: str
+    path: Path | None  # None when the row is unusable (then `problem` says why)
+    claimed_identity: str | None
+    origin: str  # "queries.csv:4", for messages
+    problem: str | None = None
+    problem_kind: str | None = None
+
+    @property
+    def key(self) -> str:
+        return resume_key(self.query_id, self.line, self.problem_kind)
+
+
+def resume_key(query_id: str, line: int, problem_kind: str | None) -> str:
+    """What identifies a row across runs: its query id, or its line when the id is missing or repeated."""
+    return f"line {line}" if problem_kind in ID_PROBLEMS else f"id {query_id}"
+
+
+def read_queries(queries_file: Path, root: Path | None = None) -> list[Query]:
+    """Every non-blank row of the query file, bad ones included (with `problem` set) so they can be recorded.
+
+    `root` must come from paths.check_root. A file that is not a query file at all raises BadArgument.
+    """
+    queries: list[Query] = []
+    first_line: dict[str, int] = {}
+    for line, row in read_listing(queries_file, QUERY_COLUMNS, OPTIONAL_COLUMNS):
+        origin = f"{queries_file}:{line}"
+        query_id, modality, raw_path = row.get("query_id", ""), row.get("modality", ""), row.get("path", "")
+        claim = row.get("claimed_identity") or None
+        problem = kind = None
+        path = None
+        if "_short" in row:
+            problem, kind = f"expected at least 3 columns ({','.join(QUERY_COLUMNS)}), found {row['_short']}", "short row"
+        elif not query_id:
+            problem, kind = "empty query id", "missing query id"
+        elif query_id in first_line:
+            problem, kind = f"query id {query_id!r} already used on line {first_line[query_id]}", "duplicate query id"
+        elif modality not in ("face", "voice"):
+            problem, kind = f"unknown modality {modality!r} (face or voice)", "unknown modality"
+        elif not raw_path:
+            problem, kind = "empty path", "empty path"
+        else:
+            try:
+                path = resolve_listed_path(queries_file, raw_path, root, origin)
+            except BadArgument as error:
+                problem, kind = error.problem, "path refused"
+        if query_id and query_id not in first_line:
+            first_line[query_id] = line
+        queries.append(Query(query_id, line, modality, raw_path, path, claim, origin, problem, kind))
+    return queries
+
+
+class ResultsFile:
+    """The JSON-lines results of one query file: what is already answered, and appending more, durably."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.latest: dict[str, dict] = {}  # resume key -> the last record written for it
+        self.repaired_bytes = 0
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            raise BadArgument(self.path, "results path exists and is not a regular file")
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            # a run killed mid-write leaves a partial last line: drop it, that query is answered again
+            self.repaired_bytes = len(data) - end
+            with open(self.path, "r+b") as handle:
+                handle.truncate(end)
+                os.fsync(handle.fileno())
+        for number, line in enumerate(data[:end].splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = resume_key(record["query_id"], record["line"], record.get("error_kind"))
+            except (ValueError, KeyError, TypeError):
+                raise BadArgument(self.path, f"line {number} is not an fvmatch audit result; use another --out") from None
+            self.latest[key] = record
+
+    @classmethod
+    @contextmanager
+    def exclusive(cls, path: Path) -> Iterator["ResultsFile"]:
+        """The results file, held against a second run writing to it at the same time (refused, not queued)."""
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise BadArgument(path, "results path exists and is not a regular file")
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise BadArgument(path, f"cannot write the results file ({error.strerror or error})") from None
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BadArgument(path, "another audit run is writing to this results file") from None
+            yield cls(path)
+        finally:
+            os.close(descriptor)
+
+    def check_model(self, model_id: str) -> None:
+        """Results of one file come from one model: refuse to mix in answers from another."""
+        others = {record.get("model_id") for record in self.latest.values() if record.get("model_id")} - {model_id}
+        if others:
+            raise BadArgument(self.path, f"holds results from model {sorted(others)[0][:16]}, this run uses "
+                              f"{model_id[:16]}; write to another --out")
+
+    def append(self, records: Sequence[dict]) -> None:
+        if not records:
+            return
+        text = "".join(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n" for record in records)
+        # created owner-only: the results name evidence files and candidates
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for record in records:
+            self.latest[resume_key(record["query_id"], record["line"], record.get("error_kind"))] = record
+
+
+@dataclass
+class AuditSummary:
+    run_id: str
+    queries: int = 0
+    answered: int = 0  # in this run
+    failed_now: int = 0  # in this run
+    already_done: int = 0  # skipped: answered by an earlier run
+    ok: int = 0  # in the results file, for this query file
+    failed: int = 0
+    matches: int | None = None  # ok results with decision "same person"; None when the model is uncalibrated
+    seconds: float = 0.0
+    repaired_bytes: int = 0
+    answers: list[dict] = field(default_factory=list)  # this run's answers, short form, for the audit trail
+    failures: list[dict] = field(default_factory=list)  # this run's failures
+
+    def to_dict(self) -> dict:
+        rate = self.answered / self.seconds if self.seconds > 0 else None
+        return {"run_id": self.run_id, "queries": self.queries, "answered_now": self.answered,
+                "failed_now": self.failed_now, "already_done": self.already_done, "ok": self.ok,
+                "failed": self.failed, "matches": self.matches, "seconds": round(self.seconds, 3),
+                "queries_per_second": None if rate is None else round(rate, 2), "repaired_bytes": self.repaired_bytes,
+                "failures": self.failures}
+
+
+def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile, against: str | None = None,
+              top: int = 10, fmr: float = 0.01, retry_failed: bool = False, batch_size: int = BATCH_SIZE,
+              progress: Callable[[int], None] | None = None, input_digest: Callable[[Path], tuple[str, int]] | None = None
+              ) -> AuditSummary:
+    """Answer every query not yet in `results` (failed ones too with `retry_failed`), appending batch by batch."""
+    results.check_model(embedder.model_id)
+    summary = AuditSummary(run_id=uuid.uuid4().hex[:16], queries=len(queries), repaired_bytes=results.repaired_bytes)
+    pending = []
+    for query in queries:
+        earlier = results.latest.get(query.key)
+        if earlier is not None and (earlier.get("status") == "ok" or not retry_failed):
+            summary.already_done += 1
+        else:
+            pending.append(query)
+    if progress and summary.already_done:
+        progress(summary.already_done)
+    started = time.perf_counter()
+    context = _Context(gallery, embedder, against, top, fmr, summary.run_id, input_digest)
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
+        records = context.answer(batch)
+        results.append(records)
+        for record in records:
+            if record["status"] == "ok":
+                summary.answered += 1
+                top_one = record["candidates"][0] if record["candidates"] else {}
+                summary.answers.append({"query_id": record["query_id"], "identity": top_one.get("identity"),
+                                        "score": top_one.get("score"), "decision": record["decision"]})
+            else:
+                summary.failed_now += 1
+                summary.failures.append({"item": record["origin"], "error": record["error"]})
+        if progress:
+            progress(len(batch))
+    summary.seconds = time.perf_counter() - started
+    final = [results.latest[query.key] for query in queries if query.key in results.latest]
+    summary.ok = sum(record["status"] == "ok" for record in final)
+    summary.failed = len(final) - summary.ok
+    if embedder.card.get("calibration"):
+        summary.matches = sum(record["status"] == "ok" and record["decision"] == "same person" for record in final)
+    return summary
+
+
+def answer_query(gallery, embedder, modality: str, path: Path, claimed_identity: str | None = None,
+                 against: str | None = None, top: int = 10, fmr: float = 0.01, query_id: str = "query") -> dict:
+    """One query answered exactly as `audit run` answers a row: the same record, status "ok" or "failed"."""
+    query = Query(query_id, 0, modality, str(path), Path(path), claimed_identity, str(path))
+    return _Context(gallery, embedder, against, top, fmr, uuid.uuid4().hex[:16], None).answer([query])[0]
+
+
+class _Context:
+    """What answering needs, fixed for a run: gallery, model, options, the calibration summary."""
+
+    def __init__(self, gallery, embedder, against, top, fmr, run_id, input_digest) -> None:
+        from fvmatch.enrollment import file_digest
+
+        self.gallery, self.embedder, self.against, self.top, self.fmr, self.run_id = (
+            gallery, embedder, against, top, fmr, run_id)
+        self.digest = input_digest or file_digest
+        self.counts = gallery.counts()
+        calibration = embedder.card.get("calibration")
+        self.calibration = calibration
+        self.calibration_summary = None if not calibration else {
+            "fmr": fmr, **{key: calibration.get(key) for key in ("data", "split", "created")},
+            "trial_types": sorted(key for key in ("face-voice", "face-face", "voice-voice") if key in calibration)}
+
+    def targets(self, modality: str) -> list[str]:
+        if self.against is None:
+            return ["voice" if modality == "face" else "face"]
+        return ["face", "voice"] if self.against == "all" else [self.against]
+
+    def answer(self, batch: Sequence[Query]) -> list[dict]:
+        """Records for a batch, in its order: faces detected one by one then embedded in one forward pass;
+        voices embedded one by one."""
+        records: list[dict | None] = [None] * len(batch)
+        prepared = []  # (position, record, vector or None, face crop or None, seconds spent)
+        for position, query in enumerate(batch):
+            record = self._record(query)
+            began = time.perf_counter()
+            try:
+                if query.problem is not None:
+                    raise BadArgument(query.origin, query.problem)
+                if not query.path.is_file():
+                    raise BadArgument(query.origin, "no such file" if not query.path.exists() else "not a regular file")
+                if not any(self.counts[target] for target in self.targets(query.modality)):
+                    raise BadArgument(query.origin, f"gallery holds no {' or '.join(self.targets(query.modality))} "
+                                      "items to search")
+                record["sha256"], record["size"] = self.digest(query.path)
+                if query.modality == "voice":
+                    embedding = self.embedder.embed_voice(query.path)
+                    record["quality"] = embedding.quality
+                    prepared.append((position, record, embedding.vector, None, time.perf_counter() - began))
+                else:
+                    found = self.embedder.detector.faces_in_file(query.path)
+                    record["quality"] = {**found[0].quality(), "faces_in_image": len(found)}
+                    prepared.append((position, record, None, found[0].pixels, time.perf_counter() - began))
+            except FvmatchError as error:
+                problem = error.problem if error.item == query.origin else f"{query.raw_path}: {error.problem}"
+                records[position] = self._failed(record, problem, query.problem_kind or type(error).__name__)
+            except OSError as error:
+                records[position] = self._failed(record, f"{query.raw_path}: cannot read file "
+                                                 f"({error.strerror or error})", "OSError")
+        faces = [entry for entry in prepared if entry[3] is not None]
+        shares: dict[int, tuple[np.ndarray, float]] = {}
+        if faces:
+            began = time.perf_counter()
+            vectors = self.embedder.embed_face_crops(np.stack([entry[3] for entry in faces]))
+            share = (time.perf_counter() - began) / len(faces)  # the batch's forward pass, split evenly
+            shares = {entry[0]: (vector, share) for entry, vector in zip(faces, vectors)}
+        for position, record, vector, crop, seconds in prepared:
+            if crop is not None:
+                vector, share = shares[position]
+                seconds += share
+            records[position] = self._answer(batch[position], record, vector, seconds)
+        return records
+
+    def _record(self, query: Query) -> dict:
+        return {"query_id": query.query_id, "line": query.line, "origin": query.origin, "status": None,
+                "task": "verify" if query.claimed_identity else "identify", "modality": query.modality,
+                "path": query.raw_path, "resolved_path": None if query.path is None else str(query.path.resolve()),
+                "sha256": None, "size": None, "claimed_identity": query.claimed_identity,
+                "against": self.targets(query.modality) if query.modality in ("face", "voice") else None,
+                "quality": None, "candidates": [], "decision": None, "matches": [], "notes": [],
+                "model_id": self.embedder.model_id, "calibration": self.calibration_summary,
+                "run_id": self.run_id, "answered_at": None, "timing_ms": None, "error": None, "error_kind": None}
+
+    def _failed(self, record: dict, problem: str, kind: str) -> dict:
+        return {**record, "status": "failed", "error": problem, "error_kind": kind,
+                "answered_at": _utc_now()}
+
+    def _answer(self, query: Query, record: dict, vector: np.ndarray, embed_seconds: float) -> dict:
+        from fvmatch.gallery.gallery import UnknownIdentity
+        from fvmatch.scoring import judge, trial_type
+
+        began = time.perf_counter()
+        targets = self.targets(query.modality)
+        if query.claimed_identity:
+            try:
+                claim = self.gallery.score_identity(vector, query.claimed_identity, targets)
+            except UnknownIdentity:
+                return self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
+                                    "UnknownIdentity")
+            if claim is None:
+                return self._failed(record, f"claimed identity {query.claimed_identity!r} has no "
+                                    f"{' or '.join(targets)} items", "UnknownIdentity")
+            candidates = [claim]
+        else:
+            candidates = self.gallery.search(vector, targets, top=self.top)
+        search_seconds = time.perf_counter() - began
+        judged = [judge(c.score, trial_type(query.modality, c.modality), self.calibration, self.fmr)
+                  for c in candidates]
+        listed = []
+        for candidate, judgement in zip(candidates, judged):
+            entry = {**candidate.to_dict(), **judgement.to_dict()}
+            entry.pop("note")
+            listed.append(entry)
+        matches = [c.identity for c, j in zip(candidates, judged) if j.decision == "same person"]
+        calibrated = any(j.decision is not None for j in judged)
+        decision = None if not calibrated else ("same person" if matches else "different person")
+        return {**record, "status": "ok", "candidates": listed, "decision": decision, "matches": matches,
+                "notes": sorted({j.note for j in judged}), "answered_at": _utc_now(),
+                "timing_ms": {"embed": round(embed_seconds * 1000, 2), "search": round(search_seconds * 1000, 2)}}
+
+
+def _utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

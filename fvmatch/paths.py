@@ -1,0 +1,71 @@
+"""Evidence paths named inside listing files (enrolment manifests, audit query files).
+
+A path in a listing is relative to the listing's own folder, so a case folder can be moved whole. With a stated
+root (`--root DIR`), every path must resolve, symlinks followed, to somewhere inside that root: a listing that
+reaches out of the case folder (`../../etc/passwd`, an absolute path elsewhere, a symlink out) is refused row by
+row, before any file is opened.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from fvmatch.errors import BadArgument
+
+
+def check_root(root: Path | None) -> Path | None:
+    """The resolved --root directory (BadArgument when it is not one)."""
+    if root is None:
+        return None
+    if not Path(root).is_dir():
+        raise BadArgument(root, "--root is not a directory")
+    return Path(root).resolve()
+
+
+def resolve_listed_path(listing: Path, raw: str, root: Path | None, origin: str) -> Path:
+    """The file a listing's row names: relative to the listing's folder; inside `root` when one is given.
+
+    `root` must come from check_root (already resolved). Raises BadArgument naming `origin` ("file.csv:4").
+    """
+    if "\x00" in raw:
+        raise BadArgument(origin, "path holds a NUL character")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = Path(listing).parent / path
+    if root is not None:
+        # realpath follows symlinks (strict=False: a missing file still gets its would-be location checked)
+        real = Path(os.path.realpath(path))
+        if real != root and root not in real.parents:
+            raise BadArgument(origin, f"path {raw!r} is outside --root {root}")
+    return path
+
+
+def read_listing(listing: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[tuple[int, dict]]:
+    """Rows of a CSV listing as (line number, {column: stripped cell}), blank rows dropped.
+
+    The header must start with `columns` in order; any of `optional` may follow, in any order. A row shorter
+    than `columns` is returned with the key "_short" holding how many cells it had, for the caller to record.
+    """
+    if not Path(listing).is_file():
+        raise BadArgument(listing, "no such file" if not Path(listing).exists() else "not a regular file")
+    try:
+        with open(listing, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise BadArgument(listing, f"not a readable UTF-8 CSV file ({error})") from None
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    extra = header[len(columns):]
+    if header[: len(columns)] != list(columns) or any(name not in optional for name in extra if name):
+        wanted = ",".join(columns) + "".join(f"[,{name}]" for name in optional)
+        raise BadArgument(listing, f"first row must be the header {wanted}")
+    names = header
+    result = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(names) if name}
+        if len(row) < len(columns):
+            cells["_short"] = len(row)
+        result.append((line, cells))
+    return result
