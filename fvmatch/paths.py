@@ -44,6 +44,8 @@ def resolve_listed_path(listing: Path, raw: str, root: Path | None, origin: str)
 def read_listing(listing: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[tuple[int, dict]]:
     """Rows of a CSV listing as (line number, {column: stripped cell}), blank rows dropped.
 
+    The line number is the file's line where the row starts (a quoted cell may hold line breaks).
+
     The header must start with `columns` in order; any of `optional` may follow, in any order. A row shorter
     than `columns` is returned with the key "_short" holding how many cells it had, for the caller to record.
     """
@@ -51,17 +53,21 @@ def read_listing(listing: Path, columns: tuple[str, ...], optional: tuple[str, .
         raise BadArgument(listing, "no such file" if not Path(listing).exists() else "not a regular file")
     try:
         with open(listing, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
+            reader = csv.reader(handle)
+            rows, start = [], 1
+            for row in reader:
+                rows.append((start, row))
+                start = reader.line_num + 1
     except (UnicodeDecodeError, csv.Error) as error:
         raise BadArgument(listing, f"not a readable UTF-8 CSV file ({error})") from None
-    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    header = [cell.strip().lower() for cell in rows[0][1]] if rows else []
     extra = header[len(columns):]
     if header[: len(columns)] != list(columns) or any(name not in optional for name in extra if name):
         wanted = ",".join(columns) + "".join(f"[,{name}]" for name in optional)
         raise BadArgument(listing, f"first row must be the header {wanted}")
     names = header
     result = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if not any(cell.strip() for cell in row):
             continue
         cells = {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(names) if name}

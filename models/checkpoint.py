@@ -98,6 +98,8 @@ def read_card(path: str | Path) -> dict:
         card = json.loads(metadata[CARD_KEY])
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: model card is not valid JSON") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: model card is nested too deeply to be one") from None
     missing = [name for name in CARD_FIELDS if name not in card] if isinstance(card, dict) else list(CARD_FIELDS)
     if missing:
         raise CheckpointError(f"{path}: model card lacks {', '.join(missing)}")
@@ -115,18 +117,40 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Chec
     card = read_card(path)
     try:
         config = JointModelConfig.from_dict(card["config"])
-        model = JointModel(config)
-    except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{path}: model card describes no buildable model ({error})") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise CheckpointError(f"{path}: model card describes no buildable model ({_one_line(error)})") from None
+    if card["embedding_dim"] != config.embedding_dim:
+        raise CheckpointError(f"{path}: model card's embedding_dim {card['embedding_dim']!r} differs from its "
+                              f"config's {config.embedding_dim!r}")
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: weights cannot be read ({type(error).__name__})") from None
     if weights_sha256(state) != card["model_id"]:
         raise CheckpointError(f"{path}: weights do not match the model card's model id (altered or corrupt)")
+    # the card is not covered by the model id: a few bytes of JSON may describe any size of model, so the model
+    # is laid out without memory (meta device) and takes the file's tensors as they are (assign), never allocating
+    # more than the file holds; every conv stage has weights, which bounds the layers a card may ask for
+    if len(config.face_channels) + len(config.voice_channels) > len(state) + 2:
+        raise CheckpointError(f"{path}: model card describes more layers than the file holds tensors ({len(state)})")
     try:
-        model.load_state_dict(state, strict=True)
+        with torch.device("meta"):
+            model = JointModel(config)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: model card describes no buildable model ({_one_line(error)})") from None
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
-        first = str(error).splitlines()[0] if str(error) else "shape mismatch"
-        raise CheckpointError(f"{path}: weights do not fit the {config.name} model ({first})") from None
+        raise CheckpointError(f"{path}: weights do not fit the {config.name} model ({_one_line(error)})") from None
+    if any(tensor.is_meta for tensor in [*model.parameters(), *model.buffers()]):
+        raise CheckpointError(f"{path}: weights do not fit the {config.name} model (tensors missing)")
     return Checkpoint(model=model.to(device).eval(), card=card)
+
+
+def _one_line(error: Exception, limit: int = 200) -> str:
+    """The informative first line of a library's (often multi-line) error message, shortened."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

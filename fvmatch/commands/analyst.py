@@ -51,14 +51,14 @@ def enroll(
         items = items_from_options(identity, face, voice)
 
     from fvmatch.embedder import Embedder, embedder_for_gallery
-    from fvmatch.gallery import Gallery
+    from fvmatch.gallery import Gallery, make_private_directory
     from fvmatch.gallery.lock import WriteLock
 
     if gallery_path.exists() and not gallery_path.is_dir():
         raise BadArgument(gallery_path, "gallery path exists and is not a directory")
     # a new gallery: check the model before anything is written, so a bad --model leaves no directory behind
     new_gallery_model = None if (gallery_path / "gallery.db").exists() else Embedder.load(model)
-    gallery_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_directory(gallery_path)  # on a read-only or full disk: one line, exit 2
     with WriteLock(gallery_path, lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
         if (gallery_path / "gallery.db").exists():  # (again under the lock: another writer may have created it)
             gallery = Gallery.open(gallery_path)
@@ -135,14 +135,16 @@ def identify(
                    "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(candidates, judged)]})
     else:
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=f"{modality} query {path} against {' + '.join(targets)}")
+        table = Table(title=Text(f"{modality} query {path} against {' + '.join(targets)}"))
         for column in ("rank", "identity", "score", "log10 LR", "decision", "matched", "source file"):
             table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left")
         for candidate, judgement in zip(candidates, judged):
-            table.add_row(str(candidate.rank), candidate.identity, f"{candidate.score:.4f}",
+            # Text(): labels and paths are data, never rich markup ("[/]" in a label must print as it is)
+            table.add_row(str(candidate.rank), Text(candidate.identity), f"{candidate.score:.4f}",
                           "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
-                          judgement.decision or "-", candidate.modality, candidate.source_path)
+                          judgement.decision or "-", candidate.modality, Text(candidate.source_path))
         stdout.print(table)
         notes = sorted({j.note for j in judged})
         stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)

@@ -116,11 +116,13 @@ def audit_log(
         return
     from rich.table import Table
 
+    from rich.text import Text
+
     table = Table()
     for column in ("id", "time", "user", "command", "inputs", "result"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row["id"]), row["time"], row["user"], row["command"],
-                      ", ".join(Path(item["path"]).name for item in row["inputs"]) or "-",
-                      json.dumps(row["result"])[:120])
+        table.add_row(str(row["id"]), row["time"], Text(row["user"]), Text(row["command"]),
+                      Text(", ".join(Path(item["path"]).name for item in row["inputs"]) or "-"),
+                      Text(json.dumps(row["result"])[:120]))
     stdout.print(table)

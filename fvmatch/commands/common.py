@@ -44,11 +44,11 @@ def open_gallery(path: Path):
     return Gallery.open(path)
 
 
-def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str) -> None:
-    """Append this command to the gallery's hash-chained audit trail (arguments as typed)."""
+def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str) -> dict:
+    """Append this command to the gallery's hash-chained audit trail (arguments as typed); the row as stored."""
     from fvmatch.audit import append_audit
 
-    append_audit(gallery, command, sys.argv[1:], inputs, result, model_id)
+    return append_audit(gallery, command, sys.argv[1:], inputs, result, model_id)
 
 
 def file_input(path: Path) -> dict:

@@ -44,12 +44,13 @@ def gallery_list(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
         emit_json(identities)
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table()
     for column in ("identity", "faces", "voices", "enrolled"):
         table.add_column(column)
     for row in identities:
-        table.add_row(row["identity"], str(row["faces"]), str(row["voices"]), row["created"])
+        table.add_row(Text(row["identity"]), str(row["faces"]), str(row["voices"]), row["created"])
     stdout.print(table)
 
 

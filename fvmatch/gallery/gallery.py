@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 import sqlite_utils
 
 from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
+from fvmatch.gallery.files import (create_private_file, fsync_directory, fsync_file, make_private_directory,
+                                   remove_leftovers, storage_failure, tighten, writing)
 from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
 from fvmatch.gallery.lock import WriteLock
 from fvmatch.gallery.schema import FORMAT_VERSION, migrate
@@ -28,6 +31,7 @@ SPACE = "joint"
 DB_NAME = "gallery.db"
 OVER_FETCH = 10  # items fetched from HNSW per identity asked for: identities own several items each
 MIN_FETCH = 100
+BYTES_PER_ITEM = 1_400  # memory to open an index, per item (1.3 GiB per million): benchmarks/gallery_memory.py
 
 
 class NotAGallery(FvmatchError):
@@ -36,6 +40,10 @@ class NotAGallery(FvmatchError):
 
 class UnknownIdentity(FvmatchError):
     """No identity with that label in the gallery."""
+
+
+class OutOfMemory(FvmatchError):
+    """An index of the gallery does not fit in the memory this process can have."""
 
 
 @dataclass
@@ -74,6 +82,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _pinned(model_id: str, embedding_dim: int, model_path: str | None) -> dict[str, object]:
+    """The metadata a new gallery starts with: its format and the model it is pinned to."""
+    return {"format_version": FORMAT_VERSION, "model_id": model_id, "embedding_dim": embedding_dim,
+            "model_path": model_path or "", "space": SPACE, "created": _now()}
+
+
 class Gallery:
     """Open with `Gallery.open(path)` (or `create=True` for a new one); use as a context manager."""
 
@@ -86,7 +100,8 @@ class Gallery:
     @classmethod
     def open(cls, directory: str | Path, create: bool = False, model_id: str | None = None,
              embedding_dim: int | None = None, model_path: str | None = None) -> "Gallery":
-        """Open a gallery. With `create`, make it if absent, pinned to `model_id` (required then)."""
+        """Open a gallery. With `create`, make it if absent, pinned to `model_id` (required then; hold the
+        write lock while creating). GalleryUnwritable when the storage refuses a write it needs."""
         directory = Path(directory)
         db_path = directory / DB_NAME
         if not db_path.exists():
@@ -96,8 +111,10 @@ class Gallery:
                 raise ValueError("creating a gallery needs the model id and embedding size to pin")
             if directory.exists() and not directory.is_dir():
                 raise NotAGallery(directory, "exists and is not a directory")
-            # owner-only: a gallery holds biometric data
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_directory(directory)
+            tighten(directory)  # owner-only, also when the directory was there before: a gallery holds biometric data
+            with writing(db_path):
+                _create_database(db_path, _pinned(model_id, embedding_dim, model_path))
         gallery = cls(directory, cls._connect(db_path))
         if gallery.meta("format_version") is None:
             gallery._initialise(model_id, embedding_dim, model_path)
@@ -108,25 +125,31 @@ class Gallery:
 
     @staticmethod
     def _connect(db_path: Path) -> sqlite_utils.Database:
+        for path in (db_path, db_path.with_name(DB_NAME + "-wal"), db_path.with_name(DB_NAME + "-shm")):
+            if path.exists():
+                tighten(path)  # a gallery made by an older fvmatch; SQLite gives new -wal/-shm files gallery.db's mode
+        connection = None
         try:
             connection = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA synchronous=FULL")
             db = sqlite_utils.Database(connection)
-            if db_path.stat().st_mode & 0o077:
-                os.chmod(db_path, 0o600)
             migrate(db)
             return db
         except sqlite3.DatabaseError as error:
-            raise NotAGallery(db_path, f"not a readable gallery database ({error})") from None
+            if connection is not None:
+                connection.close()
+            # SQLite writes beside gallery.db (its -shm file) even to read, so a full or read-only disk shows here
+            raise (storage_failure(db_path, error)
+                   or NotAGallery(db_path, f"not a readable gallery database ({error})")) from None
 
     def _initialise(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
+        """Pin a database that has a schema but no metadata (a creation by an older fvmatch, cut short)."""
         if model_id is None or embedding_dim is None:
             raise NotAGallery(self.directory, "gallery database has no metadata")
         with self.transaction():
-            for key, value in {"format_version": FORMAT_VERSION, "model_id": model_id, "embedding_dim": embedding_dim,
-                               "model_path": model_path or "", "space": SPACE, "created": _now()}.items():
+            for key, value in _pinned(model_id, embedding_dim, model_path).items():
                 self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, str(value)])
 
     def meta(self, key: str) -> str | None:
@@ -156,7 +179,7 @@ class Gallery:
         return WriteLock(self.directory, timeout_seconds, on_wait, description)
 
     def transaction(self):
-        return _Transaction(self.db.conn)
+        return _Transaction(self.db.conn, self.directory / DB_NAME)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -221,16 +244,30 @@ class Gallery:
         if key not in self._indexes:
             index = ModalityIndex(index_path(self.directory, space, modality), self.embedding_dim)
             expected = self._index_identity(space)
-            problem = index.load_checked(expected)
-            if problem is None:
-                index.reconcile(self._ids(modality, space), self._vectors)
-            else:
-                index.build(*self._all_vectors(modality, space))
-                index.health = IndexHealth("rebuilt", problem)
+            with self._memory(index, modality, space):
+                problem = index.load_checked(expected)
+                if problem is None:
+                    index.reconcile(self._ids(modality, space), self._vectors)
+                else:
+                    index.build(*self._all_vectors(modality, space))
+                    index.health = IndexHealth("rebuilt", problem)
             self._indexes[key] = index
             if index.dirty:
                 self._save_if_free(index, expected)
         return self._indexes[key]
+
+    @contextmanager
+    def _memory(self, index: ModalityIndex, modality: str, space: str = SPACE) -> Iterator[None]:
+        """MemoryError inside becomes OutOfMemory: one line naming the index and its size (exit 2)."""
+        try:
+            yield
+        except MemoryError:
+            items = self.db.execute("SELECT count(*) FROM media WHERE space = ? AND modality = ?",
+                                    [space, modality]).fetchone()[0]
+            needed = BYTES_PER_ITEM * items
+            size = f"{needed / 2**30:.1f} GiB" if needed >= 2**30 else f"{needed / 2**20:.0f} MiB"
+            raise OutOfMemory(index.path, f"not enough memory for this index of {items:,} items (it needs about "
+                              f"{size}; see README, Limits)") from None
 
     def _index_identity(self, space: str) -> dict[str, str]:
         return {"space": space, "model_id": self.model_id}
@@ -242,7 +279,7 @@ class Gallery:
             if lock.try_acquire():
                 index.save(expected)
         except OSError:
-            pass  # a read-only gallery still answers, from the in-memory repair
+            pass  # a full or read-only disk: this reader still answers, from the in-memory repair
         finally:
             lock.release()
 
@@ -323,7 +360,8 @@ class Gallery:
         for modality in MODALITIES:
             chosen = [(media_id, item.vector) for media_id, item in zip(ids, items) if item.modality == modality]
             if chosen:
-                self.index(modality).add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
+                with self._memory(self.index(modality), modality):  # stored all the same: the next open repairs
+                    self.index(modality).add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
         return ids
 
     def _identity_id(self, label: str, create: bool = False) -> int:
@@ -353,19 +391,23 @@ class Gallery:
         """Write changed indexes to disk (compacting one that is mostly deleted). Hold the write lock."""
         for (space, modality), index in self._indexes.items():
             if index.needs_compaction:
-                index.build(*self._all_vectors(modality, space))
+                with self._memory(index, modality, space):
+                    index.build(*self._all_vectors(modality, space))
             if index.dirty:
-                index.save(self._index_identity(space))
+                with writing(index.path):  # the database keeps the items; the next open repairs the index
+                    index.save(self._index_identity(space))
 
     def reindex(self) -> dict[str, int]:
         """Rebuild every index from the stored embeddings. Hold the write lock."""
         counts = {}
         for modality in MODALITIES:
             index = ModalityIndex(index_path(self.directory, SPACE, modality), self.embedding_dim)
-            ids, vectors = self._all_vectors(modality)
-            index.build(ids, vectors)
+            with self._memory(index, modality):
+                ids, vectors = self._all_vectors(modality)
+                index.build(ids, vectors)
             index.health = IndexHealth("rebuilt", "reindex asked for")
-            index.save(self._index_identity(SPACE))
+            with writing(index.path):
+                index.save(self._index_identity(SPACE))
             self._indexes[(SPACE, modality)] = index
             counts[modality] = len(ids)
         return counts
@@ -386,13 +428,60 @@ class Gallery:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on any exception): the write lock of SQLite taken up front."""
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on any exception): the write lock of SQLite taken up front.
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    A write the storage refuses (disk full, read-only) rolls back and becomes GalleryUnwritable naming gallery.db.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, db_path: Path) -> None:
         self.connection = connection
+        self.db_path = db_path
 
     def __enter__(self) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
+        with writing(self.db_path):
+            self.connection.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        self.connection.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc is None:
+            try:
+                self.connection.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                exc = error
+        if self.connection.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            self.connection.execute("ROLLBACK")
+        failure = storage_failure(self.db_path, exc)
+        if failure is not None:
+            raise failure from None
+        if exc_type is None:
+            raise exc
+
+
+def _create_database(db_path: Path, meta: dict[str, object]) -> None:
+    """Build a new gallery's database under a temporary name, then rename it into place.
+
+    A gallery.db that exists is therefore complete (schema and pinned model): a creation cut short leaves only a
+    temporary file, which the next creation removes. The file is 0600 from the start, whatever the umask.
+    """
+    directory = db_path.parent
+    remove_leftovers(directory, DB_NAME + ".new-*")
+    temporary = db_path.with_name(f"{DB_NAME}.new-{os.getpid()}")
+    try:
+        os.close(create_private_file(temporary))
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            migrate(sqlite_utils.Database(connection))
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                                   [(key, str(value)) for key, value in meta.items()])
+            connection.execute("COMMIT")
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
+        fsync_file(temporary)
+        os.replace(temporary, db_path)
+        fsync_directory(directory)
+    except BaseException:
+        for leftover in directory.glob(temporary.name + "*"):  # with its -journal, if any
+            leftover.unlink(missing_ok=True)
+        raise

@@ -4,17 +4,22 @@ Each index file has a JSON sidecar with its sha256, size, dimension and the labe
 cannot list them itself). A file is loaded only when it matches its sidecar, so a crafted or half-written file
 is never parsed; then its live labels are compared with the database's media ids and the difference is
 repaired in memory (missing ones added, stale ones marked deleted). Missing or mismatched files are rebuilt
-from the stored embeddings. Files are written to temporary names and renamed into place.
+from the stored embeddings. Files are written to private temporary names, checked, fsynced and renamed into place.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from fvmatch.gallery.files import create_private_file, fsync_directory, fsync_file, remove_leftovers
 
 INDEX_FORMAT = "fvmatch-hnsw/1"
 M = 16
@@ -26,6 +31,17 @@ COMPACT_FRACTION = 0.2  # rebuild when more than this share of the index is dele
 def index_path(directory: Path, space: str, modality: str) -> Path:
     """`face.hnsw` / `voice.hnsw` for the joint space; `<space>-<modality>.hnsw` for any other."""
     return directory / (f"{modality}.hnsw" if space == "joint" else f"{space}-{modality}.hnsw")
+
+
+@contextmanager
+def memory_errors() -> Iterator[None]:
+    """hnswlib reports a failed allocation as RuntimeError("Not enough memory: ..."): raise MemoryError instead."""
+    try:
+        yield
+    except RuntimeError as error:
+        if str(error).startswith("Not enough memory"):
+            raise MemoryError(str(error)) from None
+        raise
 
 
 def file_sha256(path: Path) -> str:
@@ -66,7 +82,8 @@ class ModalityIndex:
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=self.dim)
-        index.init_index(max_elements=max(capacity, 16), ef_construction=EF_CONSTRUCTION, M=M)
+        with memory_errors():
+            index.init_index(max_elements=max(capacity, 16), ef_construction=EF_CONSTRUCTION, M=M)
         index.set_ef(MIN_EF)
         return index
 
@@ -74,7 +91,8 @@ class ModalityIndex:
         self.index = self._new(int(len(ids) * 1.25) + 16)
         self.deleted = set()
         if len(ids):
-            self.index.add_items(vectors, ids)
+            with memory_errors():
+                self.index.add_items(vectors, ids)
         self.dirty = True
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -83,9 +101,10 @@ class ModalityIndex:
         if self.index is None:
             self.index = self._new(len(ids) + 16)
         needed = self.index.get_current_count() + len(ids)
-        if needed > self.index.get_max_elements():
-            self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
-        self.index.add_items(vectors, ids)
+        with memory_errors():
+            if needed > self.index.get_max_elements():
+                self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
+            self.index.add_items(vectors, ids)
         self.dirty = True
 
     def remove(self, ids) -> None:
@@ -97,31 +116,64 @@ class ModalityIndex:
                 self.dirty = True
 
     def load_checked(self, expected: dict[str, str]) -> str | None:
-        """Load the file if its sidecar vouches for it; return why not otherwise."""
+        """Load the file if its sidecar vouches for it; return why not otherwise.
+
+        A writer may rename a new index and sidecar into place while we read: what hnswlib loads must be the very
+        file (same inode) that was hashed against the sidecar read before it, else both are read again.
+        """
+        for _ in range(3):
+            problem, sidecar_text, hashed = self._load_once(expected)
+            if problem is None or sidecar_text is None:
+                return problem
+            if self._current(sidecar_text, hashed):
+                return problem
+        return "index file kept changing while being read"
+
+    def _load_once(self, expected: dict[str, str]) -> tuple[str | None, str | None, os.stat_result | None]:
+        """(problem or None, the sidecar text read, the stat of the file hashed)."""
         import hnswlib
 
-        if not self.path.exists() or not self.sidecar.exists():
-            return "index file missing"
         try:
-            info = json.loads(self.sidecar.read_text())
+            sidecar_text = self.sidecar.read_text()
+            info = json.loads(sidecar_text)
+        except FileNotFoundError:
+            return "index file missing", None, None
         except (OSError, json.JSONDecodeError):
-            return "index sidecar unreadable"
+            return "index sidecar unreadable", None, None
         if info.get("format") != INDEX_FORMAT or info.get("dim") != self.dim:
-            return "index format or dimension differs"
+            return "index format or dimension differs", None, None
         for key, value in expected.items():
             if info.get(key) != value:
-                return f"index {key} differs"
-        if self.path.stat().st_size != info.get("size") or file_sha256(self.path) != info.get("sha256"):
-            return "index file does not match its recorded hash"
+                return f"index {key} differs", None, None
+        try:
+            with open(self.path, "rb") as handle:
+                hashed = os.fstat(handle.fileno())
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        except FileNotFoundError:
+            return "index file missing", None, None
+        if hashed.st_size != info.get("size") or digest != info.get("sha256"):
+            return "index file does not match its recorded hash", sidecar_text, hashed
         index = hnswlib.Index(space="ip", dim=self.dim)
         try:
-            index.load_index(str(self.path), max_elements=int(info.get("capacity", 0)))
-        except (RuntimeError, ValueError, MemoryError) as error:
-            return f"index file unreadable ({error})"
+            with memory_errors():  # too little memory is no reason to rebuild (which needs more): MemoryError
+                index.load_index(str(self.path), max_elements=int(info.get("capacity", 0)))
+        except (RuntimeError, ValueError) as error:
+            return f"index file unreadable ({error})", sidecar_text, hashed
+        if not self._current(sidecar_text, hashed):
+            return "index file replaced while being read", sidecar_text, hashed
         index.set_ef(MIN_EF)
         self.index = index
         self.deleted = set(int(label) for label in info.get("deleted", []))
-        return None
+        return None, sidecar_text, hashed
+
+    def _current(self, sidecar_text: str, hashed: os.stat_result) -> bool:
+        """Whether the sidecar and index file on disk are still the ones read (no save happened meanwhile)."""
+        try:
+            now = os.stat(self.path)
+            same_file = (now.st_ino, now.st_dev) == (hashed.st_ino, hashed.st_dev)
+            return same_file and self.sidecar.read_text() == sidecar_text
+        except OSError:
+            return False
 
     def reconcile(self, ids: np.ndarray, fetch_vectors) -> None:
         """Make the live labels equal the database's ids: add what is missing, delete what is stale."""
@@ -140,21 +192,38 @@ class ModalityIndex:
             self.health = IndexHealth("repaired", f"{len(missing)} added, {len(stale)} removed", len(missing), len(stale))
 
     def save(self, expected: dict[str, str]) -> None:
-        """Write index then sidecar, each through a temporary file and a rename."""
+        """Write index then sidecar, each to a private temporary file, checked and fsynced, then renamed into place.
+
+        Hold the write lock: temporary files that a killed writer left are removed here. Raises OSError (the
+        temporary files removed, the files in place untouched) when the storage refuses the write.
+        """
         if self.index is None:
             return
+        directory = self.path.parent
+        remove_leftovers(directory, self.path.name + ".tmp*")
+        remove_leftovers(directory, self.sidecar.name + ".tmp*")
         temporary = self.path.with_name(self.path.name + f".tmp{os.getpid()}")
-        self.index.save_index(str(temporary))
-        info = {"format": INDEX_FORMAT, "dim": self.dim, "size": temporary.stat().st_size,
-                "sha256": file_sha256(temporary), "capacity": self.index.get_max_elements(),
-                "count": self.index.get_current_count(), "deleted": sorted(self.deleted), **expected}
         sidecar_temporary = self.sidecar.with_name(self.sidecar.name + f".tmp{os.getpid()}")
-        sidecar_temporary.write_text(json.dumps(info))
-        _fsync(temporary)
-        _fsync(sidecar_temporary)
-        os.replace(temporary, self.path)
-        os.replace(sidecar_temporary, self.sidecar)
-        _fsync_directory(self.path.parent)
+        try:
+            os.close(create_private_file(temporary))  # hnswlib rewrites it in place, keeping the 0600 mode
+            self.index.save_index(str(temporary))
+            size, wanted = temporary.stat().st_size, self.index.index_file_size()
+            if size != wanted:  # hnswlib does not check its writes: a full disk leaves a short file and no error
+                raise OSError(errno.ENOSPC, f"index written incompletely ({size} of {wanted} bytes; disk full?)")
+            info = {"format": INDEX_FORMAT, "dim": self.dim, "size": size, "sha256": file_sha256(temporary),
+                    "capacity": self.index.get_max_elements(), "count": self.index.get_current_count(),
+                    "deleted": sorted(self.deleted), **expected}
+            with open(create_private_file(sidecar_temporary), "w") as handle:
+                handle.write(json.dumps(info))
+            fsync_file(temporary)
+            fsync_file(sidecar_temporary)
+            os.replace(temporary, self.path)
+            os.replace(sidecar_temporary, self.sidecar)
+            fsync_directory(directory)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            sidecar_temporary.unlink(missing_ok=True)
+            raise
         self.dirty = False
 
     def search(self, vector: np.ndarray, k: int) -> np.ndarray:
@@ -170,16 +239,3 @@ class ModalityIndex:
     def needs_compaction(self) -> bool:
         count = 0 if self.index is None else self.index.get_current_count()
         return count > 0 and len(self.deleted) > COMPACT_FRACTION * count
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fvmatch.errors import FvmatchError
+from fvmatch.gallery.files import FILE_MODE, tighten, writing
 
 LOCK_NAME = "write.lock"
 
@@ -27,30 +28,38 @@ class WriteLock:
         self.timeout_seconds = timeout_seconds
         self.on_wait = on_wait
         self.description = description or f"pid {os.getpid()}"
-        self._handle = None
+        self._descriptor: int | None = None
+
+    def _open(self) -> int:
+        """The lock file's descriptor, created 0600 (it names the holder); OSError when the storage refuses."""
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        tighten(self.path)  # a lock file made by an older fvmatch
+        return descriptor
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")
+        with writing(self.path):  # a read-only gallery: GalleryUnwritable, exit 2
+            descriptor = self._open()
         deadline = time.monotonic() + self.timeout_seconds
         told = False
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if not told and self.on_wait:
                     self.on_wait(f"waiting for the gallery's write lock, held by {self.holder()}")
                     told = True
                 if time.monotonic() >= deadline:
-                    handle.close()
+                    os.close(descriptor)
                     raise GalleryLocked(self.path.parent, f"another writer ({self.holder()}) still holds the "
                                         f"write lock after {self.timeout_seconds:g} s; try again later") from None
                 time.sleep(0.1)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(self.description)
-        handle.flush()
-        self._handle = handle
+        self._descriptor = descriptor
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, self.description.encode(), 0)
+        except OSError:
+            pass  # the note only tells waiting writers who holds the lock; a full disk must not stop the writer here
 
     def holder(self) -> str:
         try:
@@ -59,20 +68,23 @@ class WriteLock:
             return "an unknown process"
 
     def release(self) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        if self._descriptor is not None:
+            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+            os.close(self._descriptor)
+            self._descriptor = None
 
     def try_acquire(self) -> bool:
-        """Take the lock only if it is free now (for opportunistic repairs by readers)."""
-        handle = open(self.path, "a+")
+        """Take the lock only if it is free now (for opportunistic repairs by readers); False on read-only storage."""
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            descriptor = self._open()
+        except OSError:
             return False
-        self._handle = handle
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        self._descriptor = descriptor
         return True
 
     def __enter__(self) -> "WriteLock":

@@ -70,5 +70,6 @@ def migrate(db: sqlite_utils.Database) -> None:
                 db.execute("INSERT INTO _migrations (name, applied) VALUES (?, datetime('now'))", [function.__name__])
         db.execute("COMMIT")
     except BaseException:  # not handled here: undo the half-applied migration (also on Ctrl-C), then re-raise
-        db.execute("ROLLBACK")
+        if db.conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            db.execute("ROLLBACK")
         raise

@@ -8,7 +8,9 @@ hour-long file never sits in memory whole; the embedder averages the windows' em
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +27,13 @@ LOG_FLOOR = 1e-6
 
 MIN_SPEECH_SECONDS = 1.0
 WINDOW_SECONDS = 20.0  # speech per embedding window; longer speech is embedded window by window and averaged
-BLOCK_SECONDS = 60.0  # audio decoded at a time
+BLOCK_SECONDS = 60.0  # audio decoded at a time...
+MAX_BLOCK_SAMPLES = 6_000_000  # ...and at most this many samples over all channels (60 s of 48 kHz stereo fits)
+# what a file's header may claim: outside these rates it is not a voice recording (1 Hz would make an hour of
+# 16 kHz audio out of every 4 s of samples), and float samples far beyond [-1, 1] overflow the log-mel to NaN
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 768_000
+MAX_SAMPLE_MAGNITUDE = 1000.0
+MAX_RESAMPLE_KERNEL = 1_000_000  # orig x new of the ratio given to torchaudio's resample (see resampling_ratio)
 MIN_TAIL_SECONDS = 1.0  # a last window shorter than this is merged away rather than embedded alone
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"}
 
@@ -110,7 +118,39 @@ def speech_only(waveform: np.ndarray) -> np.ndarray:
     return np.concatenate([waveform[segment["start"] : segment["end"]] for segment in segments])
 
 
-def _open_audio(path: Path):
+def resampling_ratio(sample_rate: int) -> tuple[int, int]:
+    """(orig, new) to give torchaudio's resample for `sample_rate` -> 16 kHz: the exact ratio when it is small.
+
+    torchaudio builds a kernel of about orig x new taps once both are divided by their gcd: 441 x 160 for 44.1 kHz,
+    but 44,101 x 16,000 (12 GB, a minute for a 4 s clip) for a header claiming 44,101 Hz. Such rates get the
+    nearest ratio within MAX_RESAMPLE_KERNEL, a change of speed under 0.1% (4,000-768,000 Hz).
+    """
+    ratio = Fraction(sample_rate, SAMPLE_RATE)
+    limit = ratio.denominator
+    while ratio.numerator * ratio.denominator > MAX_RESAMPLE_KERNEL:
+        limit //= 2
+        ratio = Fraction(sample_rate, SAMPLE_RATE).limit_denominator(limit)
+    return ratio.numerator, ratio.denominator
+
+
+def _format_hint(path: Path) -> str:
+    import soundfile
+
+    suffix = path.suffix.lower()
+    if suffix in {".m4a", ".aac", ".mp4"}:
+        return " (M4A/AAC is not supported: convert to WAV or FLAC)"
+    if suffix == ".mp3" and "MP3" not in soundfile.available_formats():
+        return f" (MP3 needs libsndfile >= 1.1; this is {soundfile.__libsndfile_version__})"
+    return ""
+
+
+@contextmanager
+def _open_audio(path: Path) -> Iterator:
+    """The file as a soundfile.SoundFile, its format told by its content alone.
+
+    Through a file object libsndfile never falls back on the file's extension: a text file named .mp3 would
+    otherwise go to mpg123, which prints its resynchronisation notes on stderr.
+    """
     import soundfile
 
     if not path.is_file():
@@ -118,17 +158,23 @@ def _open_audio(path: Path):
     if path.stat().st_size == 0:
         raise UnreadableMedia(path, "file is empty")
     try:
-        return soundfile.SoundFile(path)
-    except soundfile.LibsndfileError as error:
-        hint = " (MP3 needs libsndfile >= 1.1; M4A/AAC is not supported: convert to WAV or FLAC)" if path.suffix.lower() in {
-            ".mp3", ".m4a", ".aac", ".mp4"} else ""
-        raise UnreadableMedia(path, f"not an audio file soundfile can read: {error.error_string}{hint}") from None
-    except (RuntimeError, OSError) as error:
-        raise UnreadableMedia(path, f"not an audio file soundfile can read ({error})") from None
+        handle = open(path, "rb")
+    except OSError as error:
+        raise UnreadableMedia(path, f"cannot open file ({error.strerror or error})") from None
+    with handle:
+        try:
+            sound = soundfile.SoundFile(handle)
+        except soundfile.LibsndfileError as error:
+            raise UnreadableMedia(path, f"not an audio file soundfile can read: {error.error_string}"
+                                  f"{_format_hint(path)}") from None
+        except (RuntimeError, OSError) as error:
+            raise UnreadableMedia(path, f"not an audio file soundfile can read ({error})") from None
+        with sound:
+            yield sound
 
 
 def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray]:
-    """Blocks of 16 kHz mono float32 audio, decoded BLOCK_SECONDS at a time."""
+    """Blocks of 16 kHz mono float32 audio, decoded BLOCK_SECONDS (at most MAX_BLOCK_SAMPLES) at a time."""
     import soundfile
     import torch
     import torchaudio.functional
@@ -136,7 +182,11 @@ def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
     with _open_audio(path) as sound:
         summary.original_sample_rate = sound.samplerate
         summary.channels = sound.channels
-        block_frames = int(BLOCK_SECONDS * sound.samplerate)
+        if not MIN_SAMPLE_RATE <= sound.samplerate <= MAX_SAMPLE_RATE:
+            raise UnreadableMedia(path, f"sample rate of {sound.samplerate:,} Hz is outside the "
+                                  f"{MIN_SAMPLE_RATE:,}-{MAX_SAMPLE_RATE:,} Hz of a voice recording")
+        orig, new = resampling_ratio(sound.samplerate)
+        block_frames = max(1, min(int(BLOCK_SECONDS * sound.samplerate), MAX_BLOCK_SAMPLES // sound.channels))
         while True:
             try:
                 block = sound.read(block_frames, dtype="float32", always_2d=True)
@@ -146,10 +196,13 @@ def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
                 return
             if not np.isfinite(block).all():
                 raise UnreadableMedia(path, "audio holds NaN or infinite samples")
+            peak = float(np.abs(block).max())
+            if peak > MAX_SAMPLE_MAGNITUDE:
+                raise UnreadableMedia(path, f"audio samples reach {peak:.3g}, far outside the [-1, 1] range of audio")
             mono = block.mean(axis=1)
             summary.duration_seconds += len(mono) / sound.samplerate
-            if sound.samplerate != SAMPLE_RATE:
-                mono = torchaudio.functional.resample(torch.from_numpy(mono), sound.samplerate, SAMPLE_RATE).numpy()
+            if orig != new:
+                mono = torchaudio.functional.resample(torch.from_numpy(mono), orig, new).numpy()
             yield mono
 
 

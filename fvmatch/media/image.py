@@ -1,4 +1,4 @@
-"""Face images: load any Pillow-readable file, detect faces with MTCNN, return aligned 160x160 crops.
+"""Face images: load a JPEG, PNG, BMP, GIF, TIFF, WebP or PPM file, detect faces with MTCNN, return 160x160 crops.
 
 MTCNN (facenet-pytorch, weights shipped in its wheel) gives boxes and probabilities; each crop is the
 box resized to 160x160, exactly as facenet-pytorch's own MTCNN(margin=0, post_process=False) does,
@@ -9,8 +9,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from fvmatch.errors import NoFaceFound, UnreadableMedia
 
@@ -19,6 +20,14 @@ FACE_SIZE = 160
 # before decoding keeps a hostile PNG from taking gigabytes of memory.
 MAX_IMAGE_PIXELS = 50_000_000
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# the decoders tried, whatever the file's name: the formats of IMAGE_SUFFIXES (JPEG covers cameras' MPO files).
+# Pillow would otherwise also try EPS, which runs Ghostscript on the file, and a dozen rarely used decoders.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+# EXIF orientation -> the transposition that makes the image upright, as ImageOps.exif_transpose does; that one
+# also re-encodes the EXIF block (which we drop) and fails on a damaged one (python-pillow/Pillow#8965)
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
 
 
 @dataclass(frozen=True)
@@ -50,22 +59,29 @@ def load_image(path: str | Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise UnreadableMedia(path, "file is empty")
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise UnreadableMedia(
-                    path, f"image is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit"
-                )
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow warns (on stderr) about damaged metadata it skips; the one-line error or the image is what counts
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.init()  # registers every decoder (once): Image.open(formats=...) only looks among registered ones
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise UnreadableMedia(
+                        path, f"image is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit"
+                    )
                 image.load()
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
+                orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+                method = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+                return (image.transpose(method) if method is not None else image).convert("RGB")
     except UnreadableMedia:
         raise
     except UnidentifiedImageError:
-        raise UnreadableMedia(path, "not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableMedia(path, f"not an image file Pillow can read (supported: {', '.join(IMAGE_FORMATS)})") from None
+    except Image.DecompressionBombError:
+        # raised by Image.open itself, before our check, for sizes over twice Pillow's own limit
+        raise UnreadableMedia(path, f"image declares more pixels than the {MAX_IMAGE_PIXELS:,}-pixel limit") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
         raise UnreadableMedia(path, f"cannot decode image ({error})") from None
 
 
@@ -83,6 +99,8 @@ class FaceDetector:
         import torch
         from facenet_pytorch.models.utils.detect_face import extract_face
 
+        if min(image.size) < self._mtcnn.min_face_size:
+            return []  # MTCNN's image pyramid is empty below its minimum face size, and it fails inside torch.cat
         boxes, probabilities = self._mtcnn.detect(image)
         if boxes is None:
             return []
@@ -100,7 +118,11 @@ class FaceDetector:
 
         Raises UnreadableMedia for a bad file and NoFaceFound when nothing is detected.
         """
-        crops = self.detect(load_image(path))
+        image = load_image(path)
+        if min(image.size) < self._mtcnn.min_face_size:
+            raise NoFaceFound(path, f"no face found: the image is {image.width}x{image.height} pixels, below the "
+                              f"detector's {self._mtcnn.min_face_size}-pixel minimum face size")
+        crops = self.detect(image)
         if not crops:
             raise NoFaceFound(path, f"no face found (detector threshold {self.min_probability})")
         return crops

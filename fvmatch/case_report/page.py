@@ -1,0 +1,472 @@
+"""The report page: one HTML file, every picture inline, every value from the data escaped, nothing external.
+
+Text from the data (identity labels, query ids, paths, errors) is HTML-escaped and wrapped in <bdi>, so a
+right-to-left label cannot reorder the text around it; invisible and direction-changing characters are shown as
+their code points (U+202E) rather than obeyed, since in a forensic report what a label really holds must be
+visible. The Content-Security-Policy forbids scripts and every external resource: the page works offline and
+cannot call home even if a value slipped through unescaped.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from fvmatch.errors import BadArgument
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+DETAIL_LIMIT = 50
+ROW_JSON_CHARACTERS = 20_000  # an audit row's inputs/result shown in full up to this size
+# control and format characters (bidi overrides and isolates, zero-width ones, BOM) and lone surrogates
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069"
+                        "\ufeff\ud800-\udfff]")
+
+STYLE = """
+:root { --ink: #1b1f24; --muted: #5b6570; --line: #d5dbe1; --ok: #1f7a4d; --bad: #b3261e; --warn: #8a5a00; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif; color: var(--ink);
+       margin: 0 auto; padding: 1.5rem 2rem 4rem; max-width: 1180px; background: #fff; }
+h1 { font-size: 1.6rem; margin: 0 0 .3rem; } h2 { font-size: 1.25rem; margin: 2.2rem 0 .6rem;
+     border-bottom: 2px solid var(--ink); padding-bottom: .2rem; } h3 { font-size: 1.05rem; margin: 0 0 .5rem; }
+code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: .86em;
+              overflow-wrap: anywhere; }
+.muted { color: var(--muted); } .small { font-size: .85em; }
+nav a { margin-right: 1rem; }
+table { border-collapse: collapse; width: 100%; margin: .4rem 0 1rem; }
+th, td { border-bottom: 1px solid var(--line); padding: .3rem .45rem; text-align: left; vertical-align: top; }
+th { background: #f2f4f6; font-weight: 600; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.failed td { background: #fdf1f0; }
+.status-ok { color: var(--ok); font-weight: 600; } .status-failed { color: var(--bad); font-weight: 600; }
+.error { color: var(--bad); } .warning { color: var(--warn); }
+.banner { border-left: 5px solid var(--warn); background: #fff7e6; padding: .5rem .8rem; margin: .6rem 0; }
+.banner.bad { border-color: var(--bad); background: #fdf1f0; }
+.banner.good { border-color: var(--ok); background: #eef8f2; }
+ul.findings { margin: .3rem 0; padding-left: 1.2rem; }
+article.query { border: 1px solid var(--line); border-radius: 6px; padding: 1rem 1.2rem; margin: 1rem 0; }
+article.query.failed { border-color: var(--bad); }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: .3rem 0 .8rem; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+figure { margin: .6rem 0 1rem; } figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { color: var(--muted); font-size: .85em; margin-top: .2rem; max-width: 760px; }
+.face { display: inline-block; width: 64px; height: 64px; background: #eee center / cover no-repeat;
+        border-radius: 4px; border: 1px solid var(--line); }
+.noface { display: inline-block; max-width: 220px; font-size: .78em; color: var(--bad); overflow-wrap: anywhere; }
+.noface.plain { color: var(--muted); }
+.cc { font: .75em ui-monospace, monospace; background: #ffe9a8; color: #000; border-radius: 2px; padding: 0 .15em; }
+details > summary { cursor: pointer; color: var(--muted); }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa; padding: .5rem; font-size: .8em;
+      max-height: 30rem; overflow: auto; }
+footer { margin-top: 3rem; color: var(--muted); font-size: .85em; }
+@media print { article.query { break-inside: avoid; } nav { display: none; } }
+"""
+
+
+# ----- escaping -------------------------------------------------------------------------------------------------
+def esc(value: object) -> str:
+    """Text from the data, safe in HTML text: escaped, invisible characters shown as their code points."""
+    text = html.escape("" if value is None else str(value), quote=True)
+    return _INVISIBLE.sub(lambda m: f'<span class="cc">U+{ord(m.group()):04X}</span>', text)
+
+
+def bdi(value: object) -> str:
+    """A value from the data in running text, isolated so right-to-left text cannot reorder what surrounds it."""
+    return f"<bdi>{esc(value)}</bdi>"
+
+
+def attr(value: object) -> str:
+    """Text from the data, safe inside a quoted attribute."""
+    text = _INVISIBLE.sub(lambda m: f"U+{ord(m.group()):04X}", "" if value is None else str(value))
+    return html.escape(text, quote=True)
+
+
+def _number(value: object, spec: str) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "–"
+
+
+def _json(value: object, limit: int = ROW_JSON_CHARACTERS) -> str:
+    text = json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True)
+    if len(text) > limit:
+        text = text[:limit] + f"\n… ({len(text) - limit:,} more characters: see `fvmatch audit log --json`)"
+    return esc(text)
+
+
+def _facts(pairs: Sequence[tuple[str, str]]) -> str:
+    """A definition list; values are HTML already (escape them before)."""
+    return '<dl class="facts">' + "".join(f"<dt>{esc(name)}</dt><dd>{value}</dd>" for name, value in pairs) + "</dl>"
+
+
+# ----- the page -------------------------------------------------------------------------------------------------
+def render_report(records: Sequence[dict], gallery, card: dict, audit_rows: Sequence[dict], *, kind: str,
+                  source: dict, detailed: Sequence[dict] | None = None, verdicts: Sequence[str | None] | None = None,
+                  findings: Sequence[str] = (), arguments: Sequence[str] = ()) -> str:
+    """The HTML of a report on `records` (audit result dicts, query-file order) answered against `gallery`.
+
+    kind: "audit run" or "query"; source: {"label", "path", "sha256"} of the results or query file; detailed:
+    the records (some of the same dicts) given a full section (default: the first DETAIL_LIMIT answered);
+    verdicts: per record, what the audit trail says of it (results.run_rows); audit_rows: the trail rows that
+    produced the results.
+    """
+    from fvmatch.audit import verify_chain
+    from fvmatch.case_report.pictures import identity_faces
+
+    detailed = list(detailed) if detailed is not None else [r for r in records if r["status"] == "ok"][:DETAIL_LIMIT]
+    anchors = {id(record): f"q{number}" for number, record in enumerate(records, start=1)}
+    if any(id(record) not in anchors for record in detailed):
+        raise ValueError("detailed records must be records of the report (the same dicts)")
+    labels = {c["identity"] for record in detailed for c in record.get("candidates") or []}
+    faces = identity_faces(gallery, labels)
+    face_class = {label: f"f{number}" for number, label in enumerate(sorted(faces)) if faces[label].uri}
+    calibration = card.get("calibration") or None
+    chain = verify_chain(gallery)
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    ok = sum(record["status"] == "ok" for record in records)
+    title = (f"fvmatch report: audit run, {len(records)} queries" if kind == "audit run"
+             else f"fvmatch report: {records[0].get('modality', '')} query {records[0]['query_id']}")
+
+    face_css = "".join(f'.{face_class[label]}{{background-image:url("{faces[label].uri}")}}\n' for label in face_class)
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<meta name="referrer" content="no-referrer">',
+        f"<title>{attr(title)}</title>", f"<style>{STYLE}{face_css}</style>", "</head>", "<body>",
+        "<header>", f"<h1>{esc(title)}</h1>",
+        _facts([
+            ("generated", f"{esc(generated)} by fvmatch {esc(_version())}"),
+            ("command", f"<code>{esc(' '.join(['fvmatch', *arguments]))}</code>"),
+            (source.get("label", "source"), f"<code>{bdi(source.get('path'))}</code>"),
+            ("its sha256", f"<code>{esc(source.get('sha256'))}</code>"),
+            ("queries", f"{len(records)}: <span class='status-ok'>{ok} answered</span>, "
+                        f"<span class='status-failed'>{len(records) - ok} failed</span>; {len(detailed)} in detail"),
+            ("gallery", f"<code>{bdi(gallery.directory)}</code>"),
+            ("model", f"<code>{esc(card.get('model_id'))}</code>"),
+        ]),
+        _banners(card, calibration, chain, findings),
+        '<nav><a href="#summary">Queries</a><a href="#details">Details</a><a href="#model">Model</a>'
+        '<a href="#gallery">Gallery</a><a href="#audit">Audit trail</a></nav>',
+        "</header>",
+        _summary(records, anchors, {id(r) for r in detailed}, verdicts),
+        '<section id="details">', f"<h2>Details ({len(detailed)} of {len(records)} queries)</h2>",
+    ]
+    if not detailed:
+        parts.append('<p class="muted">No query is shown in detail (none answered, or --detail-limit 0).</p>')
+    for record in detailed:
+        parts.append(_detail(record, anchors[id(record)], faces, face_class, calibration))
+    parts += ["</section>", _model_section(card), _gallery_section(gallery, labels),
+              _audit_section(audit_rows, chain, kind),
+              "<footer>Self-contained: every picture is inline and the page loads nothing. fvmatch appends this "
+              "file's sha256 to the gallery's audit trail (command <code>report</code>) once it is written; check "
+              "it with <code>sha256sum</code> and <code>fvmatch audit log --command report</code>.</footer>",
+              "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _version() -> str:
+    from fvmatch import __version__
+
+    return __version__
+
+
+def _banners(card: dict, calibration: dict | None, chain, findings: Sequence[str]) -> str:
+    items = []
+    if not calibration:
+        items.append('<div class="banner"><strong>Uncalibrated model.</strong> Scores are cosine similarities in the '
+                     "joint space: there are no likelihood ratios and no decisions. Calibrate the model on labelled "
+                     "data of the case type (<code>fvmatch calibrate</code>) before reading scores as evidence.</div>")
+    if card.get("training_data"):
+        items.append(f'<div class="banner">Model trained on: {bdi(card["training_data"])}</div>')
+    if chain.ok:
+        items.append(f'<div class="banner good">Audit trail intact: {chain.rows} rows, hash chain verified.</div>')
+    else:
+        items.append(f'<div class="banner bad"><strong>Audit trail broken:</strong> {esc(chain.problem)}</div>')
+    if findings:
+        items.append('<div class="banner"><strong>Findings</strong><ul class="findings">'
+                     + "".join(f'<li class="{"warning" if f.startswith("WARNING") else ""}">{esc(f)}</li>'
+                               for f in findings) + "</ul></div>")
+    return "\n".join(items)
+
+
+def _top(record: dict) -> dict:
+    candidates = record.get("candidates") or []
+    return candidates[0] if candidates else {}
+
+
+def _decision(record: dict, judgement: dict | None = None) -> str:
+    decision = (judgement or record).get("decision")
+    if decision is None:
+        return '<span class="muted">none (uncalibrated)</span>'
+    return f'<span class="{"status-ok" if decision == "same person" else ""}">{esc(decision)}</span>'
+
+
+def _summary(records: Sequence[dict], anchors: dict, detailed: set, verdicts: Sequence[str | None] | None) -> str:
+    head = ["#", "query id", "line", "modality", "task", "status", "top candidate", "score", "log10 LR", "decision"]
+    if verdicts is not None:
+        head.append("audit trail")
+    rows = []
+    for number, record in enumerate(records, start=1):
+        query_id = bdi(record["query_id"]) if record["query_id"] else '<span class="muted">(empty)</span>'
+        if id(record) in detailed:
+            query_id = f'<a href="#{anchors[id(record)]}">{query_id}</a>'
+        task = esc(record.get("task"))
+        if record.get("claimed_identity"):
+            task += f" claim {bdi(record['claimed_identity'])}"
+        cells = [f'<td class="num">{number}</td>', f"<td>{query_id}</td>",
+                 f'<td class="num">{esc(record["line"] or "–")}</td>',
+                 f"<td>{bdi(record.get('modality'))}</td>", f"<td>{task}</td>",
+                 f'<td class="status-{esc(record["status"])}">{esc(record["status"])}</td>']
+        if record["status"] == "ok":
+            top = _top(record)
+            cells += [f'<td class="identity">{bdi(top.get("identity", "–"))}</td>',
+                      f'<td class="num">{_number(top.get("score"), ".4f")}</td>',
+                      f'<td class="num">{_number(top.get("log10_lr"), "+.2f")}</td>', f"<td>{_decision(record)}</td>"]
+        else:
+            cells.append(f'<td colspan="4" class="error">{_error(record)}</td>')
+        if verdicts is not None:
+            verdict = verdicts[number - 1]
+            css = "error" if verdict and verdict.startswith("differs") else "muted"
+            cells.append(f'<td class="{css} small">{esc(verdict or "–")}</td>')
+        rows.append(f'<tr class="{esc(record["status"])}">' + "".join(cells) + "</tr>")
+    return ('<section id="summary"><h2>Queries</h2><table class="summary"><thead><tr>'
+            + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>\n" + "\n".join(rows)
+            + "</tbody></table></section>")
+
+
+def _error(record: dict) -> str:
+    kind = f' <span class="muted small">({esc(record["error_kind"])})</span>' if record.get("error_kind") else ""
+    return f"{bdi(record.get('error'))}{kind}"
+
+
+def _quality(record: dict) -> str:
+    quality = record.get("quality")
+    if not isinstance(quality, dict):
+        return "–"
+    return ", ".join(f"{esc(key)} {esc(value)}" for key, value in quality.items())
+
+
+def _detail(record: dict, anchor: str, faces: dict, face_class: dict, calibration: dict | None) -> str:
+    from fvmatch.case_report.pictures import query_picture, score_plot
+
+    status = record["status"]
+    task = esc(record.get("task"))
+    if record.get("claimed_identity"):
+        task += f" the claim {bdi(record['claimed_identity'])}"
+    parts = [f'<article class="query {esc(status)}" id="{anchor}">',
+             f"<h3>Query {bdi(record['query_id'])} <span class='muted'>({bdi(record.get('modality'))}, {task})"
+             f"</span> <span class='status-{esc(status)}'>{esc(status)}</span></h3>"]
+    timing = record.get("timing_ms")
+    parts.append(_facts([
+        ("file (as listed)", f"<code>{bdi(record.get('path'))}</code>"),
+        ("resolved", f"<code>{bdi(record.get('resolved_path'))}</code>"),
+        ("sha256", f"<code>{esc(record.get('sha256') or '–')}</code> ({_number(record.get('size'), ',')} bytes)"),
+        ("quality", _quality(record)),
+        ("searched", esc(" + ".join(record.get("against") or []) or "–")),
+        ("answered", f"{esc(record.get('answered_at'))}, run <code>{esc(record.get('run_id'))}</code>"
+                     + (f", embed {esc(timing.get('embed'))} ms, search {esc(timing.get('search'))} ms"
+                        if isinstance(timing, dict) else "")),
+        ("origin", bdi(record.get("origin"))),
+    ]))
+    if status != "ok":
+        parts.append(f'<p class="error"><strong>Failed:</strong> {_error(record)}</p></article>')
+        return "\n".join(parts)
+    picture = query_picture(record)
+    parts.append(_figure(picture, "the query"))
+    parts.append(_candidates(record, faces, face_class))
+    decision = record.get("decision")
+    if decision is None:
+        parts.append('<p><strong>Decision:</strong> none. The model has no calibration for this trial type, so the '
+                     "scores carry no likelihood ratio and no decision.</p>")
+    else:
+        fmr = (record.get("calibration") or {}).get("fmr")
+        matches = ", ".join(bdi(m) for m in record.get("matches") or []) or "none"
+        parts.append(f"<p><strong>Decision at {_number(fmr, '.1%')} false-match rate:</strong> {esc(decision)} "
+                     f"(candidates above the threshold: {matches}).</p>")
+    notes = record.get("notes") or []
+    if notes:
+        parts.append('<ul class="small muted">' + "".join(f"<li>{esc(note)}</li>" for note in notes) + "</ul>")
+    plot, _ = score_plot(record, calibration)
+    parts.append(_figure(plot, "where the scores fall"))
+    parts.append("</article>")
+    return "\n".join(parts)
+
+
+def _figure(picture, alternative: str) -> str:
+    if picture.uri is None:
+        return f'<p class="error small">{esc(picture.note)}</p>'
+    return (f'<figure><img src="{picture.uri}" alt="{attr(alternative)}">'
+            f"<figcaption>{esc(picture.note)}</figcaption></figure>")
+
+
+def _candidates(record: dict, faces: dict, face_class: dict) -> str:
+    head = ("rank", "enrolled face", "identity", "score", "trial type", "log10 LR", "verbal", "decision",
+            "matched item")
+    rows = []
+    for candidate in record.get("candidates") or []:
+        label = candidate["identity"]
+        face = faces.get(label)
+        if face is not None and face.uri:
+            picture = (f'<span class="face {face_class[label]}" role="img" '
+                       f'aria-label="{attr("enrolled face of " + label)}" title="{attr(face.note)}"></span>')
+        else:
+            note = face.note if face is not None else "not looked up"
+            plain = " plain" if note in ("no enrolled face", "no longer in the gallery") else ""
+            picture = f'<span class="noface{plain}">{esc(note)}</span>'
+        source = candidate.get("source_path")
+        matched = (f"{esc(candidate.get('matched_modality'))} #{esc(candidate.get('media_id'))}: "
+                   f'<code title="{attr(source)}">{bdi(Path(str(source)).name if source else "–")}</code>')
+        rows.append("<tr>" + "".join([
+            f'<td class="num">{esc(candidate.get("rank"))}</td>', f"<td>{picture}</td>",
+            f'<td class="identity">{bdi(label)}</td>', f'<td class="num">{_number(candidate.get("score"), ".4f")}</td>',
+            f"<td>{esc(candidate.get('trial_type'))}</td>",
+            f'<td class="num">{_number(candidate.get("log10_lr"), "+.2f")}</td>',
+            f"<td class='small'>{esc(candidate.get('verbal') or '–')}</td>",
+            f"<td>{_decision(record, candidate)}</td>", f"<td class='small'>{matched}</td>"]) + "</tr>")
+    if not rows:
+        return '<p class="muted">No candidates.</p>'
+    return ('<table class="candidates"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+# ----- model, gallery, audit trail --------------------------------------------------------------------------------
+CARD_FIELDS = ("model_id", "format", "created", "embedding_dim", "training_data", "notes")
+
+
+def _model_section(card: dict) -> str:
+    config = card.get("config") if isinstance(card.get("config"), dict) else {}
+    pairs = [(key.replace("_", " "), f"<code>{esc(card[key])}</code>" if key == "model_id" else bdi(card[key]))
+             for key in CARD_FIELDS if card.get(key) not in (None, "")]
+    if config:
+        pairs.append(("config", f"<strong>{bdi(config.get('name'))}</strong>: {bdi(config.get('description', ''))}"
+                                f"<br><code>{esc(json.dumps(config, ensure_ascii=False, sort_keys=True))}</code>"))
+    recipe = card.get("recipe")
+    if isinstance(recipe, list) and recipe:
+        pairs.append(("recipe", "<br>".join(f"<code>{esc(line)}</code>" for line in recipe)))
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    for key, value in training.items():
+        if key == "history" and isinstance(value, list):
+            pairs.append(("training history", f"{len(value)} validation records (in the card)"))
+        elif value not in (None, "", [], {}):
+            pairs.append((f"training {key.replace('_', ' ')}",
+                          f"<code>{esc(json.dumps(value, ensure_ascii=False, sort_keys=True))}</code>"))
+    if card.get("metrics") not in (None, {}):
+        metrics = json.dumps(card["metrics"], ensure_ascii=False, sort_keys=True)
+        pairs.append(("metrics", f"<code>{esc(metrics)}</code>"))
+    return ('<section id="model"><h2>Model</h2>' + _facts(pairs) + "<h3>Calibration</h3>"
+            + _calibration(card.get("calibration")) + "</section>")
+
+
+def _calibration(calibration: dict | None) -> str:
+    if not calibration:
+        return ("<p><strong>No calibration.</strong> This model card holds no calibration: its scores have no "
+                "likelihood ratios, no thresholds and no decisions.</p>")
+    source = ", ".join(f"{key} {esc(calibration[key])}" for key in ("data", "split", "seed", "created", "format")
+                       if calibration.get(key) is not None)
+    rows = []
+    for kind in ("face-voice", "face-face", "voice-voice"):
+        entry = calibration.get(kind)
+        if not isinstance(entry, dict):
+            rows.append(f"<tr><td>{kind}</td><td colspan='6' class='muted'>not calibrated</td></tr>")
+            continue
+        trials = entry.get("trials") or {}
+        points = "; ".join(f"{_number(p.get('fmr_target'), '.1%')}: score &gt; {_number(p.get('threshold'), '.4f')}"
+                           f" (FNMR {_number(p.get('fnmr'), '.1%')})" for p in entry.get("operating_points") or [])
+        eer = entry.get("eer") or {}
+        bounds = (entry.get("map") or {}).get("bounds") or []
+        rows.append("<tr>" + "".join([
+            f"<td>{kind}</td>",
+            f"<td class='num'>{_number(trials.get('same'), ',')} / {_number(trials.get('different'), ',')}"
+            f" / {_number(trials.get('identities'), ',')}</td>",
+            f"<td class='num'>{_number(eer.get('value'), '.2%')} at {_number(eer.get('threshold'), '.4f')}</td>",
+            f"<td class='num'>{_number(entry.get('cllr'), '.4f')}</td>",
+            f"<td class='num'>{_number(entry.get('cllr_min'), '.4f')}</td>",
+            f"<td>{points or '–'}</td>",
+            f"<td class='num'>{', '.join(_number(b, '+.2f') for b in bounds)}</td>",
+        ]) + "</tr>")
+    return (f"<p>Calibration: {source or 'source not stated'}.</p><table><thead><tr><th>trial type</th>"
+            "<th>trials same / different / people</th><th>EER</th><th>Cllr</th><th>Cllr min</th>"
+            "<th>operating points</th><th>log10 LR bounds</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
+
+
+def _gallery_section(gallery, labels: set) -> str:
+    counts = gallery.counts()
+    pairs = [("directory", f"<code>{bdi(gallery.directory)}</code>"),
+             ("pinned model", f"<code>{esc(gallery.model_id)}</code>"),
+             ("model path", f"<code>{bdi(gallery.model_path or '–')}</code>"),
+             ("created", esc(gallery.meta("created"))),
+             ("format version", esc(gallery.meta("format_version"))),
+             ("holds", f"{counts['identities']:,} identities, {counts['face']:,} faces, {counts['voice']:,} voices"),
+             ("candidates in detail", f"{len(labels):,} identities")]
+    return '<section id="gallery"><h2>Gallery</h2>' + _facts(pairs) + "</section>"
+
+
+def _audit_section(rows: Sequence[dict], chain, kind: str) -> str:
+    verdict = (f'<p class="banner good">Hash chain verified: {chain.rows} rows intact.</p>' if chain.ok
+               else f'<p class="banner bad">Hash chain broken: {esc(chain.problem)}</p>')
+    what = ("the <code>audit run</code> rows whose runs produced these results" if kind == "audit run"
+            else "the row this report appended for its query")
+    body = []
+    for row in rows:
+        inputs = row.get("inputs") or []
+        body.append("<tr>" + "".join([
+            f"<td class='num'>{esc(row.get('id'))}</td>", f"<td class='small'>{esc(row.get('time'))}</td>",
+            f"<td>{bdi(row.get('user'))}</td>", f"<td>{esc(row.get('command'))}</td>",
+            f"<td class='small'><code>{esc(' '.join(str(a) for a in row.get('arguments') or []))}</code></td>",
+            f"<td class='small'>{len(inputs)} file(s)<details><summary>inputs</summary><pre>{_json(inputs)}</pre>"
+            f"</details></td>",
+            f"<td class='small'><details><summary>result</summary><pre>{_json(row.get('result'))}</pre></details></td>",
+            f"<td class='small'><code title=\"previous {attr(row.get('previous_hash'))}\">"
+            f"{esc(str(row.get('row_hash'))[:16])}…</code></td>"]) + "</tr>")
+    table = ("<table><thead><tr><th>id</th><th>time (UTC)</th><th>user</th><th>command</th><th>arguments</th>"
+             "<th>inputs</th><th>result</th><th>row hash</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+             if body else '<p class="muted">No rows.</p>')
+    return (f'<section id="audit"><h2>Audit trail</h2>{verdict}<p>Below: {what}. The row recording this report '
+            "(its path and sha256) is appended after the file is written, so it cannot be inside it.</p>"
+            f"{table}</section>")
+
+
+# ----- writing --------------------------------------------------------------------------------------------------
+def check_out(out: str | Path) -> None:
+    """BadArgument unless a report can be written at `out` (checked before the work, and again when writing)."""
+    out = Path(out)
+    if out.exists() and not out.is_file():
+        raise BadArgument(out, "exists and is not a regular file")
+    if not out.parent.is_dir():
+        raise BadArgument(out, "its directory does not exist")
+
+
+def write_report(page: str, out: str | Path) -> tuple[str, int]:
+    """Write the page atomically (temporary file, fsync, rename), readable by its owner only; (sha256, bytes)."""
+    out = Path(out)
+    data = page.encode("utf-8")
+    check_out(out)
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")  # mode 0600
+    except OSError as error:
+        raise BadArgument(out, f"cannot write the report ({error.strerror or error})") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, out)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise BadArgument(out, f"cannot write the report ({error.strerror or error})") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return hashlib.sha256(data).hexdigest(), len(data)

@@ -1,0 +1,445 @@
+"""fvmatch report: one self-contained HTML file for an audit run or one query, checked in a real headless Chromium.
+
+The case: four synthetic identities enrolled under labels that try to break a page (a <script> tag, quotes and an
+ampersand, Arabic), a calibrated checkpoint (same weights, so the same model id), and an audit run over a query file
+with good rows and bad ones (one query id holding a right-to-left override, which labels may not hold).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mediagen import run_cli
+
+from fvmatch.synth import CorpusSpec, write_corpus
+
+LABELS = {
+    "id00000": "<script>window.__pwned = 1; document.title = 'pwned'</script>Eve",
+    "id00001": "O'Brien \"Bobby\" & Co",
+    "id00002": "سارة بن علي (Sara)",
+    "id00003": "Zoë",
+}
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1280,1000")
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def fvmatch(*args) -> Outcome:
+    """`fvmatch ARGS` through the real entry point (argument parsing, error mapping, exit code), in this process:
+    the model and torch stay loaded between calls, so a test takes seconds, not a fresh interpreter each."""
+    from fvmatch import cli
+
+    saved, out, err = sys.argv, io.StringIO(), io.StringIO()
+    sys.argv = ["fvmatch", *map(str, args)]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli.main()
+                code = 0
+            except SystemExit as exit:
+                code = exit.code or 0
+    finally:
+        sys.argv = saved
+    return Outcome(int(code), out.getvalue(), err.getvalue())
+
+
+def escaped(text: str) -> str:
+    """A label as the page's HTML must hold it: escaped, the right-to-left override made visible."""
+    return html.escape(text, quote=True).replace("\u202e", '<span class="cc">U+202E</span>')
+
+
+def shown(label: str) -> str:
+    """A label as the page displays it: invisible and direction characters as their code points."""
+    return label.replace("\u202e", "U+202E")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def audit_log(gallery: Path, command: str) -> list[dict]:
+    return json.loads(fvmatch("audit", "log", "--command", command, "--gallery", gallery, "--json").stdout)
+
+
+# ----- the case ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    write_corpus(out, CorpusSpec(identities=4, seed=3, faces_per_identity=1, clips_per_identity=1, clip_seconds=3.0),
+                 workers=1)
+    with open(out / "labelled.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["identity", "modality", "path"])
+        with open(out / "manifest.csv", encoding="utf-8") as manifest:
+            for row in csv.DictReader(manifest):
+                writer.writerow([LABELS[row["identity"]], row["modality"], row["path"]])
+    return out
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> Path:
+    """The shipped model with a calibration of every trial type (fitted on synthetic scores: a test fixture)."""
+    from fvmatch.calibration import fit, write_calibrated_checkpoint
+    from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
+
+    rng = np.random.default_rng(0)
+    calibration = {"model_id": read_card(DEFAULT_CHECKPOINT)["model_id"], "data": "synthetic test scores",
+                   "split": "val", "created": "2026-01-02T03:04:05+00:00"}
+    for kind in ("face-voice", "face-face", "voice-voice"):
+        calibration[kind] = fit(np.clip(rng.normal(0.85, 0.08, 600), -1, 1), np.clip(rng.normal(0.0, 0.3, 6000), -1, 1),
+                                identities=60)
+    path = tmp_path_factory.mktemp("models") / "calibrated.safetensors"
+    write_calibrated_checkpoint(DEFAULT_CHECKPOINT, path, calibration)
+    return path
+
+
+@pytest.fixture(scope="module")
+def case(corpus, calibrated, media_dir, tmp_path_factory):
+    """A gallery of the labelled corpus and an audit run (calibrated model) over good and bad query rows."""
+    folder = tmp_path_factory.mktemp("case")
+    gallery = folder / "gallery"
+    enrolled = fvmatch("enroll", "--manifest", corpus / "labelled.csv", "--gallery", gallery, "--json")
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert json.loads(enrolled.stdout)["gallery_counts"] == {"identities": 4, "face": 4, "voice": 4}
+    for name in ("noface.jpg", "silence.wav"):
+        shutil.copy(media_dir / name, folder / name)
+    queries = folder / "queries.csv"
+    with open(queries, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query_id", "modality", "path", "claimed_identity"])
+        writer.writerows([
+            ["voice-1", "voice", corpus / "voices/id00001/v0/00000.wav", ""],
+            ["face-2", "face", corpus / "faces/id00002/v0/00000.jpg", ""],
+            ["claim-0", "face", corpus / "faces/id00000/v0/00000.jpg", LABELS["id00000"]],
+            ["missing", "voice", "nobody.wav", ""],
+            ["no\u202eface", "face", "noface.jpg", ""],
+            ["silent", "voice", "silence.wav", ""],
+        ])
+    results = folder / "results.jsonl"
+    run = fvmatch("audit", "run", "--queries", queries, "--out", results, "--gallery", gallery, "--model", calibrated,
+                  "--top", "4")
+    assert run.returncode == 2, run.stderr  # some rows fail, by design
+    records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    assert [r["status"] for r in sorted(records, key=lambda r: r["line"])] == ["ok"] * 3 + ["failed"] * 3
+    return {"folder": folder, "gallery": gallery, "queries": queries, "results": results,
+            "records": sorted(records, key=lambda r: r["line"])}
+
+
+@pytest.fixture(scope="module")
+def audit_report(case, calibrated):
+    """The report of the audit run, written by a real `fvmatch report` process."""
+    out = case["folder"] / "report.html"
+    result = run_cli("report", "--results", case["results"], "--out", out, "--gallery", case["gallery"],
+                     "--model", calibrated, "--json")
+    assert result.returncode == 0, result.stderr
+    return {"path": out, "document": json.loads(result.stdout), "html": out.read_text(encoding="utf-8")}
+
+
+def section(page: str, anchor: str) -> str:
+    """The HTML of one query's detail article."""
+    match = re.search(rf'<article class="query [a-z]+" id="{anchor}">(.*?)</article>', page, re.S)
+    assert match, anchor
+    return match.group(1)
+
+
+# ----- the audit-run report ---------------------------------------------------------------------------------------
+def test_audit_report_lists_every_query_and_details_the_answered_ones(audit_report, case):
+    document, page = audit_report["document"], audit_report["html"]
+    records = case["records"]
+    assert [q["query_id"] for q in document["queries"]] == [r["query_id"] for r in records]
+    assert document["detailed"] == ["voice-1", "face-2", "claim-0"]
+    assert document["sha256"] == sha256(audit_report["path"])
+    assert document["bytes"] == audit_report["path"].stat().st_size
+    assert stat.S_IMODE(audit_report["path"].stat().st_mode) == 0o600
+    assert not list(audit_report["path"].parent.glob(".report.html.*"))  # no temporary left behind
+    # every failed row shows its error, escaped
+    for record in records[3:]:
+        assert record["error"] and f"<bdi>{escaped(record['error'])}</bdi>" in page
+    # each detailed query lists its candidates with their scores, as the results file holds them
+    for number, record in enumerate(records[:3], start=1):
+        article = section(page, f"q{number}")
+        for candidate in record["candidates"]:
+            assert f'<td class="identity"><bdi>{escaped(candidate["identity"])}</bdi></td>' in article
+            assert f'<td class="num">{candidate["score"]:.4f}</td>' in article
+        assert "<img src=\"data:image/" in article and "Decision at 1.0% false-match rate" in article
+    assert escaped("the shaded areas are the calibration's score distributions") in page
+
+
+def test_audit_report_is_self_contained_and_escapes_every_label(audit_report):
+    page = audit_report["html"]
+    assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in page
+    references = re.findall(r'(?:src|href)="([^"]*)"|url\(([^)]*)\)', page)
+    assert references and all(ref.strip('"').startswith(("data:", "#")) for pair in references for ref in pair if ref)
+    assert "<script" not in page.replace("&lt;script", "")  # the label's tag is text, never markup
+    assert "&lt;script&gt;window.__pwned = 1; document.title = &#x27;pwned&#x27;&lt;/script&gt;Eve" in page
+    assert "O&#x27;Brien &quot;Bobby&quot; &amp; Co" in page
+    assert "<bdi>سارة بن علي (Sara)</bdi>" in page
+    assert '<bdi>no<span class="cc">U+202E</span>face</bdi>' in page and "\u202e" not in page
+
+
+def test_each_identity_face_is_embedded_once_and_reused(audit_report, case):
+    page = audit_report["html"]
+    rules = re.findall(r'\.(f\d+)\{background-image:url\("data:image/jpeg;base64,', page)
+    labels = {c["identity"] for r in case["records"][:3] for c in r["candidates"]}
+    assert len(rules) == len(labels) == 4
+    uses = {rule: page.count(f'class="face {rule}"') for rule in rules}
+    assert sum(uses.values()) == sum(len(r["candidates"]) for r in case["records"][:3])
+    assert max(uses.values()) > 1  # an identity in several answers: its one picture is referenced each time
+
+
+def test_audit_report_shows_the_run_rows_and_is_recorded_in_the_trail(audit_report, case):
+    from fvmatch.audit import verify_chain
+    from fvmatch.gallery import Gallery
+
+    page, document = audit_report["html"], audit_report["document"]
+    runs = audit_log(case["gallery"], "audit run")
+    assert len(runs) == 1 and document["audit_rows_shown"] == [runs[0]["id"]]
+    assert document["run_ids"] == [runs[0]["result"]["run_id"]]
+    assert f"{runs[0]['row_hash'][:16]}…" in page and "Audit trail intact" in page
+    assert f"byte for byte the one audit-run row {runs[0]['id']} recorded" in page
+    assert page.count("matches the trail") == 3
+    reports = audit_log(case["gallery"], "report")
+    row = next(r for r in reports if r["id"] == document["audit_row"])
+    assert row["inputs"] == [{"path": str(case["results"].resolve()), "sha256": sha256(case["results"])}]
+    assert row["result"]["report"] == {"path": str(audit_report["path"].resolve()), "sha256": document["sha256"]}
+    assert row["result"]["query_ids"] == [r["query_id"] for r in case["records"]]
+    with Gallery.open(case["gallery"]) as gallery:
+        assert verify_chain(gallery).ok
+
+
+# ----- in a real browser --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium through chromedriver. Missing: skipped on a workstation, a failure under CI."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    missing = [name for name, path in (("chromium", chromium), ("chromedriver", driver_path))
+               if not Path(path).is_file()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip)")
+    if missing:
+        message = f"the browser test needs {', '.join(missing)} (Debian: chromium chromium-driver; .ci/install)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_audit_report_renders_in_chromium_with_its_pictures_names_and_errors(browser, audit_report, case):
+    from selenium.webdriver.common.by import By
+
+    browser.get(audit_report["path"].as_uri())
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+    images = browser.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+    assert len(images) == 6  # per answered query: the query picture and the score plot
+    assert all(complete and width > 0 for complete, width in images), images
+    # the enrolled faces are CSS backgrounds (one copy per identity): each must decode too
+    widths = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const urls = [...new Set([...document.querySelectorAll('.face')].map(
+            e => getComputedStyle(e).backgroundImage.slice(5, -2)))];
+        Promise.all(urls.map(u => new Promise(ok => { const i = new Image(); i.onload = () => ok(i.naturalWidth);
+            i.onerror = () => ok(0); i.src = u; }))).then(done);""")
+    assert len(widths) == 4 and all(width > 0 for width in widths), widths
+    for number, record in enumerate(case["records"][:3], start=1):
+        article = browser.find_element(By.ID, f"q{number}")
+        names = [cell for cell in article.find_elements(By.CSS_SELECTOR, "td.identity")]
+        assert [cell.text for cell in names] == [shown(c["identity"]) for c in record["candidates"]]
+        assert all(cell.is_displayed() for cell in names)
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.summary tr.failed")
+    assert [row.find_element(By.CSS_SELECTOR, "td.error").text.rsplit(" (", 1)[0] for row in rows] == [
+        record["error"] for record in case["records"][3:]]
+    assert all(row.is_displayed() for row in rows)
+    # the <script> label is on screen as text and never ran
+    assert shown(LABELS["id00000"]) in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.execute_script("return [window.__pwned === undefined, document.scripts.length, document.title]") == [
+        True, 0, "fvmatch report: audit run, 6 queries"]
+    browser.save_screenshot(str(case["folder"] / "report.png"))
+
+
+# ----- one query --------------------------------------------------------------------------------------------------
+def test_a_face_query_report_answers_now_and_shows_both_trial_types(case, corpus, calibrated, tmp_path):
+    out = tmp_path / "face.html"
+    face = corpus / "faces/id00003/v0/00000.jpg"
+    result = fvmatch("report", "--face", face, "--against", "all", "--top", "3", "--out", out, "--gallery",
+                     case["gallery"], "--model", calibrated, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["kind"] == "query" and document["sha256"] == sha256(out)
+    assert document["queries"][0]["status"] == "ok" and len(document["queries"]) == 1
+    page = out.read_text(encoding="utf-8")
+    article = section(page, "q1")
+    assert "with the face that was compared boxed" in article
+    kinds = set(re.findall(r"<td>(face-face|face-voice)</td>", article))
+    assert kinds and all(escaped(f"{kind}: the shaded areas are the calibration's score distributions") in article
+                         for kind in kinds)
+    assert "<dt>searched</dt><dd>face + voice</dd>" in article
+    # the query went into the trail first (the report shows that row), then the report's own row
+    answered, reported = audit_log(case["gallery"], "report query")[-1], audit_log(case["gallery"], "report")[-1]
+    assert reported["id"] == answered["id"] + 1 == document["audit_row"]
+    assert answered["inputs"] == [{"path": str(face.resolve()), "sha256": sha256(face)}]
+    assert answered["result"]["candidates"][0]["identity"] == document["queries"][0]["identity"]
+    assert f"{answered['row_hash'][:16]}…" in page and "the row this report appended for its query" in page
+    assert reported["result"]["report"]["sha256"] == document["sha256"]
+
+
+def test_a_voice_query_report_draws_the_recording_and_says_there_is_no_calibration(case, corpus, tmp_path):
+    out = tmp_path / "voice.html"
+    result = fvmatch("report", "--voice", corpus / "voices/id00002/v0/00000.wav", "--out", out,
+                     "--gallery", case["gallery"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out} (")
+    page = out.read_text(encoding="utf-8")
+    assert re.search(r'<img src="data:image/jpeg;base64,[^"]+" alt="the query"><figcaption>the query recording, '
+                     r"all 3\.0 s \(16000 Hz\)", page)
+    assert "Uncalibrated model." in page and "face-voice: this model has no face-voice calibration" in page
+    assert "No calibration." in page and "log10 LR" in page
+
+
+def test_a_query_that_cannot_be_answered_is_one_line_and_writes_nothing(case, media_dir, tmp_path):
+    before = len(audit_log(case["gallery"], "report"))
+    result = fvmatch("report", "--face", media_dir / "noface.jpg", "--out", tmp_path / "r.html", "--gallery",
+                     case["gallery"])
+    assert result.returncode == 2 and not (tmp_path / "r.html").exists()
+    assert result.stderr.strip().count("\n") == 0 and "no face found" in result.stderr
+    assert len(audit_log(case["gallery"], "report")) == before
+
+
+# ----- refusals ---------------------------------------------------------------------------------------------------
+def rewritten(results: Path, out: Path, **changes) -> Path:
+    lines = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    out.write_text("".join(json.dumps({**line, **changes}) + "\n" for line in lines), encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda case, tmp: rewritten(case["results"], tmp / "other-model.jsonl", model_id="ab" * 32),
+     "holds results from model abababababababab, but the gallery is pinned to"),
+    (lambda case, tmp: rewritten(case["results"], tmp / "other-gallery.jsonl", run_id="0123456789abcdef"),
+     "is in the audit trail of"),
+    (lambda case, tmp: case["queries"], "line 1 is not an fvmatch audit result"),
+    (lambda case, tmp: (tmp / "cut.jsonl").write_bytes(case["results"].read_bytes()[:-40]) and tmp / "cut.jsonl",
+     "ends in a partial line"),
+])
+def test_results_of_another_model_gallery_or_no_audit_are_refused(case, tmp_path, make, problem):
+    results = make(case, tmp_path)
+    before = len(audit_log(case["gallery"], "report"))
+    result = fvmatch("report", "--results", results, "--out", tmp_path / "r.html", "--gallery", case["gallery"])
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"fvmatch: error: {results}: ") and problem in result.stderr, result.stderr
+    assert not (tmp_path / "r.html").exists() and len(audit_log(case["gallery"], "report")) == before
+
+
+def test_detail_limit_and_query_id_choose_the_detailed_queries(case, calibrated, tmp_path):
+    out = tmp_path / "r.html"
+    common = ("--results", case["results"], "--out", out, "--gallery", case["gallery"], "--model", calibrated, "--json")
+    limited = fvmatch("report", *common, "--detail-limit", "1")
+    assert limited.returncode == 0, limited.stderr
+    assert json.loads(limited.stdout)["detailed"] == ["voice-1"]
+    chosen = fvmatch("report", *common, "--query-id", "silent", "--query-id", "claim-0")
+    assert json.loads(chosen.stdout)["detailed"] == ["claim-0", "silent"]
+    page = out.read_text(encoding="utf-8")
+    assert "<strong>Failed:</strong> <bdi>silence.wav: too little speech" in section(page, "q6")
+    unknown = fvmatch("report", *common, "--query-id", "nope")
+    assert unknown.returncode == 2 and "'nope' is not a query of" in unknown.stderr
+    mixed = fvmatch("report", "--face", case["queries"], "--query-id", "x", "--out", out, "--gallery", case["gallery"])
+    assert mixed.returncode == 2 and "--query-id: applies to --results" in mixed.stderr
+
+
+def test_a_gone_or_changed_enrolled_face_or_query_is_named_not_shown(case, corpus, calibrated, tmp_path):
+    """Evidence integrity: a file no longer matching its recorded sha256 is never shown as if it were the same."""
+    evidence = tmp_path / "evidence"
+    shutil.copytree(corpus / "faces", evidence / "faces")
+    shutil.copytree(corpus / "voices", evidence / "voices")
+    gallery = tmp_path / "gallery"
+    shutil.copytree(case["gallery"], gallery)
+    connection = sqlite3.connect(gallery / "gallery.db")
+    connection.execute("UPDATE media SET source_path = replace(source_path, ?, ?)", [str(corpus), str(evidence)])
+    connection.commit()
+    connection.close()
+    for path in (evidence / "faces/id00001").rglob("*.jpg"):
+        path.unlink()
+    for path in (evidence / "faces/id00002").rglob("*.jpg"):
+        path.write_bytes(path.read_bytes() + b"\x00")  # still a valid JPEG, but not the enrolled bytes
+    results = rewritten(case["results"], tmp_path / "results.jsonl")
+    lines = results.read_text(encoding="utf-8").replace(str(corpus), str(evidence))
+    results.write_text(lines, encoding="utf-8")
+    changed_query = evidence / "voices/id00001/v0/00000.wav"
+    changed_query.write_bytes(changed_query.read_bytes()[:-2] + b"\x01\x02")
+    out = tmp_path / "r.html"
+    result = fvmatch("report", "--results", results, "--out", out, "--gallery", gallery, "--model", calibrated)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "enrolled face not shown: the file is gone: " + str(evidence / "faces/id00001") in page
+    assert re.search(r"enrolled face not shown: " + re.escape(str(evidence / "faces/id00002")) + r"\S+ no longer "
+                     "matches the sha256 recorded at enrolment", page)
+    assert len(re.findall(r"\.f\d+\{background-image", page)) == 2  # only the two intact identities' faces
+    assert "query not shown: " + str(changed_query) + " no longer matches the sha256 recorded when the query was " \
+           "answered" in section(page, "q1")
+    assert "matches none of the results files the audit-run rows recorded" in page  # the results were edited
+
+
+def test_report_help_does_not_import_torch():
+    probe = ("import sys; sys.argv = ['fvmatch', 'report', '--help']\n"
+             "from fvmatch import cli\n"
+             "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "--results" in result.stdout and result.stdout.strip().endswith("NO-TORCH 0")
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_before_any_work(case, tmp_path):
+    before = len(audit_log(case["gallery"], "report"))
+    missing = fvmatch("report", "--results", case["results"], "--out", tmp_path / "no" / "r.html",
+                      "--gallery", case["gallery"])
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        f"fvmatch: error: {tmp_path / 'no' / 'r.html'}: its directory does not exist")
+    folder = fvmatch("report", "--results", case["results"], "--out", tmp_path, "--gallery", case["gallery"])
+    assert folder.returncode == 2 and "exists and is not a regular file" in folder.stderr
+    assert len(audit_log(case["gallery"], "report")) == before
+
+
+def test_a_report_read_with_another_calibration_than_the_audit_used_says_so(case, tmp_path):
+    out = tmp_path / "r.html"
+    result = fvmatch("report", "--results", case["results"], "--out", out, "--gallery", case["gallery"], "--json")
+    assert result.returncode == 0, result.stderr
+    warning = ("WARNING: some results were answered under calibration created 2026-01-02T03:04:05+00:00; the model "
+               "card read for this report has no calibration")
+    assert any(finding.startswith(warning) for finding in json.loads(result.stdout)["findings"])
+    page = out.read_text(encoding="utf-8")
+    assert escaped(warning) in page and "Uncalibrated model." in page
