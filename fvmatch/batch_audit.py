@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 import uuid
@@ -86,6 +87,40 @@ def read_queries(queries_file: Path, root: Path | None = None) -> list[Query]:
     return queries
 
 
+def is_result_record(record: object) -> bool:
+    """Whether a decoded results line has the shape `audit run` writes (what resuming and reports rely on)."""
+    if not isinstance(record, dict):
+        return False
+    if not (isinstance(record.get("query_id"), str) and type(record.get("line")) is int
+            and record.get("status") in ("ok", "failed") and isinstance(record.get("model_id"), str)):
+        return False
+    if any(record.get(key) is not None and not isinstance(record[key], dict) for key in ("calibration", "quality")):
+        return False
+    candidates = record.get("candidates", [])
+    return isinstance(candidates, list) and all(
+        isinstance(c, dict) and isinstance(c.get("identity"), str) and _finite(c.get("score")) for c in candidates)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_results(path: Path, data: bytes, advice: str) -> dict[str, dict]:
+    """The latest record per resume key in whole lines of results; BadArgument naming the first line that is not one."""
+    latest: dict[str, dict] = {}
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not is_result_record(record):
+            raise BadArgument(path, f"line {number} is not an fvmatch audit result; {advice}")
+        latest[resume_key(record["query_id"], record["line"], record.get("error_kind"))] = record
+    return latest
+
+
 class ResultsFile:
     """The JSON-lines results of one query file: what is already answered, and appending more, durably."""
 
@@ -107,15 +142,7 @@ class ResultsFile:
             with open(self.path, "r+b") as handle:
                 handle.truncate(end)
                 os.fsync(handle.fileno())
-        for number, line in enumerate(data[:end].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                key = resume_key(record["query_id"], record["line"], record.get("error_kind"))
-            except (ValueError, KeyError, TypeError):
-                raise BadArgument(self.path, f"line {number} is not an fvmatch audit result; use another --out") from None
-            self.latest[key] = record
+        self.latest = parse_results(self.path, data[:end], "use another --out")
 
     @classmethod
     @contextmanager

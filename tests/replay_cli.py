@@ -112,6 +112,17 @@ def replay_command(table: Path, *args) -> list[str]:
     return [sys.executable, str(SCRIPT), str(table), *map(str, args)]
 
 
+def replayed_gallery(reference: Reference, directory: Path, manifest_name: str, rows) -> Path:
+    """A gallery enrolled by the replayed `enroll --manifest` of `rows` (a module fixture's starting point)."""
+    import subprocess
+
+    result = subprocess.run(replay_command(reference.table, "enroll", "--manifest",
+                                           reference.manifest(manifest_name, rows), "--gallery", directory),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return directory
+
+
 def write_replay_table(gallery: Path, out: Path) -> None:
     """The embeddings a real enrolment stored in `gallery`, keyed by file content, for replay."""
     connection = sqlite3.connect(gallery / "gallery.db")

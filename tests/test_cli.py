@@ -10,13 +10,15 @@ import pytest
 from mediagen import run_cli
 
 
-def test_help_lists_the_commands_without_importing_torch():
-    probe = ("import sys; sys.argv = ['fvmatch', '--help']\n"
+@pytest.mark.parametrize("argv, expected", [([], ("synth", "embed")), (["report"], ("--results",)),
+                                            (["audit", "run"], ("--queries",))])
+def test_help_lists_the_commands_without_importing_torch(argv, expected):
+    probe = (f"import sys; sys.argv = ['fvmatch', *{argv!r}, '--help']\n"
              "from fvmatch import cli\n"
              "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
              "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert "synth" in result.stdout and "embed" in result.stdout
+    assert all(word in result.stdout for word in expected)
     assert result.stdout.strip().endswith("NO-TORCH 0")
 
 

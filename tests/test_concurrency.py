@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from replay_cli import build_reference, replay_command
+from replay_cli import build_reference, replay_command, replayed_gallery
 
 import fvmatch.gallery.index
 from fvmatch.gallery import Gallery, NewItem
@@ -42,12 +42,7 @@ def reference(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_gallery(reference, tmp_path_factory) -> Path:
     """A gallery holding the first two identities (faces and voices), made by the replayed command."""
-    directory = tmp_path_factory.mktemp("concurrency") / "base"
-    result = subprocess.run(replay_command(reference.table, "enroll", "--manifest",
-                                           reference.manifest("concurrency-base.csv", BASE), "--gallery", directory),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return directory
+    return replayed_gallery(reference, tmp_path_factory.mktemp("concurrency") / "base", "concurrency-base.csv", BASE)
 
 
 class Lines:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from replay_cli import build_reference, replay_command
+from replay_cli import build_reference, replay_command, replayed_gallery
 
 from fvmatch.gallery import Gallery, NewItem
 
@@ -48,12 +48,7 @@ def manifest(reference) -> Path:
 
 @pytest.fixture(scope="module")
 def base_gallery(reference, tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("disk") / "base"
-    result = subprocess.run(replay_command(reference.table, "enroll", "--manifest",
-                                           reference.manifest("disk-base.csv", BASE), "--gallery", directory),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return directory
+    return replayed_gallery(reference, tmp_path_factory.mktemp("disk") / "base", "disk-base.csv", BASE)
 
 
 @functools.cache

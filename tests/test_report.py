@@ -16,7 +16,6 @@ import re
 import shutil
 import sqlite3
 import stat
-import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -412,15 +411,6 @@ def test_a_gone_or_changed_enrolled_face_or_query_is_named_not_shown(case, corpu
     assert "query not shown: " + str(changed_query) + " no longer matches the sha256 recorded when the query was " \
            "answered" in section(page, "q1")
     assert "matches none of the results files the audit-run rows recorded" in page  # the results were edited
-
-
-def test_report_help_does_not_import_torch():
-    probe = ("import sys; sys.argv = ['fvmatch', 'report', '--help']\n"
-             "from fvmatch import cli\n"
-             "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert "--results" in result.stdout and result.stdout.strip().endswith("NO-TORCH 0")
 
 
 def test_an_out_path_that_cannot_be_written_is_refused_before_any_work(case, tmp_path):

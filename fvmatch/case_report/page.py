@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
+from fvmatch.gallery.files import fsync_path
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 DETAIL_LIMIT = 50
@@ -464,9 +465,5 @@ def write_report(page: str, out: str | Path) -> tuple[str, int]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_path(out.parent)
     return hashlib.sha256(data).hexdigest(), len(data)

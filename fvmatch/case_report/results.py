@@ -8,13 +8,12 @@ must not hide: results from another model (refused), results of no audit run rec
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fvmatch.batch_audit import resume_key
+from fvmatch.batch_audit import parse_results
 from fvmatch.errors import BadArgument, ModelMismatch
 
 RUN_COMMAND = "audit run"
@@ -45,20 +44,6 @@ class TrailCheck:
     verdicts: list[str | None] = field(default_factory=list)
 
 
-def _is_record(record: object) -> bool:
-    if not isinstance(record, dict):
-        return False
-    if not (isinstance(record.get("query_id"), str) and type(record.get("line")) is int
-            and record.get("status") in ("ok", "failed") and isinstance(record.get("model_id"), str)
-            and isinstance(record.get("run_id"), str)):
-        return False
-    if any(record.get(key) is not None and not isinstance(record[key], dict) for key in ("calibration", "quality")):
-        return False
-    candidates = record.get("candidates", [])
-    return isinstance(candidates, list) and all(
-        isinstance(c, dict) and isinstance(c.get("identity"), str) and _number(c.get("score")) for c in candidates)
-
-
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -80,18 +65,9 @@ def read_results(path: str | Path) -> Results:
     if not data.endswith(b"\n"):
         raise BadArgument(path, "ends in a partial line (an interrupted audit run): run the same `fvmatch audit run` "
                                 "again to complete it, then report")
-    latest: dict[str, dict] = {}
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not _is_record(record):
-            raise BadArgument(path, f"line {number} is not an fvmatch audit result (is this the --out of "
-                                    "`fvmatch audit run`?)")
-        latest[resume_key(record["query_id"], record["line"], record.get("error_kind"))] = record
+    latest = parse_results(path, data, "is this the --out of `fvmatch audit run`?")
+    if not all(isinstance(record.get("run_id"), str) for record in latest.values()):
+        raise BadArgument(path, "a result carries no run id: is this the --out of `fvmatch audit run`?")
     records = sorted(latest.values(), key=lambda record: record["line"])
     return Results(path, records, hashlib.sha256(data).hexdigest(), len(data))
 

@@ -90,17 +90,9 @@ def create_private_file(path: Path) -> int:
     return descriptor
 
 
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Make a file's content durable, or, for a directory, the renames and new names in it."""
     descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames and new names in `directory` durable."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(descriptor)
     finally:

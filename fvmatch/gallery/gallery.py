@@ -20,7 +20,7 @@ import numpy as np
 import sqlite_utils
 
 from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
-from fvmatch.gallery.files import (create_private_file, fsync_directory, fsync_file, make_private_directory,
+from fvmatch.gallery.files import (create_private_file, fsync_path, make_private_directory,
                                    remove_leftovers, storage_failure, tighten, writing)
 from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
 from fvmatch.gallery.lock import WriteLock
@@ -478,9 +478,9 @@ def _create_database(db_path: Path, meta: dict[str, object]) -> None:
             connection.execute("PRAGMA journal_mode=WAL")
         finally:
             connection.close()
-        fsync_file(temporary)
+        fsync_path(temporary)
         os.replace(temporary, db_path)
-        fsync_directory(directory)
+        fsync_path(directory)
     except BaseException:
         for leftover in directory.glob(temporary.name + "*"):  # with its -journal, if any
             leftover.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.gallery.files import create_private_file, fsync_directory, fsync_file, remove_leftovers
+from fvmatch.gallery.files import create_private_file, fsync_path, remove_leftovers
 
 INDEX_FORMAT = "fvmatch-hnsw/1"
 M = 16
@@ -215,11 +215,11 @@ class ModalityIndex:
                     "deleted": sorted(self.deleted), **expected}
             with open(create_private_file(sidecar_temporary), "w") as handle:
                 handle.write(json.dumps(info))
-            fsync_file(temporary)
-            fsync_file(sidecar_temporary)
+            fsync_path(temporary)
+            fsync_path(sidecar_temporary)
             os.replace(temporary, self.path)
             os.replace(sidecar_temporary, self.sidecar)
-            fsync_directory(directory)
+            fsync_path(directory)
         except BaseException:
             temporary.unlink(missing_ok=True)
             sidecar_temporary.unlink(missing_ok=True)
