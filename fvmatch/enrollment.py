@@ -122,8 +122,13 @@ def file_digest(path: Path) -> tuple[str, int]:
 
 
 def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: EnrollReport | None = None,
-           force: bool = False, progress: Callable[[int], None] | None = None) -> EnrollReport:
-    """Embed and store `items` (hold the gallery's write lock); failures are recorded, never raised."""
+           force: bool = False, progress: Callable[[int], None] | None = None,
+           record_batch: Callable[[list[dict]], object] | None = None) -> EnrollReport:
+    """Embed and store `items` (hold the gallery's write lock); failures are recorded, never raised.
+
+    `record_batch(entries)` is called with each batch's enrolled entries inside the transaction that stores them
+    (the CLI appends an audit row there), so a killed run leaves no stored item that it did not record.
+    """
     report = report if report is not None else EnrollReport()
     seen: dict[tuple[str, str], str] = {}  # (modality, sha256) -> identity, across this run
     for start in range(0, len(items), BATCH_SIZE):
@@ -141,10 +146,17 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
                 report.fail(item.origin, f"cannot read file ({error.strerror or error})")
         _embed_faces(embedder, [entry for entry in ready if entry[2] is not None])
         if ready:
-            media_ids = gallery.add([new for _, new, _ in ready])
-            for (item, new, _), media_id in zip(ready, media_ids):
-                report.enrolled.append({"identity": item.identity, "modality": item.modality, "path": str(item.path),
-                                        "sha256": new.sha256, "media_id": media_id, "quality": new.quality})
+            entries: list[dict] = []
+
+            def stored(media_ids: list[int]) -> None:
+                entries.extend({"identity": item.identity, "modality": item.modality, "path": str(item.path),
+                                "sha256": new.sha256, "media_id": media_id, "quality": new.quality}
+                               for (item, new, _), media_id in zip(ready, media_ids))
+                if record_batch is not None:
+                    record_batch(entries)
+
+            gallery.add([new for _, new, _ in ready], record=stored)
+            report.enrolled.extend(entries)  # only once committed
         if progress:
             progress(len(batch))
     gallery.flush()

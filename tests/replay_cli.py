@@ -232,11 +232,11 @@ def install_kill(spec: str) -> None:
         original_add, original_exit = gallery_module.Gallery.add, gallery_module._Transaction.__exit__
         adding = []
 
-        def add(self, items):
+        def add(self, items, **options):
             hits["add"] += 1
             adding.append(True)
             try:
-                ids = original_add(self, items)
+                ids = original_add(self, items, **options)
             finally:
                 adding.pop()
             if point == "added" and hits["add"] == target:

@@ -5,7 +5,8 @@ Each case starts from no gallery or from one already holding three identities, r
 at named points (a batch committed or about to commit, the new database built but not yet in place, and the index
 save: temporary files written, a torn temporary index, the index renamed without its sidecar), before a random
 line of the storage code, or after a random delay. After each kill: SQLite's integrity check passes, every stored
-item is found by its own embedding, no index entry lacks its database row, and running the same manifest again
+item is found by its own embedding and named by an audit row committed with it, no index entry lacks its database
+row, the audit chain verifies, and running the same manifest again
 ends with exactly the rows of the never-killed reference run (the real CLI with the real model).
 
 The default run makes 26 kills; `pytest -m long tests/test_crash_safety.py -s` runs the long campaign (some
@@ -156,6 +157,10 @@ def check_gallery(directory: Path, reference) -> int:
         # an identity is created only with its first stored item
         assert connection.execute("SELECT count(*) FROM identities"
                                   " WHERE id NOT IN (SELECT identity_id FROM media)").fetchone() == (0,)
+        # (e) every stored item is on the audit trail: its batch's row committed with it
+        recorded = {media_id for (result,) in connection.execute("SELECT result FROM audit WHERE command = 'enroll batch'")
+                    for media_id in json.loads(result)["media_ids"]}
+        assert {row[0] for row in rows} <= recorded
     finally:
         connection.close()
     for _, label, modality, sha256, embedding in rows:  # only the reference's items, each with its own embedding

@@ -70,7 +70,14 @@ def enroll(
                                    model_path=str(Path(embedder.checkpoint_path).resolve()))
         with gallery, item_progress(stderr, "enroll", transient=as_json) as progress:
             task = progress.add_task("enroll", total=len(items))
-            enroll_items(gallery, embedder, items, report, force=force, progress=lambda n: progress.advance(task, n))
+            # each stored batch is recorded in its own transaction, so a killed enroll leaves no unrecorded item
+            def record_batch(entries: list[dict]) -> None:
+                audit(gallery, "enroll batch", [{"path": e["path"], "sha256": e["sha256"]} for e in entries],
+                      {"stored": len(entries), "identities": sorted({e["identity"] for e in entries}),
+                       "media_ids": [e["media_id"] for e in entries]}, embedder.model_id)
+
+            enroll_items(gallery, embedder, items, report, force=force, progress=lambda n: progress.advance(task, n),
+                         record_batch=record_batch)
             counts = gallery.counts()
             audit(gallery, "enroll", [{"path": e["path"], "sha256": e["sha256"]} for e in report.enrolled],
                    {"enrolled": len(report.enrolled), "skipped": len(report.skipped), "failed": len(report.failed),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -336,8 +336,12 @@ class Gallery:
         return Candidate(1, label, float(scores[best]), rows[best][1], rows[best][0], rows[best][2], len(rows))
 
     # ----- writing (hold `writer()`) ---------------------------------------------------------------------------
-    def add(self, items: Sequence[NewItem]) -> list[int]:
-        """Store embedded items in one transaction, then add them to the indexes; returns their media ids."""
+    def add(self, items: Sequence[NewItem], record: Callable[[list[int]], object] | None = None) -> list[int]:
+        """Store embedded items in one transaction, then add them to the indexes; returns their media ids.
+
+        `record(ids)` runs inside that transaction after the rows are inserted (e.g. to append an audit row), so the
+        items and what it writes are committed together or not at all.
+        """
         for item in items:
             if item.modality not in MODALITIES:
                 raise BadArgument(item.source_path, f"unknown modality {item.modality!r}")
@@ -357,6 +361,8 @@ class Gallery:
                      json.dumps(item.quality_details), np.ascontiguousarray(item.vector, np.float32).tobytes(),
                      self.model_id, _now()])
                 ids.append(int(cursor.lastrowid))
+            if record is not None:
+                record(ids)
         for modality in MODALITIES:
             chosen = [(media_id, item.vector) for media_id, item in zip(ids, items) if item.modality == modality]
             if chosen:
