@@ -46,6 +46,8 @@ def full_loop(cache: Path, config: str, batch: int, steps: int, warmup: int, dev
         pass
 
     def on_step(report) -> None:
+        if len(stamps) + 1 in (warmup, warmup + steps) and device.startswith("cuda"):
+            torch.cuda.synchronize()  # the window's ends wait for the GPU; the steps between run as in training
         stamps.append(time.perf_counter())
         if len(stamps) >= warmup + steps:
             raise Enough
@@ -73,7 +75,7 @@ def plain_loop(config_name: str, batch: int, steps: int, warmup: int, device: st
                 torch.cuda.synchronize()
             start = time.perf_counter()
         face_vectors, voice_vectors, face_logits, voice_logits = net(faces, mel)
-        loss, _ = objective(face_vectors, voice_vectors, face_logits, voice_logits, labels, centers)
+        loss, _ = objective.on_device(face_vectors, voice_vectors, face_logits, voice_logits, labels, centers)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

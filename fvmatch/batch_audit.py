@@ -281,9 +281,10 @@ class _Context:
 
     def answer(self, batch: Sequence[Query]) -> list[dict]:
         """Records for a batch, in its order: faces detected one by one then embedded in one forward pass;
-        voices embedded one by one."""
+        voices' speech found in batches, then embedded."""
         records: list[dict | None] = [None] * len(batch)
         prepared = []  # (position, record, vector or None, face crop or None, seconds spent)
+        voices = []  # (position, record, seconds spent), embedded together after the loop
         for position, query in enumerate(batch):
             record = self._record(query)
             began = time.perf_counter()
@@ -297,19 +298,28 @@ class _Context:
                                       "items to search")
                 record["sha256"], record["size"] = self.digest(query.path)
                 if query.modality == "voice":
-                    embedding = self.embedder.embed_voice(query.path)
-                    record["quality"] = embedding.quality
-                    prepared.append((position, record, embedding.vector, None, time.perf_counter() - began))
+                    voices.append((position, record, time.perf_counter() - began))
                 else:
                     found = self.embedder.detector.faces_in_file(query.path)
                     record["quality"] = {**found[0].quality(), "faces_in_image": len(found)}
                     prepared.append((position, record, None, found[0].pixels, time.perf_counter() - began))
             except FvmatchError as error:
-                problem = error.problem if error.item == query.origin else f"{query.raw_path}: {error.problem}"
-                records[position] = self._failed(record, problem, query.problem_kind or type(error).__name__)
+                records[position] = self._failed(record, self._problem(query, error),
+                                                 query.problem_kind or type(error).__name__)
             except OSError as error:
                 records[position] = self._failed(record, f"{query.raw_path}: cannot read file "
                                                  f"({error.strerror or error})", "OSError")
+        if voices:
+            began = time.perf_counter()
+            embeddings = self.embedder.embed_voices([batch[position].path for position, _, _ in voices])
+            share = (time.perf_counter() - began) / len(voices)  # the batch's work, split evenly
+            for (position, record, seconds), embedding in zip(voices, embeddings):
+                if isinstance(embedding, FvmatchError):
+                    records[position] = self._failed(record, self._problem(batch[position], embedding),
+                                                      type(embedding).__name__)
+                else:
+                    record["quality"] = embedding.quality
+                    prepared.append((position, record, embedding.vector, None, seconds + share))
         faces = [entry for entry in prepared if entry[3] is not None]
         shares: dict[int, tuple[np.ndarray, float]] = {}
         if faces:
@@ -323,6 +333,11 @@ class _Context:
                 seconds += share
             records[position] = self._answer(batch[position], record, vector, seconds)
         return records
+
+    @staticmethod
+    def _problem(query: Query, error: FvmatchError) -> str:
+        """The error's one line, naming the path as the query file wrote it."""
+        return error.problem if error.item == query.origin else f"{query.raw_path}: {error.problem}"
 
     def _record(self, query: Query) -> dict:
         return {"query_id": query.query_id, "line": query.line, "origin": query.origin, "status": None,

@@ -5,14 +5,16 @@ model id out), so that later configs can put other subnets behind it without tou
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fvmatch.errors import InvalidCheckpoint, ModelMismatch
-from fvmatch.media.audio import MIN_SPEECH_SECONDS, SpeechSummary, require_speech, speech_windows
+from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
+from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow, require_speech, short_clip_windows,
+                                 speech_windows)
 from fvmatch.media.image import FaceDetector
 from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card
 
@@ -94,26 +96,49 @@ class Embedder:
             for crop, vector in zip(chosen, vectors)
         ]
 
-    @torch.inference_mode()
     def embed_voice(self, path: str | Path) -> Embedding:
         """Embed a recording: windows of its speech, each embedded, averaged by seconds of speech, renormalised.
 
-        TooLittleSpeech when it holds less than `min_speech_seconds`; UnreadableMedia for a bad file.
+        The recording is streamed (an hour-long file is never held whole). TooLittleSpeech when it holds less than
+        `min_speech_seconds`; UnreadableMedia for a bad file.
         """
         summary = SpeechSummary()
+        return self._voice_embedding(path, summary, speech_windows(path, summary))
+
+    def embed_voices(self, paths: Sequence[str | Path]) -> list[Embedding | FvmatchError]:
+        """`embed_voice` of many recordings, in their order, an error in place of each that fails.
+
+        Clips up to a minute have their speech found in batches (the voice activity detector dominates the cost of
+        a short clip); longer recordings are streamed one by one.
+        """
+        results: list[Embedding | FvmatchError] = []
+        for path, found in zip(paths, short_clip_windows(paths)):
+            try:
+                if isinstance(found, FvmatchError):
+                    raise found
+                if found is None:
+                    results.append(self.embed_voice(path))
+                else:
+                    results.append(self._voice_embedding(path, found[0], found[1]))
+            except FvmatchError as error:
+                results.append(error)
+        return results
+
+    @torch.inference_mode()
+    def _voice_embedding(self, path: str | Path, summary: SpeechSummary, windows: Iterable[SpeechWindow]) -> Embedding:
         total = np.zeros(self.embedding_dim, dtype=np.float64)
-        windows = 0
-        for window in speech_windows(path, summary):
+        count = 0
+        for window in windows:  # (a generator fills in `summary` as it goes)
             mel = torch.from_numpy(window.features).unsqueeze(0).to(self.device)
             total += window.speech_seconds * self.model.embed_voices(mel)[0].double().cpu().numpy()
-            windows += 1
+            count += 1
         require_speech(path, summary, self.min_speech_seconds)
         vector = (total / np.linalg.norm(total)).astype(np.float32)
         return Embedding(vector=vector, modality="voice", source=str(path), model_id=self.model_id,
                          quality={"speech_seconds": round(summary.speech_seconds, 2),
                                   "duration_seconds": round(summary.duration_seconds, 2),
                                   "sample_rate": summary.original_sample_rate, "channels": summary.channels,
-                                  "windows": windows})
+                                  "windows": count})
 
 
 def embedder_for_gallery(gallery, model_path: str | Path | None = None, device: str = "cpu", **options) -> Embedder:

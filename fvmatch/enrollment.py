@@ -130,20 +130,35 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
     (the CLI appends an audit row there), so a killed run leaves no stored item that it did not record.
     """
     report = report if report is not None else EnrollReport()
-    seen: dict[tuple[str, str], str] = {}  # (modality, sha256) -> identity, across this run
+    seen: dict[tuple[str, str], str] = {}  # (modality, sha256) -> identity, of the items this run has stored
     for start in range(0, len(items), BATCH_SIZE):
         batch = items[start : start + BATCH_SIZE]
-        ready = []
+        # each item's outcome: ("ready", entry) | ("skipped", record) | ("failed", message), reported in listing order
+        outcomes: list[tuple[str, object]] = []
         for item in batch:
             try:
-                entry = _prepare(gallery, embedder, item, seen, force, report)
-                if entry is not None:
-                    seen[(item.modality, entry[1].sha256)] = item.identity
-                    ready.append(entry)
+                outcomes.append(_prepare(gallery, embedder, item, force))
             except FvmatchError as error:
-                report.fail(item.origin, error.problem if error.item == item.origin else str(error))
+                outcomes.append(("failed", _problem(item, error)))
             except OSError as error:
-                report.fail(item.origin, f"cannot read file ({error.strerror or error})")
+                outcomes.append(("failed", f"cannot read file ({error.strerror or error})"))
+        _embed_voices(embedder, batch, outcomes)
+        ready = []
+        for item, (kind, value) in zip(batch, outcomes):
+            if kind == "ready":  # a file listed twice in this run is stored once (checked after embedding, so that
+                key = (item.modality, value[1].sha256)  # a listing that failed does not turn the next into a skip)
+                earlier = seen.get(key)
+                if earlier == item.identity:
+                    kind, value = "skipped", _skipped(item, "listed earlier in this run")
+                elif earlier is not None and not force:
+                    kind, value = "failed", _already_enrolled(earlier, item)
+                else:
+                    seen[key] = item.identity
+                    ready.append(value)
+            if kind == "skipped":
+                report.skipped.append(value)
+            elif kind == "failed":
+                report.fail(item.origin, value)
         _embed_faces(embedder, [entry for entry in ready if entry[2] is not None])
         if ready:
             entries: list[dict] = []
@@ -163,32 +178,52 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
     return report
 
 
-def _prepare(gallery: Gallery, embedder, item: EnrollItem, seen: dict, force: bool, report: EnrollReport):
-    """Hash, check for duplicates, embed a voice or crop a face (embedded later, in a batch).
+def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple[str, object]:
+    """Hash, check the gallery for the same file, crop a face; faces and voices are embedded later, in batches.
 
-    Returns (item, new row, face crop pixels or None), or None when the item is already enrolled.
+    ("ready", (item, new row without its vector, face crop pixels or None)), or ("skipped", record) when the item is
+    already enrolled for this identity.
     """
     if not item.path.is_file():
         raise BadArgument(item.origin, "no such file" if not item.path.exists() else "not a regular file")
     sha256, size = file_digest(item.path)
     owners = {label for _, label in gallery.media_by_sha256(sha256, item.modality)}
-    earlier = seen.get((item.modality, sha256))
-    if item.identity in owners or earlier == item.identity:
-        report.skipped.append({"identity": item.identity, "modality": item.modality, "path": str(item.path),
-                               "reason": "already enrolled for this identity"})
-        return None
-    others = sorted(owners | ({earlier} if earlier else set()))
-    if others and not force:
-        raise BadArgument(item.origin, f"same file is already enrolled as {others[0]!r}; use --force to enroll it "
-                          f"under {item.identity!r} too")
+    if item.identity in owners:
+        return "skipped", _skipped(item, "already enrolled for this identity")
+    if owners and not force:
+        raise BadArgument(item.origin, _already_enrolled(sorted(owners)[0], item))
     source = str(item.path.resolve())
     if item.modality == "voice":
-        embedding = embedder.embed_voice(item.path)
-        new = NewItem(item.identity, "voice", source, sha256, size, embedding.quality["speech_seconds"],
-                      embedding.vector, embedding.quality)
-        return item, new, None
+        return "ready", (item, NewItem(item.identity, "voice", source, sha256, size, 0.0, None, {}), None)
     crop = embedder.detector.faces_in_file(item.path)[0]
-    return item, NewItem(item.identity, "face", source, sha256, size, crop.probability, None, crop.quality()), crop.pixels
+    return "ready", (item, NewItem(item.identity, "face", source, sha256, size, crop.probability, None,
+                                   crop.quality()), crop.pixels)
+
+
+def _problem(item: EnrollItem, error: FvmatchError) -> str:
+    return error.problem if error.item == item.origin else str(error)
+
+
+def _skipped(item: EnrollItem, reason: str) -> dict:
+    return {"identity": item.identity, "modality": item.modality, "path": str(item.path), "reason": reason}
+
+
+def _already_enrolled(owner: str, item: EnrollItem) -> str:
+    return f"same file is already enrolled as {owner!r}; use --force to enroll it under {item.identity!r} too"
+
+
+def _embed_voices(embedder, batch: Sequence[EnrollItem], outcomes: list) -> None:
+    """Embed the batch's ready voices together (their speech found in one pass); a failure replaces its outcome."""
+    voices = [position for position, (kind, value) in enumerate(outcomes) if kind == "ready" and value[2] is None
+              and batch[position].modality == "voice"]
+    embeddings = embedder.embed_voices([batch[position].path for position in voices])
+    for position, embedding in zip(voices, embeddings):
+        if isinstance(embedding, FvmatchError):
+            outcomes[position] = ("failed", _problem(batch[position], embedding))
+        else:
+            new = outcomes[position][1][1]
+            new.vector, new.quality, new.quality_details = (embedding.vector, embedding.quality["speech_seconds"],
+                                                            embedding.quality)
 
 
 def _embed_faces(embedder, entries: list) -> None:

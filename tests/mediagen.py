@@ -1,8 +1,11 @@
 """Shared test helpers: small real media, and the CLI run as a user runs it."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,6 +14,32 @@ def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     """`fvmatch ARGS` in a fresh process (so start-up, exit codes and stdout/stderr are the real ones)."""
     return subprocess.run([sys.executable, "-m", "fvmatch.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli_here(*args) -> Outcome:
+    """`fvmatch ARGS` through the real entry point (argument parsing, error mapping, exit code), in this process:
+    the model and torch stay loaded between calls, so a test takes seconds, not a fresh interpreter each."""
+    from fvmatch import cli
+
+    saved, out, err = sys.argv, io.StringIO(), io.StringIO()
+    sys.argv = ["fvmatch", *map(str, args)]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli.main()
+                code = 0
+            except SystemExit as exit:
+                code = exit.code or 0
+    finally:
+        sys.argv = saved
+    return Outcome(int(code), out.getvalue(), err.getvalue())
 
 
 def speech_clip(seconds: float = 4.0, seed: int = 0, female: bool = False) -> np.ndarray:

@@ -196,6 +196,17 @@ class ReplayEmbedder:
         row = self._lookup(path, "voice")
         return _Embedding(self.vectors[row], json.loads(str(self.quality_json[row])))
 
+    def embed_voices(self, paths) -> list:
+        from fvmatch.errors import FvmatchError
+
+        results = []
+        for path in paths:
+            try:
+                results.append(self.embed_voice(path))
+            except FvmatchError as error:
+                results.append(error)
+        return results
+
 
 def install_replay(table: Path, delay_seconds: float) -> None:
     """Put a stand-in `fvmatch.embedder` module in place before the CLI imports it (so torch is never loaded)."""

@@ -117,3 +117,52 @@ def test_speech_detection_leaves_the_process_thread_count_alone():
     threads = torch.get_num_threads()
     audio.speech_only(speech_clip(1.0, seed=9))
     assert torch.get_num_threads() == threads
+
+
+def test_batched_speech_detection_finds_what_silero_finds_clip_by_clip():
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    clips = [speech_clip(4.0, seed=1), np.concatenate([pause, speech_clip(2.0, seed=2), pause, speech_clip(1.5, seed=3)]),
+             speech_clip(1.0, seed=4)[:800], np.zeros(SAMPLE_RATE * 2, np.float32), speech_clip(9.7, seed=5)[:155_555],
+             speech_clip(3.3, seed=6)]
+    expected = []
+    for clip in clips:  # silero's own sequential loop, one clip at a time
+        segments = (get_speech_timestamps(torch.from_numpy(clip), audio._vad_model(), sampling_rate=SAMPLE_RATE)
+                    if len(clip) >= SAMPLE_RATE // 10 else [])
+        expected.append(np.concatenate([clip[s["start"] : s["end"]] for s in segments]) if segments else clip[:0])
+    found = audio.speech_only_batch(clips)
+    assert [len(speech) for speech in found] == [len(speech) for speech in expected]
+    assert all(np.array_equal(a, b) for a, b in zip(found, expected))
+    assert len(found[0]) > 3 * SAMPLE_RATE and len(found[2]) == len(found[3]) == 0  # speech kept, none invented
+
+
+def test_clips_are_batched_by_length_with_bounded_padding(monkeypatch):
+    lengths = [16_000, 17_000, 18_000, 40_000, 41_000, 200_000]
+    groups = audio._length_groups(lengths)
+    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        padded = len(group) * max(lengths[i] for i in group)
+        assert padded <= 1.25 * sum(lengths[i] for i in group)
+    assert groups[0] == [0, 1, 2] and [5] in groups  # similar lengths share a pass; an outlier runs alone
+    monkeypatch.setattr(audio, "MAX_VAD_BATCH_SAMPLES", 40_000)
+    assert all(len(group) * max(lengths[i] for i in group) <= 40_000 or len(group) == 1
+               for group in audio._length_groups(lengths))
+
+
+def test_embedding_voices_together_gives_each_its_own_embedding_and_error(embedder, media_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 5.0)  # so that a 9 s recording counts as long: streamed alone
+    long_path = tmp_path / "long.wav"
+    soundfile.write(long_path, np.concatenate([speech_clip(4.5, seed=7), speech_clip(4.5, seed=8)]), SAMPLE_RATE)
+    other = tmp_path / "other.flac"
+    soundfile.write(other, speech_clip(3.0, seed=11, female=True), SAMPLE_RATE)
+    paths = [media_dir / "speech.wav", media_dir / "silence.wav", long_path, media_dir / "text.wav", other]
+    results = embedder.embed_voices(paths)
+    assert isinstance(results[1], TooLittleSpeech) and "silence.wav: too little speech" in str(results[1])
+    assert isinstance(results[3], UnreadableMedia) and "text.wav: not an audio file" in str(results[3])
+    for index in (0, 2, 4):
+        alone = embedder.embed_voice(paths[index])
+        np.testing.assert_allclose(results[index].vector, alone.vector, atol=1e-6)
+        assert results[index].quality == alone.quality
+    assert results[2].quality["windows"] >= 1 and results[2].quality["duration_seconds"] == pytest.approx(9.0)

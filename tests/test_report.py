@@ -9,21 +9,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
-import io
 import json
 import os
 import re
 import shutil
 import sqlite3
 import stat
-import sys
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mediagen import run_cli
+from mediagen import run_cli, run_cli_here as fvmatch
 
 from fvmatch.synth import CorpusSpec, write_corpus
 
@@ -37,32 +33,6 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--window-size=1280,1000")
-
-
-@dataclass
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def fvmatch(*args) -> Outcome:
-    """`fvmatch ARGS` through the real entry point (argument parsing, error mapping, exit code), in this process:
-    the model and torch stay loaded between calls, so a test takes seconds, not a fresh interpreter each."""
-    from fvmatch import cli
-
-    saved, out, err = sys.argv, io.StringIO(), io.StringIO()
-    sys.argv = ["fvmatch", *map(str, args)]
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exit:
-                code = exit.code or 0
-    finally:
-        sys.argv = saved
-    return Outcome(int(code), out.getvalue(), err.getvalue())
 
 
 def escaped(text: str) -> str:

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from mediagen import run_cli_here
 
 from fvmatch.models.checkpoint import load_checkpoint, read_card
 from fvmatch.synth import CorpusSpec, write_corpus
@@ -143,3 +144,49 @@ def test_the_same_command_trains_on_two_processes_under_torchrun(prepared, tmp_p
     corpus = PreparedCorpus(prepared)
     per_rank = len(IdentityBatches(corpus, corpus.split("train"), 2, 1.0, 0, 0, rank=0, world=2))
     assert card["metrics"]["step"] == per_rank
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step_before_anything_is_saved(prepared, tmp_path, monkeypatch):
+    from fvmatch.training import trainer
+    from fvmatch.training.losses import JointLoss
+
+    computed = JointLoss.on_device
+    calls = []
+
+    def poisoned(self, *tensors):
+        total, terms = computed(self, *tensors)
+        calls.append(1)
+        return (total * float("nan"), terms) if len(calls) == 2 else (total, terms)
+
+    monkeypatch.setattr(JointLoss, "on_device", poisoned)
+    reports = []
+    out = tmp_path / "model.safetensors"
+    with pytest.raises(FloatingPointError, match=r"NaN or infinite at step 2 \(epoch 0\)"):
+        train(prepared, out, TINY, on_step=reports.append)
+    assert [report.step for report in reports] == [1]  # the second step never reports (on CPU each is checked)
+    assert not out.exists()
+    calls.clear()
+    answer = run_cli_here("train", prepared, "--out", out, "--epochs", "1", "--batch-size", "4", "--crop-seconds", "1")
+    assert answer.returncode == 2 and not out.exists()
+    assert answer.stderr.strip().splitlines()[-1] == ("fvmatch: error: train: the loss became NaN or infinite at step 2 "
+                                                       "(epoch 0); lower the learning rate or check the data")
+    # on CUDA the flag is read every FINITE_CHECK_STEPS steps and at the epoch's end: a late NaN is still caught
+    flag = torch.tensor(True)
+    with pytest.raises(FloatingPointError, match="steps 20-39 "):
+        trainer._check_finite(flag, 20, 39, 0)
+    trainer._check_finite(torch.tensor(False), 20, 39, 0)
+
+
+def test_step_reports_keep_the_loss_on_the_device_until_read(prepared, tmp_path):
+    from fvmatch.training.losses import TERM_NAMES
+
+    reports = []
+    train(prepared, tmp_path / "model.safetensors", TrainSettings(**{**TINY.to_dict(), "epochs": 1}),
+          on_step=reports.append)
+    report = reports[-1]
+    assert isinstance(report.values, torch.Tensor) and report.values.shape == (1 + len(TERM_NAMES),)
+    assert list(report.terms) == list(TERM_NAMES) and math.isfinite(report.loss) and report.loss > 0
+    terms = report.terms
+    weighted = (terms["identity_face"] + terms["identity_voice"] + 0.001 * (terms["center_face"] + terms["center_voice"])
+                + terms["face_to_voice"] + terms["voice_to_face"] + 0.1 * (terms["face_within"] + terms["voice_within"]))
+    assert report.loss == pytest.approx(weighted, rel=1e-5)

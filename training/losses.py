@@ -161,11 +161,17 @@ class CenterLoss(nn.Module):
         n_j is the number of samples of identity j in the batch; identities absent from it
         keep their center.
         """
-        counts = torch.bincount(labels, minlength=self.centers.shape[0]).to(self.centers.dtype)
+        # index_add_ rather than bincount: bincount reads max(labels) back to size its output, a GPU sync per step
+        counts = torch.zeros(self.centers.shape[0], dtype=self.centers.dtype, device=self.centers.device).index_add_(
+            0, labels, torch.ones(len(labels), dtype=self.centers.dtype, device=self.centers.device))
         embeddings = embeddings.to(self.centers.dtype)
         sums = torch.zeros_like(self.centers).index_add_(0, labels, embeddings)
         step = (counts.unsqueeze(1) * self.centers - sums) / (1 + counts.unsqueeze(1))
         self.centers -= alpha * step
+
+
+TERM_NAMES = ("identity_face", "identity_voice", "center_face", "center_voice",
+              "face_to_voice", "voice_to_face", "face_within", "voice_within")
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,21 @@ class JointLoss:
         labels: Tensor,
         center_loss: CenterLoss,
     ) -> tuple[Tensor, dict[str, float]]:
-        """Total loss and each term as a float, for a batch of B distinct identities.
+        """Total loss and each term as a float (one device-to-host copy for all terms); see `on_device`."""
+        total, terms = self.on_device(faces, voices, face_logits, voice_logits, labels, center_loss)
+        return total, dict(zip(TERM_NAMES, terms.tolist()))
+
+    def on_device(
+        self,
+        faces: Tensor,
+        voices: Tensor,
+        face_logits: Tensor,
+        voice_logits: Tensor,
+        labels: Tensor,
+        center_loss: CenterLoss,
+    ) -> tuple[Tensor, Tensor]:
+        """Total loss and its terms (detached, stacked in TERM_NAMES order) for a batch of B distinct identities,
+        left on the device, so that a training step never waits for the host to read them.
 
         total = λ1 * (CE(face_logits) + CE(voice_logits))
               + λ2 * (center(faces) + center(voices))
@@ -212,6 +232,4 @@ class JointLoss:
             + ranking.voice_to_face
             + self.within_weight * (ranking.face_within + ranking.voice_within)
         )
-        # one device-to-host copy for all terms instead of one .item() each
-        values = torch.stack([term.detach() for term in terms.values()]).tolist()
-        return total, dict(zip(terms, values))
+        return total, torch.stack([terms[name].detach() for name in TERM_NAMES])

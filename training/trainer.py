@@ -7,13 +7,16 @@
         backward, SGD step, center update
     validate (verification AUC, V-F 1:2 accuracy), save the checkpoint and the trainer state
 
+On CUDA a step never waits for the GPU to read a value back (that would idle the GPU while the host queues the
+next step): the loss and its terms stay on the device until a report reads them, the NaN check reads one flag
+every FINITE_CHECK_STEPS steps and at the end of each epoch, and the center update avoids bincount's readback.
+
 Multi-GPU: run the same command under `torchrun --nproc_per_node N`; each rank takes its share of every
 epoch's batches and DistributedDataParallel averages the gradients. Only rank 0 validates and writes files.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -30,10 +33,11 @@ from fvmatch.models.face import load_face_weights
 from fvmatch.models.joint import IdentityClassifier, JointModel
 
 from .data import IdentityBatches, PreparedCorpus
-from .losses import CenterLoss, JointLoss
+from .losses import TERM_NAMES, CenterLoss, JointLoss
 from .validation import validate
 
 STATE_SUFFIX = ".trainer.safetensors"
+FINITE_CHECK_STEPS = 20  # on CUDA the loss is checked for NaN/inf every this many steps (each check waits for the GPU)
 
 
 @dataclass
@@ -57,13 +61,24 @@ class TrainSettings:
 
 @dataclass
 class StepReport:
+    """One step, as `on_step` sees it. The loss stays on the device until `loss` or `terms` is read (on CUDA
+    reading it waits for the step to finish: a progress display should read it a few times a second, not every
+    step). `pairs_per_second` is host time between steps: on CUDA it is exact over many steps, not for one."""
+
     epoch: int
     step: int
     total_steps: int
     learning_rate: float
-    loss: float
-    terms: dict[str, float]
+    values: torch.Tensor  # [total, *terms in TERM_NAMES order], detached
     pairs_per_second: float
+
+    @property
+    def loss(self) -> float:
+        return float(self.values[0])
+
+    @property
+    def terms(self) -> dict[str, float]:
+        return dict(zip(TERM_NAMES, self.values[1:].tolist()))
 
 
 @dataclass
@@ -93,6 +108,15 @@ class TrainNet(nn.Module):
     def forward(self, faces: torch.Tensor, mel: torch.Tensor):
         face_vectors, voice_vectors = self.model(faces, mel)
         return face_vectors, voice_vectors, self.classifier(face_vectors), self.classifier(voice_vectors)
+
+
+def _check_finite(nonfinite: torch.Tensor, first: int, last: int, epoch: int) -> None:
+    """FloatingPointError if any loss of steps first..last (counted from 1, as `on_step` counts them) was NaN or
+    infinite; reads the flag back, a sync."""
+    if bool(nonfinite):
+        steps = f"step {first}" if first >= last else f"steps {first}-{last}"
+        raise FloatingPointError(f"the loss became NaN or infinite at {steps} (epoch {epoch}); lower the learning "
+                                 "rate or check the data")
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -209,8 +233,10 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
                                              pin_memory=cuda, persistent_workers=False,
                                              prefetch_factor=4 if settings.workers else None)
         net.train()
+        nonfinite = torch.zeros((), dtype=torch.bool, device=torch_device)  # any non-finite loss since the last check
+        checked = step
+        started = time.perf_counter()
         for batch in loader:
-            started = time.perf_counter()
             lr = learning_rate(step, total_steps, settings.lr_start, settings.lr_end)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -221,10 +247,12 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
             mel = log_mel_batch(batch.waveforms.to(torch_device, non_blocking=True))
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=cuda):
                 face_vectors, voice_vectors, face_logits, voice_logits = model_for_step(faces, mel)
-            loss, terms = objective(face_vectors.float(), voice_vectors.float(), face_logits.float(),
-                                    voice_logits.float(), labels, centers)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step} (epoch {epoch})")
+            loss, terms = objective.on_device(face_vectors.float(), voice_vectors.float(), face_logits.float(),
+                                              voice_logits.float(), labels, centers)
+            nonfinite |= ~torch.isfinite(loss.detach())
+            if not cuda or step + 1 - checked >= FINITE_CHECK_STEPS:  # (on CPU checking costs nothing)
+                _check_finite(nonfinite, checked + 1, step + 1, epoch)
+                checked = step + 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -234,9 +262,12 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
                 both, both_labels = _gathered(both), _gathered(both_labels)
             centers.update_centers(both, both_labels)
             step += 1
+            now = time.perf_counter()
             if on_step and rank == 0:
-                on_step(StepReport(epoch, step, total_steps, lr, loss.item(), terms,
-                                   len(labels) * world / (time.perf_counter() - started)))
+                on_step(StepReport(epoch, step, total_steps, lr, torch.cat([loss.detach()[None], terms]),
+                                   len(labels) * world / (now - started)))
+            started = now
+        _check_finite(nonfinite, checked + 1, step, epoch)  # before anything is validated or saved
         if rank == 0:
             metrics = validate(net.model, corpus, val_ids, torch_device) if len(val_ids) >= 2 else {}
             record = {"epoch": epoch, "step": step, "learning_rate": learning_rate(step - 1, total_steps,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -85,9 +86,15 @@ def train(
     with Progress(*columns, console=stderr, transient=as_json) as progress:
         task = progress.add_task("train", total=None, status="")
 
+        shown = {"at": 0.0}
+
         def on_step(report) -> None:
+            progress.update(task, total=report.total_steps, completed=report.step)
+            if time.monotonic() - shown["at"] < 0.5 and report.step < report.total_steps:
+                return  # reading the loss waits for the GPU: a few times a second is enough for the eye
+            shown["at"] = time.monotonic()
             terms = report.terms
-            progress.update(task, total=report.total_steps, completed=report.step, status=(
+            progress.update(task, status=(
                 f"epoch {report.epoch + 1} loss {report.loss:.3f} (rank f>v {terms['face_to_voice']:.3f} "
                 f"v>f {terms['voice_to_face']:.3f} id {terms['identity_face'] + terms['identity_voice']:.2f}) "
                 f"lr {report.learning_rate:.1e} {report.pairs_per_second:.0f} pairs/s"))
@@ -103,6 +110,8 @@ def train(
             result = train_model(data, out, settings, device=device, resume=resume, on_step=on_step, on_epoch=on_epoch)
         except ValueError as error:
             raise BadArgument(data, str(error).removeprefix(f"{data}: ")) from None
+        except FloatingPointError as error:  # diverged: the settings' doing (checkpoints of earlier epochs are kept)
+            raise BadArgument("train", str(error)) from None
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 reports
     if as_json:
