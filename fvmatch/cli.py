@@ -10,7 +10,7 @@ import os
 import sys
 
 from fvmatch.commands import analyst, audit, evaluation, gallery, media, report, training
-from fvmatch.commands.common import app, stderr
+from fvmatch.commands.common import app, say_line, stderr
 from fvmatch.errors import EXIT_INTERNAL, FvmatchError
 
 # importing a command module registers its commands on `app`
@@ -21,7 +21,7 @@ def main() -> None:
     try:
         app()
     except FvmatchError as error:
-        stderr.print(f"fvmatch: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        say_line(stderr, f"fvmatch: error: {error}")
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         stderr.print("fvmatch: interrupted", highlight=False)
@@ -29,8 +29,7 @@ def main() -> None:
     except Exception as error:  # the last line of defence: an internal failure still gets one line and exit 3
         if os.environ.get("FVMATCH_DEBUG"):
             raise
-        stderr.print(f"fvmatch: internal error: {type(error).__name__}: {error} (set FVMATCH_DEBUG=1 for a traceback)",
-                     markup=False, highlight=False, soft_wrap=True)
+        say_line(stderr, f"fvmatch: internal error: {type(error).__name__}: {error} (set FVMATCH_DEBUG=1 for a traceback)")
         sys.exit(EXIT_INTERNAL)
 
 

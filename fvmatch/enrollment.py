@@ -21,6 +21,7 @@ from fvmatch.media.image import IMAGE_SUFFIXES
 from fvmatch.paths import read_listing, resolve_listed_path
 
 MAX_LABEL_LENGTH = 200
+JOINERS = ("\u200c", "\u200d")  # zero-width non-joiner and joiner
 MANIFEST_COLUMNS = ("identity", "modality", "path")
 BATCH_SIZE = 32
 
@@ -48,15 +49,31 @@ class EnrollReport:
 
 
 def check_label(label: str, origin: str) -> str:
-    """A usable identity label: non-empty, at most 200 characters, no control characters."""
-    label = label.strip()
+    """A usable identity label, in Unicode NFC form (so that "Zoë" typed composed or decomposed is one identity):
+    non-empty, at most 200 characters, no control or invisible formatting characters.
+
+    The joiners ZWNJ and ZWJ are the one exception: Persian, Indic and other scripts need them inside words, so
+    they are kept between two non-ASCII letters; elsewhere ("Al\u200dice") they would only make a second
+    identity that looks like the first.
+    """
+    label = unicodedata.normalize("NFC", label.strip())
     if not label:
         raise BadArgument(origin, "empty identity label")
     if len(label) > MAX_LABEL_LENGTH:
         raise BadArgument(origin, f"identity label longer than {MAX_LABEL_LENGTH} characters")
-    if any(unicodedata.category(character).startswith("C") for character in label):
-        raise BadArgument(origin, "identity label holds control characters")
+    for position, character in enumerate(label):
+        if character in JOINERS and _joins_letters(label, position):
+            continue
+        if unicodedata.category(character).startswith("C"):
+            raise BadArgument(origin, "identity label holds control characters")
     return label
+
+
+def _joins_letters(label: str, position: int) -> bool:
+    def letter(character: str) -> bool:
+        return not character.isascii() and unicodedata.category(character)[0] in "LM"
+
+    return 0 < position < len(label) - 1 and letter(label[position - 1]) and letter(label[position + 1])
 
 
 def modality_of(path: Path) -> str | None:

@@ -3,7 +3,9 @@
 A path in a listing is relative to the listing's own folder, so a case folder can be moved whole. With a stated
 root (`--root DIR`), every path must resolve, symlinks followed, to somewhere inside that root: a listing that
 reaches out of the case folder (`../../etc/passwd`, an absolute path elsewhere, a symlink out) is refused row by
-row, before any file is opened.
+row, before any file is opened, and the file then opened is the resolved path that was checked. (Someone able to
+write inside the root can still swap a directory for a symlink between the check and the open: the root confines
+mistakes and hostile listings, not a hostile writer of the case folder itself.)
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ def resolve_listed_path(listing: Path, raw: str, root: Path | None, origin: str)
         real = Path(os.path.realpath(path))
         if real != root and root not in real.parents:
             raise BadArgument(origin, f"path {raw!r} is outside --root {root}")
+        # the checked path is the one opened: a symlink on the listed path swapped after the check changes nothing
+        return real
     return path
 
 

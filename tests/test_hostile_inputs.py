@@ -486,6 +486,8 @@ STORED_VERBATIM = [
     "Zoë 李 Ωμέγα عربي",
     "[bold red]not bold[/]",
     "L" * 200,
+    "مهر\u200cنوش",  # Persian: the zero-width non-joiner belongs inside the word
+    "क\u094d\u200dष",  # Devanagari half form through the zero-width joiner
 ]
 REFUSED = [
     ("L" * 201, "identity label longer than 200 characters"),
@@ -494,6 +496,8 @@ REFUSED = [
     ("evil\u202egpj.exe", "identity label holds control characters"),  # right-to-left override
     ("zero\u200bwidth", "identity label holds control characters"),
     ("nul\x00byte", "identity label holds control characters"),
+    ("Al\u200dice", "identity label holds control characters"),  # a joiner where no script needs one
+    ("\u200cمهر", "identity label holds control characters"),
 ]
 
 
@@ -527,6 +531,21 @@ def test_injection_looking_labels_are_stored_verbatim_or_refused_and_never_run(g
     connection.close()
     assert (sandbox / "canary").read_text() == "still here"
     assert sorted(p.name for p in sandbox.iterdir()) == ["canary"]  # no pwned-* file where it ran
+
+
+def test_a_label_is_one_identity_whatever_its_unicode_normal_form(gallery, hostile, grace_hopper):
+    decomposed, composed = "Zoe\u0308 Martin", "Zo\u00eb Martin"
+    assert run_cli("enroll", "--identity", decomposed, "--voice", hostile / "speech.wav", "--force",
+                   "--gallery", gallery).returncode == 0
+    again = run_cli("enroll", "--identity", composed, "--voice", hostile / "speech.wav", "--face", grace_hopper,
+                    "--force", "--gallery", gallery, "--json")
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["enrolled"], json.loads(again.stdout)["skipped"]) == (1, 1)  # the same identity
+    listed = {row["identity"]: (row["faces"], row["voices"])
+              for row in json.loads(run_cli("gallery", "list", "--gallery", gallery, "--json").stdout)}
+    assert listed[composed] == (1, 1) and decomposed not in listed
+    removed = run_cli("gallery", "remove", "--identity", decomposed, "--gallery", gallery, "--json")
+    assert removed.returncode == 0 and json.loads(removed.stdout)["removed"] == {"face": 1, "voice": 1}
 
 
 @pytest.mark.parametrize("label, problem", REFUSED[:2])
@@ -567,6 +586,30 @@ def test_unicode_spaces_and_commas_in_paths_and_folder_labels_survive_the_round_
     assert embedded.returncode == 0, embedded.stderr
     assert json.loads(embedded.stdout)["source"] == str(person / "clip ü, 1.wav")
 
+
+
+def test_control_characters_in_file_names_are_escaped_in_messages(tmp_path, hostile, grace_hopper):
+    """A name holding a newline, an ANSI colour sequence, a right-to-left override and a byte that is not UTF-8
+    reaches the terminal as escapes: still one line, nothing restyled, reordered or unencodable."""
+    import os
+
+    weird = os.fsdecode(b"clip\n\x1b[31mred\xe2\x80\xaegpj\xff.wav")  # (\xff: not UTF-8, a surrogate in Python)
+    shown = "clip\\n\\x1b[31mred\\u202egpj\\udcff.wav"
+    (tmp_path / weird).write_bytes((hostile / "html.wav").read_bytes())
+    refused = run_cli("embed", "--voice", tmp_path / weird)
+    assert refused.returncode == 2
+    assert one_error_line(refused) == f"fvmatch: error: {tmp_path}/{shown}: not an audio file soundfile can read: " \
+        "Format not recognised."
+    enroll = run_cli("enroll", "--identity", "x", "--voice", tmp_path / weird, "--face", grace_hopper,
+                     "--gallery", tmp_path / "g")
+    assert enroll.returncode == 2
+    failures = [line for line in enroll.stderr.splitlines() if line.startswith("fvmatch: failed: ")]
+    assert failures == [f"fvmatch: failed: {tmp_path}/{shown}: not an audio file soundfile can read: "
+                        "Format not recognised."]
+    assert "\x1b" not in enroll.stderr + refused.stderr and "\u202e" not in enroll.stderr + refused.stderr
+    (tmp_path / weird).write_bytes((hostile / "speech.wav").read_bytes())
+    embedded = run_cli("embed", "--voice", tmp_path / weird)  # the human output names the file, escaped too
+    assert embedded.returncode == 0 and embedded.stdout.startswith(f"voice {tmp_path}/{shown}  (")
 
 # --- long recordings: memory does not grow with duration -----------------------------------------------------------
 

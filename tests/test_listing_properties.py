@@ -56,8 +56,18 @@ def csv_rows(rows) -> tuple[str, list[int]]:
 
 
 def label_is_usable(cell: str) -> bool:
-    label = cell.strip()
-    return 0 < len(label) <= 200 and not any(unicodedata.category(c).startswith("C") for c in label)
+    """Labels are NFC-normalised; a format character is allowed only as ZWNJ/ZWJ between two non-ASCII letters."""
+    label = unicodedata.normalize("NFC", cell.strip())
+
+    def letter(c: str) -> bool:
+        return not c.isascii() and unicodedata.category(c)[0] in "LM"
+
+    def allowed(i: int, c: str) -> bool:
+        if not unicodedata.category(c).startswith("C"):
+            return True
+        return c in "\u200c\u200d" and 0 < i < len(label) - 1 and letter(label[i - 1]) and letter(label[i + 1])
+
+    return 0 < len(label) <= 200 and all(allowed(i, c) for i, c in enumerate(label))
 
 
 @SETTINGS
@@ -101,7 +111,7 @@ def test_every_row_becomes_exactly_one_item_or_one_failure_naming_its_first_line
                   and row[2].strip() != "" and "\x00" not in row[2])
         assert (kind == "item") == usable, (row, outcome)
         if kind == "item":
-            assert (outcome.identity, outcome.modality) == (row[0].strip(), row[1].strip())
+            assert (outcome.identity, outcome.modality) == (unicodedata.normalize("NFC", row[0].strip()), row[1].strip())
             assert outcome.path == manifest.parent / row[2].strip()
     assert outcomes == {}
 
@@ -117,8 +127,8 @@ def test_valid_rows_round_trip_with_unicode_commas_quotes_and_newlines(folder, e
     report = EnrollReport()
     items = items_from_manifest(manifest, report)
     assert report.failed == []
-    assert [(item.identity, item.modality, item.origin) for item in items] == [
-        (label, modality, f"{manifest}:{line}") for (label, modality, _), line in zip(rows, starts)]
+    assert [(item.identity, item.modality, item.origin) for item in items] == [  # labels stored in NFC form
+        (unicodedata.normalize("NFC", label), modality, f"{manifest}:{line}") for (label, modality, _), line in zip(rows, starts)]
     for item, (_, _, raw) in zip(items, rows):
         raw = raw.strip()  # cells are stripped, so a name cannot start or end with white space
         assert item.path == (Path(raw) if raw.startswith("/") else manifest.parent / raw)
@@ -160,8 +170,10 @@ def test_with_a_root_a_path_is_accepted_exactly_when_it_resolves_inside(case, pa
         assert error.item == "manifest.csv:2" and error.problem == f"path {raw!r} is outside --root {root}"
         return
     assert inside, (raw, real)
-    assert path == listing.parent / raw  # (an absolute raw path replaces the folder)
-    assert resolve_listed_path(listing, raw, None, "manifest.csv:2") == path
+    assert path == Path(real)  # the checked, resolved path is the one to open
+    unconfined = resolve_listed_path(listing, raw, None, "manifest.csv:2")
+    assert unconfined == listing.parent / raw  # (an absolute raw path replaces the folder)
+    assert os.path.realpath(unconfined) == real
 
 
 @SETTINGS

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, RootOption, app,
-                                     audit, emit_json, file_input, open_gallery, say_waiting, stderr, stdout)
+                                     audit, emit_json, file_input, open_gallery, say_line, say_waiting, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
 
@@ -89,7 +89,7 @@ def enroll(
         stdout.print(f"enrolled {len(report.enrolled)}, already there {len(report.skipped)}, failed {len(report.failed)}; "
                      f"gallery now holds {counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices")
     for failure in report.failed:
-        stderr.print(f"fvmatch: failed: {failure['item']}: {failure['error']}", markup=False, highlight=False, soft_wrap=True)
+        say_line(stderr, f"fvmatch: failed: {failure['item']}: {failure['error']}")
     if report.failed:
         raise typer.Exit(EXIT_BAD_INPUT)
 

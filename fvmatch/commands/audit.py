@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, ModelOption, RootOption, app, audit,
-                                     emit_json, file_input, open_gallery, stderr, stdout)
+                                     emit_json, file_input, open_gallery, say_line, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, BadArgument, FvmatchError
 
 audit_app = typer.Typer(help="Batch audits and the gallery's tamper-evident audit trail.", no_args_is_help=True)
@@ -74,11 +74,10 @@ def audit_run(
                      f"results now: {summary.ok} ok, {summary.failed} failed, same-person decisions {matches}",
                      highlight=False, soft_wrap=True)
         if summary.repaired_bytes:
-            stderr.print(f"fvmatch: {out}: dropped a partial last line ({summary.repaired_bytes} bytes) left by an "
-                         "interrupted run; that query was answered again", highlight=False, soft_wrap=True)
+            say_line(stderr, f"fvmatch: {out}: dropped a partial last line ({summary.repaired_bytes} bytes) left by an "
+                     "interrupted run; that query was answered again")
     for failure in summary.failures:
-        stderr.print(f"fvmatch: failed: {failure['item']}: {failure['error']}", markup=False, highlight=False,
-                     soft_wrap=True)
+        say_line(stderr, f"fvmatch: failed: {failure['item']}: {failure['error']}")
     if summary.failed:
         raise typer.Exit(EXIT_BAD_INPUT)
 

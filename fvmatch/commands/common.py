@@ -24,6 +24,33 @@ ModelOption = typer.Option(None, "--model", envvar="FVMATCH_MODEL", help="Checkp
 JsonOption = typer.Option(False, "--json", help="One JSON document on stdout, nothing else there.")
 
 
+# bidirectional overrides and isolates reorder what a terminal shows (a file "x\u202egpj.exe" reads "xexe.jpg")
+_BIDI_CONTROLS = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
+
+
+def printable(text: object) -> str:
+    """`text` for a terminal line: control characters (newline, escape sequences, NUL, ...), bidi controls, line
+    separators and a file name's undecodable bytes (surrogates) written as escapes (\\n, \\x1b, \\u202e, \\udcff),
+    so that a file name can neither break a one-line message, restyle or reorder the terminal, nor fail to encode.
+    JSON output needs none of this: it escapes them itself."""
+    import unicodedata
+
+    characters = []
+    for character in str(text):
+        code = ord(character)
+        if code in _BIDI_CONTROLS or unicodedata.category(character) in ("Cc", "Cs", "Zl", "Zp"):
+            escaped = repr(character)[1:-1]  # Python's own escape: \n, \t, \x1b, \u2028
+            characters.append(escaped if escaped != character else f"\\u{code:04x}")
+        else:
+            characters.append(character)
+    return "".join(characters)
+
+
+def say_line(console: Console, text: object) -> None:
+    """One line, printed as is: no rich markup or highlighting, control characters escaped (`printable`)."""
+    console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+
+
 def emit_json(document: object) -> None:
     """The one JSON document a --json command writes to stdout."""
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -59,5 +86,5 @@ def file_input(path: Path) -> dict:
 
 def say_waiting(message: str) -> None:
     """Told once while waiting for another writer's lock."""
-    stderr.print(f"fvmatch: {message} ...", highlight=False)
+    say_line(stderr, f"fvmatch: {message} ...")
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import JsonOption, ModelOption, app, emit_json, stderr, stdout
+from fvmatch.commands.common import JsonOption, ModelOption, app, emit_json, say_line, stderr, stdout
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -60,6 +60,6 @@ def embed(
         return
     for embedding in embeddings:
         quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items())
-        stdout.print(f"[bold]{embedding.modality}[/bold] {embedding.source}  ({quality})")
+        say_line(stdout, f"{embedding.modality} {embedding.source}  ({quality})")  # a path may hold [markup]
         stdout.print(f"model {embedding.model_id[:16]}  {len(embedding.vector)}-D unit vector:")
         stdout.print(" ".join(f"{value:+.4f}" for value in embedding.vector), soft_wrap=False)

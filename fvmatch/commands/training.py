@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import JsonOption, app, emit_json, stderr, stdout
+from fvmatch.commands.common import JsonOption, app, emit_json, say_line, stderr, stdout
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -29,7 +29,7 @@ def prepare(
     stdout.print(f"prepared {counts['identities']} identities: {counts['faces']} faces, {counts['voices']} voice clips "
                  f"({counts['voice_seconds']:.0f} s of speech), {counts['failures']} failures, in {cache}", highlight=False)
     for failure in summary["failures"]:
-        stderr.print(f"fvmatch: skipped: {failure['item']}: {failure['error']}", markup=False, highlight=False)
+        say_line(stderr, f"fvmatch: skipped: {failure['item']}: {failure['error']}")
 
 
 def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:

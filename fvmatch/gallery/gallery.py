@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -199,7 +200,15 @@ class Gallery:
         return [(int(row[0]), row[1]) for row in rows]
 
     def has_identity(self, label: str) -> bool:
-        return self.db.execute("SELECT 1 FROM identities WHERE label = ?", [label]).fetchone() is not None
+        return self._find_identity(label) is not None
+
+    def _find_identity(self, label: str) -> int | None:
+        """The id of the identity with this label, typed in any Unicode normal form (labels are stored NFC)."""
+        for form in dict.fromkeys([label, unicodedata.normalize("NFC", label)]):
+            row = self.db.execute("SELECT id FROM identities WHERE label = ?", [form]).fetchone()
+            if row is not None:
+                return int(row[0])
+        return None
 
     def counts(self) -> dict[str, int]:
         counts = {"identities": self.db.execute("SELECT count(*) FROM identities").fetchone()[0]}
@@ -321,19 +330,20 @@ class Gallery:
         answer must not depend on the identity making it into an approximate top-k.
         """
         query = np.asarray(query, dtype=np.float32)
-        identity_id = self.db.execute("SELECT id FROM identities WHERE label = ?", [label]).fetchone()
+        identity_id = self._find_identity(label)
         if identity_id is None:
             raise UnknownIdentity(label, "no such identity in the gallery")
         modalities = list(against)
         rows = self.db.execute(
             "SELECT id, modality, source_path, embedding FROM media WHERE identity_id = ?"
             f" AND modality IN ({','.join('?' * len(modalities))}) ORDER BY id",
-            [identity_id[0], *modalities]).fetchall()
+            [identity_id, *modalities]).fetchall()
         if not rows:
             return None
         scores = np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32).reshape(len(rows), -1) @ query
         best = int(np.argmax(scores))
-        return Candidate(1, label, float(scores[best]), rows[best][1], rows[best][0], rows[best][2], len(rows))
+        stored = self.db.execute("SELECT label FROM identities WHERE id = ?", [identity_id]).fetchone()[0]
+        return Candidate(1, stored, float(scores[best]), rows[best][1], rows[best][0], rows[best][2], len(rows))
 
     # ----- writing (hold `writer()`) ---------------------------------------------------------------------------
     def add(self, items: Sequence[NewItem], record: Callable[[list[int]], object] | None = None) -> list[int]:
@@ -371,9 +381,9 @@ class Gallery:
         return ids
 
     def _identity_id(self, label: str, create: bool = False) -> int:
-        row = self.db.execute("SELECT id FROM identities WHERE label = ?", [label]).fetchone()
-        if row is not None:
-            return int(row[0])
+        found = self._find_identity(label)
+        if found is not None:
+            return found
         if not create:
             raise UnknownIdentity(label, "no such identity in the gallery")
         return int(self.db.execute("INSERT INTO identities (label, created) VALUES (?, ?)", [label, _now()]).lastrowid)
