@@ -190,3 +190,42 @@ def test_step_reports_keep_the_loss_on_the_device_until_read(prepared, tmp_path)
     weighted = (terms["identity_face"] + terms["identity_voice"] + 0.001 * (terms["center_face"] + terms["center_voice"])
                 + terms["face_to_voice"] + terms["voice_to_face"] + 0.1 * (terms["face_within"] + terms["voice_within"]))
     assert report.loss == pytest.approx(weighted, rel=1e-5)
+
+
+def test_telephone_band_keeps_each_voice_inside_its_own_band_and_full_band_ones_untouched():
+    from fvmatch.training.augment import FULL_BAND, telephone_band
+
+    generator = torch.Generator().manual_seed(0)
+    waveforms = torch.randn(3, 16000, generator=generator) * 0.1  # white noise: energy at every frequency
+    bands = torch.tensor([[600.0, 3400.0], FULL_BAND, [100.0, 4000.0]])
+    narrowed = telephone_band(waveforms, bands)
+    assert narrowed.shape == waveforms.shape and torch.equal(narrowed[1], waveforms[1])
+    spectrum, original = torch.fft.rfft(narrowed).abs().pow(2), torch.fft.rfft(waveforms).abs().pow(2)  # 1 Hz a bin
+    for row, (low, high) in ((0, (600, 3400)), (2, (100, 4000))):
+        outside = spectrum[row, : max(0, low - 300)].sum() + spectrum[row, high + 300 :].sum()
+        assert outside < 1e-4 * spectrum[row].sum()  # nothing left 300 Hz past either edge...
+        inside = slice(low + 200, high - 200)
+        assert spectrum[row, inside].sum() > 0.95 * original[row, inside].sum()  # ...and the band itself kept
+    assert spectrum[1, 4100:].sum() > 0.4 * spectrum[1].sum()
+
+
+def test_identity_batches_mark_the_asked_share_of_voices_for_the_telephone_band(prepared):
+    corpus = PreparedCorpus(prepared)
+    identities = corpus.split("train")
+    plain = IdentityBatches(corpus, identities, 4, 1.0, seed=0, epoch=0)
+    assert all(torch.equal(plain[k].bands, torch.tensor([[0.0, 8000.0]] * 4)) for k in range(len(plain)))
+    marked = [IdentityBatches(corpus, identities, 4, 1.0, seed=0, epoch=0, passes=20, telephone_fraction=0.5)
+              for _ in range(2)]
+    bands = torch.cat([marked[0][k].bands for k in range(len(marked[0]))])
+    assert torch.equal(bands, torch.cat([marked[1][k].bands for k in range(len(marked[1]))]))  # fixed by seed
+    narrowed = bands[:, 1] < 8000
+    assert 0.35 < narrowed.float().mean().item() < 0.65
+    low, high = bands[narrowed].T
+    assert ((50 <= low) & (low <= 300) & (3200 <= high) & (high <= 4000)).all()
+    assert low.std() > 30 and high.std() > 100  # edges drawn per voice, not one fixed filter
+
+
+def test_training_with_telephone_voices_records_the_share_in_the_card(prepared, tmp_path):
+    settings = TrainSettings(**{**TINY.to_dict(), "epochs": 1, "telephone_fraction": 0.5})
+    train(prepared, tmp_path / "model.safetensors", settings)
+    assert read_card(tmp_path / "model.safetensors")["training"]["settings"]["telephone_fraction"] == 0.5

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .augment import FULL_BAND, draw_band
 from .prepare import FORMAT, INT16_SCALE
 
 SAMPLE_RATE = 16000
@@ -92,9 +93,11 @@ class Batch:
     faces: torch.Tensor  # uint8 (B, 3, 160, 160)
     waveforms: torch.Tensor  # float32 (B, samples), 16 kHz
     labels: torch.Tensor  # int64 (B,), class index among the training identities
+    bands: torch.Tensor  # float32 (B, 2): each voice's band in Hz, (0, 8000) for full band (training/augment.py)
 
     def pin_memory(self) -> "Batch":
-        return Batch(self.faces.pin_memory(), self.waveforms.pin_memory(), self.labels.pin_memory())
+        return Batch(self.faces.pin_memory(), self.waveforms.pin_memory(), self.labels.pin_memory(),
+                     self.bands.pin_memory())
 
 
 class IdentityBatches(torch.utils.data.Dataset):
@@ -107,7 +110,7 @@ class IdentityBatches(torch.utils.data.Dataset):
 
     def __init__(self, corpus: PreparedCorpus, identities: list[int], batch_size: int, crop_seconds: float,
                  seed: int, epoch: int, rank: int = 0, world: int = 1, flip_faces: bool = True,
-                 passes: int = 1) -> None:
+                 passes: int = 1, telephone_fraction: float = 0.0) -> None:
         if len(identities) < 2:
             raise ValueError("identity batches need at least 2 identities")
         self.corpus = corpus
@@ -124,13 +127,14 @@ class IdentityBatches(torch.utils.data.Dataset):
         self.crop_samples = int(crop_seconds * SAMPLE_RATE)
         self.seed, self.epoch, self.rank = seed, epoch, rank
         self.flip_faces = flip_faces
+        self.telephone_fraction = telephone_fraction
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, k: int) -> Batch:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, k])
-        faces, waveforms, labels = [], [], []
+        faces, waveforms, labels, bands = [], [], [], []
         for identity in self.groups[k].tolist():
             face_refs, voice_refs = self.corpus.faces_of[identity], self.corpus.voices_of[identity]
             face = self.corpus.face(face_refs[int(rng.integers(len(face_refs)))])
@@ -140,6 +144,9 @@ class IdentityBatches(torch.utils.data.Dataset):
             waveforms.append(crop_voice(self.corpus.voice(voice_refs[int(rng.integers(len(voice_refs)))]),
                                         self.crop_samples, rng))
             labels.append(self.class_of[identity])
+            # (drawn only when asked for, so that a run without it sees the batches it always saw)
+            telephone = bool(self.telephone_fraction) and rng.random() < self.telephone_fraction
+            bands.append(draw_band(rng) if telephone else FULL_BAND)
         return Batch(faces=torch.from_numpy(np.ascontiguousarray(np.stack(faces))).permute(0, 3, 1, 2),
                      waveforms=torch.from_numpy(np.stack(waveforms)),
-                     labels=torch.tensor(labels, dtype=torch.int64))
+                     labels=torch.tensor(labels, dtype=torch.int64), bands=torch.tensor(bands, dtype=torch.float32))

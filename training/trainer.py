@@ -32,6 +32,7 @@ from fvmatch.models.config import get_config
 from fvmatch.models.face import load_face_weights
 from fvmatch.models.joint import IdentityClassifier, JointModel
 
+from .augment import telephone_band
 from .data import IdentityBatches, PreparedCorpus
 from .losses import TERM_NAMES, CenterLoss, JointLoss
 from .validation import validate
@@ -53,6 +54,7 @@ class TrainSettings:
     passes: int = 1  # passes over the training identities per epoch (each pass: every identity once)
     seed: int = 0
     workers: int = 0  # DataLoader worker processes assembling batches
+    telephone_fraction: float = 0.0  # share of voice crops narrowed to a telephone band (training/augment.py)
     face_weights: str | None = None  # local pretrained face subnet weights (e.g. VGGFace2), never downloaded
 
     def to_dict(self) -> dict:
@@ -228,7 +230,7 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
     checkpoint_card = {}
     for epoch in range(start_epoch, settings.epochs):
         batches = IdentityBatches(corpus, train_ids, settings.batch_size, settings.crop_seconds, settings.seed, epoch,
-                                  rank, world, passes=settings.passes)
+                                  rank, world, passes=settings.passes, telephone_fraction=settings.telephone_fraction)
         loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=settings.workers,
                                              pin_memory=cuda, persistent_workers=False,
                                              prefetch_factor=4 if settings.workers else None)
@@ -244,7 +246,10 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
             if cuda:
                 faces = faces.contiguous(memory_format=torch.channels_last)
             labels = batch.labels.to(torch_device, non_blocking=True)
-            mel = log_mel_batch(batch.waveforms.to(torch_device, non_blocking=True))
+            waveforms = batch.waveforms.to(torch_device, non_blocking=True)
+            if settings.telephone_fraction:
+                waveforms = telephone_band(waveforms, batch.bands.to(torch_device, non_blocking=True))
+            mel = log_mel_batch(waveforms)
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=cuda):
                 face_vectors, voice_vectors, face_logits, voice_logits = model_for_step(faces, mel)
             loss, terms = objective.on_device(face_vectors.float(), voice_vectors.float(), face_logits.float(),

@@ -55,6 +55,8 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    telephone_fraction: float = typer.Option(0.0, "--telephone-fraction", min=0.0, max=1.0,
+                                             help="Share of voice crops narrowed to a telephone band (edges drawn per crop)."),
     face_weights: Optional[Path] = typer.Option(None, "--face-weights", envvar="FVMATCH_FACE_WEIGHTS",
                                                 help="Local pretrained face-subnet weights (never downloaded)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Where to prepare shards when DATA is a raw corpus."),
@@ -80,7 +82,7 @@ def train(
 
     settings = TrainSettings(config=config, epochs=epochs, batch_size=batch_size, lr_start=lr, lr_end=lr_end,
                              crop_seconds=crop_seconds, passes=passes, seed=seed, workers=workers,
-                             face_weights=str(face_weights) if face_weights else None)
+                             telephone_fraction=telephone_fraction, face_weights=str(face_weights) if face_weights else None)
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=as_json) as progress:
