@@ -184,17 +184,9 @@ class JointLoss:
     margin_cross: float = MARGIN_CROSS  # α1 = α2
     margin_within: float = MARGIN_WITHIN  # β1 = β2
 
-    def __call__(
-        self,
-        faces: Tensor,
-        voices: Tensor,
-        face_logits: Tensor,
-        voice_logits: Tensor,
-        labels: Tensor,
-        center_loss: CenterLoss,
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Total loss and each term as a float (one device-to-host copy for all terms); see `on_device`."""
-        total, terms = self.on_device(faces, voices, face_logits, voice_logits, labels, center_loss)
+    def __call__(self, *inputs) -> tuple[Tensor, dict[str, float]]:
+        """Total loss and each term as a float (one device-to-host copy for all terms); the arguments of `on_device`."""
+        total, terms = self.on_device(*inputs)
         return total, dict(zip(TERM_NAMES, terms.tolist()))
 
     def on_device(
