@@ -113,13 +113,11 @@ class Embedder:
         """
         results: list[Embedding | FvmatchError] = []
         for path, found in zip(paths, short_clip_windows(paths)):
+            if isinstance(found, FvmatchError):  # the file could not be read
+                results.append(found)
+                continue
             try:
-                if isinstance(found, FvmatchError):
-                    raise found
-                if found is None:
-                    results.append(self.embed_voice(path))
-                else:
-                    results.append(self._voice_embedding(path, found[0], found[1]))
+                results.append(self.embed_voice(path) if found is None else self._voice_embedding(path, *found))
             except FvmatchError as error:
                 results.append(error)
         return results

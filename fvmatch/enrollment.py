@@ -231,8 +231,7 @@ def _already_enrolled(owner: str, item: EnrollItem) -> str:
 
 def _embed_voices(embedder, batch: Sequence[EnrollItem], outcomes: list) -> None:
     """Embed the batch's ready voices together (their speech found in one pass); a failure replaces its outcome."""
-    voices = [position for position, (kind, value) in enumerate(outcomes) if kind == "ready" and value[2] is None
-              and batch[position].modality == "voice"]
+    voices = [position for position, (kind, _) in enumerate(outcomes) if kind == "ready" and batch[position].modality == "voice"]
     embeddings = embedder.embed_voices([batch[position].path for position in voices])
     for position, embedding in zip(voices, embeddings):
         if isinstance(embedding, FvmatchError):

@@ -232,7 +232,7 @@ def _die() -> None:
 
 def install_kill(spec: str) -> None:
     """Arrange for the process to SIGKILL itself at the point `spec` names (see the module's docstring)."""
-    from fvmatch.gallery import gallery as gallery_module
+    from fvmatch.gallery import database as database_module, gallery as gallery_module
 
     point, _, number = spec.partition(":")
     target = int(number or 1)
@@ -240,7 +240,7 @@ def install_kill(spec: str) -> None:
     if point == "line":
         count_lines(stop_at=target)
     elif point in ("added", "before-commit"):
-        original_add, original_exit = gallery_module.Gallery.add, gallery_module._Transaction.__exit__
+        original_add, original_exit = gallery_module.Gallery.add, database_module.Transaction.__exit__
         adding = []
 
         def add(self, items, **options):
@@ -259,15 +259,15 @@ def install_kill(spec: str) -> None:
                 _die()
             return original_exit(self, exc_type, exc, traceback)
 
-        gallery_module.Gallery.add, gallery_module._Transaction.__exit__ = add, exit_
+        gallery_module.Gallery.add, database_module.Transaction.__exit__ = add, exit_
     elif point == "created":
-        original_migrate = gallery_module.migrate
+        original_migrate = database_module.migrate
 
         def migrate(db):
             original_migrate(db)
             _die()
 
-        gallery_module.migrate = migrate
+        database_module.migrate = migrate
     elif point.startswith("index-"):
         original_replace = os.replace
 

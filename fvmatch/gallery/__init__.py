@@ -1,6 +1,7 @@
 """The gallery: enrolled identities and their embedded media, searchable by face or voice."""
 from fvmatch.gallery.files import GalleryUnwritable, make_private_directory
-from fvmatch.gallery.gallery import MODALITIES, Candidate, Gallery, NewItem, NotAGallery, OutOfMemory, UnknownIdentity
+from fvmatch.gallery.database import NotAGallery
+from fvmatch.gallery.gallery import MODALITIES, Candidate, Gallery, NewItem, OutOfMemory, UnknownIdentity
 from fvmatch.gallery.lock import GalleryLocked
 
 __all__ = ["MODALITIES", "Candidate", "Gallery", "GalleryLocked", "GalleryUnwritable", "NewItem", "NotAGallery",

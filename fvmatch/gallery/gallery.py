@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,22 +19,17 @@ import numpy as np
 import sqlite_utils
 
 from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
-from fvmatch.gallery.files import (create_private_file, fsync_path, make_private_directory,
-                                   remove_leftovers, storage_failure, tighten, writing)
+from fvmatch.gallery.database import DB_NAME, NotAGallery, Transaction, connect, create_database
+from fvmatch.gallery.files import make_private_directory, tighten, writing
 from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
 from fvmatch.gallery.lock import WriteLock
-from fvmatch.gallery.schema import FORMAT_VERSION, migrate
+from fvmatch.gallery.schema import FORMAT_VERSION
 
 MODALITIES = ("face", "voice")
 SPACE = "joint"
-DB_NAME = "gallery.db"
 OVER_FETCH = 10  # items fetched from HNSW per identity asked for: identities own several items each
 MIN_FETCH = 100
 BYTES_PER_ITEM = 1_400  # memory to open an index, per item (1.3 GiB per million): benchmarks/gallery_memory.py
-
-
-class NotAGallery(FvmatchError):
-    """The directory is not an fvmatch gallery (or does not exist and creation was not asked for)."""
 
 
 class UnknownIdentity(FvmatchError):
@@ -115,35 +108,14 @@ class Gallery:
             make_private_directory(directory)
             tighten(directory)  # owner-only, also when the directory was there before: a gallery holds biometric data
             with writing(db_path):
-                _create_database(db_path, _pinned(model_id, embedding_dim, model_path))
-        gallery = cls(directory, cls._connect(db_path))
+                create_database(db_path, _pinned(model_id, embedding_dim, model_path))
+        gallery = cls(directory, connect(db_path))
         if gallery.meta("format_version") is None:
             gallery._initialise(model_id, embedding_dim, model_path)
         elif int(gallery.meta("format_version")) > FORMAT_VERSION:
             raise NotAGallery(directory, f"gallery format {gallery.meta('format_version')} is newer than this "
                               f"fvmatch understands ({FORMAT_VERSION}); upgrade fvmatch")
         return gallery
-
-    @staticmethod
-    def _connect(db_path: Path) -> sqlite_utils.Database:
-        for path in (db_path, db_path.with_name(DB_NAME + "-wal"), db_path.with_name(DB_NAME + "-shm")):
-            if path.exists():
-                tighten(path)  # a gallery made by an older fvmatch; SQLite gives new -wal/-shm files gallery.db's mode
-        connection = None
-        try:
-            connection = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.execute("PRAGMA synchronous=FULL")
-            db = sqlite_utils.Database(connection)
-            migrate(db)
-            return db
-        except sqlite3.DatabaseError as error:
-            if connection is not None:
-                connection.close()
-            # SQLite writes beside gallery.db (its -shm file) even to read, so a full or read-only disk shows here
-            raise (storage_failure(db_path, error)
-                   or NotAGallery(db_path, f"not a readable gallery database ({error})")) from None
 
     def _initialise(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
         """Pin a database that has a schema but no metadata (a creation by an older fvmatch, cut short)."""
@@ -180,7 +152,7 @@ class Gallery:
         return WriteLock(self.directory, timeout_seconds, on_wait, description)
 
     def transaction(self):
-        return _Transaction(self.db.conn, self.directory / DB_NAME)
+        return Transaction(self.db.conn, self.directory / DB_NAME)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -441,63 +413,3 @@ class Gallery:
         return {"gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
                 "embedding_dim": self.embedding_dim, "format_version": int(self.meta("format_version") or 0),
                 "created": self.meta("created"), "counts": counts, "database_bytes": db_bytes, "indexes": health}
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on any exception): the write lock of SQLite taken up front.
-
-    A write the storage refuses (disk full, read-only) rolls back and becomes GalleryUnwritable naming gallery.db.
-    """
-
-    def __init__(self, connection: sqlite3.Connection, db_path: Path) -> None:
-        self.connection = connection
-        self.db_path = db_path
-
-    def __enter__(self) -> None:
-        with writing(self.db_path):
-            self.connection.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc is None:
-            try:
-                self.connection.execute("COMMIT")
-                return
-            except sqlite3.Error as error:
-                exc = error
-        if self.connection.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
-            self.connection.execute("ROLLBACK")
-        failure = storage_failure(self.db_path, exc)
-        if failure is not None:
-            raise failure from None
-        if exc_type is None:
-            raise exc
-
-
-def _create_database(db_path: Path, meta: dict[str, object]) -> None:
-    """Build a new gallery's database under a temporary name, then rename it into place.
-
-    A gallery.db that exists is therefore complete (schema and pinned model): a creation cut short leaves only a
-    temporary file, which the next creation removes. The file is 0600 from the start, whatever the umask.
-    """
-    directory = db_path.parent
-    remove_leftovers(directory, DB_NAME + ".new-*")
-    temporary = db_path.with_name(f"{DB_NAME}.new-{os.getpid()}")
-    try:
-        os.close(create_private_file(temporary))
-        connection = sqlite3.connect(temporary, isolation_level=None)
-        try:
-            migrate(sqlite_utils.Database(connection))
-            connection.execute("BEGIN IMMEDIATE")
-            connection.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                                   [(key, str(value)) for key, value in meta.items()])
-            connection.execute("COMMIT")
-            connection.execute("PRAGMA journal_mode=WAL")
-        finally:
-            connection.close()
-        fsync_path(temporary)
-        os.replace(temporary, db_path)
-        fsync_path(directory)
-    except BaseException:
-        for leftover in directory.glob(temporary.name + "*"):  # with its -journal, if any
-            leftover.unlink(missing_ok=True)
-        raise
