@@ -57,9 +57,9 @@ def build(workdir: Path, identities: int, real: int, seed: int) -> Path:
     write_corpus(sources, CorpusSpec(identities=real, seed=seed + 1000, faces_per_identity=1, clips_per_identity=1,
                                      clip_seconds=4.0))
     source_vectors = {
-        "face": embedder.embed_face_crops(np.stack([embedder.detector.faces_in_file(path)[0].pixels
+        "face": embedder.space("joint").embed(np.stack([embedder.detector.faces_in_file(path)[0].pixels
                                                     for path in _detectable(embedder, sources.glob("faces/*/*/*.jpg"))])),
-        "voice": np.stack([embedder.embed_voice(path).vector for path in sorted(sources.glob("voices/*/*/*.wav"))])}
+        "voice": np.stack([embedder.embed_voice(path, spaces=["joint"]).vectors["joint"] for path in sorted(sources.glob("voices/*/*/*.wav"))])}
     fillers = identities - len(faces)
     with gallery.writer():
         for modality in ("face", "voice"):

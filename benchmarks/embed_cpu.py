@@ -16,7 +16,7 @@ import soundfile
 import torch
 
 from fvmatch.embedder import Embedder
-from fvmatch.media.audio import SpeechSummary, speech_windows
+from fvmatch.media.audio import SpeechSummary, log_mel, speech_windows
 from fvmatch.media.image import load_image
 from fvmatch.models.checkpoint import Checkpoint, make_card
 from fvmatch.models.config import CONFIGS
@@ -54,11 +54,11 @@ def main() -> None:
         image = load_image(photo)
         crop = embedder.detector.detect(image)[0].pixels[None]
         summary = SpeechSummary()
-        mel = torch.from_numpy(next(speech_windows(clip_path, summary)).features)[None]
+        mel = torch.from_numpy(log_mel(next(speech_windows(clip_path, summary)).samples))[None]
         with torch.inference_mode():
             stages = {
                 "load+detect face (MTCNN)": median_ms(lambda: embedder.detector.detect(load_image(photo)), args.repeats),
-                "face subnet+shared FC": median_ms(lambda: embedder.embed_face_crops(crop), args.repeats),
+                "face subnet+shared FC": median_ms(lambda: embedder.space("joint").embed(crop), args.repeats),
                 "face total (embed_face)": median_ms(lambda: embedder.embed_face(photo), args.repeats),
                 "load+VAD+log-mel (5 s clip)": median_ms(lambda: list(speech_windows(clip_path)), args.repeats),
                 "voice subnet+shared FC": median_ms(lambda: model.embed_voices(mel), args.repeats),

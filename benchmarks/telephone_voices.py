@@ -48,7 +48,7 @@ def measure(model: str | None, corpus: Path, copies: dict[Path, Path]) -> dict:
     faces, face_owner = [], []
     for path in sorted((corpus / "faces").rglob("*.jpg")):
         try:
-            faces.append(embedder.embed_face(path)[0].vector)
+            faces.append(embedder.embed_face(path, spaces=["joint"])[0].vectors["joint"])
             face_owner.append(path.parent.parent.name)
         except NoFaceFound:  # a synthetic face MTCNN misses is left out, as enrol would
             pass
@@ -62,11 +62,11 @@ def measure(model: str | None, corpus: Path, copies: dict[Path, Path]) -> dict:
     faces_array = np.stack(faces)
     row = {"model": embedder.model_id[:12]}
     for name, embeddings in (("16k", originals), ("8k", narrow)):
-        vectors = np.stack([embedding.vector for embedding in embeddings])
+        vectors = np.stack([embedding.vectors["joint"] for embedding in embeddings])
         row[f"vf_{name}"] = voice_to_face_matching(faces_array, face_ids, vectors, voice_ids)
         row[f"auc_{name}"] = verification_auc(faces_array, face_ids, vectors, voice_ids)
-    row["cosine"] = float(np.median([a.vector @ b.vector for a, b in zip(originals, narrow)]))
-    row["resampler"] = float(np.min([a.vector @ b.vector for a, b in zip(narrow, upsampled)]))
+    row["cosine"] = float(np.median([a.vectors["joint"] @ b.vectors["joint"] for a, b in zip(originals, narrow)]))
+    row["resampler"] = float(np.min([a.vectors["joint"] @ b.vectors["joint"] for a, b in zip(narrow, upsampled)]))
     return row
 
 

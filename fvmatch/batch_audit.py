@@ -19,8 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.paths import read_listing, resolve_listed_path
 
@@ -211,6 +209,7 @@ class AuditSummary:
 
 def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile, against: str | None = None,
               top: int = 10, fmr: float = 0.01, retry_failed: bool = False, batch_size: int = BATCH_SIZE,
+              space: str | None = None,
               progress: Callable[[int], None] | None = None, input_digest: Callable[[Path], tuple[str, int]] | None = None
               ) -> AuditSummary:
     """Answer every query not yet in `results` (failed ones too with `retry_failed`), appending batch by batch."""
@@ -226,7 +225,7 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
     if progress and summary.already_done:
         progress(summary.already_done)
     started = time.perf_counter()
-    context = _Context(gallery, embedder, against, top, fmr, summary.run_id, input_digest)
+    context = _Context(gallery, embedder, against, top, fmr, summary.run_id, input_digest, space)
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
         records = context.answer(batch)
@@ -252,38 +251,60 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
 
 
 def answer_query(gallery, embedder, modality: str, path: Path, claimed_identity: str | None = None,
-                 against: str | None = None, top: int = 10, fmr: float = 0.01, query_id: str = "query") -> dict:
+                 against: str | None = None, top: int = 10, fmr: float = 0.01, query_id: str = "query",
+                 space: str | None = None) -> dict:
     """One query answered exactly as `audit run` answers a row: the same record, status "ok" or "failed"."""
     query = Query(query_id, 0, modality, str(path), Path(path), claimed_identity, str(path))
-    return _Context(gallery, embedder, against, top, fmr, uuid.uuid4().hex[:16], None).answer([query])[0]
+    return _Context(gallery, embedder, against, top, fmr, uuid.uuid4().hex[:16], None, space).answer([query])[0]
 
 
 class _Context:
     """What answering needs, fixed for a run: gallery, model, options, the calibration summary."""
 
-    def __init__(self, gallery, embedder, against, top, fmr, run_id, input_digest) -> None:
+    def __init__(self, gallery, embedder, against, top, fmr, run_id, input_digest, space=None) -> None:
         from fvmatch.enrollment import file_digest
 
-        self.gallery, self.embedder, self.against, self.top, self.fmr, self.run_id = (
-            gallery, embedder, against, top, fmr, run_id)
+        self.gallery, self.embedder, self.against, self.top, self.fmr, self.run_id, self.space = (
+            gallery, embedder, against, top, fmr, run_id, space)
+        self.checked: dict[str, FvmatchError | None] = {}  # per query modality: what the gallery lacks for it
         self.digest = input_digest or file_digest
         self.counts = gallery.counts()
         calibration = embedder.card.get("calibration")
         self.calibration = calibration
         self.calibration_summary = None if not calibration else {
             "fmr": fmr, **{key: calibration.get(key) for key in ("data", "split", "created")},
-            "trial_types": sorted(key for key in ("face-voice", "face-face", "voice-voice") if key in calibration)}
+            "trial_types": sorted(key for key in calibration if isinstance(calibration[key], dict) and "map" in calibration[key])}
 
     def targets(self, modality: str) -> list[str]:
         if self.against is None:
             return ["voice" if modality == "face" else "face"]
         return ["face", "voice"] if self.against == "all" else [self.against]
 
+    def spaces(self, modality: str) -> list[str]:
+        from fvmatch.matching import query_spaces
+
+        return query_spaces(modality, self.targets(modality), self.space)
+
+    def check_gallery(self, modality: str) -> None:
+        """What the gallery lacks to answer a query of this modality (no items, missing vectors), found once."""
+        from fvmatch.matching import check_gallery
+
+        if modality not in self.checked:
+            try:
+                check_gallery(self.gallery, modality, self.targets(modality), self.space)
+                for name in self.spaces(modality):
+                    self.gallery.check_space(name, self.embedder.space(name).model_id)
+                self.checked[modality] = None
+            except FvmatchError as error:
+                self.checked[modality] = error
+        if self.checked[modality] is not None:
+            raise self.checked[modality]
+
     def answer(self, batch: Sequence[Query]) -> list[dict]:
         """Records for a batch, in its order: faces detected one by one then embedded in one forward pass;
         voices' speech found in batches, then embedded."""
         records: list[dict | None] = [None] * len(batch)
-        prepared = []  # (position, record, vector or None, face crop or None, seconds spent)
+        prepared = []  # (position, record, embedding or None, prepared face or None, seconds spent)
         voices = []  # (position, record, seconds spent), embedded together after the loop
         for position, query in enumerate(batch):
             record = self._record(query)
@@ -296,13 +317,14 @@ class _Context:
                 if not any(self.counts[target] for target in self.targets(query.modality)):
                     raise BadArgument(query.origin, f"gallery holds no {' or '.join(self.targets(query.modality))} "
                                       "items to search")
+                self.check_gallery(query.modality)
                 record["sha256"], record["size"] = self.digest(query.path)
                 if query.modality == "voice":
                     voices.append((position, record, time.perf_counter() - began))
                 else:
-                    found = self.embedder.detector.faces_in_file(query.path)
-                    record["quality"] = {**found[0].quality(), "faces_in_image": len(found)}
-                    prepared.append((position, record, None, found[0].pixels, time.perf_counter() - began))
+                    face = self.embedder.prepare_face(query.path, self.spaces("face"))[0]
+                    record["quality"] = face.quality()
+                    prepared.append((position, record, None, face, time.perf_counter() - began))
             except FvmatchError as error:
                 records[position] = self._failed(record, self._problem(query, error),
                                                  query.problem_kind or type(error).__name__)
@@ -311,7 +333,8 @@ class _Context:
                                                  f"({error.strerror or error})", "OSError")
         if voices:
             began = time.perf_counter()
-            embeddings = self.embedder.embed_voices([batch[position].path for position, _, _ in voices])
+            embeddings = self.embedder.embed_voices([batch[position].path for position, _, _ in voices],
+                                                    self.spaces("voice"))
             share = (time.perf_counter() - began) / len(voices)  # the batch's work, split evenly
             for (position, record, seconds), embedding in zip(voices, embeddings):
                 if isinstance(embedding, FvmatchError):
@@ -319,19 +342,21 @@ class _Context:
                                                       type(embedding).__name__)
                 else:
                     record["quality"] = embedding.quality
-                    prepared.append((position, record, embedding.vector, None, seconds + share))
+                    prepared.append((position, record, embedding, None, seconds + share))
         faces = [entry for entry in prepared if entry[3] is not None]
-        shares: dict[int, tuple[np.ndarray, float]] = {}
+        shares: dict[int, tuple[object, float]] = {}
         if faces:
             began = time.perf_counter()
-            vectors = self.embedder.embed_face_crops(np.stack([entry[3] for entry in faces]))
-            share = (time.perf_counter() - began) / len(faces)  # the batch's forward pass, split evenly
-            shares = {entry[0]: (vector, share) for entry, vector in zip(faces, vectors)}
-        for position, record, vector, crop, seconds in prepared:
-            if crop is not None:
-                vector, share = shares[position]
+            spaces = self.spaces("face")
+            vectors = self.embedder.embed_prepared_faces([entry[3] for entry in faces], spaces)
+            share = (time.perf_counter() - began) / len(faces)  # the batch's forward passes, split evenly
+            shares = {entry[0]: (self.embedder.face_embedding(batch[entry[0]].path, entry[3], face_vectors, spaces), share)
+                      for entry, face_vectors in zip(faces, vectors)}
+        for position, record, embedding, face, seconds in prepared:
+            if face is not None:
+                embedding, share = shares[position]
                 seconds += share
-            records[position] = self._answer(batch[position], record, vector, seconds)
+            records[position] = self._answer(batch[position], record, embedding, seconds)
         return records
 
     @staticmethod
@@ -353,33 +378,35 @@ class _Context:
         return {**record, "status": "failed", "error": problem, "error_kind": kind,
                 "answered_at": _utc_now()}
 
-    def _answer(self, query: Query, record: dict, vector: np.ndarray, embed_seconds: float) -> dict:
+    def _answer(self, query: Query, record: dict, embedding, embed_seconds: float) -> dict:
         from fvmatch.gallery.gallery import UnknownIdentity
-        from fvmatch.scoring import judge, trial_type
+        from fvmatch.matching import identify, ranked, verify_claim
 
         began = time.perf_counter()
         targets = self.targets(query.modality)
         if query.claimed_identity:
             try:
-                claim = self.gallery.score_identity(vector, query.claimed_identity, targets)
+                groups = verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
+                                      self.calibration, self.fmr)
             except UnknownIdentity:
                 return self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
                                     "UnknownIdentity")
-            if claim is None:
+            if not groups:
                 return self._failed(record, f"claimed identity {query.claimed_identity!r} has no "
                                     f"{' or '.join(targets)} items", "UnknownIdentity")
-            candidates = [claim]
         else:
-            candidates = self.gallery.search(vector, targets, top=self.top)
+            groups = identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr)
         search_seconds = time.perf_counter() - began
-        judged = [judge(c.score, trial_type(query.modality, c.modality), self.calibration, self.fmr)
-                  for c in candidates]
+        pairs = ranked(groups)
+        judged = [j for _, j in pairs]
         listed = []
-        for candidate, judgement in zip(candidates, judged):
+        for candidate, judgement in pairs:
             entry = {**candidate.to_dict(), **judgement.to_dict()}
             entry.pop("note")
             listed.append(entry)
-        matches = [c.identity for c, j in zip(candidates, judged) if j.decision == "same person"]
+        record = {**record, "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id}
+                                       for g in groups]}
+        matches = [c.identity for c, j in pairs if j.decision == "same person"]
         calibrated = any(j.decision is not None for j in judged)
         decision = None if not calibrated else ("same person" if matches else "different person")
         return {**record, "status": "ok", "candidates": listed, "decision": decision, "matches": matches,

@@ -1,7 +1,9 @@
-"""Calibration: what a cosine score means, per trial type (face-voice, face-face, voice-voice; ARCHITECTURE.md 6).
+"""Calibration: what a cosine score means, per (embedding space, trial type) (ARCHITECTURE.md section 6).
 
-From labelled trials (every same-person pair of items in a split, and every different-person pair or a
-seeded sample of them) we fit, per trial type:
+Each trial type is calibrated in the space that scores it: face-voice in the joint space, face-face in dlib-face,
+voice-voice in ge2e-voice by default (fvmatch.evaluation.scoring_spaces). From labelled trials (every same-person
+pair of items in a split or a plain folder, and every different-person pair or a seeded sample of them) we fit,
+per (space, trial type):
 
 - a logistic-regression map from score to log-likelihood ratio (the forensic standard). Logistic regression
   learns the posterior log-odds under the trials' own prior, so the prior log-odds log(n_same / n_diff) is
@@ -15,11 +17,13 @@ seeded sample of them) we fit, per trial type:
   the threshold (1,000 for 1%, 10,000 for 0.1%); and the EER point;
 - its validation on the same trials: EER, Cllr of the map and Cllr_min (after the optimal monotone map, PAV).
 
-Too few trials are refused (BadArgument saying how many are needed): at least MIN_SAME_TRIALS same-person
-and MIN_DIFFERENT_TRIALS different-person trials, from at least MIN_IDENTITIES people.
+Too few trials are refused (BadArgument saying which (space, trial type) and how many are needed): at least
+MIN_SAME_TRIALS same-person and MIN_DIFFERENT_TRIALS different-person trials, from at least MIN_IDENTITIES people.
 
-The result is JSON and lives in the model card as card["calibration"] (see `calibrate`); writing it into a
-checkpoint does not change the model id, which hashes the weights alone.
+The result is JSON and lives in the joint checkpoint's model card as card["calibration"] (see `calibrate`), each
+entry under fvmatch.scoring.calibration_key(space, trial type) and recording the model id of its space; writing it
+into a checkpoint does not change the model id, which hashes the weights alone. Nothing ships calibrated: an LR
+needs trials like the case's, so analysts calibrate on data of their own.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import numpy as np
 
 from fvmatch.errors import BadArgument, InvalidCheckpoint, ModelMismatch
 
-FORMAT = "fvmatch-calibration/1"
+FORMAT = "fvmatch-calibration/2"
 TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
 MIN_SAME_TRIALS = 100
 MIN_DIFFERENT_TRIALS = 1_000
@@ -177,27 +181,45 @@ def pair_scores(first, second, seed: int = 0, max_trials: int = MAX_TRIALS) -> t
     return same_scores.astype(np.float64), different_scores, people
 
 
-def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] = TRIAL_TYPES, max_trials: int = MAX_TRIALS) -> dict:
-    """Calibrate every trial type on an EmbeddedCorpus (normally the validation split, not the test split).
+def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
+              max_trials: int = MAX_TRIALS) -> dict:
+    """Calibrate each trial type in the space that scores it, on an EmbeddedCorpus or {space: EmbeddedCorpus}
+    (normally the validation split or an analyst's own labelled folder, not the test split).
 
-    Returns card["calibration"]: {"format", "model_id", "data", "split", "seed", "created",
-    "face-voice": entry, "face-face": entry, "voice-voice": entry}, an entry being `fit`'s dict. Refuses
-    (BadArgument naming each trial type that falls short and the numbers needed) rather than calibrate part.
+    `trial_types`: those to calibrate (default: every type some given space scores). Returns card["calibration"]:
+    {"format", "model_id" (the joint checkpoint's, when the joint space is among them), "data", "split", "seed",
+    "created", "spaces": {space: model id}, calibration_key(space, kind): entry, ...}, an entry being `fit`'s dict
+    plus "space" and "space_model_id". Refuses (BadArgument naming each (space, trial type) that falls short and
+    the numbers needed) rather than calibrate part.
     """
+    from fvmatch.evaluation import as_corpora, scoring_spaces
+    from fvmatch.scoring import calibration_key
+    from fvmatch.spaces import JOINT
+
+    corpora = as_corpora(embedded)
+    first = next(iter(corpora.values()))
+    scored_in = scoring_spaces(corpora)
     scores = {}
-    for kind in trial_types:
+    for kind in trial_types if trial_types is not None else list(scored_in):
         if kind not in TRIAL_TYPES:
             raise BadArgument(kind, f"not a trial type; one of {', '.join(TRIAL_TYPES)}")
-        first, second = (embedded.items(modality) for modality in kind.split("-"))
-        scores[kind] = pair_scores(first, second, seed, max_trials)
-    problems = [f"{kind}: {problem}" for kind, (same, different, people) in scores.items()
+        if kind not in scored_in:
+            raise BadArgument(kind, f"none of the spaces {', '.join(corpora)} scores {kind} trials")
+        corpus = corpora[scored_in[kind]]
+        first_items, second_items = (corpus.items(modality) for modality in kind.split("-"))
+        scores[scored_in[kind], kind] = pair_scores(first_items, second_items, seed, max_trials)
+    problems = [f"{space} {kind}: {problem}" for (space, kind), (same, different, people) in scores.items()
                 if (problem := shortfall(len(same), len(different), people))]
     if problems:
-        raise BadArgument(embedded.data, f"too few trials in split {embedded.split!r} to calibrate: " + "; ".join(problems))
-    calibration = {"format": FORMAT, "model_id": embedded.model_id, "data": str(embedded.data), "split": embedded.split,
-                   "seed": seed, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    for kind, (same, different, people) in scores.items():
-        calibration[kind] = fit(same, different, people)
+        where = "in the folder" if first.split is None else f"in split {first.split!r}"
+        raise BadArgument(first.data, f"too few trials {where} to calibrate: " + "; ".join(problems))
+    calibration = {"format": FORMAT, **({"model_id": corpora[JOINT].model_id} if JOINT in corpora else {}),
+                   "data": str(first.data), "split": first.split, "seed": seed,
+                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "spaces": {space: corpora[space].model_id for space in dict.fromkeys(s for s, _ in scores)}}
+    for (space, kind), (same, different, people) in scores.items():
+        calibration[calibration_key(space, kind)] = {**fit(same, different, people), "space": space,
+                                                     "space_model_id": corpora[space].model_id}
     return calibration
 
 
@@ -205,7 +227,8 @@ def write_calibrated_checkpoint(source: str | Path, out: str | Path, calibration
     """Copy the checkpoint at `source` to `out` with `calibration` in its model card; return the new card.
 
     The weights are copied tensor for tensor and checked against the card's model id first, so the model id
-    stays the same. ModelMismatch when the calibration was made with another model.
+    stays the same. The card's calibration is replaced whole (one calibration run, one description of its data).
+    ModelMismatch when the calibration's joint-space entries were made with another model.
     """
     from safetensors.torch import load_file
 
@@ -219,8 +242,11 @@ def write_calibrated_checkpoint(source: str | Path, out: str | Path, calibration
         raise InvalidCheckpoint(source, str(error).removeprefix(f"{source}: ")) from None
     if weights_sha256(state) != card["model_id"]:
         raise InvalidCheckpoint(source, "weights do not match the model card's model id (altered or corrupt)")
-    if calibration.get("model_id", card["model_id"]) != card["model_id"]:
-        raise ModelMismatch(source, f"the calibration was made with model {calibration['model_id'][:16]}, "
+    joint_ids = {calibration.get("model_id")} | {entry.get("space_model_id") for entry in calibration.values()
+                                                 if isinstance(entry, dict) and entry.get("space") == "joint"}
+    foreign = sorted(joint_ids - {None, card["model_id"]})
+    if foreign:
+        raise ModelMismatch(source, f"the calibration was made with model {foreign[0][:16]}, "
                                     f"this checkpoint is {card['model_id'][:16]}")
     card = {**card, "calibration": calibration}
     write_checkpoint(state, card, Path(out))

@@ -1,18 +1,29 @@
-"""The corpus layout shared by training and evaluation (VoxCeleb style, ARCHITECTURE.md section 8).
+"""The corpus layouts: the one shared by training and evaluation (VoxCeleb style, ARCHITECTURE.md section 8)
 
     DATA/faces/<identity>/<video>/<frame>.jpg
     DATA/voices/<identity>/<video>/<utterance>.wav
     DATA/meta.csv        identity, name, gender, nationality, age, split (train | val | test)
+
+and, for evaluation and calibration only, a plain folder of labelled media, such as an analyst's own casework:
+
+    DATA/faces/<person>/<file>      (files directly in the person's folder, or in folders below it)
+    DATA/voices/<person>/<file>
+
+with no meta.csv: no splits and no gender, nationality or age.
 """
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
 
 META_COLUMNS = ("identity", "name", "gender", "nationality", "age", "split")
 SPLITS = ("train", "val", "test")
+MODALITY_FOLDERS = ("faces", "voices")
+LAYOUTS = ("meta", "plain")
+PLAIN_LAYOUT = "faces/<person>/<file>, voices/<person>/<file>"
 
 
 def read_meta(data: str | Path) -> list[dict]:
@@ -77,3 +88,45 @@ def media_files(folder: Path, suffixes: set[str]) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.glob("*/*") if path.suffix.lower() in suffixes and path.is_file())
+
+
+def corpus_layout(data: str | Path) -> str:
+    """'meta' for a corpus with meta.csv, 'plain' for a folder of faces/<person>/ or voices/<person>/ folders without
+    one; BadArgument (one line) for anything else."""
+    data = Path(data)
+    if not data.is_dir():
+        raise BadArgument(data, "no such folder")
+    if (data / "meta.csv").exists():
+        return "meta"
+    if _person_folders(data):
+        return "plain"
+    raise BadArgument(data, f"neither a corpus with meta.csv nor a plain folder of labelled media ({PLAIN_LAYOUT})")
+
+
+def plain_identities(data: str | Path) -> list[dict]:
+    """The people of a plain folder (a folder under faces/ or voices/ each), sorted, as rows shaped like read_meta's
+    with nothing known: name the folder's, gender, nationality, age and split None."""
+    return [{"identity": label, "name": label, "gender": None, "nationality": None, "age": None, "split": None}
+            for label in sorted(_person_folders(Path(data)))]
+
+
+def person_files(folder: Path, suffixes: set[str]) -> list[Path]:
+    """The media of one person of a plain folder: files with a known suffix at any depth below it, sorted.
+
+    Hidden files and folders (".DS_Store", macOS's "._photo.jpg" companions) are left out.
+    """
+    if not folder.is_dir():
+        return []
+    found, seen = [], set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        seen.add(os.path.realpath(root))  # a linked folder is followed once: a link cycle cannot loop
+        folders[:] = [name for name in folders
+                      if not name.startswith(".") and os.path.realpath(os.path.join(root, name)) not in seen]
+        found.extend(Path(root) / name for name in files
+                     if not name.startswith(".") and Path(name).suffix.lower() in suffixes)
+    return sorted(path for path in found if path.is_file())
+
+
+def _person_folders(data: Path) -> set[str]:
+    return {entry.name for modality in MODALITY_FOLDERS if (data / modality).is_dir()
+            for entry in (data / modality).iterdir() if entry.is_dir() and not entry.name.startswith(".")}

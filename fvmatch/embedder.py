@@ -1,7 +1,8 @@
-"""The embedder: a loaded checkpoint that turns media files into unit vectors of the joint space.
+"""The embedder: the embedding spaces of one analysis, turning media files into unit vectors of each space.
 
-This is the interface the rest of fvmatch uses (media in; one unit vector per item, quality figures and a
-model id out), so that later configs can put other subnets behind it without touching the gallery or CLI.
+This is the interface the rest of fvmatch uses (media in; one unit vector per space, quality figures and model
+ids out). It holds the joint checkpoint (face-voice trials) and loads the pretrained face and voice spaces on
+first use (face-face and voice-voice trials); `fvmatch.spaces` says which space scores which trial.
 """
 from __future__ import annotations
 
@@ -10,42 +11,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
 from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow, require_speech, short_clip_windows,
                                  speech_windows)
-from fvmatch.media.image import FaceDetector
+from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card
-
-FACE_BATCH = 32
+from fvmatch.spaces import FACE_SPACE, JOINT, VOICE_SPACE, spaces_of
 
 
 @dataclass
 class Embedding:
-    """One item in the joint space: the unit vector, its modality, its source and its quality figures."""
+    """One item embedded in one or more spaces: a unit vector and model id per space, its modality, source, quality."""
 
-    vector: np.ndarray
+    vectors: dict[str, np.ndarray]
     modality: str  # "face" | "voice"
     source: str
     quality: dict = field(default_factory=dict)  # face: probability, box; voice: speech_seconds, duration_seconds, ...
-    model_id: str = ""
+    model_ids: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"modality": self.modality, "source": self.source, "model_id": self.model_id,
-                "quality": self.quality, "embedding": [round(float(v), 7) for v in self.vector]}
+        return {"modality": self.modality, "source": self.source, "quality": self.quality,
+                "spaces": {space: {"model_id": self.model_ids[space], "dim": len(vector),
+                                   "embedding": [round(float(v), 7) for v in vector]}
+                           for space, vector in self.vectors.items()}}
+
+
+@dataclass
+class PreparedFace:
+    """A detected face with each face space's input prepared from its image (the image itself is not kept)."""
+
+    crop: FaceCrop
+    inputs: dict[str, np.ndarray]
+    faces_in_image: int
+
+    def quality(self) -> dict:
+        return {**self.crop.quality(), "faces_in_image": self.faces_in_image}
 
 
 class Embedder:
-    """A checkpoint ready to embed faces and voices on one device."""
+    """The spaces of one analysis on one device: the joint checkpoint, and the pretrained spaces on first use."""
 
     def __init__(self, checkpoint: Checkpoint, device: str = "cpu", min_speech_seconds: float = MIN_SPEECH_SECONDS,
                  checkpoint_path: Path | None = None) -> None:
+        from fvmatch.spaces.joint import JointSpace
+
         self.checkpoint = checkpoint
-        self.model = checkpoint.model.to(device).eval()
         self.device = device
         self.min_speech_seconds = min_speech_seconds
         self.checkpoint_path = checkpoint_path
+        self._spaces: dict[str, object] = {JOINT: JointSpace(checkpoint, device)}
         self._detector: FaceDetector | None = None
 
     @classmethod
@@ -60,7 +75,12 @@ class Embedder:
 
     @property
     def model_id(self) -> str:
+        """The joint checkpoint's model id (the model a gallery is pinned to)."""
         return self.checkpoint.model_id
+
+    @property
+    def model(self):
+        return self.checkpoint.model
 
     @property
     def card(self) -> dict:
@@ -76,36 +96,69 @@ class Embedder:
             self._detector = FaceDetector(device=self.device)
         return self._detector
 
-    @torch.inference_mode()
-    def embed_face_crops(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 crops (n, 160, 160, 3) -> unit vectors (n, embedding_dim), in batches."""
-        vectors = []
-        for start in range(0, len(crops), FACE_BATCH):
-            batch = torch.from_numpy(np.ascontiguousarray(crops[start : start + FACE_BATCH])).permute(0, 3, 1, 2)
-            vectors.append(self.model.embed_faces(batch.to(self.device)).float().cpu().numpy())
-        return np.concatenate(vectors) if vectors else np.zeros((0, self.embedding_dim), np.float32)
+    def space(self, name: str):
+        """The space called `name`, loaded on first use."""
+        if name not in self._spaces:
+            if name == FACE_SPACE:
+                from fvmatch.spaces.dlib_face import DlibFaceSpace
 
-    def embed_face(self, path: str | Path, all_faces: bool = False) -> list[Embedding]:
-        """Embed the largest face of an image (every face with `all_faces`); NoFaceFound/UnreadableMedia on failure."""
-        found = self.detector.faces_in_file(path)
+                self._spaces[name] = DlibFaceSpace()
+            elif name == VOICE_SPACE:
+                from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace
+
+                self._spaces[name] = Ge2eVoiceSpace()
+            else:
+                raise KeyError(name)
+        return self._spaces[name]
+
+    def space_info(self, name: str) -> dict:
+        """{"model_id", "dim"} of a space (loads it)."""
+        space = self.space(name)
+        return {"model_id": space.model_id, "dim": int(space.dim)}
+
+    # ----- faces ------------------------------------------------------------------------------------------------
+    def prepare_face(self, path: str | Path, spaces: Sequence[str], all_faces: bool = False) -> list[PreparedFace]:
+        """Detect the largest face of an image (every face with `all_faces`) and prepare each space's input.
+
+        NoFaceFound/UnreadableMedia on failure.
+        """
+        image, found = self.detector.image_and_faces(path)
         chosen = found if all_faces else found[:1]
-        vectors = self.embed_face_crops(np.stack([crop.pixels for crop in chosen]))
-        return [
-            Embedding(vector=vector, modality="face", source=str(path), model_id=self.model_id,
-                      quality={**crop.quality(), "faces_in_image": len(found)})
-            for crop, vector in zip(chosen, vectors)
-        ]
+        return [PreparedFace(crop, {name: self.space(name).prepare(image, crop) for name in spaces}, len(found))
+                for crop in chosen]
 
-    def embed_voice(self, path: str | Path) -> Embedding:
+    def embed_prepared_faces(self, faces: Sequence[PreparedFace], spaces: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """{space: unit vector} for each prepared face, every space's faces in one batch."""
+        vectors = [{} for _ in faces]
+        for name in spaces:
+            if faces:
+                for row, vector in zip(vectors, self.space(name).embed(np.stack([face.inputs[name] for face in faces]))):
+                    row[name] = vector
+        return vectors
+
+    def embed_face(self, path: str | Path, all_faces: bool = False, spaces: Sequence[str] | None = None) -> list[Embedding]:
+        """Embed the largest face of an image (every face with `all_faces`) in `spaces` (default: every face space)."""
+        spaces = list(spaces) if spaces is not None else spaces_of("face")
+        prepared = self.prepare_face(path, spaces, all_faces)
+        return [self.face_embedding(path, face, vectors, spaces)
+                for face, vectors in zip(prepared, self.embed_prepared_faces(prepared, spaces))]
+
+    def face_embedding(self, path: str | Path, face: PreparedFace, vectors: dict[str, np.ndarray],
+                       spaces: Sequence[str]) -> Embedding:
+        return Embedding(vectors=vectors, modality="face", source=str(path), quality=face.quality(),
+                         model_ids={name: self.space(name).model_id for name in spaces})
+
+    # ----- voices -----------------------------------------------------------------------------------------------
+    def embed_voice(self, path: str | Path, spaces: Sequence[str] | None = None) -> Embedding:
         """Embed a recording: windows of its speech, each embedded, averaged by seconds of speech, renormalised.
 
         The recording is streamed (an hour-long file is never held whole). TooLittleSpeech when it holds less than
         `min_speech_seconds`; UnreadableMedia for a bad file.
         """
         summary = SpeechSummary()
-        return self._voice_embedding(path, summary, speech_windows(path, summary))
+        return self._voice_embedding(path, summary, speech_windows(path, summary), spaces)
 
-    def embed_voices(self, paths: Sequence[str | Path]) -> list[Embedding | FvmatchError]:
+    def embed_voices(self, paths: Sequence[str | Path], spaces: Sequence[str] | None = None) -> list[Embedding | FvmatchError]:
         """`embed_voice` of many recordings, in their order, an error in place of each that fails.
 
         Clips up to a minute have their speech found in batches (the voice activity detector dominates the cost of
@@ -117,22 +170,25 @@ class Embedder:
                 results.append(found)
                 continue
             try:
-                results.append(self.embed_voice(path) if found is None else self._voice_embedding(path, *found))
+                results.append(self.embed_voice(path, spaces) if found is None
+                               else self._voice_embedding(path, *found, spaces))
             except FvmatchError as error:
                 results.append(error)
         return results
 
-    @torch.inference_mode()
-    def _voice_embedding(self, path: str | Path, summary: SpeechSummary, windows: Iterable[SpeechWindow]) -> Embedding:
-        total = np.zeros(self.embedding_dim, dtype=np.float64)
+    def _voice_embedding(self, path: str | Path, summary: SpeechSummary, windows: Iterable[SpeechWindow],
+                         spaces: Sequence[str] | None) -> Embedding:
+        spaces = list(spaces) if spaces is not None else spaces_of("voice")
+        totals = {name: np.zeros(self.space(name).dim, dtype=np.float64) for name in spaces}
         count = 0
         for window in windows:  # (a generator fills in `summary` as it goes)
-            mel = torch.from_numpy(window.features).unsqueeze(0).to(self.device)
-            total += window.speech_seconds * self.model.embed_voices(mel)[0].double().cpu().numpy()
+            for name in spaces:
+                totals[name] += window.speech_seconds * self.space(name).embed_speech(window.samples)
             count += 1
         require_speech(path, summary, self.min_speech_seconds)
-        vector = (total / np.linalg.norm(total)).astype(np.float32)
-        return Embedding(vector=vector, modality="voice", source=str(path), model_id=self.model_id,
+        vectors = {name: (total / np.linalg.norm(total)).astype(np.float32) for name, total in totals.items()}
+        return Embedding(vectors=vectors, modality="voice", source=str(path),
+                         model_ids={name: self.space(name).model_id for name in spaces},
                          quality={"speech_seconds": round(summary.speech_seconds, 2),
                                   "duration_seconds": round(summary.duration_seconds, 2),
                                   "sample_rate": summary.original_sample_rate, "channels": summary.channels,
@@ -179,10 +235,10 @@ def _shared_default() -> Embedder:
 
 
 def embed_face(path: str | Path) -> Embedding:
-    """The largest face in an image, embedded with the default model."""
+    """The largest face in an image, embedded in every face space with the default model."""
     return _shared_default().embed_face(path)[0]
 
 
 def embed_voice(path: str | Path) -> Embedding:
-    """A recording's speech, embedded with the default model."""
+    """A recording's speech, embedded in every voice space with the default model."""
     return _shared_default().embed_voice(path)

@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from fvmatch.spaces import spaces_of
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
@@ -198,7 +197,7 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
 def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple[str, object]:
     """Hash, check the gallery for the same file, crop a face; faces and voices are embedded later, in batches.
 
-    ("ready", (item, new row without its vector, face crop pixels or None)), or ("skipped", record) when the item is
+    ("ready", (item, new row without its vectors, PreparedFace or None)), or ("skipped", record) when the item is
     already enrolled for this identity.
     """
     if not item.path.is_file():
@@ -212,9 +211,9 @@ def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple
     source = str(item.path.resolve())
     if item.modality == "voice":
         return "ready", (item, NewItem(item.identity, "voice", source, sha256, size, 0.0, None, {}), None)
-    crop = embedder.detector.faces_in_file(item.path)[0]
-    return "ready", (item, NewItem(item.identity, "face", source, sha256, size, crop.probability, None,
-                                   crop.quality()), crop.pixels)
+    face = embedder.prepare_face(item.path, spaces_of("face"))[0]
+    return "ready", (item, NewItem(item.identity, "face", source, sha256, size, face.crop.probability, None,
+                                   face.quality()), face)
 
 
 def _problem(item: EnrollItem, error: FvmatchError) -> str:
@@ -238,14 +237,14 @@ def _embed_voices(embedder, batch: Sequence[EnrollItem], outcomes: list) -> None
             outcomes[position] = ("failed", _problem(batch[position], embedding))
         else:
             new = outcomes[position][1][1]
-            new.vector, new.quality, new.quality_details = (embedding.vector, embedding.quality["speech_seconds"],
-                                                            embedding.quality)
+            new.vectors, new.quality, new.quality_details = (embedding.vectors, embedding.quality["speech_seconds"],
+                                                             embedding.quality)
 
 
 def _embed_faces(embedder, entries: list) -> None:
-    """Embed the batch's face crops in one forward pass and put each vector on its row."""
+    """Embed the batch's prepared faces, each space in one batch, and put the vectors on their rows."""
     if not entries:
         return
-    vectors = embedder.embed_face_crops(np.stack([pixels for _, _, pixels in entries]))
-    for (_, new, _), vector in zip(entries, vectors):
-        new.vector = vector
+    vectors = embedder.embed_prepared_faces([face for _, _, face in entries], spaces_of("face"))
+    for (_, new, _), face_vectors in zip(entries, vectors):
+        new.vectors = face_vectors

@@ -1,14 +1,22 @@
 """What a score means: the trial type it belongs to and, where the model is calibrated, an LR and a decision.
 
-Scores are cosines in the joint space. Each trial type (face-voice, face-face, voice-voice) has its own score
-distributions, so calibration is per trial type (ARCHITECTURE.md section 6). A model without a calibration for
-a trial type gets no decision: we say so rather than invent a threshold.
+Scores are cosines in one embedding space. Each (space, trial type) has its own score distributions, so
+calibration is per space and trial type (ARCHITECTURE.md section 6): the joint space's entries are keyed by trial
+type ("face-voice"), another space's by space and trial type ("dlib-face face-face"), each recording the model id
+of the space it was made with. A score without a calibration gets no decision: we say so rather than invent a
+threshold.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
+JOINT = "joint"
+
+
+def calibration_key(space: str, kind: str) -> str:
+    """Where a calibration keeps the entry of a (space, trial type)."""
+    return kind if space == JOINT else f"{space} {kind}"
 
 
 def trial_type(first: str, second: str) -> str:
@@ -26,33 +34,41 @@ class Judgement:
     decision: str | None  # "same person" | "different person" | None when uncalibrated
     note: str
     verbal: str | None = None  # ENFSI verbal equivalent of the LR, None when uncalibrated
+    space: str = JOINT
+    model_id: str = ""  # of the space that scored it
 
     def to_dict(self) -> dict:
-        return {"score": round(self.score, 6), "trial_type": self.trial_type, "log10_lr": self.log10_lr,
-                "verbal": self.verbal, "decision": self.decision, "note": self.note}
+        return {"score": round(self.score, 6), "trial_type": self.trial_type, "space": self.space,
+                "space_model_id": self.model_id, "log10_lr": self.log10_lr, "verbal": self.verbal,
+                "decision": self.decision, "note": self.note}
 
 
-def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01) -> Judgement:
-    """Interpret a score under the model card's calibration (None: the model has none).
+def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, space: str = JOINT,
+          model_id: str = "") -> Judgement:
+    """Interpret a score of `space` (whose model is `model_id`) under the model card's calibration (None: none).
 
-    Calibrated: the log10 LR of the trial type's map with its verbal equivalent, and the decision at the
+    Calibrated: the log10 LR of the (space, trial type)'s map with its verbal equivalent, and the decision at the
     threshold for false-match rate `fmr` (1% by default; BadArgument lists the rates the calibration offers).
+    An entry made with another model of the space is not used (and the note says so).
     """
-    if not calibration or kind not in calibration:
+    entry = (calibration or {}).get(calibration_key(space, kind))
+    made_with = (entry or {}).get("space_model_id")
+    if entry is None or (made_with and model_id and made_with != model_id):
+        why = (f"its {space} {kind} calibration was made with model {made_with[:16]}, not {model_id[:16]}"
+               if entry is not None else f"this model has no {space} {kind} calibration")
         return Judgement(score, kind, None, None,
-                         f"uncalibrated: this model has no {kind} calibration, so the score carries no likelihood "
-                         "ratio and no decision (calibrate the model on labelled trials first)")
+                         f"uncalibrated: {why}, so the score carries no likelihood ratio and no decision (calibrate "
+                         "on labelled trials first)", space=space, model_id=model_id)
     from fvmatch.calibration import log10_lr, operating_point, verbal_equivalent
 
-    entry = calibration[kind]
     point = operating_point(entry, fmr)
     value = round(float(log10_lr(score, entry)), 4)
     decision = "same person" if score > point["threshold"] else "different person"
     trials = entry["trials"]
     source = ", ".join(f"{label}{calibration[key]}" for key, label in (("data", ""), ("split", "split "), ("created", ""))
                        if calibration.get(key))
-    note = (f"calibrated: {kind} map from {trials['same']:,} same-person and {trials['different']:,} different-person "
+    note = (f"calibrated: {space} {kind} map from {trials['same']:,} same-person and {trials['different']:,} different-person "
             f"trials{f' ({source})' if source else ''}; decision at the {point['fmr_target']:.1%} false-match-rate "
             f"operating point (same person when score > {point['threshold']:.4f}; {point['fnmr']:.1%} of the "
             "same-person trials scored at or below it)")
-    return Judgement(score, kind, value, decision, note, verbal_equivalent(value))
+    return Judgement(score, kind, value, decision, note, verbal_equivalent(value), space, model_id)

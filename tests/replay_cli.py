@@ -2,8 +2,8 @@
 
     python tests/replay_cli.py TABLE.npz enroll --manifest M.csv --gallery G --json
 
-TABLE.npz holds, per file content (sha256), the vector and quality figures the real model gave when a real
-`fvmatch enroll` embedded that file (`write_replay_table`), and the model id it pinned. Everything else is the
+TABLE.npz holds, per file content (sha256), the vectors (one per embedding space) and quality figures the real
+spaces gave when a real `fvmatch enroll` embedded that file (`write_replay_table`), and the model ids it recorded. Everything else is the
 real command: the write lock, SQLite, hnswlib, the audit trail, the output and the exit code. Without torch a run
 starts in a third of a second, so a test can kill and re-run enrolments dozens of times.
 
@@ -54,7 +54,7 @@ class Reference:
     table: Path
     model_id: str
     rows: list[tuple[str, str, str, str]]  # (identity, modality, path relative to corpus, sha256), by identity
-    embeddings: dict[tuple[str, str], bytes]  # (modality, sha256) -> float32 embedding as stored
+    embeddings: dict[tuple[str, str], bytes]  # (modality, sha256) -> float32 joint embedding as stored
 
     def manifest(self, name: str, identities) -> Path:
         """A manifest (in the corpus folder) of these identities' files, identity by identity."""
@@ -97,7 +97,8 @@ def build_reference(tmp_path_factory) -> Reference:
     write_replay_table(gallery, table)
     connection = sqlite3.connect(gallery / "gallery.db")
     stored = connection.execute("SELECT identities.label, media.modality, media.source_path, media.sha256, "
-                                "media.embedding FROM media JOIN identities ON identities.id = media.identity_id "
+                                "vectors.embedding FROM media JOIN identities ON identities.id = media.identity_id "
+                                "JOIN vectors ON vectors.media_id = media.id AND vectors.space = 'joint' "
                                 "ORDER BY identities.label, media.modality, media.source_path").fetchall()
     model_id = connection.execute("SELECT value FROM meta WHERE key = 'model_id'").fetchone()[0]
     connection.close()
@@ -126,30 +127,51 @@ def replayed_gallery(reference: Reference, directory: Path, manifest_name: str, 
 def write_replay_table(gallery: Path, out: Path) -> None:
     """The embeddings a real enrolment stored in `gallery`, keyed by file content, for replay."""
     connection = sqlite3.connect(gallery / "gallery.db")
-    rows = connection.execute("SELECT sha256, modality, embedding, quality, quality_json FROM media"
-                              " ORDER BY id").fetchall()
+    rows = connection.execute("SELECT id, sha256, modality, quality, quality_json FROM media ORDER BY id").fetchall()
     meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+    spaces = json.loads(meta["spaces"])
+    arrays = {}
+    for space, info in spaces.items():  # a (rows, dim) array per space; rows of another modality stay zero
+        vectors = np.zeros((len(rows), info["dim"]), np.float32)
+        stored = dict(connection.execute("SELECT media_id, embedding FROM vectors WHERE space = ?", [space]).fetchall())
+        for row, (media_id, *_) in enumerate(rows):
+            if media_id in stored:
+                vectors[row] = np.frombuffer(stored[media_id], np.float32)
+        arrays[f"space:{space}"] = vectors
     connection.close()
-    np.savez(out, sha256=np.array([r[0] for r in rows]), modality=np.array([r[1] for r in rows]),
-             vectors=np.stack([np.frombuffer(r[2], np.float32) for r in rows]),
+    np.savez(out, sha256=np.array([r[1] for r in rows]), modality=np.array([r[2] for r in rows]),
              quality=np.array([r[3] for r in rows]), quality_json=np.array([r[4] for r in rows]),
-             model_id=np.array(meta["model_id"]), model_path=np.array(meta["model_path"]))
+             model_id=np.array(meta["model_id"]), model_path=np.array(meta["model_path"]),
+             spaces=np.array(json.dumps(spaces)), **arrays)
 
 
 @dataclass
 class _Embedding:
-    vector: np.ndarray
+    modality: str
+    vectors: dict[str, np.ndarray]
+    model_ids: dict[str, str]
     quality: dict = field(default_factory=dict)
 
 
 @dataclass
 class _Crop:
     probability: float
+
+
+@dataclass
+class _Face:
+    crop: _Crop
     details: dict
-    pixels: np.ndarray  # the row of the table, standing in for the 160x160 crop
+    row: int  # the row of the table, standing in for each space's prepared input
 
     def quality(self) -> dict:
         return self.details
+
+
+@dataclass
+class _Space:
+    model_id: str
+    dim: int
 
 
 class ReplayEmbedder:
@@ -158,12 +180,14 @@ class ReplayEmbedder:
     def __init__(self, table: Path, delay_seconds: float = 0.0) -> None:
         data = np.load(table)
         self.row = {(m, s): i for i, (s, m) in enumerate(zip(data["sha256"], data["modality"]))}
-        self.vectors = data["vectors"]
+        self.spaces = {name: _Space(info["model_id"], info["dim"]) for name, info in json.loads(str(data["spaces"])).items()}
+        self.vectors = {name: data[f"space:{name}"] for name in self.spaces}
+        self.modality = data["modality"]
         self.quality = data["quality"]
         self.quality_json = data["quality_json"]
         self.model_id = str(data["model_id"])
         self.checkpoint_path = str(data["model_path"])
-        self.embedding_dim = self.vectors.shape[1]
+        self.embedding_dim = self.spaces["joint"].dim
         self.card = {"model_id": self.model_id, "embedding_dim": self.embedding_dim}
         self.delay_seconds = delay_seconds
 
@@ -177,32 +201,41 @@ class ReplayEmbedder:
             raise UnreadableMedia(path, f"not in the replay table as a {modality}")
         return row
 
-    @property
-    def detector(self) -> "ReplayEmbedder":
-        return self
+    def space(self, name: str) -> _Space:
+        return self.spaces[name]
 
-    def faces_in_file(self, path) -> list[_Crop]:
+    def space_info(self, name: str) -> dict:
+        return {"model_id": self.spaces[name].model_id, "dim": self.spaces[name].dim}
+
+    def _spaces_of(self, row: int, spaces) -> list[str]:
+        return list(spaces) if spaces is not None else [
+            name for name in self.spaces if self.vectors[name][row].any()]
+
+    def _embedding(self, row: int, spaces) -> _Embedding:
+        names = self._spaces_of(row, spaces)
+        return _Embedding(str(self.modality[row]), {name: self.vectors[name][row] for name in names},
+                          {name: self.spaces[name].model_id for name in names}, json.loads(str(self.quality_json[row])))
+
+    def prepare_face(self, path, spaces, all_faces: bool = False) -> list[_Face]:
         row = self._lookup(path, "face")
-        return [_Crop(float(self.quality[row]), json.loads(str(self.quality_json[row])), np.array([row]))]
+        return [_Face(_Crop(float(self.quality[row])), json.loads(str(self.quality_json[row])), row)]
 
-    def embed_face_crops(self, crops: np.ndarray) -> np.ndarray:
-        return self.vectors[crops[:, 0]]
+    def embed_prepared_faces(self, faces, spaces) -> list[dict]:
+        return [{name: self.vectors[name][face.row] for name in spaces} for face in faces]
 
-    def embed_face(self, path, all_faces: bool = False) -> list[_Embedding]:
-        row = self._lookup(path, "face")
-        return [_Embedding(self.vectors[row], json.loads(str(self.quality_json[row])))]
+    def embed_face(self, path, all_faces: bool = False, spaces=None) -> list[_Embedding]:
+        return [self._embedding(self._lookup(path, "face"), spaces)]
 
-    def embed_voice(self, path) -> _Embedding:
-        row = self._lookup(path, "voice")
-        return _Embedding(self.vectors[row], json.loads(str(self.quality_json[row])))
+    def embed_voice(self, path, spaces=None) -> _Embedding:
+        return self._embedding(self._lookup(path, "voice"), spaces)
 
-    def embed_voices(self, paths) -> list:
+    def embed_voices(self, paths, spaces=None) -> list:
         from fvmatch.errors import FvmatchError
 
         results = []
         for path in paths:
             try:
-                results.append(self.embed_voice(path))
+                results.append(self.embed_voice(path, spaces))
             except FvmatchError as error:
                 results.append(error)
         return results

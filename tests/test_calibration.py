@@ -1,4 +1,5 @@
-"""Calibration: score -> log10 LR per trial type, thresholds, Cllr, refusals, and judge() with a calibrated model."""
+"""Calibration: score -> log10 LR per (space, trial type), thresholds, Cllr, refusals, and judge() with a calibrated
+model."""
 from __future__ import annotations
 
 import json
@@ -163,17 +164,22 @@ def test_judge_decides_on_both_sides_of_the_threshold(entry):
     assert json.loads(json.dumps(above.to_dict()))["verbal"] == above.verbal
 
 
-def handmade_corpus(identities: int, items: int, seed: int = 0) -> EmbeddedCorpus:
+def handmade_corpus(identities: int, items: int, seed: int = 0, space: str = "joint", model_id: str = "a" * 64,
+                    noise: float = 1.0) -> EmbeddedCorpus:
+    """People with a random centre each, items the centre plus noise; a face or voice space has no items of the
+    other modality."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(identities, 8))
 
-    def item_set(folder: str) -> ItemSet:
-        vectors = centres.repeat(items, axis=0) + rng.normal(size=(identities * items, 8))
-        return ItemSet([f"{folder}/id{i:03d}/v0/{k}" for i in range(identities) for k in range(items)],
-                       np.arange(identities).repeat(items), vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    def item_set(folder: str, embedded: bool) -> ItemSet:
+        count = identities * items if embedded else 0
+        vectors = centres.repeat(items, axis=0)[:count] + noise * rng.normal(size=(count, 8))
+        return ItemSet([f"{folder}/id{i:03d}/v0/{k}" for i in range(identities) for k in range(items)][:count],
+                       np.arange(identities).repeat(items)[:count], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
     people = [{"identity": f"id{i:03d}", "gender": "", "nationality": "", "age": None} for i in range(identities)]
-    return EmbeddedCorpus(Path("/data/corpus"), "val", "a" * 64, people, item_set("faces"), item_set("voices"))
+    return EmbeddedCorpus(Path("/data/corpus"), "val", model_id, people, item_set("faces", space != "ge2e-voice"),
+                          item_set("voices", space != "dlib-face"), space=space)
 
 
 def test_calibrate_fits_every_trial_type_of_a_corpus_into_a_json_card_entry():
@@ -210,3 +216,59 @@ def test_calibrated_checkpoint_keeps_the_model_id_and_carries_the_calibration(tm
     assert judge(0.9, "face-voice", loaded.card["calibration"]).decision == "same person"
     with pytest.raises(ModelMismatch):
         write_calibrated_checkpoint(DEFAULT_CHECKPOINT, tmp_path / "other.safetensors", {**calibration, "model_id": "b" * 64})
+
+
+def test_calibrate_fits_each_trial_type_in_its_own_space_under_its_calibration_key():
+    corpora = {"joint": handmade_corpus(30, 6, seed=1),
+               "dlib-face": handmade_corpus(30, 6, seed=2, space="dlib-face", model_id="d" * 64, noise=0.5),
+               "ge2e-voice": handmade_corpus(30, 6, seed=3, space="ge2e-voice", model_id="e" * 64, noise=0.7)}
+    calibration = calibrate(corpora, seed=3)
+    entries = {key: entry for key, entry in calibration.items() if isinstance(entry, dict) and "map" in entry}
+    assert {key: (entry["space"], entry["space_model_id"]) for key, entry in entries.items()} == {
+        "face-voice": ("joint", "a" * 64), "dlib-face face-face": ("dlib-face", "d" * 64),
+        "ge2e-voice voice-voice": ("ge2e-voice", "e" * 64)}
+    assert calibration["model_id"] == "a" * 64 and calibration["format"] == "fvmatch-calibration/2"
+    assert calibration["spaces"] == {"joint": "a" * 64, "dlib-face": "d" * 64, "ge2e-voice": "e" * 64}
+    # each entry is fitted on its own space's scores: the less noisy face space separates better
+    assert entries["dlib-face face-face"]["eer"]["value"] < entries["face-voice"]["eer"]["value"]
+    assert entries["dlib-face face-face"]["trials"] == {"same": 30 * 15, "different": 180 * 179 // 2 - 30 * 15,
+                                                       "identities": 30}
+    assert json.loads(json.dumps(calibration)) == calibration
+    # judge reads an entry with the space's model, and refuses it with another model of that space
+    threshold = entries["dlib-face face-face"]["operating_points"][0]["threshold"]
+    judged = judge(threshold + 0.05, "face-face", calibration, space="dlib-face", model_id="d" * 64)
+    assert judged.decision == "same person" and judged.log10_lr > 0
+    assert judge(threshold + 0.05, "face-face", calibration, space="dlib-face", model_id="0" * 64).decision is None
+    assert judge(0.9, "face-face", calibration).decision is None  # the joint space has no face-face calibration
+
+
+def test_calibrate_in_one_space_fits_what_that_space_scores_and_names_it_when_trials_are_too_few():
+    faces_only = handmade_corpus(30, 6, space="dlib-face", model_id="d" * 64)
+    calibration = calibrate(faces_only)
+    assert "model_id" not in calibration  # no joint-space entry: nothing ties it to one checkpoint's weights
+    assert [key for key, entry in calibration.items() if isinstance(entry, dict) and "map" in entry] == [
+        "dlib-face face-face"]
+    with pytest.raises(BadArgument) as refused:
+        calibrate({"dlib-face": handmade_corpus(30, 2, space="dlib-face", model_id="d" * 64),
+                   "ge2e-voice": handmade_corpus(8, 6, space="ge2e-voice", model_id="e" * 64)})
+    message = str(refused.value)
+    assert "too few trials in split 'val' to calibrate" in message
+    assert "dlib-face face-face: 30 same-person trials (at least 100 needed)" in message
+    assert "ge2e-voice voice-voice: 120 same-person trials" not in message
+    assert "ge2e-voice voice-voice: 8 people with same-person trials (at least 10 needed)" in message
+    assert "face-voice" not in message  # neither space scores it: not asked for
+    with pytest.raises(BadArgument, match="none of the spaces dlib-face scores face-voice trials"):
+        calibrate(faces_only, trial_types=["face-voice"])
+
+
+def test_a_calibrated_checkpoint_refuses_joint_entries_of_another_model(tmp_path, entry):
+    from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
+
+    model_id = read_card(DEFAULT_CHECKPOINT)["model_id"]
+    other_space = {**entry, "space": "dlib-face", "space_model_id": "d" * 64}
+    card = write_calibrated_checkpoint(DEFAULT_CHECKPOINT, tmp_path / "faces.safetensors",
+                                       {"dlib-face face-face": other_space, "spaces": {"dlib-face": "d" * 64}})
+    assert card["model_id"] == model_id and card["calibration"]["dlib-face face-face"]["space_model_id"] == "d" * 64
+    with pytest.raises(ModelMismatch, match="made with model bbbbbbbbbbbbbbbb"):
+        write_calibrated_checkpoint(DEFAULT_CHECKPOINT, tmp_path / "other.safetensors",
+                                    {"face-voice": {**entry, "space": "joint", "space_model_id": "b" * 64}})

@@ -31,20 +31,22 @@ def test_usage_error_exits_2_without_importing_torch():
     assert result.stderr.strip() == "fvmatch: error: embed: give exactly one of --face IMG or --voice AUDIO"
 
 
-def test_embed_face_json_is_a_unit_vector_with_its_quality(grace_hopper):
+def test_embed_face_json_gives_a_unit_vector_per_face_space_with_its_quality(grace_hopper):
     result = run_cli("embed", "--face", grace_hopper, "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    vector = np.array(document["embedding"])
-    assert vector.shape == (256,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
     assert document["modality"] == "face" and document["quality"]["detection_probability"] > 0.99
-    assert len(document["model_id"]) == 64
+    assert {name: space["dim"] for name, space in document["spaces"].items()} == {"joint": 256, "dlib-face": 128}
+    for space in document["spaces"].values():
+        vector = np.array(space["embedding"])
+        assert vector.shape == (space["dim"],) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+        assert len(space["model_id"]) == 64
 
 
 def test_embed_voice_prints_the_embedding_and_speech_seconds(media_dir):
-    result = run_cli("embed", "--voice", media_dir / "speech.wav")
+    result = run_cli("embed", "--voice", media_dir / "speech.wav", "--space", "joint")
     assert result.returncode == 0, result.stderr
-    assert "speech_seconds" in result.stdout and "256-D unit vector" in result.stdout
+    assert "speech_seconds" in result.stdout and "joint space" in result.stdout and "256-D unit vector" in result.stdout
     numbers = [float(token) for token in result.stdout.split() if token[:1] in "+-" and token[1:2].isdigit()]
     assert len(numbers) == 256
 

@@ -109,10 +109,10 @@ def test_a_deleted_index_is_rebuilt_and_info_reports_it(gallery):
     (gallery / "voice.hnsw").unlink()
     info = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
     assert info["counts"] == {"identities": 4, "face": 8, "voice": 8}
-    assert info["indexes"]["voice"]["state"] == "rebuilt" and info["indexes"]["voice"]["live_items"] == 8
+    assert info["indexes"]["joint voice"]["state"] == "rebuilt" and info["indexes"]["joint voice"]["live_items"] == 8
     assert (gallery / "voice.hnsw").exists()
     again = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
-    assert again["indexes"]["voice"]["state"] == "ok"
+    assert again["indexes"]["joint voice"]["state"] == "ok"
 
 
 def test_another_model_is_refused_and_changes_nothing(gallery, corpus, tmp_path):
@@ -204,7 +204,9 @@ def test_enroll_from_a_directory_takes_labels_from_folders_and_modality_from_fil
 def test_reindex_rebuilds_both_indexes_with_every_item(gallery):
     result = run_cli("gallery", "reindex", "--gallery", gallery, "--json")
     assert result.returncode == 0
-    assert json.loads(result.stdout) == {"reindexed": {"face": 8, "voice": 8}}
+    assert json.loads(result.stdout) == {
+        "reindexed": {"joint face": 8, "joint voice": 8, "dlib-face face": 8, "ge2e-voice voice": 8},
+        "filled": 0, "unavailable": 0, "unavailable_items": []}
     info = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
     assert all(index["state"] == "ok" and index["agrees_with_database"] for index in info["indexes"].values())
 
@@ -221,15 +223,17 @@ def test_verify_with_a_calibrated_model_reports_the_lr_and_decides(corpus, tmp_p
     calibrated = tmp_path / "calibrated.safetensors"
     write_calibrated_checkpoint(DEFAULT_CHECKPOINT, calibrated, {"model_id": model_id, "voice-voice": entry})
     voice = corpus / "voices/id00000/v0/00000.wav"
-    same = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--json")
+    # (the calibration is the joint space's: --space joint scores the voices there)
+    same = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--space", "joint", "--json")
     assert same.returncode == 0, same.stderr
     answer = json.loads(same.stdout)
     assert answer["decision"] == "same person" and answer["log10_lr"] > 1 and "support" in answer["verbal"]
     other = run_cli("verify", "--voice", voice, "--voice", corpus / "voices/id00003/v1/00001.wav",
-                    "--model", calibrated)
+                    "--model", calibrated, "--space", "joint")
     assert other.returncode == 1
     assert "decision: different person" in other.stdout and "1.0% false-match-rate" in other.stdout
-    unknown = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--fmr", "0.05")
+    unknown = run_cli("verify", "--voice", voice, "--voice", voice, "--model", calibrated, "--space", "joint",
+                      "--fmr", "0.05")
     assert unknown.returncode == 2 and "1.0%" in unknown.stderr
 
 
@@ -248,7 +252,8 @@ def test_every_gallery_command_is_in_the_audit_trail_and_tampering_is_named(gall
     rows = json.loads(run_cli("audit", "log", "--gallery", gallery, "--json").stdout)[len(earlier):]
     assert [row["command"] for row in rows] == ["identify", "gallery remove"]
     assert rows[0]["inputs"] == [{"path": str(face.resolve()), "sha256": hashlib.sha256(face.read_bytes()).hexdigest()}]
-    assert rows[0]["result"]["candidates"][0]["identity"] == "id00002"
+    trial = rows[0]["result"]["trials"][0]  # a face against voices: face-voice trials in the joint space
+    assert (trial["space"], trial["candidates"][0]["identity"]) == ("joint", "id00002")
     assert all(len(row["row_hash"]) == 64 for row in rows)
     removals = json.loads(run_cli("audit", "log", "--command", "gallery remove", "--gallery", gallery, "--json").stdout)
     assert [row["result"]["identity"] for row in removals] == ["id00003"]

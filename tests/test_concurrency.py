@@ -85,7 +85,7 @@ def start(command: list[str], **env) -> subprocess.Popen:
 
 def identify(reference, gallery: Path, modality: str, relative: str) -> list[str]:
     return replay_command(reference.table, "identify", f"--{modality}", reference.corpus / relative,
-                          "--against", modality, "--top", "6", "--gallery", gallery, "--json")
+                          "--against", modality, "--top", "6", "--space", "joint", "--gallery", gallery, "--json")
 
 
 def test_two_enrolments_and_many_identifications_at_once_all_land_and_all_answer(reference, base_gallery, tmp_path):

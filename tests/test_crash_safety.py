@@ -152,8 +152,12 @@ def check_gallery(directory: Path, reference) -> int:
     try:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]  # (a)
         assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
-        rows = connection.execute("SELECT media.id, identities.label, media.modality, media.sha256, media.embedding"
-                                  " FROM media JOIN identities ON identities.id = media.identity_id").fetchall()
+        rows = connection.execute("SELECT media.id, identities.label, media.modality, media.sha256, vectors.embedding"
+                                  " FROM media JOIN identities ON identities.id = media.identity_id"
+                                  " LEFT JOIN vectors ON vectors.media_id = media.id AND vectors.space = 'joint'").fetchall()
+        # every stored item has its vector in each space of its modality (joint and one pretrained space)
+        assert connection.execute("SELECT count(*) FROM media WHERE (SELECT count(*) FROM vectors"
+                                  " WHERE vectors.media_id = media.id) != 2").fetchone() == (0,)
         # an identity is created only with its first stored item
         assert connection.execute("SELECT count(*) FROM identities"
                                   " WHERE id NOT IN (SELECT identity_id FROM media)").fetchone() == (0,)

@@ -23,14 +23,14 @@ def unseen(tmp_path_factory, embedder):
         label = f"id{index:05d}"
         for path in sorted((out / "faces" / label).rglob("*.jpg")):
             try:
-                faces.append(embedder.embed_face(path)[0].vector)
+                faces.append(embedder.embed_face(path, spaces=["joint"])[0].vectors["joint"])
                 face_owner.append(index)
             except NoFaceFound:  # a synthetic face MTCNN misses (about 1%) is left out, as enrol would
                 pass
         for path in sorted((out / "voices" / label).rglob("*.wav")):
-            voices.append(embedder.embed_voice(path).vector)
+            voices.append(embedder.embed_voice(path, spaces=["joint"]).vectors["joint"])
             voice_owner.append(index)
-            telephone.append(embedder.embed_voice(phone_copy(path, out / "8k" / f"{label}-{path.name}")).vector)
+            telephone.append(embedder.embed_voice(phone_copy(path, out / "8k" / f"{label}-{path.name}"), spaces=["joint"]).vectors["joint"])
     return (np.stack(faces), np.array(face_owner), np.stack(voices), np.array(voice_owner)), np.stack(telephone)
 
 

@@ -214,8 +214,9 @@ def test_an_index_file_written_short_is_reported_and_never_vouched_for(reference
                             timeout=60, env={**os.environ, "REPLAY_FAULT": "index-short"})
     assert result.returncode == 2 and result.stdout == ""
     error = the_one_error(result.stderr)
-    assert error.startswith(f"fvmatch: error: {directory}/face.hnsw: cannot write to the gallery: index written "
-                            "incompletely (")
+    # (the first index saved: the face space's)
+    assert error.startswith(f"fvmatch: error: {directory}/dlib-face-face.hnsw: cannot write to the gallery: index "
+                            "written incompletely (")
     assert error.endswith(" bytes; disk full?)")
     after = gallery_state(directory)
     # the database committed the batches; the index files in place are the old ones, vouched for by their sidecars
@@ -258,14 +259,16 @@ def test_every_gallery_file_is_readable_by_its_owner_only_whatever_the_umask(ref
                               timeout=60, preexec_fn=lambda: os.umask(0), env={**os.environ, **env})
 
     assert enroll(reference.manifest("disk-base.csv", BASE)).returncode == 0
-    # killed while saving its second index: the database's -wal and -shm and the temporary files are all there
+    # killed while saving its second index (the voice space's): the database's -wal and -shm and the temporary
+    # files are all there
     killed = enroll(manifest, REPLAY_KILL="index-temp:2")
     assert killed.returncode == -signal.SIGKILL
     names = {p.name for p in directory.iterdir()}
-    assert {"gallery.db", "gallery.db-wal", "gallery.db-shm", "write.lock", "face.hnsw", "face.hnsw.json",
-            "voice.hnsw", "voice.hnsw.json"} < names
-    assert any(name.startswith("voice.hnsw.tmp") for name in names)
-    assert any(name.startswith("voice.hnsw.json.tmp") for name in names)
+    indexes = {f"{name}{suffix}" for name in ("face.hnsw", "voice.hnsw", "dlib-face-face.hnsw", "ge2e-voice-voice.hnsw")
+               for suffix in ("", ".json")}
+    assert {"gallery.db", "gallery.db-wal", "gallery.db-shm", "write.lock", *indexes} < names
+    assert any(name.startswith("ge2e-voice-voice.hnsw.tmp") for name in names)
+    assert any(name.startswith("ge2e-voice-voice.hnsw.json.tmp") for name in names)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
     assert modes == {name: 0o600 for name in names}

@@ -1,6 +1,8 @@
-"""Evaluation protocols: trial lists, metrics against independent computations, bootstrap intervals, corpus embedding."""
+"""Evaluation protocols: trial lists, metrics against independent computations, bootstrap intervals, corpus embedding
+per space."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,8 +11,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from fvmatch.errors import BadArgument
-from fvmatch.evaluation import (EmbeddedCorpus, ItemSet, TrialCounts, embed_corpus, evaluate, read_trials, table2_rows,
-                                trials_for, without_scores, write_plots, write_trials)
+from fvmatch.evaluation import (EmbeddedCorpus, ItemSet, TrialCounts, embed_corpus, embed_spaces, evaluate, make_trials,
+                                read_trials, table2_rows, trials_for, without_scores, write_plots, write_trials)
 from fvmatch.evaluation import metrics
 from fvmatch.evaluation.trials import age_band
 
@@ -34,6 +36,14 @@ def handmade_corpus(identities: int = 40, items: int = 3, noise: float = 0.8, di
                        vectors=(vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32))
 
     return EmbeddedCorpus(Path("/nonexistent/corpus"), "test", "f" * 64, people, item_set("faces"), item_set("voices"))
+
+
+def in_space(corpus: EmbeddedCorpus, space: str, model_id: str) -> EmbeddedCorpus:
+    """The corpus as a space would embed it: its model id, and no items of a modality the space does not embed."""
+    empty = ItemSet([], np.zeros(0, np.int64), np.zeros((0, corpus.faces.vectors.shape[1]), np.float32))
+    return dataclasses.replace(corpus, space=space, model_id=model_id,
+                               faces=empty if space == "ge2e-voice" else corpus.faces,
+                               voices=empty if space == "dlib-face" else corpus.voices)
 
 
 def owner(ref: str) -> str:
@@ -261,19 +271,22 @@ def test_write_plots_writes_roc_det_histograms_tippett_and_the_1_to_n_curve(tmp_
 
 
 class CountingEmbedder:
-    """The default Embedder, counting the files it is asked to embed."""
+    """The default Embedder, counting the files it is asked to embed (with the spaces asked for)."""
 
     def __init__(self, embedder) -> None:
         self.inner, self.calls = embedder, []
         self.model_id, self.min_speech_seconds = embedder.model_id, embedder.min_speech_seconds
 
-    def embed_face(self, path):
-        self.calls.append(Path(path).name)
-        return self.inner.embed_face(path)
+    def space(self, name):
+        return self.inner.space(name)
 
-    def embed_voice(self, path):
-        self.calls.append(Path(path).name)
-        return self.inner.embed_voice(path)
+    def embed_face(self, path, spaces):
+        self.calls.append((Path(path).name, tuple(spaces)))
+        return self.inner.embed_face(path, spaces=spaces)
+
+    def embed_voices(self, paths, spaces):
+        self.calls.extend((Path(path).name, tuple(spaces)) for path in paths)
+        return self.inner.embed_voices(paths, spaces=spaces)
 
 
 def test_embed_corpus_embeds_each_file_once_and_serves_the_second_run_from_cache(tmp_path, embedder):
@@ -288,6 +301,7 @@ def test_embed_corpus_embeds_each_file_once_and_serves_the_second_run_from_cache
                          total=done.append)
     assert done[0] == 4 * 2 + 1 + 4 and sum(done[1:]) == done[0]
     assert len(counting.calls) == 13 and first.embedded == 13 and first.from_cache == 0
+    assert {spaces for _, spaces in counting.calls} == {("joint",)}
     assert len(first.faces) == 8 and len(first.voices) == 4 and len(first.identities) == 4
     assert first.failures == [{"item": "faces/id00001/v0/broken.jpg", "error": first.failures[0]["error"]}]
     assert first.faces.paths[0] == "faces/id00000/v0/00000.jpg" and first.faces.owners.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
@@ -302,3 +316,92 @@ def test_embed_corpus_embeds_each_file_once_and_serves_the_second_run_from_cache
     assert "1:N F-V U N=5: no person has 4 others who fit the stratum" in result["trials"]["shortfalls"]
     with pytest.raises(BadArgument, match="no identity in split 'test'"):
         embed_corpus(data, counting, split="test")
+
+    # a voice space: each voice embedded once more (in that space only), no faces, its own cache file
+    both = embed_spaces(data, counting, ["joint", "ge2e-voice"], split="train", cache_dir=tmp_path / "cache")
+    assert counting.calls[13:] == [(f"{k:05d}.wav", ("ge2e-voice",)) for k in [0] * 4]
+    voices = both["ge2e-voice"]
+    voice_space = embedder.space("ge2e-voice")
+    assert voices.space == "ge2e-voice" and voices.model_id == voice_space.model_id != embedder.model_id
+    assert len(voices.faces) == 0 and voices.faces.vectors.shape == (0, voice_space.dim) and voices.failures == []
+    assert voices.voices.paths == first.voices.paths and voices.voices.vectors.shape == (4, voice_space.dim)
+    assert both["joint"].from_cache == 13 and voices.embedded == 4
+    assert (tmp_path / "cache" / f"embeddings-{voice_space.model_id}.npz").is_file()
+    result = evaluate(both, seed=0, counts=TrialCounts(40, 40, 20, 10), replicates=20)
+    assert result["spaces"]["ge2e-voice"]["trial_types"] == ["voice-voice"]  # (one clip each: no same-person pair)
+    assert any(shortfall.startswith("verification V-V U") for shortfall in result["trials"]["shortfalls"])
+    assert result["verification"]["face-face"]["space"] == "joint"  # no face space given: the joint one scores them
+
+
+def test_a_one_modality_space_scores_its_trial_type_and_skips_the_cross_modal_protocols(corpus):
+    faces_only = in_space(corpus, "dlib-face", "d" * 64)
+    result = evaluate(faces_only, seed=7, counts=SMALL, replicates=20)
+    assert set(result["verification"]) == {"face-face"}
+    assert result["verification"]["face-face"]["space"] == "dlib-face"
+    assert result["verification"]["face-face"]["model_id"] == "d" * 64
+    assert result["verification"]["face-face"]["U"]["trials"] == SMALL.same_modality
+    assert result["matching_1to2"] == result["matching_1toN"] == result["retrieval"] == {}
+    assert set(result["trials"]["counts"]) == {"verification F-F U"} and not result["trials"]["shortfalls"]
+    assert [(entry["trial_type"], entry["trials"]) for entry in result["not_evaluated"]] == [
+        ("face-voice", 0), ("voice-voice", 0)]
+    assert "dlib-face embeds faces only" in result["not_evaluated"][0]["reason"]
+    assert result["model_id"] is None and result["spaces"]["dlib-face"]["trial_types"] == ["face-face"]
+    # a trial list that holds them counts the trials it did not evaluate
+    full_list = trials_for(corpus, seed=7, counts=SMALL)
+    again = evaluate(faces_only, seed=7, trials=full_list, replicates=20)
+    assert again["verification"]["face-face"] == result["verification"]["face-face"]
+    assert {entry["trial_type"]: entry["trials"] for entry in again["not_evaluated"]} == {
+        "face-voice": sum(t.direction not in ("F-F", "V-V") for t in full_list.trials),
+        "voice-voice": SMALL.same_modality}
+
+
+def test_each_trial_type_is_scored_in_its_own_space_when_several_are_given(corpus):
+    # three spaces with different vectors for the same files: the face space's faces are another draw
+    other = handmade_corpus(seed=1)
+    corpora = {"joint": corpus, "dlib-face": in_space(other, "dlib-face", "d" * 64),
+               "ge2e-voice": in_space(other, "ge2e-voice", "e" * 64)}
+    trials = trials_for(corpora, seed=7, counts=SMALL)
+    result = evaluate(corpora, seed=7, trials=trials, replicates=20)
+    for kind, direction, space, scored in (("face-voice", "F-V", "joint", corpus), ("face-face", "F-F", "dlib-face", other),
+                                           ("voice-voice", "V-V", "ge2e-voice", other)):
+        pairs = block(trials, "verification", direction)
+        expected = roc_auc_score([t.target for t in pairs], [oracle_score(scored, t.probe, t.candidates[0]) for t in pairs])
+        assert result["verification"][kind]["U"]["auc"]["value"] == pytest.approx(expected, abs=1e-6)
+        assert result["verification"][kind]["space"] == space and result["spaces"][space]["trial_types"] == [kind]
+    assert result["verification"]["face-face"]["model_id"] == "d" * 64 and result["model_id"] == corpus.model_id
+    assert result["matching_1to2"]["F-V"]["space"] == result["retrieval"]["V-F"]["space"] == "joint"
+    assert result["not_evaluated"] == []
+    # the blocks of a trial type are those one space alone would draw
+    assert block(trials, "verification", "F-F") == block(trials_for(corpora["dlib-face"], seed=7, counts=SMALL),
+                                                         "verification", "F-F")
+    rows = {(row["protocol"], row["stratum"]): row for row in table2_rows(result)}
+    assert rows[("F-F verification AUC", "U")]["space"] == "dlib-face"
+    assert rows[("F-F verification AUC", "U")]["model_id"] == "d" * 64
+    assert rows[("V-F 1:2 accuracy", "G")]["space"] == "joint"
+    faces_only_rows = table2_rows(evaluate(corpora["dlib-face"], seed=7, counts=SMALL, replicates=20))
+    assert [row["protocol"] for row in faces_only_rows] == ["F-F verification AUC", "F-F verification EER"]
+
+
+def test_a_calibration_is_checked_in_the_space_that_scores_the_trial_type(corpus):
+    from fvmatch.calibration import calibrate
+
+    faces_only = in_space(corpus, "dlib-face", "d" * 64)
+    calibration = calibrate(faces_only)
+    result = evaluate(faces_only, seed=7, counts=SMALL, replicates=20, calibration=calibration)
+    assert result["calibration"]["face-face"]["space"] == "dlib-face" and "cllr" in result["calibration"]["face-face"]
+    assert result["calibration_maps"] == {"face-face": calibration["dlib-face face-face"]}
+    elsewhere = evaluate(in_space(corpus, "dlib-face", "0" * 64), seed=7, counts=SMALL, replicates=20,
+                         calibration=calibration)  # another model of the space: its scores are not the calibration's
+    assert "cllr" not in elsewhere["calibration"]["face-face"]
+    assert "made with model dddddddddddddddd" in elsewhere["calibration"]["face-face"]["note"]
+    assert elsewhere["calibration_maps"] == {}
+
+
+def test_unstratified_trial_lists_hold_the_unconstrained_blocks_of_the_chosen_trial_types(corpus, trials):
+    drawn = make_trials(corpus.identities, corpus.items_of("face"), corpus.items_of("voice"), seed=7, counts=SMALL,
+                        trial_types=["face-voice"], stratified=False)
+    assert {t.stratum for t in drawn.trials} == {"U"} and not drawn.shortfalls
+    assert {(t.protocol, t.direction) for t in drawn.trials} == {
+        ("verification", "F-V"), ("1:2", "F-V"), ("1:2", "V-F"), ("1:N", "F-V"), ("1:N", "V-F"), ("retrieval", "F-V"),
+        ("retrieval", "V-F")}
+    assert block(drawn, "1:2", "V-F") == block(trials, "1:2", "V-F")  # the same trials as in the full list

@@ -49,7 +49,7 @@ def gallery(tmp_path):
 def test_enrolled_item_finds_its_own_identity_first(gallery):
     items = clustered_items(30, 4)
     for item in items[::7]:
-        top = gallery.search(item.vector, [item.modality], top=5)
+        top = gallery.search(item.vectors["joint"], [item.modality], top=5)
         assert top[0].identity == item.identity and top[0].score == pytest.approx(1.0, abs=1e-5)
         assert top[0].source_path == item.source_path
         assert [c.rank for c in top] == [1, 2, 3, 4, 5]
@@ -57,7 +57,7 @@ def test_enrolled_item_finds_its_own_identity_first(gallery):
 
 
 def test_identities_are_ranked_by_their_best_item_across_modalities(gallery):
-    query = clustered_items(30, 4)[9].vector  # person002, a voice item
+    query = clustered_items(30, 4)[9].vectors["joint"]  # person002, a voice item
     top = gallery.search(query, ["face", "voice"], top=30)
     assert len({c.identity for c in top}) == len(top) == 30
     assert top[0].identity == "person002" and top[0].modality == "voice"
@@ -69,7 +69,7 @@ def test_removed_identity_disappears_from_results_and_counts(gallery):
     with gallery.writer():
         assert gallery.remove_identity("person002") == {"face": 2, "voice": 2}
         gallery.flush()
-    assert "person002" not in [c.identity for c in gallery.search(item.vector, ["face", "voice"], top=30)]
+    assert "person002" not in [c.identity for c in gallery.search(item.vectors["joint"], ["face", "voice"], top=30)]
     assert gallery.counts() == {"identities": 29, "face": 58, "voice": 58}
     with pytest.raises(UnknownIdentity, match="nobody: no such identity"):
         gallery.remove_identity("nobody")
@@ -89,23 +89,24 @@ def test_a_damaged_index_is_repaired_on_open_without_losing_media(gallery, damag
     else:  # an item committed to SQLite after the index was last saved, as after a crash between the two
         connection = sqlite3.connect(directory / "gallery.db")
         vector = unit(np.ones(DIM)).tobytes()
-        connection.execute("INSERT INTO media (identity_id, modality, space, source_path, sha256, size, quality,"
-                           " embedding, model_id, added) VALUES (1, 'face', 'joint', '/late', 'late', 1, 1, ?, 'model-a',"
-                           " 'now')", [vector])
+        media_id = connection.execute("INSERT INTO media (identity_id, modality, source_path, sha256, size, quality,"
+                                      " added) VALUES (1, 'face', '/late', 'late', 1, 1, 'now')").lastrowid
+        connection.execute("INSERT INTO vectors (media_id, space, model_id, embedding) VALUES (?, 'joint', 'model-a', ?)",
+                           [media_id, vector])
         connection.commit()
         connection.close()
     reopened = Gallery.open(directory)
     info = reopened.info()
-    face = info["indexes"]["face"]
+    face = info["indexes"]["joint face"]
     assert face["state"] == ("repaired" if damage == "stale" else "rebuilt")
     assert face["agrees_with_database"]
     expected_faces = 61 if damage == "stale" else 60
     assert info["counts"]["face"] == face["live_items"] == expected_faces
     for item in clustered_items(30, 4)[::2]:
-        assert reopened.search(item.vector, ["face"], top=1)[0].source_path == item.source_path
+        assert reopened.search(item.vectors["joint"], ["face"], top=1)[0].source_path == item.source_path
     # the repair was written back: the next open finds a sound index
     reopened.close()
-    assert Gallery.open(directory).info()["indexes"]["face"]["state"] == "ok"
+    assert Gallery.open(directory).info()["indexes"]["joint face"]["state"] == "ok"
 
 
 def test_a_second_process_sees_the_first_ones_commits(gallery):
@@ -120,7 +121,7 @@ def test_a_second_process_sees_the_first_ones_commits(gallery):
         "q = np.array(json.loads(sys.argv[1]), dtype=np.float32)\n"
         "print(json.dumps([g.counts(), g.search(q, ['voice'], top=1)[0].identity]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, json.dumps(extra.vector.tolist())],
+    result = subprocess.run([sys.executable, "-c", probe, json.dumps(extra.vectors["joint"].tolist())],
                             capture_output=True, text=True, timeout=60)
     counts, identity = json.loads(result.stdout)
     assert counts == {"identities": 31, "face": 60, "voice": 61} and identity == "latecomer"

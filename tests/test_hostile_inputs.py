@@ -231,12 +231,12 @@ def test_a_truncated_wav_gives_the_embedding_of_the_audio_it_still_holds(embedde
     soundfile.write(tmp_path / "first-half.wav", first_half, SAMPLE_RATE, subtype="PCM_16")
     truncated = embedder.embed_voice(tmp_path / "truncated.wav")
     assert truncated.quality["duration_seconds"] == pytest.approx(2.0, abs=0.01)
-    np.testing.assert_array_equal(truncated.vector, embedder.embed_voice(tmp_path / "first-half.wav").vector)
+    np.testing.assert_array_equal(truncated.vectors["joint"], embedder.embed_voice(tmp_path / "first-half.wav").vectors["joint"])
 
 
 def test_other_rates_and_channel_counts_give_the_embedding_of_the_16k_mono_original(embedder, hostile, tmp_path):
     speech, _ = soundfile.read(hostile / "speech.wav", dtype="float32")
-    reference = embedder.embed_voice(hostile / "speech.wav").vector
+    reference = embedder.embed_voice(hostile / "speech.wav").vectors["joint"]
     for rate, channels, layout in [(96000, 1, "all"), (96000, 6, "all"), (44100, 2, "all"), (22050, 1, "all"),
                                    (16000, 6, "centre only"), (48000, 2, "left only")]:
         resampled = resample_poly(speech, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else speech
@@ -250,7 +250,7 @@ def test_other_rates_and_channel_counts_give_the_embedding_of_the_16k_mono_origi
         embedding = embedder.embed_voice(path)
         assert (embedding.quality["sample_rate"], embedding.quality["channels"]) == (rate, channels)
         assert embedding.quality["duration_seconds"] == pytest.approx(4.0, abs=0.01)
-        assert float(embedding.vector @ reference) > 0.98, (rate, channels, layout)
+        assert float(embedding.vectors["joint"] @ reference) > 0.98, (rate, channels, layout)
 
 
 def test_8khz_audio_gives_the_embedding_of_its_own_content_upsampled(embedder, hostile, tmp_path):
@@ -264,8 +264,8 @@ def test_8khz_audio_gives_the_embedding_of_its_own_content_upsampled(embedder, h
                     subtype="FLOAT")
     ours = embedder.embed_voice(tmp_path / "8k.wav")
     assert ours.quality["sample_rate"] == 8000 and ours.quality["duration_seconds"] == pytest.approx(4.0, abs=0.01)
-    assert float(ours.vector @ embedder.embed_voice(tmp_path / "upsampled.wav").vector) > 0.99
-    assert float(ours.vector @ embedder.embed_voice(hostile / "speech.wav").vector) > 0.9
+    assert float(ours.vectors["joint"] @ embedder.embed_voice(tmp_path / "upsampled.wav").vectors["joint"]) > 0.99
+    assert float(ours.vectors["joint"] @ embedder.embed_voice(hostile / "speech.wav").vectors["joint"]) > 0.9
 
 
 def test_resampling_ratios_stay_small_and_close_to_the_true_rate():
@@ -286,7 +286,7 @@ def test_an_odd_header_rate_is_resampled_in_bounded_memory(embedder, hostile, tm
     assert result.returncode == 0, result.stderr[-2000:]
     assert abs(int(result.stdout) - len(speech)) <= 16
     embedding = embedder.embed_voice(path)  # safe in this process now that the child got through
-    assert float(embedding.vector @ embedder.embed_voice(hostile / "speech.wav").vector) > 0.98
+    assert float(embedding.vectors["joint"] @ embedder.embed_voice(hostile / "speech.wav").vectors["joint"]) > 0.98
 
 
 # --- the real CLI on hostile media ---------------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def test_manifest_rows_reaching_outside_root_are_refused_row_by_row(gallery, cas
     after = gallery_state(gallery)
     assert [row[1] for row in after["rows"]["identities"]] == ["known", "suspect"]
     added = [row for row in after["rows"]["media"] if row not in before["rows"]["media"]]
-    assert sorted(row[4] for row in added) == sorted([str((case_folder / "evidence" / "face.jpg").resolve()),
+    assert sorted(row[3] for row in added) == sorted([str((case_folder / "evidence" / "face.jpg").resolve()),
                                                       str((case_folder / "voice.wav").resolve())])
 
 
@@ -654,6 +654,8 @@ def test_a_long_recording_is_embedded_in_the_memory_of_a_one_minute_one(tmp_path
     assert long["quality"]["speech_seconds"] > 0.8 * 60 * minutes
     assert long["quality"]["windows"] >= 0.8 * 60 * minutes / 20.0
     assert short["quality"]["windows"] <= 3
-    assert np.linalg.norm(long["embedding"]) == pytest.approx(1.0, abs=1e-5)
+    assert set(long["spaces"]) == {"joint", "ge2e-voice"}
+    for space in long["spaces"].values():
+        assert np.linalg.norm(space["embedding"]) == pytest.approx(1.0, abs=1e-5)
     assert long_peak_mb - short_peak_mb < 60  # the whole file would be 115 MB (5 min) or 230 MB (60 min) more
     assert long_peak_mb < 1500

@@ -70,16 +70,23 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory) -> Path:
-    """The shipped model with a calibration of every trial type (fitted on synthetic scores: a test fixture)."""
+    """The shipped model with a calibration of every trial type in the space that scores it, and of the joint space's
+    same-modality trials too (fitted on synthetic scores: a test fixture)."""
     from fvmatch.calibration import fit, write_calibrated_checkpoint
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
+    from fvmatch.spaces.dlib_face import weight_files, weights_sha256
+    from fvmatch.spaces.ge2e_voice import resemblyzer_weights_path
 
     rng = np.random.default_rng(0)
     calibration = {"model_id": read_card(DEFAULT_CHECKPOINT)["model_id"], "data": "synthetic test scores",
                    "split": "val", "created": "2026-01-02T03:04:05+00:00"}
-    for kind in ("face-voice", "face-face", "voice-voice"):
-        calibration[kind] = fit(np.clip(rng.normal(0.85, 0.08, 600), -1, 1), np.clip(rng.normal(0.0, 0.3, 6000), -1, 1),
-                                identities=60)
+    space_ids = {"dlib-face": weights_sha256(weight_files()), "ge2e-voice": weights_sha256((resemblyzer_weights_path(),))}
+    for key, space in (("face-voice", None), ("face-face", None), ("voice-voice", None),
+                       ("dlib-face face-face", "dlib-face"), ("ge2e-voice voice-voice", "ge2e-voice")):
+        calibration[key] = fit(np.clip(rng.normal(0.85, 0.08, 600), -1, 1), np.clip(rng.normal(0.0, 0.3, 6000), -1, 1),
+                               identities=60)
+        if space:
+            calibration[key] |= {"space": space, "space_model_id": space_ids[space]}
     path = tmp_path_factory.mktemp("models") / "calibrated.safetensors"
     write_calibrated_checkpoint(DEFAULT_CHECKPOINT, path, calibration)
     return path
@@ -273,9 +280,10 @@ def test_a_face_query_report_answers_now_and_shows_both_trial_types(case, corpus
     page = out.read_text(encoding="utf-8")
     article = section(page, "q1")
     assert "with the face that was compared boxed" in article
-    kinds = set(re.findall(r"<td>(face-face|face-voice)</td>", article))
-    assert kinds and all(escaped(f"{kind}: the shaded areas are the calibration's score distributions") in article
-                         for kind in kinds)
+    kinds = set(re.findall(r"<td>(face-face|face-voice) <span class='small'>\((dlib-face|joint) ", article))
+    assert kinds == {("face-face", "dlib-face"), ("face-voice", "joint")}
+    assert escaped("dlib-face face-face: the shaded areas are the calibration's score distributions") in article
+    assert escaped("face-voice: the shaded areas are the calibration's score distributions") in article
     assert "<dt>searched</dt><dd>face + voice</dd>" in article
     # the query went into the trail first (the report shows that row), then the report's own row
     answered, reported = audit_log(case["gallery"], "report query")[-1], audit_log(case["gallery"], "report")[-1]

@@ -307,7 +307,7 @@ def _figure(picture, alternative: str) -> str:
 
 
 def _candidates(record: dict, faces: dict, face_class: dict) -> str:
-    head = ("rank", "enrolled face", "identity", "score", "trial type", "log10 LR", "verbal", "decision",
+    head = ("rank", "enrolled face", "identity", "score", "trial type (space)", "log10 LR", "verbal", "decision",
             "matched item")
     rows = []
     for candidate in record.get("candidates") or []:
@@ -326,7 +326,8 @@ def _candidates(record: dict, faces: dict, face_class: dict) -> str:
         rows.append("<tr>" + "".join([
             f'<td class="num">{esc(candidate.get("rank"))}</td>', f"<td>{picture}</td>",
             f'<td class="identity">{bdi(label)}</td>', f'<td class="num">{_number(candidate.get("score"), ".4f")}</td>',
-            f"<td>{esc(candidate.get('trial_type'))}</td>",
+            f"<td>{esc(candidate.get('trial_type'))} <span class='small'>({esc(candidate.get('space', 'joint'))}"
+            f"{' ' + esc(str(candidate['space_model_id'])[:16]) if candidate.get('space_model_id') else ''})</span></td>",
             f'<td class="num">{_number(candidate.get("log10_lr"), "+.2f")}</td>',
             f"<td class='small'>{esc(candidate.get('verbal') or '–')}</td>",
             f"<td>{_decision(record, candidate)}</td>", f"<td class='small'>{matched}</td>"]) + "</tr>")
@@ -371,7 +372,10 @@ def _calibration(calibration: dict | None) -> str:
     source = ", ".join(f"{key} {esc(calibration[key])}" for key in ("data", "split", "seed", "created", "format")
                        if calibration.get(key) is not None)
     rows = []
-    for kind in ("face-voice", "face-face", "voice-voice"):
+    # the joint space's trial types (keyed by trial type), then any other space's entries ("dlib-face face-face")
+    others = sorted(key for key, value in calibration.items() if isinstance(value, dict) and "map" in value
+                    and key not in ("face-voice", "face-face", "voice-voice"))
+    for kind in ("face-voice", "face-face", "voice-voice", *others):
         entry = calibration.get(kind)
         if not isinstance(entry, dict):
             rows.append(f"<tr><td>{kind}</td><td colspan='6' class='muted'>not calibrated</td></tr>")

@@ -242,7 +242,10 @@ def score_plot(record: dict, calibration: dict | None) -> tuple[Picture, list[st
     from matplotlib.figure import Figure
 
     candidates = [c for c in record.get("candidates") or [] if isinstance(c.get("score"), (int, float))]
-    kinds = sorted({str(c.get("trial_type")) for c in candidates})
+    from fvmatch.scoring import calibration_key
+
+    # one panel per (space, trial type): each has its own score distributions and calibration entry
+    kinds = sorted({calibration_key(str(c.get("space", "joint")), str(c.get("trial_type"))) for c in candidates})
     if not kinds:
         return Picture(None, "no candidates to plot"), []
     calibration = calibration or {}
@@ -250,7 +253,8 @@ def score_plot(record: dict, calibration: dict | None) -> tuple[Picture, list[st
     figure = Figure(figsize=(7.5, 2.6 * len(kinds) + 0.4), layout="constrained")
     sentences = []
     for axes, kind in zip(np.atleast_1d(figure.subplots(len(kinds), 1)), kinds):
-        scores = [(c.get("rank"), float(c["score"])) for c in candidates if str(c.get("trial_type")) == kind]
+        scores = [(c.get("rank"), float(c["score"])) for c in candidates
+                  if calibration_key(str(c.get("space", "joint")), str(c.get("trial_type"))) == kind]
         entry = calibration.get(kind) if isinstance(calibration.get(kind), dict) else None
         sentences.append(_draw_kind(axes, kind, scores, entry, fmr, calibration))
     return Picture(_rendered(figure), " ".join(sentences)), sentences

@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, RootOption, app,
-                                     audit, emit_json, file_input, open_gallery, say_line, say_waiting, stderr, stdout)
+from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, RootOption,
+                                     SpaceOption, app, audit, emit_json, file_input, open_gallery, say_line, say_waiting,
+                                     stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
 
@@ -28,6 +29,8 @@ def enroll(
     as_json: bool = JsonOption,
 ) -> None:
     """Enroll face images and voice recordings into the gallery (created on first use, pinned to the model).
+
+    Each item is embedded in every space of its modality (joint, and dlib-face or ge2e-voice).
 
     A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
     """
@@ -53,6 +56,7 @@ def enroll(
     from fvmatch.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory
     from fvmatch.gallery.lock import WriteLock
+    from fvmatch.spaces import FACE_SPACE, VOICE_SPACE
 
     if gallery_path.exists() and not gallery_path.is_dir():
         raise BadArgument(gallery_path, "gallery path exists and is not a directory")
@@ -69,6 +73,7 @@ def enroll(
                                    embedding_dim=embedder.embedding_dim,
                                    model_path=str(Path(embedder.checkpoint_path).resolve()))
         with gallery, item_progress(stderr, "enroll", transient=as_json) as progress:
+            gallery.add_spaces({name: embedder.space_info(name) for name in (FACE_SPACE, VOICE_SPACE)})
             task = progress.add_task("enroll", total=len(items))
             # each stored batch is recorded in its own transaction, so a killed enroll leaves no unrecorded item
             def record_batch(entries: list[dict]) -> None:
@@ -105,7 +110,8 @@ def identify(
     face: Optional[Path] = typer.Option(None, "--face", help="Query face image."),
     voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
-    top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list."),
+    top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list (per trial type)."),
+    space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
@@ -113,6 +119,8 @@ def identify(
 ) -> None:
     """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default).
 
+    Face-face trials are scored in the face space, voice-voice in the voice space, face-voice in the joint space;
+    with --against all each trial type is listed apart (merged by likelihood ratio only when all are calibrated).
     With a calibrated model, exit 1 when no candidate reaches the decision threshold.
     """
     modality, path = _one_query(face, voice)
@@ -120,73 +128,96 @@ def identify(
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
     targets = [("voice" if modality == "face" else "face")] if against is None else (
         ["face", "voice"] if against == "all" else [against])
+    from fvmatch.matching import query_spaces
+
+    spaces = query_spaces(modality, targets, space)  # a bad --space is refused before anything loads
     from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.scoring import judge, trial_type
+    from fvmatch.matching import check_gallery, identify as identify_query, merged, ranked
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model)
-        counts = gallery.counts()
-        if not any(counts[target] for target in targets):
-            raise BadArgument(gallery_path, f"gallery holds no {' or '.join(targets)} items to search")
-        query = embedder.embed_face(path)[0] if modality == "face" else embedder.embed_voice(path)
-        candidates = gallery.search(query.vector, targets, top=top)
+        check_gallery(gallery, modality, targets, space)
+        for name in spaces:
+            gallery.check_space(name, embedder.space(name).model_id)
+        query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
+                 else embedder.embed_voice(path, spaces=spaces))
+        calibration = embedder.card.get("calibration")
+        groups = identify_query(gallery, query, targets, top, space, calibration, fmr)
         audit(gallery, "identify", [file_input(path)],
                {"modality": modality, "against": targets,
-                "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in candidates]},
+                "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
+                            "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
+                           for g in groups]},
                embedder.model_id)
-    calibration = embedder.card.get("calibration")
-    judged = [judge(c.score, trial_type(modality, c.modality), calibration, fmr) for c in candidates]
+    listed = ranked(groups)
     if as_json:
         emit_json({"query": {"modality": modality, "path": str(path), "quality": query.quality},
                    "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
-                   "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(candidates, judged)]})
+                   "trials": [group.to_dict() for group in groups],
+                   "merged_by_likelihood_ratio": merged(groups),
+                   "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in listed]})
     else:
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title=Text(f"{modality} query {path} against {' + '.join(targets)}"))
-        for column in ("rank", "identity", "score", "log10 LR", "decision", "matched", "source file"):
-            table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left")
-        for candidate, judgement in zip(candidates, judged):
-            # Text(): labels and paths are data, never rich markup ("[/]" in a label must print as it is)
-            table.add_row(str(candidate.rank), Text(candidate.identity), f"{candidate.score:.4f}",
-                          "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
-                          judgement.decision or "-", candidate.modality, Text(candidate.source_path))
-        stdout.print(table)
-        notes = sorted({j.note for j in judged})
+        for group in groups:
+            _print_candidates(f"{modality} query {path}: {group.trial_type} trials in the {group.space} space "
+                              f"(model {group.model_id[:16]})", group.candidates, group.judgements)
+        notes = sorted({j.note for _, j in listed})
         stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
-    calibrated = [j for j in judged if j.decision is not None]
+    calibrated = [j for _, j in listed if j.decision is not None]
     if calibrated and not any(j.decision == "same person" for j in calibrated):
         raise typer.Exit(EXIT_NO_MATCH)
+
+
+def _print_candidates(title: str, candidates, judgements) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title))
+    for column in ("rank", "identity", "score", "log10 LR", "decision", "matched", "source file"):
+        table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left")
+    for candidate, judgement in zip(candidates, judgements):
+        # Text(): labels and paths are data, never rich markup ("[/]" in a label must print as it is)
+        table.add_row(str(candidate.rank), Text(candidate.identity), f"{candidate.score:.4f}",
+                      "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
+                      judgement.decision or "-", candidate.modality, Text(candidate.source_path))
+    stdout.print(table)
 
 
 @app.command()
 def verify(
     face: list[Path] = typer.Option([], "--face", help="Face image (give two items in all: face+voice, 2 faces or 2 voices)."),
     voice: list[Path] = typer.Option([], "--voice", help="Voice recording."),
+    space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     model: Optional[Path] = ModelOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Do two items (a face and a voice, two faces or two voices) belong to one person?
 
-    With a calibrated model: the log10 LR, its verbal equivalent and the decision; exit 1 for "different person".
+    Two faces are compared in the face space, two voices in the voice space, a face and a voice in the joint space
+    (--space overrides). With a calibrated model: the log10 LR, its verbal equivalent and the decision; exit 1 for
+    "different person".
     """
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
     if len(items) != 2:
         raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
+    from fvmatch.spaces import space_for
+
+    chosen = space_for(items[0][0], items[1][0], space)
     from fvmatch.embedder import Embedder
     from fvmatch.scoring import judge, trial_type
 
     embedder = Embedder.load(model)
-    embeddings = [embedder.embed_face(p)[0] if m == "face" else embedder.embed_voice(p) for m, p in items]
-    score = float(embeddings[0].vector @ embeddings[1].vector)
-    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"), fmr)
+    embeddings = [embedder.embed_face(p, spaces=[chosen])[0] if m == "face" else embedder.embed_voice(p, spaces=[chosen])
+                  for m, p in items]
+    score = float(embeddings[0].vectors[chosen] @ embeddings[1].vectors[chosen])
+    model_id = embeddings[0].model_ids[chosen]
+    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"), fmr, chosen, model_id)
     if as_json:
         emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
                    "model_id": embedder.model_id, **judgement.to_dict()})
     else:
-        stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine; model {embedder.model_id[:16]})", highlight=False)
+        stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine in the {chosen} space; model {model_id[:16]})",
+                     highlight=False)
         if judgement.decision is not None:
             stdout.print(f"log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                          highlight=False)

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, ModelOption, RootOption, app, audit,
-                                     emit_json, file_input, open_gallery, say_line, stderr, stdout)
+from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, ModelOption, RootOption, SpaceOption, app,
+                                     audit, emit_json, file_input, open_gallery, say_line, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, BadArgument, FvmatchError
 
 audit_app = typer.Typer(help="Batch audits and the gallery's tamper-evident audit trail.", no_args_is_help=True)
@@ -22,6 +22,7 @@ def audit_run(
     out: Path = typer.Option(..., "--out", help="Results, one JSON line per query; appended to when it exists."),
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities listed per query."),
+    space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     root: Optional[Path] = RootOption,
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Answer again the queries that failed before."),
@@ -39,6 +40,10 @@ def audit_run(
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
     from fvmatch.batch_audit import ResultsFile, read_queries, run_audit
     from fvmatch.paths import check_root
+    from fvmatch.spaces import SPACE_MODALITIES
+
+    if space is not None and space not in SPACE_MODALITIES:  # a query it cannot score fails alone, with the reason
+        raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
 
     queries = read_queries(queries_file, check_root(root))
     if out.resolve() == queries_file.resolve():
@@ -51,7 +56,7 @@ def audit_run(
         with item_progress(stderr, "audit", unit="queries", transient=as_json) as progress:
             task = progress.add_task("audit", total=len(queries))
             summary = run_audit(gallery, embedder, queries, results, against=against, top=top, fmr=fmr,
-                                retry_failed=retry_failed, batch_size=batch_size,
+                                retry_failed=retry_failed, batch_size=batch_size, space=space,
                                 progress=lambda n: progress.advance(task, n))
         answered = [record for record in (results.latest.get(q.key) for q in queries)
                     if record is not None and record.get("run_id") == summary.run_id and record.get("sha256")]

@@ -60,6 +60,8 @@ def emit_json(document: object) -> None:
 GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
                              help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
 FmrOption = typer.Option(0.01, "--fmr", help="Operating point: false-match rate of the decision (0.01 or 0.001).")
+SpaceOption = typer.Option(None, "--space", help="Score every trial in this space (joint, dlib-face, ge2e-voice); "
+                           "default: face-face in dlib-face, voice-voice in ge2e-voice, face-voice in joint.")
 RootOption = typer.Option(None, "--root", help="Refuse listed paths that resolve (symlinks followed) outside this directory.")
 LockTimeoutOption = typer.Option(60.0, "--lock-timeout", min=0.0, help="Seconds to wait for another writer.")
 

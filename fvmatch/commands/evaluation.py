@@ -1,4 +1,4 @@
-"""Measuring and calibrating a model: evaluate, calibrate."""
+"""Measuring and calibrating a model: evaluate, calibrate (each trial type in the embedding space that scores it)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,93 +6,142 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import JsonOption, ModelOption, app, emit_json, stderr, stdout
+from fvmatch.commands.common import JsonOption, ModelOption, app, emit_json, printable, say_line, stderr, stdout
 from fvmatch.progress import item_progress
 
+DataArgument = typer.Argument(..., help="Labelled media: a corpus with meta.csv (faces/<id>/<video>/<file>, "
+                              "voices/<id>/<video>/<file>), or a plain folder faces/<person>/<file>, "
+                              "voices/<person>/<file> without one (every person used, no strata).")
+EvaluationSpaceOption = typer.Option(
+    None, "--space", help="Evaluate everything this space can score (joint, dlib-face, ge2e-voice); default: "
+    "face-voice protocols in joint, face-face in dlib-face, voice-voice in ge2e-voice.")
 
-def _embed_split(data: Path, embedder, split: str, cache: Optional[Path], quiet: bool):
-    from fvmatch.evaluation import embed_corpus
 
-    with item_progress(stderr, f"embed {split}", "files", transient=quiet) as progress:
+def _spaces(space: Optional[str]) -> list[str]:
+    """The spaces to embed in: --space alone, else every trial type's default space (a bad name refused early)."""
+    from fvmatch.errors import BadArgument
+    from fvmatch.evaluation.corpus import DEFAULT_SPACES
+    from fvmatch.spaces import SPACE_MODALITIES
+
+    if space is None:
+        return list(DEFAULT_SPACES)
+    if space not in SPACE_MODALITIES:
+        raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    return [space]
+
+
+def _split(data: Path, split: Optional[str], default: str) -> Optional[str]:
+    """The split to embed: --split, else `default` for a corpus with meta.csv; a plain folder has none."""
+    from fvmatch.corpus import corpus_layout
+
+    return split if split is not None or corpus_layout(data) == "plain" else default
+
+
+def _embed(data: Path, embedder, spaces: list[str], split: Optional[str], cache: Optional[Path], quiet: bool):
+    from fvmatch.evaluation import embed_spaces
+
+    with item_progress(stderr, f"embed {split or 'all'}", "files", transient=quiet) as progress:
         task = progress.add_task("embed", total=None)
-        return embed_corpus(data, embedder, split=split, cache_dir=cache,
+        return embed_spaces(data, embedder, spaces, split=split, cache_dir=cache,
                             progress=lambda n: progress.advance(task, n), total=lambda n: progress.update(task, total=n))
 
 
 @app.command()
 def evaluate(
-    data: Path = typer.Argument(..., help="Labelled corpus: faces/, voices/, meta.csv (with gender, nationality, age)."),
+    data: Path = DataArgument,
     model: Optional[Path] = ModelOption,
-    split: str = typer.Option("test", "--split", help="Split to evaluate on (identity-disjoint from training)."),
+    space: Optional[str] = EvaluationSpaceOption,
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on (identity-disjoint from "
+                                        "training); default test. A plain folder has none."),
     seed: int = typer.Option(0, "--seed", help="Seed of the trial lists and the bootstrap."),
     trials: Optional[Path] = typer.Option(None, "--trials", help="Evaluate this trial list (CSV/JSON) instead of drawing one."),
     write_trials_to: Optional[Path] = typer.Option(None, "--write-trials", help="Also write the trial list used here."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Directory for ROC/DET/1:N/histogram PNGs."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory (each file embedded once)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory (each file embedded once per space)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Evaluate a model with the published protocols (verification, 1:2, 1:N, retrieval), with 95% CIs."""
+    """Evaluate with the published protocols (verification, 1:2, 1:N, retrieval), each in its space, with 95% CIs."""
     from fvmatch.embedder import Embedder
     from fvmatch.evaluation import evaluate as run_evaluation, read_trials, table2_rows, trials_for, without_scores
     from fvmatch.evaluation import write_plots, write_trials
 
+    spaces = _spaces(space)
+    split = _split(data, split, "test")
     embedder = Embedder.load(model)
-    embedded = _embed_split(data, embedder, split, cache, as_json)
-    trial_list = read_trials(trials) if trials else trials_for(embedded, seed)
+    corpora = _embed(data, embedder, spaces, split, cache, as_json)
+    trial_list = read_trials(trials) if trials else trials_for(corpora, seed)
     if write_trials_to:
         write_trials(trial_list, write_trials_to)
-    results = run_evaluation(embedded, seed=seed, trials=trial_list, calibration=embedder.card.get("calibration"))
+    results = run_evaluation(corpora, seed=seed, trials=trial_list, calibration=embedder.card.get("calibration"))
     written = write_plots(results, plots) if plots else []
     if as_json:
         emit_json({**without_scores(results), "plots": [str(p) for p in written]})
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"model {results['model_id'][:16]} on {results['data']} split {results['split']} "
-                        f"({results['identities']} identities, seed {results['seed']})")
-    for column in ("protocol", "stratum", "ours (%)", "95% CI", "published (%)"):
-        table.add_column(column, justify="left" if column in ("protocol", "stratum") else "right")
+    where = f"split {results['split']}" if results["split"] is not None else "(plain folder, every person)"
+    title = f"{results['data']} {where} ({results['identities']} identities, seed {results['seed']})"
+    # no column rules and single spaces between columns: six columns fit in 80 characters
+    table = Table(title=printable(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in ("protocol", "stratum", "space", "ours %", "95% CI", "published %"):
+        table.add_column(column, justify="left" if column in ("protocol", "stratum", "space") else "right",
+                         no_wrap=True)
     for row in table2_rows(results):
         interval = row["ours_ci"]
-        table.add_row(row["protocol"], row["stratum"], "-" if row["ours"] is None else f"{row['ours']:.2f}",
+        table.add_row(row["protocol"], row["stratum"], row["space"] or "-",
+                      "-" if row["ours"] is None else f"{row['ours']:.2f}",
                       "-" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}",
                       "-" if row["published"] is None else f"{row['published']:.2f}")
     stdout.print(table)
+    for name, entry in results["spaces"].items():
+        scored = ", ".join(entry["trial_types"]) or "nothing (the other spaces score its trial types)"
+        say_line(stdout, f"space {name}: model {entry['model_id'][:16]}, {entry['dim']}-D; scored {scored}; "
+                         f"{entry['items']['faces']} faces, {entry['items']['voices']} voices")
+    for skipped in results["not_evaluated"]:
+        say_line(stdout, f"not evaluated: {skipped['protocols']} ({skipped['reason']})")
     counts = results["trials"]["counts"]
-    stdout.print(f"{sum(counts.values()):,} trials in {len(counts)} blocks, {results['trials']['skipped']} skipped; "
-                 f"{len(results['failures'])} files failed to embed; published: Wang et al. 2020, Table 2. "
-                 + results["note"], highlight=False)
+    say_line(stdout, f"{sum(counts.values()):,} trials in {len(counts)} blocks, {results['trials']['skipped']} skipped; "
+                     f"{len(results['failures'])} files failed to embed; published: Wang et al. 2020, Table 2. "
+                     + results["note"])
     for path in written:
-        stdout.print(f"plot: {path}", highlight=False)
+        say_line(stdout, f"plot: {path}")
 
 
 @app.command()
 def calibrate(
-    data: Path = typer.Argument(..., help="Labelled corpus (faces/, voices/, meta.csv)."),
+    data: Path = DataArgument,
     out: Path = typer.Option(..., "--out", "-o", help="Calibrated checkpoint to write (same weights, same model id)."),
     model: Optional[Path] = ModelOption,
-    split: str = typer.Option("val", "--split", help="Split whose trials fit the calibration (not the test split)."),
+    space: Optional[str] = typer.Option(
+        None, "--space", help="Calibrate the trial types this space can score (joint, dlib-face, ge2e-voice); "
+        "default: face-voice in joint, face-face in dlib-face, voice-voice in ge2e-voice."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split whose trials fit the calibration (not the test "
+                                        "split); default val. A plain folder has none: all of it is used."),
     seed: int = typer.Option(0, "--seed"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Fit score -> log10 LR per trial type, thresholds at 1% / 0.1% FMR and EER, Cllr; store them in the card."""
+    """Fit score -> log10 LR per (space, trial type), thresholds at 1% / 0.1% FMR and EER, Cllr; store them in the
+    card (replacing its calibration)."""
     from fvmatch.calibration import calibrate as fit_calibration, write_calibrated_checkpoint
     from fvmatch.embedder import Embedder
 
+    spaces = _spaces(space)
+    split = _split(data, split, "val")
     embedder = Embedder.load(model)
-    embedded = _embed_split(data, embedder, split, cache, as_json)
-    calibration = fit_calibration(embedded, seed=seed)
+    corpora = _embed(data, embedder, spaces, split, cache, as_json)
+    calibration = fit_calibration(corpora, seed=seed)
     write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)
     if as_json:
         emit_json({"checkpoint": str(out), "model_id": embedder.model_id, "calibration": calibration})
         return
-    for kind in ("face-voice", "face-face", "voice-voice"):
-        entry = calibration.get(kind)
-        if entry is None:
+    for key, entry in calibration.items():
+        if not isinstance(entry, dict) or "map" not in entry:
             continue
         points = ", ".join(f"FMR {p['fmr_target']:.1%}: score > {p['threshold']:.4f}" for p in entry["operating_points"])
-        stdout.print(f"{kind}: {entry['trials']['same']:,} same / {entry['trials']['different']:,} different trials; "
-                     f"EER {entry['eer']['value']:.2%}, Cllr {entry['cllr']:.3f} (min {entry['cllr_min']:.3f}); {points}",
-                     highlight=False)
-    stdout.print(f"wrote {out} (model {embedder.model_id[:16]}, calibrated on {data} split {split})", highlight=False)
+        say_line(stdout, f"{entry['space']} {key.split()[-1]} (model {entry['space_model_id'][:16]}): "
+                         f"{entry['trials']['same']:,} same / {entry['trials']['different']:,} different trials; "
+                         f"EER {entry['eer']['value']:.2%}, Cllr {entry['cllr']:.3f} (min {entry['cllr_min']:.3f}); {points}")
+    source = f"split {split}" if split is not None else "every person of the folder"
+    say_line(stdout, f"wrote {out} (model {embedder.model_id[:16]}, calibrated on {data}, {source})")

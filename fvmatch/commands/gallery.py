@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (GalleryOption, JsonOption, LockTimeoutOption, app, audit, emit_json,
-                                     open_gallery, say_waiting, stdout)
+from fvmatch.commands.common import (GalleryOption, JsonOption, LockTimeoutOption, ModelOption, app, audit, emit_json,
+                                     open_gallery, say_line, say_waiting, stderr, stdout)
+from fvmatch.errors import EXIT_BAD_INPUT
+from fvmatch.progress import item_progress
 
 
 gallery_app = typer.Typer(help="Inspect and maintain a gallery.", no_args_is_help=True)
@@ -26,12 +29,17 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
     counts = info["counts"]
     stdout.print(f"gallery {info['gallery']} (format {info['format_version']}, created {info['created']})", highlight=False)
     stdout.print(f"model {info['model_id']} ({info['embedding_dim']}-D) at {info['model_path'] or '?'}", highlight=False)
+    for space, recorded in info["spaces"].items():
+        stdout.print(f"space {space}: model {recorded['model_id'][:16]}, {recorded['dim']}-D", highlight=False)
     stdout.print(f"{counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices; "
                  f"database {info['database_bytes']:,} bytes", highlight=False)
-    for modality, health in info["indexes"].items():
-        stdout.print(f"{modality} index: {health['state']}{' (' + health['detail'] + ')' if health['detail'] else ''}, "
+    for name, health in info["indexes"].items():
+        missing = (f"; {health['missing_vectors']} {health['modality']} items lack its vectors (fvmatch gallery reindex)"
+                   if health["missing_vectors"] else "")
+        stdout.print(f"{name} index: {health['state']}{' (' + health['detail'] + ')' if health['detail'] else ''}, "
                      f"{health['live_items']} items, {health['file_bytes']:,} bytes, "
-                     f"{'agrees with' if health['agrees_with_database'] else 'DISAGREES with'} the database", highlight=False)
+                     f"{'agrees with' if health['agrees_with_database'] else 'DISAGREES with'} the database{missing}",
+                     highlight=False)
 
 
 @gallery_app.command("list")
@@ -71,14 +79,33 @@ def gallery_remove(identity: str = typer.Option(..., "--identity", "-i", help="L
 
 
 @gallery_app.command("reindex")
-def gallery_reindex(gallery_path: Path = GalleryOption, lock_timeout: float = LockTimeoutOption,
-                    as_json: bool = JsonOption) -> None:
-    """Rebuild the search indexes from the stored embeddings."""
+def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = ModelOption,
+                    lock_timeout: float = LockTimeoutOption, as_json: bool = JsonOption) -> None:
+    """Fill in the vectors items lack (a space added after they were enrolled: an upgraded gallery) from their
+    evidence files, then rebuild the search indexes from the stored vectors.
+
+    An item whose evidence file is gone or changed (sha256) is listed by name and kept as it is: exit 2.
+    """
+    from fvmatch.embedder import embedder_for_gallery
+    from fvmatch.reembed import fill_missing_vectors, items_missing_vectors
+    from fvmatch.spaces import FACE_SPACE, VOICE_SPACE
+
     with open_gallery(gallery_path) as gallery:
+        embedder = embedder_for_gallery(gallery, model)
         with gallery.writer(lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
+            gallery.add_spaces({name: embedder.space_info(name) for name in (FACE_SPACE, VOICE_SPACE)})
+            with item_progress(stderr, "reindex", transient=as_json) as progress:
+                task = progress.add_task("reindex", total=len(items_missing_vectors(gallery)))
+                report = fill_missing_vectors(gallery, embedder, lambda n: progress.advance(task, n))
             counts = gallery.reindex()
-            audit(gallery, "gallery reindex", [], {"reindexed": counts}, gallery.model_id)
+            audit(gallery, "gallery reindex", [], {"reindexed": counts, **report.to_dict()}, gallery.model_id)
     if as_json:
-        emit_json({"reindexed": counts})
+        emit_json({"reindexed": counts, **report.to_dict()})
     else:
-        stdout.print(f"rebuilt indexes: {counts['face']} faces, {counts['voice']} voices", highlight=False)
+        stdout.print(f"filled {report.filled} missing vectors; rebuilt indexes: "
+                     + ", ".join(f"{key} {count}" for key, count in counts.items()), highlight=False)
+    for item in report.unavailable:
+        say_line(stderr, f"fvmatch: not filled: {item['identity']} {item['modality']} {item['source_path']}: "
+                         f"{item['problem']}")
+    if report.unavailable:
+        raise typer.Exit(EXIT_BAD_INPUT)

@@ -45,15 +45,22 @@ def embed(
     model: Optional[Path] = ModelOption,
     all_faces: bool = typer.Option(False, "--all-faces", help="Embed every face in the image, not only the largest."),
     min_speech: float = typer.Option(1.0, "--min-speech", min=0.1, help="Seconds of speech required."),
+    space: Optional[str] = typer.Option(None, "--space", help="Only this space (joint, dlib-face, ge2e-voice)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Print the joint embedding of one face image or one voice recording, with its quality figures."""
+    """Print the embeddings of one face image or one voice recording in every space of its modality (or --space),
+    with its quality figures."""
     if (face is None) == (voice is None):
         raise BadArgument("embed", "give exactly one of --face IMG or --voice AUDIO")
+    from fvmatch.spaces import space_for, spaces_of
+
+    modality = "face" if face else "voice"
+    spaces = [space_for(modality, modality, space)] if space is not None else spaces_of(modality)
     from fvmatch.embedder import Embedder
 
     embedder = Embedder.load(model, min_speech_seconds=min_speech)
-    embeddings = embedder.embed_face(face, all_faces=all_faces) if face else [embedder.embed_voice(voice)]
+    embeddings = (embedder.embed_face(face, all_faces=all_faces, spaces=spaces) if face
+                  else [embedder.embed_voice(voice, spaces=spaces)])
     if as_json:
         documents = [embedding.to_dict() for embedding in embeddings]
         emit_json(documents if all_faces else documents[0])
@@ -61,5 +68,6 @@ def embed(
     for embedding in embeddings:
         quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items())
         say_line(stdout, f"{embedding.modality} {embedding.source}  ({quality})")  # a path may hold [markup]
-        stdout.print(f"model {embedding.model_id[:16]}  {len(embedding.vector)}-D unit vector:")
-        stdout.print(" ".join(f"{value:+.4f}" for value in embedding.vector), soft_wrap=False)
+        for name, vector in embedding.vectors.items():
+            stdout.print(f"{name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:")
+            stdout.print(" ".join(f"{value:+.4f}" for value in vector), soft_wrap=False)

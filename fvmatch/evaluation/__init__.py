@@ -1,114 +1,204 @@
-"""Evaluation of a model with the published protocols (ARCHITECTURE.md section 7).
+"""Evaluation of a model with the published protocols (ARCHITECTURE.md section 7), per embedding space.
 
-    embedded = embed_corpus(DATA, embedder, split="test", cache_dir=...)   # corpus.py
-    results = evaluate(embedded, seed=0, calibration=embedder.card.get("calibration"))
-    rows = table2_rows(results)                                            # report.py
-    write_plots(results, "plots/")                                         # report.py
+    corpora = embed_spaces(DATA, embedder, split="test", cache_dir=...)     # corpus.py: {space: EmbeddedCorpus}
+    results = evaluate(corpora, seed=0, calibration=embedder.card.get("calibration"))
+    rows = table2_rows(results)                                             # report.py
+    write_plots(results, "plots/")                                          # report.py
 
-`evaluate` draws the trial lists from the seed (or takes a list read with `read_trials`), scores every trial
-with the cosine of the stored unit vectors and reports every figure with its bootstrap 95% interval over
-identities (metrics.py), with what is needed to reproduce and judge it: model id, data path, split, seed,
-trial counts, items that failed to embed.
+Each trial type is scored in one space (`scoring_spaces`): face-voice protocols (verification F-V, 1:2, 1:N,
+retrieval) in the joint space, face-face verification in dlib-face, voice-voice in ge2e-voice, or, given one
+space, whatever it can score; the others are reported as not evaluated. `evaluate` draws the trial lists from the
+seed (or takes a list read with `read_trials`), scores every trial with the cosine of the stored unit vectors of
+its space and reports every figure with its bootstrap 95% interval over identities (metrics.py), with what is
+needed to reproduce and judge it: the space and model id of each block, data path, layout, split, seed, trial
+counts, items that failed to embed. A plain folder of labelled media (no meta.csv) gets the unconstrained
+protocols only.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from fvmatch.errors import BadArgument
 from fvmatch.evaluation import metrics
-from fvmatch.evaluation.corpus import EmbeddedCorpus, ItemSet, embed_corpus
+from fvmatch.evaluation.corpus import (DEFAULT_SPACES, EmbeddedCorpus, ItemSet, embed_corpus, embed_spaces,
+                                       scoring_spaces)
 from fvmatch.evaluation.metrics import CONFIDENCE, REPLICATES
-from fvmatch.evaluation.trials import TrialCounts, TrialList, make_trials, read_trials, write_trials
+from fvmatch.evaluation.trials import (TrialCounts, TrialList, make_trials, read_trials, trial_type_of,
+                                       write_trials)
 from fvmatch.evaluation.report import table2_rows, write_plots
+from fvmatch.scoring import TRIAL_TYPES, calibration_key
+from fvmatch.spaces import JOINT, SPACE_MODALITIES
 
-__all__ = ["EmbeddedCorpus", "ItemSet", "embed_corpus", "evaluate", "trials_for", "without_scores", "TrialCounts",
-           "TrialList", "make_trials", "read_trials", "write_trials", "table2_rows", "write_plots"]
+__all__ = ["DEFAULT_SPACES", "EmbeddedCorpus", "ItemSet", "as_corpora", "embed_corpus", "embed_spaces", "evaluate",
+           "scoring_spaces", "trials_for", "without_scores", "TrialCounts", "TrialList", "make_trials", "read_trials",
+           "write_trials", "table2_rows", "write_plots"]
 
-FORMAT = "fvmatch-evaluation/1"
+FORMAT = "fvmatch-evaluation/2"
 RETRIEVAL_CHUNK = 512
-VERIFICATION_TYPES = {"F-V": "face-voice", "F-F": "face-face", "V-V": "voice-voice"}
+PROTOCOLS_OF = {"face-voice": "verification F-V, 1:2, 1:N and retrieval", "face-face": "verification F-F",
+                "voice-voice": "verification V-V"}
+PLAIN_NOTE = ("Plain folder (no meta.csv): every person is evaluated, with the unconstrained protocols only; the "
+              "stratified ones (G, N, A, GNA; 1:2 G, N, GN) need meta.csv with gender, nationality and age. ")
+
+Corpora = EmbeddedCorpus | Mapping[str, EmbeddedCorpus]
 
 
-def trials_for(embedded: EmbeddedCorpus, seed: int, counts: TrialCounts = TrialCounts()) -> TrialList:
-    """The trial lists of an embedded split, drawn from the seed over the items that embedded."""
-    return make_trials(embedded.identities, embedded.items_of("face"), embedded.items_of("voice"), seed, counts)
+def as_corpora(embedded: Corpora) -> dict[str, EmbeddedCorpus]:
+    """{space: corpus} of one EmbeddedCorpus or of a mapping of them."""
+    return {embedded.space: embedded} if isinstance(embedded, EmbeddedCorpus) else dict(embedded)
 
 
-def evaluate(embedded: EmbeddedCorpus, seed: int = 0, trials: TrialList | None = None,
-             counts: TrialCounts = TrialCounts(), replicates: int = REPLICATES, confidence: float = CONFIDENCE,
-             calibration: dict | None = None, keep_scores: bool = True) -> dict:
+def trials_for(embedded: Corpora, seed: int, counts: TrialCounts = TrialCounts()) -> TrialList:
+    """The trial lists of an embedded split, drawn from the seed: each trial type's blocks over the items that
+    embedded in the space that scores it (stratified blocks only where the corpus has meta.csv)."""
+    corpora = as_corpora(embedded)
+    scored_in = scoring_spaces(corpora)
+    trials, shortfalls, drawn_counts = [], [], None
+    for space, corpus in corpora.items():
+        kinds = [kind for kind in TRIAL_TYPES if scored_in.get(kind) == space]
+        if not kinds:
+            continue
+        drawn = make_trials(corpus.identities, corpus.items_of("face"), corpus.items_of("voice"), seed, counts,
+                            trial_types=kinds, stratified=corpus.layout == "meta")
+        trials += drawn.trials
+        shortfalls += drawn.shortfalls
+        drawn_counts = drawn.counts
+    return TrialList(trials, seed=seed, counts=drawn_counts, shortfalls=shortfalls)
+
+
+def evaluate(embedded: Corpora, seed: int = 0, trials: TrialList | None = None, counts: TrialCounts = TrialCounts(),
+             replicates: int = REPLICATES, confidence: float = CONFIDENCE, calibration: dict | None = None,
+             keep_scores: bool = True) -> dict:
     """Every figure of every protocol on an embedded split, each {"value", "ci": [low, high]} (fractions, not %).
 
-    `trials`: a list to evaluate (else drawn from `seed` with `counts`); its trials whose items are not in the
-    corpus (failed to embed, another split) are skipped and counted. `seed` also seeds the bootstrap.
-    `calibration` (the model card's): also reports, per calibrated trial type, Cllr, Cllr_min and the error rates
-    at its thresholds on these trials (held-out validation of the calibration). `keep_scores`: include the
-    unconstrained verification scores under "scores", which `write_plots` needs (see `without_scores`).
+    `embedded`: one EmbeddedCorpus (its space scores every trial type it can) or {space: corpus} (each trial type
+    in the space `scoring_spaces` picks); every block of results names its "space" and "model_id", and trial
+    types no given space can score are listed under "not_evaluated". `trials`: a list to evaluate (else drawn
+    from `seed` with `counts`); its trials whose items are not in the corpus (failed to embed, another split) are
+    skipped and counted. `seed` also seeds the bootstrap. `calibration` (the model card's): also reports, per
+    calibrated (space, trial type), Cllr, Cllr_min and the error rates at its thresholds on these trials
+    (held-out validation of the calibration). `keep_scores`: include the unconstrained verification scores under
+    "scores", which `write_plots` needs (see `without_scores`).
     """
-    if not embedded.identities:
-        raise BadArgument(embedded.data, f"no item of split {embedded.split!r} could be embedded; nothing to evaluate "
-                                         f"({len(embedded.failures)} failures)")
-    trials = trials if trials is not None else trials_for(embedded, seed, counts)
-    counts_drawn = metrics.identity_resamples(len(embedded.identities), replicates, seed)
-    lookup = {modality: {path: row for row, path in enumerate(embedded.items(modality).paths)}
-              for modality in ("face", "voice")}
-    synthetic = (Path(embedded.data) / "synth.json").is_file()
+    corpora = as_corpora(embedded)
+    first = next(iter(corpora.values()))
+    if not any(corpus.identities for corpus in corpora.values()):
+        failures = _failures(corpora)
+        raise BadArgument(first.data, f"no item{'' if first.split is None else f' of split {first.split!r}'} could "
+                                      f"be embedded; nothing to evaluate ({len(failures)} failures)")
+    scored_in = scoring_spaces(corpora)
+    trials = trials if trials is not None else trials_for(corpora, seed, counts)
+    resamples: dict[str, np.ndarray] = {}
+
+    def counts_drawn(space: str) -> np.ndarray:  # per space: its figures are resampled over its own identities
+        if space not in resamples:
+            resamples[space] = metrics.identity_resamples(len(corpora[space].identities), replicates, seed)
+        return resamples[space]
+
+    lookup = {space: {modality: {path: row for row, path in enumerate(corpus.items(modality).paths)}
+                      for modality in ("face", "voice")} for space, corpus in corpora.items()}
+    synthetic = (Path(first.data) / "synth.json").is_file()
+    plain = first.layout == "plain"
     results: dict = {
-        "format": FORMAT, "model_id": embedded.model_id, "data": str(embedded.data), "split": embedded.split,
-        "synthetic": synthetic, "seed": seed,
+        "format": FORMAT, "model_id": corpora[JOINT].model_id if JOINT in corpora else None,
+        "data": str(first.data), "layout": first.layout, "split": first.split, "synthetic": synthetic, "seed": seed,
         "note": ("synthetic data: never evidence of accuracy on real people. " if synthetic else "")
+                + (PLAIN_NOTE if plain else "")
                 + "Published figures (VoxCeleb) come from another dataset and split: a reference, not a comparison.",
-        "identities": len(embedded.identities), "items": {"faces": len(embedded.faces), "voices": len(embedded.voices)},
-        "failures": embedded.failures,
+        "spaces": {space: {"model_id": corpus.model_id, "dim": int(corpus.faces.vectors.shape[1]),
+                           "trial_types": [kind for kind in TRIAL_TYPES if scored_in.get(kind) == space],
+                           "identities": len(corpus.identities),
+                           "items": {"faces": len(corpus.faces), "voices": len(corpus.voices)},
+                           "failures": len(corpus.failures), "embedded": corpus.embedded,
+                           "from_cache": corpus.from_cache}
+                   for space, corpus in corpora.items()},
+        "identities": len({person["identity"] for corpus in corpora.values() for person in corpus.identities}),
+        "items": {"faces": len({path for corpus in corpora.values() for path in corpus.faces.paths}),
+                  "voices": len({path for corpus in corpora.values() for path in corpus.voices.paths})},
+        "failures": _failures(corpora),
+        "not_evaluated": [{"trial_type": kind, "protocols": PROTOCOLS_OF[kind], "trials": 0,
+                           "reason": _unscorable(kind, corpora)} for kind in TRIAL_TYPES if kind not in scored_in],
         "trials": {"source": trials.source, "seed": trials.seed, "counts": {}, "skipped": 0,
                    "shortfalls": trials.shortfalls},
         "bootstrap": {"unit": "identity", "replicates": replicates, "confidence": confidence, "seed": seed,
-                      "method": "percentile; pairs weighted by both people's draws, matching trials and retrieval "
-                                "queries by the probe's (retrieval gallery fixed)"},
+                      "method": "percentile, per space over its identities; pairs weighted by both people's draws, "
+                                "matching trials and retrieval queries by the probe's (retrieval gallery fixed)"},
         "units": "fractions (0-1); table2_rows gives percentages",
         "verification": {}, "matching_1to2": {}, "matching_1toN": {}, "retrieval": {}, "scores": {},
     }
+    not_evaluated = {entry["trial_type"]: entry for entry in results["not_evaluated"]}
+    maps = {}
     for (protocol, direction, stratum, size), block in trials.blocks().items():
-        scored = _score_block(embedded, lookup, block)
+        kind = trial_type_of(protocol, direction)
+        if kind not in scored_in:
+            not_evaluated[kind]["trials"] += len(block)
+            continue
+        space = scored_in[kind]
+        corpus = corpora[space]
+        tag = {"space": space, "model_id": corpus.model_id}
+        scored = _score_block(corpus, lookup[space], block)
         results["trials"]["skipped"] += len(block) - len(scored["target"])
         name = f"{protocol} {direction} {stratum}" + (f" N={size}" if protocol == "1:N" else "")
         results["trials"]["counts"][name] = int(len(scored["target"]))
         if not len(scored["target"]):
             continue
         if protocol == "verification":
-            kind = VERIFICATION_TYPES[direction]
-            figures = _verification(scored, counts_drawn, confidence)
-            results["verification"].setdefault(kind, {})[stratum] = figures
+            figures = _verification(scored, counts_drawn(space), confidence)
+            results["verification"].setdefault(kind, dict(tag))[stratum] = figures
             if stratum == "U":
                 same = scored["target"] == 1
                 if keep_scores:
-                    results["scores"][kind] = {"same": np.round(scored["scores"][same, 0], 6).tolist(),
+                    results["scores"][kind] = {**tag, "same": np.round(scored["scores"][same, 0], 6).tolist(),
                                                "different": np.round(scored["scores"][~same, 0], 6).tolist()}
-                if calibration and kind in calibration:
-                    results.setdefault("calibration", {})[kind] = _calibration_check(
-                        calibration[kind], scored["scores"][same, 0], scored["scores"][~same, 0])
+                entry = (calibration or {}).get(calibration_key(space, kind))
+                if entry is not None:
+                    check = _calibration_check(entry, corpus.model_id, scored["scores"][same, 0],
+                                               scored["scores"][~same, 0])
+                    results.setdefault("calibration", {})[kind] = {**tag, **check}
+                    if "cllr" in check:
+                        maps[kind] = entry
         elif protocol in ("1:2", "1:N"):
             credit = metrics.matching_credit(scored["scores"], scored["target"])
             replicated = metrics.bootstrap(metrics.weighted_mean(credit),
-                                           lambda c: metrics.probe_weights(c, scored["probe_owner"]), counts_drawn)
+                                           lambda c: metrics.probe_weights(c, scored["probe_owner"]), counts_drawn(space))
             entry = {"accuracy": metrics.figure(credit.mean(), replicated, confidence), "trials": int(len(credit)),
                      "chance": 1.0 / size}
             key = "matching_1to2" if protocol == "1:2" else "matching_1toN"
-            results[key].setdefault(direction, {})[stratum if protocol == "1:2" else str(size)] = entry
+            results[key].setdefault(direction, dict(tag))[stratum if protocol == "1:2" else str(size)] = entry
         else:
-            results["retrieval"][direction] = _retrieval(embedded, scored, direction, counts_drawn, confidence)
+            results["retrieval"][direction] = {**tag, **_retrieval(corpus, scored, direction, counts_drawn(space),
+                                                                   confidence)}
     if not keep_scores:
         del results["scores"]
     elif calibration:
-        results["calibration_maps"] = {kind: calibration[kind] for kind in results["scores"] if kind in calibration}
+        results["calibration_maps"] = {kind: entry for kind, entry in maps.items() if kind in results["scores"]}
     return results
 
 
 def without_scores(results: dict) -> dict:
     """The results without the per-trial scores kept for plotting (for --json output)."""
     return {key: value for key, value in results.items() if key not in ("scores", "calibration_maps")}
+
+
+def _failures(corpora: Mapping[str, EmbeddedCorpus]) -> list[dict]:
+    """The files that failed to embed, once each (a file that fails, fails alike in every space)."""
+    seen, failures = set(), []
+    for corpus in corpora.values():
+        for failure in corpus.failures:
+            if failure["item"] not in seen:
+                seen.add(failure["item"])
+                failures.append(failure)
+    return failures
+
+
+def _unscorable(kind: str, corpora: Mapping[str, EmbeddedCorpus]) -> str:
+    """Why no given space scores a trial type."""
+    described = ", ".join(f"{space} embeds {' and '.join(m + 's' for m in SPACE_MODALITIES.get(space, ()))} only"
+                          for space in corpora)
+    return f"no space given scores {kind} trials ({described})"
 
 
 def _score_block(embedded: EmbeddedCorpus, lookup: dict, block: list) -> dict:
@@ -168,11 +258,18 @@ def _retrieval(embedded: EmbeddedCorpus, scored: dict, direction: str, counts: n
     return {"map": metrics.figure(precisions.mean(), replicated, confidence), **entry}
 
 
-def _calibration_check(entry: dict, same: np.ndarray, different: np.ndarray) -> dict:
-    """How a stored calibration holds on these (held-out) trials: Cllr, Cllr_min, error rates at its thresholds."""
+def _calibration_check(entry: dict, model_id: str, same: np.ndarray, different: np.ndarray) -> dict:
+    """How a stored calibration holds on these (held-out) trials: Cllr, Cllr_min, error rates at its thresholds.
+
+    An entry made with another model of the space (`model_id` is this one's) is not checked: the note says so.
+    """
     from fvmatch.calibration import cllr, cllr_min, log10_lr
 
     check = {"same": int(len(same)), "different": int(len(different))}
+    made_with = entry.get("space_model_id")
+    if made_with and made_with != model_id:
+        return {**check, "note": f"not checked: the calibration was made with model {made_with[:16]}, "
+                                 f"these scores come from {model_id[:16]}"}
     if not len(same) or not len(different):
         return check
     check["cllr"] = round(cllr(log10_lr(same, entry), log10_lr(different, entry)), 6)

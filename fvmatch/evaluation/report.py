@@ -2,7 +2,7 @@
 
 The published figures sit beside ours only as a reference point: they were measured on VoxCeleb, another
 dataset with another split, and are never comparable with figures on another corpus (least of all a
-synthetic one). Every row says so.
+synthetic one). Every row says so, and names the embedding space its figure was measured in.
 """
 from __future__ import annotations
 
@@ -29,24 +29,39 @@ TABLE2 = (
     ("V-F 1:2 accuracy", ("matching_1to2", "V-F", "GN", "accuracy"), "GN", None),
     ("F-V retrieval mAP", ("retrieval", "F-V", "map"), "-", 6.19),
     ("V-F retrieval mAP", ("retrieval", "V-F", "map"), "-", 6.75),
+    # same-modality verification: not in the paper (scored in the pretrained face and voice spaces by default)
+    ("F-F verification AUC", ("verification", "face-face", "U", "auc"), "U", None),
+    ("F-F verification EER", ("verification", "face-face", "U", "eer"), "U", None),
+    ("V-V verification AUC", ("verification", "voice-voice", "U", "auc"), "U", None),
+    ("V-V verification EER", ("verification", "voice-voice", "U", "eer"), "U", None),
 )
 TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
 
 
 def table2_rows(results: dict) -> list[dict]:
-    """One row per Table 2 figure: ours in % with its 95% interval, the published VoxCeleb figure beside it.
+    """One row per Table 2 figure (and the same-modality verification figures) of the trial types evaluated: ours
+    in % with its 95% interval, the space that scored it, the published VoxCeleb figure beside it.
 
-    Row keys: protocol, stratum, ours (None when not measured), ours_ci, published, published_source
-    (None for strata the paper does not report).
+    Row keys: protocol, stratum, space, model_id, ours (None when not measured), ours_ci, published,
+    published_source (None for figures the paper does not report). A plain folder's results (no metadata) have
+    no stratified rows.
     """
+    scored_in = {kind: (space, entry.get("model_id")) for space, entry in results.get("spaces", {}).items()
+                 for kind in entry.get("trial_types", ())}
     rows = []
     for protocol, path, stratum, published in TABLE2:
+        kind = path[1] if path[0] == "verification" else "face-voice"
+        if "spaces" in results and kind not in scored_in:
+            continue
+        if results.get("layout") == "plain" and stratum not in ("U", "-"):
+            continue
         found = results
         for key in path:
             found = found.get(key, {}) if isinstance(found, dict) else {}
         ours = found if isinstance(found, dict) and "value" in found else None
+        space, model_id = scored_in.get(kind, (None, None))
         rows.append({
-            "protocol": protocol, "stratum": stratum,
+            "protocol": protocol, "stratum": stratum, "space": space, "model_id": model_id,
             "ours": None if ours is None else round(100 * ours["value"], 2),
             "ours_ci": None if ours is None else [round(100 * bound, 2) for bound in ours["ci"]],
             "published": published,
@@ -58,8 +73,9 @@ def table2_rows(results: dict) -> list[dict]:
 def write_plots(results: dict, directory: str | Path) -> list[Path]:
     """Write the validation plots of `evaluate(..., keep_scores=True)` results as PNGs; return their paths.
 
-    Per trial type: ROC, DET, score histograms (same vs different person, with the calibration's log10 LR
-    curve when calibrated) and, when calibrated, the Tippett plot; plus the 1:N accuracy curve.
+    Per trial type (in the space that scored it): ROC, DET, score histograms (same vs different person, with the
+    calibration's log10 LR curve when calibrated) and, when calibrated, the Tippett plot; plus the 1:N accuracy
+    curve.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -74,11 +90,12 @@ def write_plots(results: dict, directory: str | Path) -> list[Path]:
         different = np.asarray(results["scores"][kind]["different"])
         if not len(same) or not len(different):
             continue
-        written.append(_save(_roc(kind, same, different), directory / f"roc-{kind}.png"))
-        written.append(_save(_det(kind, same, different), directory / f"det-{kind}.png"))
-        written.append(_save(_histogram(kind, same, different, maps.get(kind)), directory / f"histogram-{kind}.png"))
+        label = f"{kind} ({results['scores'][kind].get('space', 'joint')})"
+        written.append(_save(_roc(label, same, different), directory / f"roc-{kind}.png"))
+        written.append(_save(_det(label, same, different), directory / f"det-{kind}.png"))
+        written.append(_save(_histogram(label, same, different, maps.get(kind)), directory / f"histogram-{kind}.png"))
         if kind in maps:
-            written.append(_save(_tippett(kind, same, different, maps[kind]), directory / f"tippett-{kind}.png"))
+            written.append(_save(_tippett(label, same, different, maps[kind]), directory / f"tippett-{kind}.png"))
     if results.get("matching_1toN"):
         written.append(_save(_one_to_n(results["matching_1toN"]), directory / "matching-1toN.png"))
     return written
@@ -175,9 +192,10 @@ def _tippett(kind: str, same: np.ndarray, different: np.ndarray, entry: dict):
 
 
 def _one_to_n(matching: dict):
-    figure, axes = _figure("1:N matching accuracy (unconstrained, 95% CI)")
+    spaces = sorted({by_size.get("space", "joint") for by_size in matching.values()})
+    figure, axes = _figure(f"1:N matching accuracy ({', '.join(spaces)}; unconstrained, 95% CI)")
     for direction, by_size in sorted(matching.items()):
-        sizes = sorted(by_size, key=int)
+        sizes = sorted((size for size in by_size if size.isdigit()), key=int)
         values = np.array([by_size[size]["accuracy"]["value"] for size in sizes])
         bounds = np.array([by_size[size]["accuracy"]["ci"] for size in sizes])
         axes.errorbar([int(size) for size in sizes], values, yerr=np.abs(bounds.T - values), capsize=3,

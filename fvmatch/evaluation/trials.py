@@ -6,13 +6,16 @@ One row per trial, the same for every protocol:
     direction   verification: F-V (a face and a voice), F-F, V-V; matching and retrieval: F-V (a face probe
                 against voices) or V-F (a voice probe against faces)
     stratum     U unconstrained; G, N, A: the trial's people share gender, nationality, age band; GNA, GN: all of those
-    probe       an item, as its path relative to the corpus folder (faces/<id>/<video>/<file>)
+    probe       an item, as its path relative to the corpus folder (faces/<id>/<video>/<file>; in a plain
+                folder faces/<person>/<file>)
     candidates  verification: the one other item; 1:2 and 1:N: the N candidates; retrieval: none (the whole
                 other-modality set of the split is ranked)
     target      verification: 1 same person, 0 different; 1:2 and 1:N: the position of the right candidate;
                 retrieval: -1
 
-1:N and retrieval trials are unconstrained (stratum U) only.
+1:N and retrieval trials are unconstrained (stratum U) only, and so is every trial of a plain folder, which
+has no metadata. Each trial type (face-voice: verification F-V, 1:2, 1:N, retrieval; face-face; voice-voice) is
+drawn over the items of the embedding space that scores it.
 
 Strata constrain who the other people in a trial are: in a G verification pair the two people have the
 same gender (same-person pairs trivially do); in a G 1:2 triplet the wrong candidate has the probe's gender.
@@ -30,13 +33,14 @@ from __future__ import annotations
 import csv
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fvmatch.errors import BadArgument
+from fvmatch.scoring import TRIAL_TYPES
 
 FORMAT = "fvmatch-trials/1"
 COLUMNS = ("protocol", "direction", "stratum", "probe", "candidates", "target")
@@ -114,9 +118,22 @@ def stratum_key(person: Mapping, stratum: str) -> tuple | None:
     return tuple(key)
 
 
+def trial_type_of(protocol: str, direction: str) -> str:
+    """The trial type a protocol's direction scores: verification F-F and V-V are same-modality, the rest face-voice."""
+    if protocol == "verification" and direction in ("F-F", "V-V"):
+        return "face-face" if direction == "F-F" else "voice-voice"
+    return "face-voice"
+
+
 def make_trials(identities: Sequence[Mapping], faces: Mapping[str, Sequence[str]], voices: Mapping[str, Sequence[str]],
-                seed: int, counts: TrialCounts = TrialCounts()) -> TrialList:
-    """Draw every protocol's trials over these people (meta.csv rows) and their items (identity -> item paths)."""
+                seed: int, counts: TrialCounts = TrialCounts(), trial_types: Collection[str] = TRIAL_TYPES,
+                stratified: bool = True) -> TrialList:
+    """Draw the protocols' trials over these people (meta.csv rows) and their items (identity -> item paths).
+
+    Only the blocks of `trial_types` are drawn (face-voice: verification F-V, 1:2, 1:N, retrieval), and without
+    `stratified` only the unconstrained (U) ones; a block's trials do not depend on which others are drawn. A
+    block that cannot be drawn is named in `shortfalls` (the face-voice ones once when a modality has no items).
+    """
     people = sorted(identities, key=lambda person: person["identity"])
     items = {"face": {label: sorted(refs) for label, refs in faces.items() if refs},
              "voice": {label: sorted(refs) for label, refs in voices.items() if refs}}
@@ -129,16 +146,23 @@ def make_trials(identities: Sequence[Mapping], faces: Mapping[str, Sequence[str]
         else:
             trials.extend(block)
 
-    for stratum in VERIFICATION_STRATA:
+    cross_modal = "face-voice" in trial_types
+    missing = [f"{modality}s" for modality in ("face", "voice") if not items[modality]]
+    if cross_modal and missing:
+        shortfalls.append(f"face-voice (verification F-V, 1:2, 1:N, retrieval): no {' and no '.join(missing)} "
+                          "to pair")
+        cross_modal = False
+    for stratum in VERIFICATION_STRATA if cross_modal and stratified else ("U",) if cross_modal else ():
         add(_pairs(seed, people, items, "F-V", stratum, counts.verification))
     for direction in ("F-F", "V-V"):
-        add(_pairs(seed, people, items, direction, "U", counts.same_modality))
-    for direction in ("F-V", "V-F"):
-        for stratum in MATCHING_STRATA:
+        if trial_type_of("verification", direction) in trial_types:
+            add(_pairs(seed, people, items, direction, "U", counts.same_modality))
+    for direction in ("F-V", "V-F") if cross_modal else ():
+        for stratum in MATCHING_STRATA if stratified else ("U",):
             add(_matching(seed, people, items, "1:2", direction, stratum, 2, counts.matching))
         for size in ONE_TO_N_SIZES:
             add(_matching(seed, people, items, "1:N", direction, "U", size, counts.one_to_n))
-    for direction in ("F-V", "V-F"):
+    for direction in ("F-V", "V-F") if cross_modal else ():
         probes = items[MODALITY_OF[direction[0]]]
         trials.extend(Trial("retrieval", direction, "U", ref, (), -1)
                       for person in people for ref in probes.get(person["identity"], []))

@@ -1,9 +1,10 @@
 """A gallery on disk: SQLite (the truth) plus one HNSW index per (embedding space, modality) (caches).
 
-    gallery.db      identities, media (with float32 embeddings), meta (format, pinned model); WAL mode
-    face.hnsw       hnswlib index over face embeddings, labels = media ids (+ .json sidecar)
-    voice.hnsw      the same for voices
-    write.lock      one writer at a time; readers never wait
+    gallery.db              identities, media (the evidence), vectors (one float32 embedding per item and space),
+                            meta (format, pinned joint model, every space's model id and dimension); WAL mode
+    face.hnsw, voice.hnsw   hnswlib indexes of the joint space, labels = media ids (+ .json sidecars)
+    <space>-<modality>.hnsw the same for the other spaces (dlib-face-face.hnsw, ge2e-voice-voice.hnsw)
+    write.lock              one writer at a time; readers never wait
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ import sqlite_utils
 
 from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
 from fvmatch.gallery.database import DB_NAME, NotAGallery, Transaction, connect, create_database
-from fvmatch.gallery.files import make_private_directory, tighten, writing
+from fvmatch.gallery.files import make_private_directory, remove_leftovers, tighten, writing
 from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
 from fvmatch.gallery.lock import WriteLock
 from fvmatch.gallery.schema import FORMAT_VERSION
 
 MODALITIES = ("face", "voice")
-SPACE = "joint"
+SPACE = "joint"  # the space of the pinned checkpoint
+MISSING_SHOWN = 5  # items named in a "missing vectors" message
 OVER_FETCH = 10  # items fetched from HNSW per identity asked for: identities own several items each
 MIN_FETCH = 100
 BYTES_PER_ITEM = 1_400  # memory to open an index, per item (1.3 GiB per million): benchmarks/gallery_memory.py
@@ -40,9 +42,13 @@ class OutOfMemory(FvmatchError):
     """An index of the gallery does not fit in the memory this process can have."""
 
 
+class MissingVectors(FvmatchError):
+    """Items of the gallery have no vector in the space a query needs (enrolled before the space was added)."""
+
+
 @dataclass
 class NewItem:
-    """An embedded item ready to store."""
+    """An embedded item ready to store: `vectors` maps space -> unit vector (a bare array is the joint space's)."""
 
     identity: str
     modality: str
@@ -50,8 +56,12 @@ class NewItem:
     sha256: str
     size: int
     quality: float
-    vector: np.ndarray
+    vectors: dict[str, np.ndarray] | np.ndarray | None
     quality_details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vectors, np.ndarray):
+            self.vectors = {SPACE: self.vectors}
 
 
 @dataclass
@@ -65,11 +75,12 @@ class Candidate:
     media_id: int
     source_path: str
     items_compared: int
+    space: str = SPACE
 
     def to_dict(self) -> dict:
         return {"rank": self.rank, "identity": self.identity, "score": round(self.score, 6),
                 "matched_modality": self.modality, "media_id": self.media_id, "source_path": self.source_path,
-                "items_compared": self.items_compared}
+                "items_compared": self.items_compared, "space": self.space}
 
 
 def _now() -> str:
@@ -79,7 +90,8 @@ def _now() -> str:
 def _pinned(model_id: str, embedding_dim: int, model_path: str | None) -> dict[str, object]:
     """The metadata a new gallery starts with: its format and the model it is pinned to."""
     return {"format_version": FORMAT_VERSION, "model_id": model_id, "embedding_dim": embedding_dim,
-            "model_path": model_path or "", "space": SPACE, "created": _now()}
+            "model_path": model_path or "", "spaces": json.dumps({SPACE: {"model_id": model_id, "dim": embedding_dim}}),
+            "created": _now()}
 
 
 class Gallery:
@@ -147,6 +159,59 @@ class Gallery:
             raise ModelMismatch(self.directory, f"gallery is pinned to model {self.model_id[:16]}, but model "
                                 f"{model_id[:16]} was given; use the gallery's model (or re-embed into a new gallery)")
 
+    @property
+    def spaces(self) -> dict[str, dict]:
+        """{space: {"model_id", "dim"}} of every space the gallery holds vectors of."""
+        return json.loads(self.meta("spaces") or "{}")
+
+    def index_keys(self) -> list[tuple[str, str]]:
+        """(space, modality) of every index the gallery keeps: each space's own modalities."""
+        from fvmatch.spaces import SPACE_MODALITIES
+
+        return [(space, modality) for space in self.spaces for modality in SPACE_MODALITIES.get(space, MODALITIES)]
+
+    def dim(self, space: str) -> int:
+        return int(self.spaces[space]["dim"]) if space in self.spaces else 0
+
+    def check_space(self, space: str, model_id: str) -> None:
+        """Refuse a space's model other than the one the gallery's vectors of that space came from."""
+        recorded = self.spaces.get(space)
+        if recorded is not None and recorded["model_id"] != model_id:
+            raise ModelMismatch(self.directory, f"gallery's {space} vectors come from model {recorded['model_id'][:16]}, "
+                                f"but this fvmatch's {space} model is {model_id[:16]}; use the fvmatch that built the "
+                                "gallery (or re-embed into a new gallery)")
+
+    def add_spaces(self, spaces: dict[str, dict]) -> None:
+        """Record spaces ({space: {"model_id", "dim"}}) the gallery will hold; ModelMismatch for a known one with
+        another model. Hold the write lock."""
+        for space, info in spaces.items():
+            self.check_space(space, info["model_id"])
+        new = {space: {"model_id": info["model_id"], "dim": int(info["dim"])} for space, info in spaces.items()
+               if space not in self.spaces}
+        if new:
+            with self.transaction():
+                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)",
+                                [json.dumps({**self.spaces, **new})])
+
+    def missing_vectors(self, space: str, modality: str) -> list[dict]:
+        """Items of a modality with no vector in `space`: {"media_id", "identity", "source_path", "sha256"}."""
+        rows = self.db.execute(
+            "SELECT media.id, identities.label, media.source_path, media.sha256 FROM media"
+            " JOIN identities ON identities.id = media.identity_id WHERE media.modality = ? AND NOT EXISTS"
+            " (SELECT 1 FROM vectors WHERE vectors.media_id = media.id AND vectors.space = ?) ORDER BY media.id",
+            [modality, space]).fetchall()
+        return [{"media_id": row[0], "identity": row[1], "source_path": row[2], "sha256": row[3]} for row in rows]
+
+    def require_vectors(self, space: str, modalities: Iterable[str]) -> None:
+        """MissingVectors naming the items (the first few) that have no `space` vector, and how to fill them."""
+        for modality in modalities:
+            missing = self.missing_vectors(space, modality)
+            if missing:
+                shown = ", ".join(f"{row['identity']} ({Path(row['source_path']).name})" for row in missing[:MISSING_SHOWN])
+                more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
+                raise MissingVectors(self.directory, f"{len(missing)} {modality} item(s) have no {space} vectors: "
+                                     f"{shown}{more}; fill them from their evidence files with `fvmatch gallery reindex`")
+
     def writer(self, timeout_seconds: float = 60.0, on_wait=None, description: str = "") -> WriteLock:
         """The write lock, to hold around any change: `with gallery.writer(): gallery.add(...)`."""
         return WriteLock(self.directory, timeout_seconds, on_wait, description)
@@ -197,38 +262,40 @@ class Gallery:
         return [{"identity": label, "created": created, "faces": int(faces or 0), "voices": int(voices or 0)}
                 for label, created, faces, voices in rows]
 
+    _SPACE_ROWS = ("FROM vectors JOIN media ON media.id = vectors.media_id"
+                   " WHERE vectors.space = ? AND media.modality = ? ORDER BY vectors.media_id")
+
     def _ids(self, modality: str, space: str = SPACE) -> np.ndarray:
-        rows = self.db.execute("SELECT id FROM media WHERE space = ? AND modality = ? ORDER BY id",
-                               [space, modality]).fetchall()
+        rows = self.db.execute(f"SELECT vectors.media_id {self._SPACE_ROWS}", [space, modality]).fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
 
-    def _vectors(self, ids: Sequence[int]) -> np.ndarray:
-        vectors = np.zeros((len(ids), self.embedding_dim), dtype=np.float32)
+    def _vectors(self, ids: Sequence[int], space: str = SPACE) -> np.ndarray:
+        vectors = np.zeros((len(ids), self.dim(space)), dtype=np.float32)
         position = {int(media_id): row for row, media_id in enumerate(ids)}
         for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             chunk = [int(i) for i in ids[start : start + 900]]
             marks = ",".join("?" * len(chunk))
-            for media_id, blob in self.db.execute(f"SELECT id, embedding FROM media WHERE id IN ({marks})", chunk):
+            for media_id, blob in self.db.execute(
+                    f"SELECT media_id, embedding FROM vectors WHERE space = ? AND media_id IN ({marks})", [space, *chunk]):
                 vectors[position[media_id]] = np.frombuffer(blob, dtype=np.float32)
         return vectors
 
     def _all_vectors(self, modality: str, space: str = SPACE) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.execute("SELECT id, embedding FROM media WHERE space = ? AND modality = ? ORDER BY id",
-                               [space, modality]).fetchall()
+        rows = self.db.execute(f"SELECT vectors.media_id, vectors.embedding {self._SPACE_ROWS}", [space, modality]).fetchall()
         ids = np.array([row[0] for row in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.embedding_dim)
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dim(space))
         return ids, vectors
 
     def index(self, modality: str, space: str = SPACE) -> ModalityIndex:
-        """The checked index of one modality: loaded if its file is sound, repaired or rebuilt if not."""
+        """The checked index of one (space, modality): loaded if its file is sound, repaired or rebuilt if not."""
         key = (space, modality)
         if key not in self._indexes:
-            index = ModalityIndex(index_path(self.directory, space, modality), self.embedding_dim)
+            index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
             expected = self._index_identity(space)
             with self._memory(index, modality, space):
                 problem = index.load_checked(expected)
                 if problem is None:
-                    index.reconcile(self._ids(modality, space), self._vectors)
+                    index.reconcile(self._ids(modality, space), lambda ids: self._vectors(ids, space))
                 else:
                     index.build(*self._all_vectors(modality, space))
                     index.health = IndexHealth("rebuilt", problem)
@@ -243,15 +310,14 @@ class Gallery:
         try:
             yield
         except MemoryError:
-            items = self.db.execute("SELECT count(*) FROM media WHERE space = ? AND modality = ?",
-                                    [space, modality]).fetchone()[0]
+            items = self.db.execute(f"SELECT count(*) {self._SPACE_ROWS}", [space, modality]).fetchone()[0]
             needed = BYTES_PER_ITEM * items
             size = f"{needed / 2**30:.1f} GiB" if needed >= 2**30 else f"{needed / 2**20:.0f} MiB"
             raise OutOfMemory(index.path, f"not enough memory for this index of {items:,} items (it needs about "
                               f"{size}; see README, Limits)") from None
 
     def _index_identity(self, space: str) -> dict[str, str]:
-        return {"space": space, "model_id": self.model_id}
+        return {"space": space, "model_id": self.spaces.get(space, {}).get("model_id", "")}
 
     def _save_if_free(self, index: ModalityIndex, expected: dict[str, str]) -> None:
         """A reader that repaired an index in memory writes it back only if no writer is at work."""
@@ -264,21 +330,28 @@ class Gallery:
         finally:
             lock.release()
 
-    def search(self, query: np.ndarray, against: Iterable[str], top: int = 10) -> list[Candidate]:
-        """Rank identities by their best item: over-fetch from HNSW, re-score candidates exactly."""
+    def _check_query(self, query: np.ndarray, space: str) -> np.ndarray:
         query = np.asarray(query, dtype=np.float32)
-        if query.shape != (self.embedding_dim,):
-            raise BadArgument("query", f"embedding has {query.shape} values, gallery holds {self.embedding_dim}-D")
+        if space not in self.spaces:
+            raise BadArgument("query", f"the gallery holds no {space} vectors (its spaces: {', '.join(self.spaces)})")
+        if query.shape != (self.dim(space),):
+            raise BadArgument("query", f"embedding has {query.shape} values, gallery's {space} space is {self.dim(space)}-D")
+        return query
+
+    def search(self, query: np.ndarray, against: Iterable[str], top: int = 10, space: str = SPACE) -> list[Candidate]:
+        """Rank identities by their best item in `space`: over-fetch from HNSW, re-score candidates exactly."""
+        query = self._check_query(query, space)
         fetch = max(MIN_FETCH, top * OVER_FETCH)
-        labels = np.concatenate([self.index(modality).search(query, fetch) for modality in against])
+        labels = np.concatenate([self.index(modality, space).search(query, fetch) for modality in against])
         if len(labels) == 0:
             return []
         # one query brings each candidate's stored embedding (for the exact re-score) and what the answer shows
         marks = ",".join("?" * len(labels))
         rows = self.db.execute(
-            "SELECT media.id, identities.label, media.modality, media.source_path, media.embedding FROM media"
-            f" JOIN identities ON identities.id = media.identity_id WHERE media.id IN ({marks})",
-            [int(label) for label in labels]).fetchall()  # an id removed since the index was read is simply absent
+            "SELECT media.id, identities.label, media.modality, media.source_path, vectors.embedding FROM media"
+            " JOIN identities ON identities.id = media.identity_id"
+            f" JOIN vectors ON vectors.media_id = media.id AND vectors.space = ? WHERE media.id IN ({marks})",
+            [space, *(int(label) for label in labels)]).fetchall()  # an id removed since the index was read is absent
         if not rows:
             return []
         vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(len(rows), -1)
@@ -292,30 +365,31 @@ class Gallery:
             if identity not in best or score > best[identity][0]:
                 best[identity] = (score, label)
         ranked = sorted(best.items(), key=lambda entry: (-entry[1][0], entry[0]))[:top]
-        return [Candidate(rank, identity, score, details[label][1], label, details[label][2], compared[identity])
+        return [Candidate(rank, identity, score, details[label][1], label, details[label][2], compared[identity], space)
                 for rank, (identity, (score, label)) in enumerate(ranked, start=1)]
 
-    def score_identity(self, query: np.ndarray, label: str, against: Iterable[str]) -> Candidate | None:
+    def score_identity(self, query: np.ndarray, label: str, against: Iterable[str], space: str = SPACE) -> Candidate | None:
         """Score one claimed identity exactly: its best item of the `against` modalities (None: it has none).
 
         UnknownIdentity when no identity has that label. Used for verification against a claim, where the
         answer must not depend on the identity making it into an approximate top-k.
         """
-        query = np.asarray(query, dtype=np.float32)
+        query = self._check_query(query, space)
         identity_id = self._find_identity(label)
         if identity_id is None:
             raise UnknownIdentity(label, "no such identity in the gallery")
         modalities = list(against)
         rows = self.db.execute(
-            "SELECT id, modality, source_path, embedding FROM media WHERE identity_id = ?"
-            f" AND modality IN ({','.join('?' * len(modalities))}) ORDER BY id",
-            [identity_id, *modalities]).fetchall()
+            "SELECT media.id, media.modality, media.source_path, vectors.embedding FROM media"
+            " JOIN vectors ON vectors.media_id = media.id AND vectors.space = ? WHERE media.identity_id = ?"
+            f" AND media.modality IN ({','.join('?' * len(modalities))}) ORDER BY media.id",
+            [space, identity_id, *modalities]).fetchall()
         if not rows:
             return None
         scores = np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32).reshape(len(rows), -1) @ query
         best = int(np.argmax(scores))
         stored = self.db.execute("SELECT label FROM identities WHERE id = ?", [identity_id]).fetchone()[0]
-        return Candidate(1, stored, float(scores[best]), rows[best][1], rows[best][0], rows[best][2], len(rows))
+        return Candidate(1, stored, float(scores[best]), rows[best][1], rows[best][0], rows[best][2], len(rows), space)
 
     # ----- writing (hold `writer()`) ---------------------------------------------------------------------------
     def add(self, items: Sequence[NewItem], record: Callable[[list[int]], object] | None = None) -> list[int]:
@@ -327,30 +401,63 @@ class Gallery:
         for item in items:
             if item.modality not in MODALITIES:
                 raise BadArgument(item.source_path, f"unknown modality {item.modality!r}")
-            if item.vector.shape != (self.embedding_dim,):
-                raise BadArgument(item.source_path, f"embedding has {item.vector.shape} values, gallery holds "
-                                  f"{self.embedding_dim}-D")
-        for modality in MODALITIES:
-            self.index(modality)  # checked before the change, so that a repair is not mistaken for it
+            self._check_vectors(item.source_path, item.vectors)
+        keys = sorted({(space, item.modality) for item in items for space in item.vectors})
+        for space, modality in keys:
+            self.index(modality, space)  # checked before the change, so that a repair is not mistaken for it
         ids: list[int] = []
         with self.transaction():
             for item in items:
                 identity_id = self._identity_id(item.identity, create=True)
                 cursor = self.db.execute(
-                    "INSERT INTO media (identity_id, modality, space, source_path, sha256, size, quality, quality_json,"
-                    " embedding, model_id, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [identity_id, item.modality, SPACE, item.source_path, item.sha256, item.size, item.quality,
-                     json.dumps(item.quality_details), np.ascontiguousarray(item.vector, np.float32).tobytes(),
-                     self.model_id, _now()])
+                    "INSERT INTO media (identity_id, modality, source_path, sha256, size, quality, quality_json, added)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [identity_id, item.modality, item.source_path, item.sha256, item.size, item.quality,
+                     json.dumps(item.quality_details), _now()])
                 ids.append(int(cursor.lastrowid))
+                self._insert_vectors(ids[-1], item.vectors)
             if record is not None:
                 record(ids)
-        for modality in MODALITIES:
-            chosen = [(media_id, item.vector) for media_id, item in zip(ids, items) if item.modality == modality]
-            if chosen:
-                with self._memory(self.index(modality), modality):  # stored all the same: the next open repairs
-                    self.index(modality).add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
+        self._index_vectors([(media_id, item.modality, item.vectors) for media_id, item in zip(ids, items)])
         return ids
+
+    def _check_vectors(self, source: str, vectors: dict[str, np.ndarray]) -> None:
+        for space, vector in vectors.items():
+            if space not in self.spaces:
+                raise BadArgument(source, f"the gallery holds no {space} space (record it with add_spaces first)")
+            if vector.shape != (self.dim(space),):
+                raise BadArgument(source, f"embedding has {vector.shape} values, gallery's {space} space is "
+                                  f"{self.dim(space)}-D")
+
+    def _insert_vectors(self, media_id: int, vectors: dict[str, np.ndarray]) -> None:
+        for space, vector in vectors.items():
+            self.db.execute("INSERT INTO vectors (media_id, space, model_id, embedding) VALUES (?, ?, ?, ?)",
+                            [media_id, space, self.spaces[space]["model_id"],
+                             np.ascontiguousarray(vector, np.float32).tobytes()])
+
+    def _index_vectors(self, stored: Sequence[tuple[int, str, dict[str, np.ndarray]]]) -> None:
+        """Add committed vectors to their indexes: [(media id, modality, {space: vector})]."""
+        for space, modality in sorted({(space, modality) for _, modality, vectors in stored for space in vectors}):
+            chosen = [(media_id, vectors[space]) for media_id, m, vectors in stored if m == modality and space in vectors]
+            index = self.index(modality, space)
+            with self._memory(index, modality, space):  # stored all the same: the next open repairs
+                index.add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
+
+    def fill_vectors(self, filled: Sequence[tuple[int, dict[str, np.ndarray]]]) -> None:
+        """Store vectors of spaces that existing items lack ([(media id, {space: vector})]), in one transaction.
+
+        Hold the write lock. An item removed meanwhile is skipped."""
+        modality_of = {}
+        with self.transaction():
+            for media_id, vectors in filled:
+                row = self.db.execute("SELECT modality, source_path FROM media WHERE id = ?", [media_id]).fetchone()
+                if row is None:
+                    continue
+                self._check_vectors(row[1], vectors)
+                self._insert_vectors(media_id, vectors)
+                modality_of[media_id] = row[0]
+        self._index_vectors([(media_id, modality_of[media_id], vectors) for media_id, vectors in filled
+                             if media_id in modality_of])
 
     def _identity_id(self, label: str, create: bool = False) -> int:
         found = self._find_identity(label)
@@ -364,19 +471,32 @@ class Gallery:
         """Delete an identity and all its media, from the database and the indexes."""
         identity_id = self._identity_id(label)
         removed = {}
+        for space, modality in self.index_keys():  # checked before the change, so a repair is not mistaken for it
+            self.index(modality, space)
+        indexed: dict[tuple[str, str], list[int]] = {}  # the items' labels in each index (those with a vector)
         with self.transaction():
             for modality in MODALITIES:
                 rows = self.db.execute("SELECT id FROM media WHERE identity_id = ? AND modality = ?",
                                        [identity_id, modality]).fetchall()
                 removed[modality] = [int(row[0]) for row in rows]
-            self.db.execute("DELETE FROM media WHERE identity_id = ?", [identity_id])
+            for space, media_id, modality in self.db.execute(
+                    "SELECT vectors.space, media.id, media.modality FROM media JOIN vectors ON vectors.media_id = media.id"
+                    " WHERE media.identity_id = ?", [identity_id]).fetchall():
+                indexed.setdefault((space, modality), []).append(int(media_id))
+            self.db.execute("DELETE FROM media WHERE identity_id = ?", [identity_id])  # and its vectors (cascade)
             self.db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
-        for modality, ids in removed.items():
-            self.index(modality).remove(ids)
+        for key, ids in indexed.items():
+            if key in self._indexes:
+                self._indexes[key].remove(ids)
         return {modality: len(ids) for modality, ids in removed.items()}
 
     def flush(self) -> None:
-        """Write changed indexes to disk (compacting one that is mostly deleted). Hold the write lock."""
+        """Write changed indexes to disk (compacting one that is mostly deleted). Hold the write lock.
+
+        Temporary files that a killed save of any index left are removed too, also those of an index this
+        command did not open (each space has its own)."""
+        remove_leftovers(self.directory, "*.hnsw.tmp*")
+        remove_leftovers(self.directory, "*.hnsw.json.tmp*")
         for (space, modality), index in self._indexes.items():
             if index.needs_compaction:
                 with self._memory(index, modality, space):
@@ -388,28 +508,31 @@ class Gallery:
     def reindex(self) -> dict[str, int]:
         """Rebuild every index from the stored embeddings. Hold the write lock."""
         counts = {}
-        for modality in MODALITIES:
-            index = ModalityIndex(index_path(self.directory, SPACE, modality), self.embedding_dim)
-            with self._memory(index, modality):
-                ids, vectors = self._all_vectors(modality)
+        for space, modality in self.index_keys():
+            index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
+            with self._memory(index, modality, space):
+                ids, vectors = self._all_vectors(modality, space)
                 index.build(ids, vectors)
             index.health = IndexHealth("rebuilt", "reindex asked for")
             with writing(index.path):
-                index.save(self._index_identity(SPACE))
-            self._indexes[(SPACE, modality)] = index
-            counts[modality] = len(ids)
+                index.save(self._index_identity(space))
+            self._indexes[(space, modality)] = index
+            counts[f"{space} {modality}"] = len(ids)
         return counts
 
     def info(self) -> dict:
         counts = self.counts()
         health = {}
-        for modality in MODALITIES:
-            index = self.index(modality)
+        for space, modality in self.index_keys():
+            index = self.index(modality, space)
             path = index.path
-            health[modality] = {"state": index.health.state, "detail": index.health.reason,
-                                "live_items": index.live_count, "agrees_with_database": index.live_count == counts[modality],
-                                "file_bytes": path.stat().st_size if path.exists() else 0}
+            stored = len(self._ids(modality, space))
+            health[f"{space} {modality}"] = {
+                "space": space, "modality": modality, "state": index.health.state, "detail": index.health.reason,
+                "live_items": index.live_count, "agrees_with_database": index.live_count == stored,
+                "missing_vectors": counts[modality] - stored, "file_bytes": path.stat().st_size if path.exists() else 0}
         db_bytes = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
         return {"gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
                 "embedding_dim": self.embedding_dim, "format_version": int(self.meta("format_version") or 0),
-                "created": self.meta("created"), "counts": counts, "database_bytes": db_bytes, "indexes": health}
+                "created": self.meta("created"), "spaces": self.spaces, "counts": counts, "database_bytes": db_bytes,
+                "indexes": health}

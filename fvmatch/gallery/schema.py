@@ -1,11 +1,12 @@
 """The gallery database schema, as numbered migrations applied in order on open (so old galleries upgrade)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlite_utils
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
 
 
@@ -48,6 +49,32 @@ def m002_audit(db: sqlite_utils.Database) -> None:
         " previous_hash TEXT NOT NULL, row_hash TEXT NOT NULL)"
     )
     db.execute("CREATE INDEX audit_by_time ON audit (time)")
+
+
+@migration
+def m003_vectors_per_space(db: sqlite_utils.Database) -> None:
+    """One vector per (item, embedding space): media rows keep the evidence, `vectors` the embeddings.
+
+    The joint vectors move over as they are; the face and voice spaces' vectors of older items are filled in from
+    their evidence files by `fvmatch gallery reindex`. meta "spaces" records each space's model id and dimension.
+    """
+    db.execute(
+        "CREATE TABLE vectors ("
+        " media_id INTEGER NOT NULL REFERENCES media(id) ON DELETE CASCADE,"
+        " space TEXT NOT NULL, model_id TEXT NOT NULL, embedding BLOB NOT NULL,"
+        " PRIMARY KEY (media_id, space))"
+    )
+    db.execute("INSERT INTO vectors (media_id, space, model_id, embedding) SELECT id, space, model_id, embedding FROM media")
+    db.execute("CREATE INDEX vectors_by_space ON vectors (space, media_id)")
+    db.execute("DROP INDEX media_by_space_modality")
+    for column in ("space", "embedding", "model_id"):
+        db.execute(f"ALTER TABLE media DROP COLUMN {column}")
+    db.execute("CREATE INDEX media_by_modality ON media (modality, id)")
+    pinned = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('model_id', 'embedding_dim')").fetchall())
+    if pinned:  # an existing gallery (a new one is given its spaces when it is created)
+        spaces = {"joint": {"model_id": pinned.get("model_id", ""), "dim": int(pinned.get("embedding_dim") or 0)}}
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)", [json.dumps(spaces)])
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
 
 
 def _applied(db: sqlite_utils.Database) -> set[str]:

@@ -42,10 +42,13 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3
 
 @dataclass(frozen=True)
 class SpeechWindow:
-    """Log-mel features (N_MELS x frames, float32, normalised) of one window of speech."""
+    """One window of speech: 16 kHz mono float32 samples (each embedding space computes its own features)."""
 
-    features: np.ndarray
-    speech_seconds: float
+    samples: np.ndarray
+
+    @property
+    def speech_seconds(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
 
 
 @dataclass
@@ -256,7 +259,7 @@ def load_audio(path: str | Path, summary: SpeechSummary | None = None) -> np.nda
 
 
 def speech_windows(path: str | Path, summary: SpeechSummary | None = None) -> Iterator[SpeechWindow]:
-    """Stream a recording and yield log-mel windows of its speech (at most WINDOW_SECONDS each).
+    """Stream a recording and yield windows of its speech (at most WINDOW_SECONDS each).
 
     `summary` (if given) is filled in as the stream advances. Raises UnreadableMedia for a bad file;
     it does not judge the amount of speech (see `require_speech`).
@@ -300,9 +303,9 @@ def _windows(speech_pieces: Iterable[np.ndarray], summary: SpeechSummary) -> Ite
         # keep one window plus a tail in hand so that a short last piece joins the window before it
         while len(pending) >= window_samples + int(MIN_TAIL_SECONDS * SAMPLE_RATE):
             window, pending = pending[:window_samples], pending[window_samples:]
-            yield SpeechWindow(log_mel(window), len(window) / SAMPLE_RATE)
+            yield SpeechWindow(window)
     if len(pending) > 0:
-        yield SpeechWindow(log_mel(pending), len(pending) / SAMPLE_RATE)
+        yield SpeechWindow(pending)
 
 
 def require_speech(path: str | Path, summary: SpeechSummary, min_speech_seconds: float = MIN_SPEECH_SECONDS) -> None:

@@ -32,11 +32,13 @@ UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
 
 @dataclass(frozen=True)
 class FaceCrop:
-    """One detected face: the 160x160x3 uint8 RGB crop, the detector's probability and its box (x1, y1, x2, y2)."""
+    """One detected face: the 160x160x3 uint8 RGB crop of the joint space, the detector's probability, its box
+    (x1, y1, x2, y2) and MTCNN's five landmarks ((x, y) of left eye, right eye, nose, left and right mouth corner)."""
 
     pixels: np.ndarray
     probability: float
     box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...] = ()
 
     def quality(self) -> dict:
         """The quality figures recorded with an embedding of this face."""
@@ -101,16 +103,17 @@ class FaceDetector:
 
         if min(image.size) < self._mtcnn.min_face_size:
             return []  # MTCNN's image pyramid is empty below its minimum face size, and it fails inside torch.cat
-        boxes, probabilities = self._mtcnn.detect(image)
+        boxes, probabilities, landmarks = self._mtcnn.detect(image, landmarks=True)
         if boxes is None:
             return []
         crops = []
-        for box, probability in zip(boxes, probabilities):
+        for box, probability, points in zip(boxes, probabilities, landmarks):
             if probability is None or probability < self.min_probability:
                 continue
             tensor = extract_face(image, box, image_size=FACE_SIZE, margin=0)
             pixels = tensor.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-            crops.append(FaceCrop(pixels=pixels, probability=float(probability), box=tuple(float(v) for v in box)))
+            crops.append(FaceCrop(pixels=pixels, probability=float(probability), box=tuple(float(v) for v in box),
+                                  landmarks=tuple((float(x), float(y)) for x, y in points)))
         return sorted(crops, key=lambda crop: crop.area, reverse=True)
 
     def faces_in_file(self, path: str | Path) -> list[FaceCrop]:
@@ -118,6 +121,11 @@ class FaceDetector:
 
         Raises UnreadableMedia for a bad file and NoFaceFound when nothing is detected.
         """
+        return self.image_and_faces(path)[1]
+
+    def image_and_faces(self, path: str | Path) -> tuple[np.ndarray, list[FaceCrop]]:
+        """The decoded image (RGB uint8, H x W x 3) and its faces, largest first: `faces_in_file` for callers that
+        also prepare other spaces' inputs from the image."""
         image = load_image(path)
         if min(image.size) < self._mtcnn.min_face_size:
             raise NoFaceFound(path, f"no face found: the image is {image.width}x{image.height} pixels, below the "
@@ -125,4 +133,4 @@ class FaceDetector:
         crops = self.detect(image)
         if not crops:
             raise NoFaceFound(path, f"no face found (detector threshold {self.min_probability})")
-        return crops
+        return np.asarray(image), crops

@@ -1,0 +1,94 @@
+"""Filling in the vectors a gallery's items lack: a space added after they were enrolled (an upgraded gallery).
+
+Vectors are computed from each item's evidence file, only when the file's sha256 still matches the one recorded at
+enrolment; an item whose file is gone or changed is listed by name, never dropped and never embedded from other
+content.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fvmatch.enrollment import file_digest
+from fvmatch.errors import FvmatchError
+from fvmatch.gallery import MODALITIES, Gallery
+from fvmatch.spaces import spaces_of
+
+BATCH_SIZE = 32
+
+
+@dataclass
+class FillReport:
+    filled: int = 0
+    unavailable: list[dict] = field(default_factory=list)  # {"identity", "modality", "source_path", "problem"}
+
+    def to_dict(self) -> dict:
+        return {"filled": self.filled, "unavailable": len(self.unavailable), "unavailable_items": self.unavailable}
+
+
+def items_missing_vectors(gallery: Gallery) -> list[tuple[dict, str, list[str]]]:
+    """(item, modality, the spaces it lacks) for every item lacking a vector of a space the gallery records."""
+    lacking: dict[int, tuple[dict, str, list[str]]] = {}
+    for modality in MODALITIES:
+        for space in spaces_of(modality):
+            if space in gallery.spaces:
+                for item in gallery.missing_vectors(space, modality):
+                    lacking.setdefault(item["media_id"], (item, modality, []))[2].append(space)
+    return [lacking[media_id] for media_id in sorted(lacking)]
+
+
+def fill_missing_vectors(gallery: Gallery, embedder, progress: Callable[[int], None] | None = None) -> FillReport:
+    """Embed each item lacking a space's vector from its evidence file and store it (hold the write lock)."""
+    report = FillReport()
+    todo = items_missing_vectors(gallery)
+    for start in range(0, len(todo), BATCH_SIZE):
+        batch = todo[start : start + BATCH_SIZE]
+        ready = [entry for entry in batch if _evidence_intact(entry, report)]
+        filled = []
+        for (item, modality, spaces), result in zip(ready, _embed(embedder, ready)):
+            if isinstance(result, FvmatchError):
+                report.unavailable.append(_unavailable(item, modality, result.problem))
+            else:
+                filled.append((item["media_id"], {space: result.vectors[space] for space in spaces}))
+        gallery.fill_vectors(filled)
+        report.filled += len(filled)
+        if progress:
+            progress(len(batch))
+    gallery.flush()
+    return report
+
+
+def _evidence_intact(entry: tuple[dict, str, list[str]], report: FillReport) -> bool:
+    item, modality, _ = entry
+    path = Path(item["source_path"])
+    try:
+        if file_digest(path)[0] == item["sha256"]:
+            return True
+        problem = "the evidence file has changed since it was enrolled (sha256 differs)"
+    except FileNotFoundError:
+        problem = "the evidence file is gone"
+    except OSError as error:
+        problem = f"the evidence file cannot be read ({error.strerror or error})"
+    report.unavailable.append(_unavailable(item, modality, problem))
+    return False
+
+
+def _embed(embedder, entries: Sequence[tuple[dict, str, list[str]]]) -> list:
+    """An Embedding (or the FvmatchError) per entry, in order: voices in one batch, faces one by one."""
+    results: list = [None] * len(entries)
+    voices = [position for position, (_, modality, _) in enumerate(entries) if modality == "voice"]
+    spaces = sorted({space for position in voices for space in entries[position][2]})
+    for position, result in zip(voices, embedder.embed_voices([entries[p][0]["source_path"] for p in voices], spaces)):
+        results[position] = result
+    for position, (item, modality, needed) in enumerate(entries):
+        if modality == "face":
+            try:
+                results[position] = embedder.embed_face(item["source_path"], spaces=needed)[0]
+            except FvmatchError as error:
+                results[position] = error
+    return results
+
+
+def _unavailable(item: dict, modality: str, problem: str) -> dict:
+    return {"identity": item["identity"], "modality": modality, "source_path": item["source_path"], "problem": problem}

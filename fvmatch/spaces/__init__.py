@@ -1,0 +1,65 @@
+"""Embedding spaces: named embedders, each with its own model id (sha256 of its weight files), dimension and scores.
+
+    joint       the trained checkpoint (faces and voices): scores face-voice trials
+    dlib-face   dlib's ResNet face descriptor, 128-D (weights in `face-recognition-models`): face-face trials
+    ge2e-voice  Resemblyzer's GE2E speaker encoder, 256-D (weights in the `resemblyzer` wheel): voice-voice trials
+
+A face space turns one detected face of a decoded image into a small prepared input (`prepare`: an aligned chip,
+kept instead of the whole image) and prepared inputs into unit vectors, in batches (`embed`). A voice space turns
+one window of 16 kHz speech (silero-vad's segments, joined) into a unit vector (`embed_speech`); the embedder
+averages the windows of a long recording. Nothing outside this package knows a space's internals.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+JOINT = "joint"
+FACE_SPACE = "dlib-face"
+VOICE_SPACE = "ge2e-voice"
+SPACE_MODALITIES = {JOINT: ("face", "voice"), FACE_SPACE: ("face",), VOICE_SPACE: ("voice",)}
+# the space that scores each trial type unless --space says otherwise
+DEFAULT_SPACE = {"face-face": FACE_SPACE, "voice-voice": VOICE_SPACE, "face-voice": JOINT}
+
+
+def spaces_of(modality: str) -> list[str]:
+    """The spaces that embed a modality, joint first."""
+    return [space for space, modalities in SPACE_MODALITIES.items() if modality in modalities]
+
+
+def space_for(first: str, second: str, override: str | None = None) -> str:
+    """The space that scores a trial between modalities `first` and `second`: `override` if given (BadArgument when
+    it does not embed both), else the trial type's default."""
+    from fvmatch.errors import BadArgument
+
+    if override is None:
+        kind = f"{first}-{first}" if first == second else "face-voice"
+        return DEFAULT_SPACE[kind]
+    if override not in SPACE_MODALITIES:
+        raise BadArgument("--space", f"{override!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    if not {first, second} <= set(SPACE_MODALITIES[override]):
+        raise BadArgument("--space", f"the {override} space embeds {' and '.join(SPACE_MODALITIES[override])} only: "
+                          f"it cannot score {first}-{second} trials")
+    return override
+
+
+class FaceSpace(Protocol):
+    name: str
+    dim: int
+    model_id: str
+
+    def prepare(self, image: np.ndarray, face) -> np.ndarray:
+        """The space's input for one face (`face`: a media.image.DetectedFace) of an RGB uint8 (H, W, 3) image."""
+
+    def embed(self, prepared: np.ndarray) -> np.ndarray:
+        """Prepared inputs stacked (n, ...) -> unit vectors (n, dim) float32."""
+
+
+class VoiceSpace(Protocol):
+    name: str
+    dim: int
+    model_id: str
+
+    def embed_speech(self, speech: np.ndarray) -> np.ndarray:
+        """16 kHz mono float32 speech (at least a second) -> unit vector (dim,) float32."""

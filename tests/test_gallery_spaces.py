@@ -1,0 +1,185 @@
+"""Galleries hold one vector per embedding space: same-modality trials in the pretrained spaces, face-voice in the
+joint space; older galleries upgrade and get the new spaces' vectors from their evidence files."""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mediagen import run_cli_here
+
+REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+needs_real_media = pytest.mark.skipif(not REAL_MEDIA.is_dir(), reason=f"{REAL_MEDIA} is absent: the real photos and "
+                                      "recordings of ../shared/realmedia are needed (CI always has them)")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from fvmatch.synth import CorpusSpec, write_corpus
+
+    root = tmp_path_factory.mktemp("spaces-corpus")
+    write_corpus(root, CorpusSpec(identities=4, seed=5, faces_per_identity=2, clips_per_identity=2, clip_seconds=2.0),
+                 workers=1)
+    return root
+
+
+def files_of(corpus: Path, folder: str, identity: str) -> list[Path]:
+    return sorted((corpus / folder / identity).rglob("*.*"))
+
+
+def version_1_gallery(directory: Path, corpus: Path, embedder) -> None:
+    """A gallery as fvmatch wrote it before spaces (format 1: one joint vector in each media row)."""
+    import sqlite_utils
+
+    from fvmatch.gallery.schema import MIGRATIONS
+    from fvmatch.enrollment import file_digest
+
+    directory.mkdir()
+    db = sqlite_utils.Database(directory / "gallery.db")
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+    for migration in MIGRATIONS[:2]:
+        migration(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", [migration.__name__])
+    meta = {"format_version": 1, "model_id": embedder.model_id, "embedding_dim": 256, "model_path": "", "space": "joint",
+            "created": "then"}
+    db.conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+    for number, identity in enumerate(["id00000", "id00001", "id00002"], start=1):
+        db.execute("INSERT INTO identities (id, label, created) VALUES (?, ?, 'then')", [number, identity])
+        for modality, folder in (("face", "faces"), ("voice", "voices")):
+            path = files_of(corpus, folder, identity)[0]
+            embedding = (embedder.embed_face(path, spaces=["joint"])[0] if modality == "face"
+                         else embedder.embed_voice(path, spaces=["joint"]))
+            sha256, size = file_digest(path)
+            db.execute("INSERT INTO media (identity_id, modality, space, source_path, sha256, size, quality, embedding,"
+                       " model_id, added) VALUES (?, ?, 'joint', ?, ?, ?, 1.0, ?, ?, 'then')",
+                       [number, modality, str(path), sha256, size, embedding.vectors["joint"].tobytes(), embedder.model_id])
+    db.conn.commit()
+    db.conn.close()
+
+
+def test_an_old_gallery_upgrades_and_reindex_fills_the_new_spaces_from_intact_evidence(corpus, embedder, tmp_path):
+    evidence = tmp_path / "evidence"
+    shutil.copytree(corpus, evidence)
+    gallery = tmp_path / "old-gallery"
+    version_1_gallery(gallery, evidence, embedder)
+    query = files_of(evidence, "faces", "id00001")[1]
+
+    # opening migrates: the joint vectors are kept, face-voice search works as before
+    cross = run_cli_here("identify", "--face", query, "--gallery", gallery, "--json")
+    assert cross.returncode == 0, cross.stderr
+    assert json.loads(cross.stdout)["trials"][0]["space"] == "joint"
+    info = json.loads(run_cli_here("gallery", "info", "--gallery", gallery, "--json").stdout)
+    assert info["format_version"] == 2 and list(info["spaces"]) == ["joint"]
+
+    # a face-face query needs the face space's vectors: refused, naming the items and how to fill them
+    refused = run_cli_here("identify", "--face", query, "--against", "face", "--gallery", gallery)
+    assert refused.returncode == 2
+    assert "3 face item(s) have no dlib-face vectors: id00000" in refused.stderr
+    assert "fvmatch gallery reindex" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+    # one evidence file gone, one changed: listed by name, kept as they are; the others filled
+    files_of(evidence, "faces", "id00000")[0].unlink()
+    changed = files_of(evidence, "voices", "id00002")[0]
+    changed.write_bytes(changed.read_bytes()[:-100])
+    filled = run_cli_here("gallery", "reindex", "--gallery", gallery, "--json")
+    assert filled.returncode == 2
+    report = json.loads(filled.stdout)
+    assert report["filled"] == 4 and report["unavailable"] == 2
+    problems = {(item["identity"], item["modality"]): item["problem"] for item in report["unavailable_items"]}
+    assert problems == {("id00000", "face"): "the evidence file is gone",
+                        ("id00002", "voice"): "the evidence file has changed since it was enrolled (sha256 differs)"}
+    assert "not filled: id00000 face" in filled.stderr
+    connection = sqlite3.connect(gallery / "gallery.db")
+    counts = dict(connection.execute("SELECT space, count(*) FROM vectors GROUP BY space").fetchall())
+    assert counts == {"joint": 6, "dlib-face": 2, "ge2e-voice": 2}
+
+    # the filled vectors are the ones enrolling the file gives today
+    enrolled_face = files_of(evidence, "faces", "id00001")[0]
+    stored = connection.execute(
+        "SELECT vectors.embedding FROM vectors JOIN media ON media.id = vectors.media_id "
+        "WHERE vectors.space = 'dlib-face' AND media.source_path = ?", [str(enrolled_face)]).fetchone()
+    connection.close()
+    fresh = embedder.embed_face(enrolled_face, spaces=["dlib-face"])[0].vectors["dlib-face"]
+    np.testing.assert_allclose(np.frombuffer(stored[0], np.float32), fresh, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def real_gallery(tmp_path_factory):
+    """Four real people with one photo each and four real speakers with one recording each."""
+    root = tmp_path_factory.mktemp("real-gallery")
+    people = ["fr_barack_obama", "fr_joe_biden", "vox1_Freida_Pinto", "vox1_Gaspard_Ulliel"]
+    speakers = ["librispeech_1688", "librispeech_2033", "librispeech_3005", "librispeech_533"]
+    rows = [f"{p},face,{sorted((REAL_MEDIA / 'faces' / p).iterdir())[0]}" for p in people]
+    rows += [f"{s},voice,{sorted((REAL_MEDIA / 'voices' / s).iterdir())[0]}" for s in speakers]
+    manifest = root / "manifest.csv"
+    manifest.write_text("identity,modality,path\n" + "\n".join(rows) + "\n")
+    result = run_cli_here("enroll", "--manifest", manifest, "--gallery", root / "gallery", "--json")
+    assert result.returncode == 0, result.stderr
+    return root / "gallery", people, speakers
+
+
+@needs_real_media
+def test_another_photo_of_a_real_person_ranks_them_first_in_the_face_space(real_gallery):
+    gallery, people, _ = real_gallery
+    for person in people:
+        query = sorted((REAL_MEDIA / "faces" / person).iterdir())[1]
+        result = run_cli_here("identify", "--face", query, "--against", "face", "--gallery", gallery, "--json")
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        trial = document["trials"][0]
+        assert (trial["trial_type"], trial["space"], len(trial["model_id"])) == ("face-face", "dlib-face", 64)
+        assert document["candidates"][0]["identity"] == person
+
+
+@needs_real_media
+def test_another_recording_of_a_real_speaker_ranks_them_first_in_the_voice_space(real_gallery):
+    gallery, _, speakers = real_gallery
+    for speaker in speakers:
+        query = sorted((REAL_MEDIA / "voices" / speaker).iterdir())[1]
+        result = run_cli_here("identify", "--voice", query, "--against", "voice", "--gallery", gallery, "--json")
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        assert document["trials"][0]["space"] == "ge2e-voice"
+        assert document["candidates"][0]["identity"] == speaker
+
+
+@needs_real_media
+def test_against_all_lists_each_trial_type_apart_in_its_own_space(real_gallery):
+    gallery, people, _ = real_gallery
+    query = sorted((REAL_MEDIA / "faces" / people[0]).iterdir())[1]
+    result = run_cli_here("identify", "--face", query, "--against", "all", "--gallery", gallery, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [(t["trial_type"], t["space"]) for t in document["trials"]] == [("face-face", "dlib-face"),
+                                                                           ("face-voice", "joint")]
+    assert document["merged_by_likelihood_ratio"] is False  # uncalibrated: raw scores of two spaces never mixed
+    assert [c["space"] for c in document["candidates"]] == ["dlib-face"] * 4 + ["joint"] * 4
+
+
+@needs_real_media
+def test_verify_scores_two_faces_in_the_face_space_and_space_overrides(real_gallery):
+    _, people, _ = real_gallery
+    first, second = sorted((REAL_MEDIA / "faces" / people[1]).iterdir())[:2]
+    same = json.loads(run_cli_here("verify", "--face", first, "--face", second, "--json").stdout)
+    assert same["space"] == "dlib-face" and same["trial_type"] == "face-face"
+    joint = json.loads(run_cli_here("verify", "--face", first, "--face", second, "--space", "joint", "--json").stdout)
+    assert joint["space"] == "joint" and joint["score"] != same["score"]
+    refused = run_cli_here("verify", "--face", first, "--voice", second, "--space", "dlib-face")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("fvmatch: error: --space: the dlib-face space embeds face only: it cannot score "
+                                      "face-voice trials")
+
+
+def test_a_gallery_refuses_another_model_of_a_space_naming_both(tmp_path):
+    from fvmatch.errors import ModelMismatch
+    from fvmatch.gallery import Gallery
+
+    with Gallery.open(tmp_path / "g", create=True, model_id="joint-a", embedding_dim=4) as gallery:
+        gallery.add_spaces({"dlib-face": {"model_id": "face-model-a", "dim": 128}})
+        with pytest.raises(ModelMismatch, match="dlib-face vectors come from model face-model-a.*is face-model-b"):
+            gallery.add_spaces({"dlib-face": {"model_id": "face-model-b", "dim": 128}})
+        assert gallery.spaces["dlib-face"]["model_id"] == "face-model-a"
