@@ -1,8 +1,9 @@
 """The embedder: the embedding spaces of one analysis, turning media files into unit vectors of each space.
 
 This is the interface the rest of fvmatch uses (media in; one unit vector per space, quality figures and model
-ids out). It holds the joint checkpoint (face-voice trials) and loads the pretrained face and voice spaces on
-first use (face-face and voice-voice trials); `fvmatch.spaces` says which space scores which trial.
+ids out). It holds the joint checkpoint (face-voice trials) and loads each space on first use: the joint model's
+weights when a joint embedding is first asked for (its card is read and checked at once), the pretrained face and
+voice spaces (face-face and voice-voice trials) likewise; `fvmatch.spaces` says which space scores which trial.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
 from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow, require_speech, short_clip_windows,
                                  speech_windows)
 from fvmatch.media.image import FaceCrop, FaceDetector
-from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card
+from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
+                                       read_model_card)
 from fvmatch.spaces import FACE_SPACE, JOINT, VOICE_SPACE, spaces_of
 
 
@@ -50,33 +52,54 @@ class PreparedFace:
 
 
 class Embedder:
-    """The spaces of one analysis on one device: the joint checkpoint, and the pretrained spaces on first use."""
+    """The spaces of one analysis on one device: the joint checkpoint and the pretrained spaces, each on first use."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "cpu", min_speech_seconds: float = MIN_SPEECH_SECONDS,
-                 checkpoint_path: Path | None = None) -> None:
-        from fvmatch.spaces.joint import JointSpace
-
-        self.checkpoint = checkpoint
+    def __init__(self, checkpoint: Checkpoint | None, device: str = "cpu",
+                 min_speech_seconds: float = MIN_SPEECH_SECONDS, checkpoint_path: Path | None = None,
+                 card: dict | None = None) -> None:
+        """`checkpoint` loaded; or None, with the path of one and its checked `card`: it loads on first use."""
+        if checkpoint is None and (checkpoint_path is None or card is None):
+            raise ValueError("an Embedder without a loaded checkpoint needs the checkpoint's path and card")
+        self._checkpoint = checkpoint
+        self._card = checkpoint.card if checkpoint is not None else card
         self.device = device
         self.min_speech_seconds = min_speech_seconds
         self.checkpoint_path = checkpoint_path
-        self._spaces: dict[str, object] = {JOINT: JointSpace(checkpoint, device)}
+        self._spaces: dict[str, object] = {}
         self._detector: FaceDetector | None = None
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu", **options) -> "Embedder":
-        """Load a checkpoint (the shipped default when `path` is None); InvalidCheckpoint names a bad file."""
+    def load(cls, path: str | Path | None = None, device: str = "cpu", load_weights: bool = False,
+             **options) -> "Embedder":
+        """Open a checkpoint (the shipped default when `path` is None): its card is read and checked now, its weights
+        on first use, or now with `load_weights`; InvalidCheckpoint names a bad file."""
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         try:
-            checkpoint = load_checkpoint(path, device=device)
+            card, _ = read_model_card(path)
         except CheckpointError as error:
-            raise InvalidCheckpoint(path, str(error).removeprefix(f"{path}: ")) from None
-        return cls(checkpoint, device=device, checkpoint_path=path, **options)
+            raise _invalid(path, error) from None
+        embedder = cls(None, device=device, checkpoint_path=path, card=card, **options)
+        if load_weights:
+            embedder.space(JOINT)
+        return embedder
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The joint checkpoint, its weights loaded and checked against the card on first use (InvalidCheckpoint)."""
+        if self._checkpoint is None:
+            try:
+                checkpoint = load_checkpoint(self.checkpoint_path, device=self.device)
+            except CheckpointError as error:
+                raise _invalid(self.checkpoint_path, error) from None
+            if checkpoint.card != self._card:
+                raise InvalidCheckpoint(self.checkpoint_path, "the checkpoint changed after it was opened")
+            self._checkpoint = checkpoint
+        return self._checkpoint
 
     @property
     def model_id(self) -> str:
         """The joint checkpoint's model id (the model a gallery is pinned to)."""
-        return self.checkpoint.model_id
+        return self._card["model_id"]
 
     @property
     def model(self):
@@ -84,7 +107,7 @@ class Embedder:
 
     @property
     def card(self) -> dict:
-        return self.checkpoint.card
+        return self._card
 
     @property
     def embedding_dim(self) -> int:
@@ -99,7 +122,11 @@ class Embedder:
     def space(self, name: str):
         """The space called `name`, loaded on first use."""
         if name not in self._spaces:
-            if name == FACE_SPACE:
+            if name == JOINT:
+                from fvmatch.spaces.joint import JointSpace
+
+                self._spaces[name] = JointSpace(self.checkpoint, self.device)
+            elif name == FACE_SPACE:
                 from fvmatch.spaces.dlib_face import DlibFaceSpace
 
                 self._spaces[name] = DlibFaceSpace()
@@ -193,6 +220,10 @@ class Embedder:
                                   "duration_seconds": round(summary.duration_seconds, 2),
                                   "sample_rate": summary.original_sample_rate, "channels": summary.channels,
                                   "windows": count})
+
+
+def _invalid(path: Path, error: CheckpointError) -> InvalidCheckpoint:
+    return InvalidCheckpoint(path, str(error).removeprefix(f"{path}: "))
 
 
 def embedder_for_gallery(gallery, model_path: str | Path | None = None, device: str = "cpu", **options) -> Embedder:

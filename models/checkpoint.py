@@ -2,7 +2,8 @@
 
 The model id is the sha256 of the weights alone (canonical safetensors bytes without metadata), so a
 calibration written into the card later does not change which model it is, and a card that does not
-belong to its weights is detected. Nothing is ever unpickled.
+belong to its weights is detected. Nothing is ever unpickled. Reading and checking a card imports no torch
+(`read_model_card`): a command that never uses the joint model does not pay for loading it.
 """
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import JointModelConfig
-from .joint import JointModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from .joint import JointModel
 
 CARD_KEY = "fvmatch_model_card"
 CARD_FORMAT = "fvmatch-model-card/1"
@@ -88,7 +92,7 @@ def read_card(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with safe_open(path, framework="pt") as handle:
+        with safe_open(path, framework="numpy") as handle:  # the header only: no tensor is read, no torch imported
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({type(error).__name__})") from None
@@ -108,12 +112,8 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
-def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Checkpoint:
-    """Load and validate a checkpoint (the shipped default when `path` is None); the model is in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+def read_model_card(path: str | Path) -> tuple[dict, JointModelConfig]:
+    """A checkpoint's card and the model config it describes, both checked, without reading the weights."""
     card = read_card(path)
     try:
         config = JointModelConfig.from_dict(card["config"])
@@ -122,6 +122,19 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Chec
     if card["embedding_dim"] != config.embedding_dim:
         raise CheckpointError(f"{path}: model card's embedding_dim {card['embedding_dim']!r} differs from its "
                               f"config's {config.embedding_dim!r}")
+    return card, config
+
+
+def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint (the shipped default when `path` is None); the model is in eval mode."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .joint import JointModel
+
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    card, config = read_model_card(path)
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as error:

@@ -104,3 +104,55 @@ def test_the_shipped_default_checkpoint_loads_and_says_what_it_is():
     assert DEFAULT_CHECKPOINT.is_file()
     assert checkpoint.card["config"]["name"] == "small"
     assert checkpoint.card["training_data"]
+
+
+def test_opening_a_checkpoint_reads_its_card_without_torch_or_the_weights():
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from fvmatch.embedder import Embedder\n"
+             "embedder = Embedder.load()\n"
+             "print(embedder.model_id[:16], embedder.embedding_dim, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [read_card(DEFAULT_CHECKPOINT)["model_id"][:16], "256", "False"]
+
+
+def test_weights_that_do_not_match_the_card_are_refused_at_first_use_or_when_asked_at_once(saved, tmp_path):
+    from fvmatch.embedder import Embedder
+    from fvmatch.errors import InvalidCheckpoint
+
+    _, _, card = saved
+    torch.manual_seed(99)
+    other = {key: value.clone() for key, value in JointModel(get_config("small")).state_dict().items()}
+    swapped = tmp_path / "swapped.safetensors"
+    write_checkpoint(other, card, swapped)
+    embedder = Embedder.load(swapped)  # the card alone is sound
+    assert embedder.model_id == card["model_id"]
+    with pytest.raises(InvalidCheckpoint, match="swapped.safetensors: weights do not match"):
+        embedder.space("joint")
+    with pytest.raises(InvalidCheckpoint, match="swapped.safetensors: weights do not match"):
+        Embedder.load(swapped, load_weights=True)
+
+
+def test_a_card_that_describes_no_model_is_refused_when_opened(saved, tmp_path):
+    from fvmatch.embedder import Embedder
+    from fvmatch.errors import InvalidCheckpoint
+
+    model, _, card = saved
+    altered = tmp_path / "altered.safetensors"
+    write_checkpoint(model.state_dict(), dict(card, embedding_dim=128), altered)
+    with pytest.raises(InvalidCheckpoint, match="altered.safetensors: model card's embedding_dim 128 differs"):
+        Embedder.load(altered)
+
+
+def test_a_checkpoint_replaced_after_it_was_opened_is_refused_at_first_use(saved, tmp_path):
+    from fvmatch.embedder import Embedder
+    from fvmatch.errors import InvalidCheckpoint
+
+    model, path, card = saved
+    embedder = Embedder.load(path)
+    write_checkpoint(model.state_dict(), dict(card, training_data="something else"), path)
+    with pytest.raises(InvalidCheckpoint, match="model.safetensors: the checkpoint changed after it was opened"):
+        embedder.space("joint")

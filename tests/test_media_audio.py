@@ -129,7 +129,8 @@ def test_batched_speech_detection_finds_what_silero_finds_clip_by_clip():
              speech_clip(3.3, seed=6)]
     expected = []
     for clip in clips:  # silero's own sequential loop, one clip at a time
-        segments = (get_speech_timestamps(torch.from_numpy(clip), audio._vad_model(), sampling_rate=SAMPLE_RATE)
+        segments = (get_speech_timestamps(torch.from_numpy(clip), audio._vad_model(), sampling_rate=SAMPLE_RATE,
+                                          **audio.VAD_SETTINGS)
                     if len(clip) >= SAMPLE_RATE // 10 else [])
         expected.append(np.concatenate([clip[s["start"] : s["end"]] for s in segments]) if segments else clip[:0])
     found = audio.speech_only_batch(clips)

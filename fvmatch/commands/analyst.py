@@ -60,15 +60,16 @@ def enroll(
 
     if gallery_path.exists() and not gallery_path.is_dir():
         raise BadArgument(gallery_path, "gallery path exists and is not a directory")
-    # a new gallery: check the model before anything is written, so a bad --model leaves no directory behind
-    new_gallery_model = None if (gallery_path / "gallery.db").exists() else Embedder.load(model)
+    # a new gallery: check the model (weights too) before anything is written, so a bad --model leaves no directory
+    new_gallery_model = None if (gallery_path / "gallery.db").exists() else Embedder.load(model, load_weights=True)
     make_private_directory(gallery_path)  # on a read-only or full disk: one line, exit 2
     with WriteLock(gallery_path, lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
         if (gallery_path / "gallery.db").exists():  # (again under the lock: another writer may have created it)
             gallery = Gallery.open(gallery_path)
-            embedder = embedder_for_gallery(gallery, model)
+            # every item is embedded in the joint space: a bad model fails here, not once per item
+            embedder = embedder_for_gallery(gallery, model, load_weights=True)
         else:
-            embedder = new_gallery_model or Embedder.load(model)
+            embedder = new_gallery_model or Embedder.load(model, load_weights=True)
             gallery = Gallery.open(gallery_path, create=True, model_id=embedder.model_id,
                                    embedding_dim=embedder.embedding_dim,
                                    model_path=str(Path(embedder.checkpoint_path).resolve()))

@@ -52,7 +52,7 @@ def audit_run(
     from fvmatch.progress import item_progress
 
     with open_gallery(gallery_path) as gallery, ResultsFile.exclusive(out) as results:
-        embedder = embedder_for_gallery(gallery, model)
+        embedder = embedder_for_gallery(gallery, model, load_weights=True)  # a bad model fails here, not per query
         with item_progress(stderr, "audit", unit="queries", transient=as_json) as progress:
             task = progress.add_task("audit", total=len(queries))
             summary = run_audit(gallery, embedder, queries, results, against=against, top=top, fmr=fmr,

@@ -67,7 +67,7 @@ def evaluate(
 
     spaces = _spaces(space)
     split = _split(data, split, "test")
-    embedder = Embedder.load(model)
+    embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
     trial_list = read_trials(trials) if trials else trials_for(corpora, seed)
     if write_trials_to:
@@ -129,7 +129,7 @@ def calibrate(
 
     spaces = _spaces(space)
     split = _split(data, split, "val")
-    embedder = Embedder.load(model)
+    embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
     calibration = fit_calibration(corpora, seed=seed)
     write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)

@@ -91,7 +91,7 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
     from fvmatch.spaces import FACE_SPACE, VOICE_SPACE
 
     with open_gallery(gallery_path) as gallery:
-        embedder = embedder_for_gallery(gallery, model)
+        embedder = embedder_for_gallery(gallery, model, load_weights=True)  # a bad model fails here, not per item
         with gallery.writer(lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
             gallery.add_spaces({name: embedder.space_info(name) for name in (FACE_SPACE, VOICE_SPACE)})
             with item_progress(stderr, "reindex", transient=as_json) as progress:

@@ -36,6 +36,14 @@ MAX_SAMPLE_MAGNITUDE = 1000.0
 MAX_RESAMPLE_KERNEL = 1_000_000  # orig x new of the ratio given to torchaudio's resample (see resampling_ratio)
 MAX_VAD_BATCH_SAMPLES = 4_000_000  # padded samples of clips run through silero-vad together (~35 MB)
 VAD_CHUNK = 512  # samples per silero-vad probability at 16 kHz
+# silero's segments widened: each keeps 100 ms on either side (its default 30 ms cuts into the edges of words), so
+# pauses under 200 ms stay inside the speech. Speaker encoders read that rhythm: on 100 real LibriSpeech clips (10
+# speakers) the GE2E space's EER is 1.27% with silero's defaults (pad 30 ms, min silence 100 ms), 0.49% at 100/100,
+# 0.44% at 200/300 and 0.67% at 300/500 (Resemblyzer's own trimming: 0.42%); 100/100 also keeps the space's vectors
+# within 0.98 of Resemblyzer's own pipeline on whole clips (200/300: down to 0.976)
+SPEECH_PAD_MS = 100
+MIN_SILENCE_MS = 100
+VAD_SETTINGS = {"speech_pad_ms": SPEECH_PAD_MS, "min_silence_duration_ms": MIN_SILENCE_MS}
 MIN_TAIL_SECONDS = 1.0  # a last window shorter than this is merged away rather than embedded alone
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"}
 
@@ -130,13 +138,14 @@ def speech_only_batch(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
         members = [usable[k][1] for k in group]
         tensors = [torch.from_numpy(np.ascontiguousarray(waveforms[index], np.float32)) for index in members]
         if len(members) == 1:  # alone (e.g. a block of a long recording): silero's chunk loop, flat in memory
-            segments_of = [get_speech_timestamps(tensors[0], model, sampling_rate=SAMPLE_RATE)]
+            segments_of = [get_speech_timestamps(tensors[0], model, sampling_rate=SAMPLE_RATE, **VAD_SETTINGS)]
         else:  # audio_forward keeps every chunk's state: about 8 MB per million samples, hence the group limit
             batch = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
             with torch.no_grad():
                 probabilities = model.audio_forward(batch, SAMPLE_RATE)
             segments_of = [get_speech_timestamps_from_probs(probabilities[row, : -(-len(tensor) // VAD_CHUNK)].tolist(),
-                                                            sampling_rate=SAMPLE_RATE, audio_length_samples=len(tensor))
+                                                            sampling_rate=SAMPLE_RATE, audio_length_samples=len(tensor),
+                                                            **VAD_SETTINGS)
                            for row, tensor in enumerate(tensors)]
         for index, segments in zip(members, segments_of):
             if segments:

@@ -1,8 +1,8 @@
 """Face images: load a JPEG, PNG, BMP, GIF, TIFF, WebP or PPM file, detect faces with MTCNN, return 160x160 crops.
 
-MTCNN (facenet-pytorch, weights shipped in its wheel) gives boxes and probabilities; each crop is the
-box resized to 160x160, exactly as facenet-pytorch's own MTCNN(margin=0, post_process=False) does,
-so training and inference see identical crops.
+MTCNN (fvmatch.media.mtcnn: facenet-pytorch's detector and the weights shipped in its wheel, without importing its
+package or torchvision) gives boxes, probabilities and landmarks; each crop is the box resized to 160x160, exactly
+as facenet-pytorch's own MTCNN(margin=0, post_process=False) does, so training and inference see identical crops.
 """
 from __future__ import annotations
 
@@ -87,22 +87,29 @@ def load_image(path: str | Path) -> Image.Image:
         raise UnreadableMedia(path, f"cannot decode image ({error})") from None
 
 
+def face_crop(image: Image.Image, box) -> np.ndarray:
+    """The joint space's input: the box, clipped to the image and cut at whole pixels, resized bilinearly to
+    FACE_SIZE x FACE_SIZE (uint8 RGB): facenet-pytorch's extract_face(margin=0) to the pixel."""
+    width, height = image.size
+    # extract_face: clip in floating point, then int() (truncation toward zero)
+    left, top = int(max(box[0], 0)), int(max(box[1], 0))
+    right, bottom = int(min(box[2], width)), int(min(box[3], height))
+    return np.array(image.crop((left, top, right, bottom)).resize((FACE_SIZE, FACE_SIZE), Image.BILINEAR))
+
+
 class FaceDetector:
     """MTCNN face detection and cropping; build once, reuse (construction loads the weights)."""
 
     def __init__(self, device: str = "cpu", min_probability: float = 0.8) -> None:
-        from facenet_pytorch import MTCNN
+        from fvmatch.media.mtcnn import MTCNN
 
         self.min_probability = min_probability
-        self._mtcnn = MTCNN(image_size=FACE_SIZE, margin=0, keep_all=True, post_process=False, device=device)
+        self._mtcnn = MTCNN(device=device)
 
     def detect(self, image: Image.Image) -> list[FaceCrop]:
         """All faces at or above `min_probability`, largest first."""
-        import torch
-        from facenet_pytorch.models.utils.detect_face import extract_face
-
         if min(image.size) < self._mtcnn.min_face_size:
-            return []  # MTCNN's image pyramid is empty below its minimum face size, and it fails inside torch.cat
+            return []  # MTCNN's image pyramid is empty below its minimum face size
         boxes, probabilities, landmarks = self._mtcnn.detect(image, landmarks=True)
         if boxes is None:
             return []
@@ -110,10 +117,8 @@ class FaceDetector:
         for box, probability, points in zip(boxes, probabilities, landmarks):
             if probability is None or probability < self.min_probability:
                 continue
-            tensor = extract_face(image, box, image_size=FACE_SIZE, margin=0)
-            pixels = tensor.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-            crops.append(FaceCrop(pixels=pixels, probability=float(probability), box=tuple(float(v) for v in box),
-                                  landmarks=tuple((float(x), float(y)) for x, y in points)))
+            crops.append(FaceCrop(pixels=face_crop(image, box), probability=float(probability),
+                                  box=tuple(float(v) for v in box), landmarks=tuple((float(x), float(y)) for x, y in points)))
         return sorted(crops, key=lambda crop: crop.area, reverse=True)
 
     def faces_in_file(self, path: str | Path) -> list[FaceCrop]:

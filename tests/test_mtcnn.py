@@ -1,0 +1,108 @@
+"""fvmatch.media.mtcnn finds what facenet-pytorch's MTCNN finds, without importing it or torchvision."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fvmatch.media.mtcnn import MTCNN
+
+REALMEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+# one face each, then two photos with two faces each (the second face small and partly turned)
+REAL_PHOTOS = ["fr_barack_obama/obama1.jpg", "fr_joe_biden/biden.jpg", "vox1_Freida_Pinto/vgg_00000061.jpg",
+               "fr_barack_obama/obama.jpg", "vox1_Harry_Treadaway/vgg_00000092.jpg"]
+SEVERAL_FACES = {"fr_barack_obama/obama.jpg": 2, "vox1_Harry_Treadaway/vgg_00000092.jpg": 2}
+
+
+@pytest.fixture(scope="module")
+def ours() -> MTCNN:
+    return MTCNN()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from facenet_pytorch import MTCNN as FacenetMTCNN
+
+    return FacenetMTCNN(image_size=160, margin=0, keep_all=True, post_process=False, device="cpu")
+
+
+def real_photo(name: str) -> Path:
+    path = REALMEDIA / "faces" / name
+    if not REALMEDIA.is_dir():
+        pytest.skip(f"real photos not available: {REALMEDIA} is absent (shared real media, not part of the repository)")
+    if not path.is_file():
+        pytest.skip(f"real photo {path} is absent from {REALMEDIA}")
+    return path
+
+
+def assert_same_detections(ours: MTCNN, reference, image: Image.Image) -> int:
+    """Both detectors' boxes, probabilities and landmarks agree within 1e-3, in the same order; the face count."""
+    boxes, probabilities, landmarks = ours.detect(image, landmarks=True)
+    expected_boxes, expected_probabilities, expected_landmarks = reference.detect(image, landmarks=True)
+    if expected_boxes is None:
+        assert boxes is None and landmarks is None and list(probabilities) == [None]
+        return 0
+    # facenet hands back numpy object arrays (of float32 numbers)
+    expected_boxes, expected_probabilities, expected_landmarks = (
+        np.asarray(values, np.float32) for values in (expected_boxes, expected_probabilities, expected_landmarks))
+    assert boxes.shape == expected_boxes.shape and landmarks.shape == (len(boxes), 5, 2)
+    np.testing.assert_allclose(boxes, expected_boxes, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(probabilities, expected_probabilities, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(landmarks, expected_landmarks, rtol=0, atol=1e-3)
+    return len(boxes)
+
+
+def test_finds_facenets_face_in_grace_hopper(ours, reference, grace_hopper):
+    image = Image.open(grace_hopper).convert("RGB")
+    assert assert_same_detections(ours, reference, image) == 1
+    boxes, probabilities, landmarks = ours.detect(image, landmarks=True)
+    assert probabilities[0] > 0.99
+    x1, y1, x2, y2 = boxes[0]
+    assert all(x1 < x < x2 and y1 < y < y2 for x, y in landmarks[0])  # eyes, nose and mouth inside the box
+
+
+@pytest.mark.parametrize("name", REAL_PHOTOS)
+def test_finds_facenets_faces_in_real_photos(ours, reference, name):
+    image = Image.open(real_photo(name)).convert("RGB")
+    assert assert_same_detections(ours, reference, image) == SEVERAL_FACES.get(name, 1)
+
+
+def test_several_faces_come_largest_first(ours):
+    image = Image.open(real_photo("fr_barack_obama/obama.jpg")).convert("RGB")
+    boxes, _, _ = ours.detect(image, landmarks=True)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    assert len(boxes) == 2 and areas[0] > areas[1]
+
+
+def test_a_flat_image_has_no_face(ours, reference):
+    image = Image.new("RGB", (256, 256), (128, 140, 150))
+    assert assert_same_detections(ours, reference, image) == 0
+    assert ours.detect(image) == (None, [None])
+
+
+def test_an_image_below_the_minimum_face_size_has_no_face(ours, grace_hopper):
+    tiny = Image.open(grace_hopper).convert("RGB").resize((19, 22))
+    assert ours.detect(tiny, landmarks=True) == (None, [None], None)
+
+
+def test_a_uint8_array_gives_the_same_faces_as_its_image(ours, grace_hopper):
+    image = Image.open(grace_hopper).convert("RGB")
+    from_image, from_array = ours.detect(image, landmarks=True), ours.detect(np.asarray(image), landmarks=True)
+    for expected, found in zip(from_image, from_array):
+        np.testing.assert_array_equal(found, expected)
+
+
+def test_detecting_a_face_imports_neither_torchvision_nor_facenet_pytorch(grace_hopper):
+    probe = ("import sys\n"
+             "from PIL import Image\n"
+             "from fvmatch.media.mtcnn import MTCNN\n"
+             f"boxes, probabilities, landmarks = MTCNN().detect(Image.open({str(grace_hopper)!r}).convert('RGB'), "
+             "landmarks=True)\n"
+             "print(len(boxes), sorted(name for name in ('torchvision', 'facenet_pytorch') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 []"
