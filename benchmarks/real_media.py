@@ -184,7 +184,7 @@ def main() -> None:
         files = labelled_files(args.directory / folder, suffixes)
         people = len({person for person, _ in files})
         print(f"\n{trial_type}: {len(files)} files of {people} people")
-        print(f"| pipeline | AUC | EER | rank-1 (probes) | failed | wall ms/file | CPU ms/file |")
+        print("| pipeline | AUC | EER | rank-1 (probes) | failed | wall ms/file | CPU ms/file |")
         print("|---|---|---|---|---|---|---|")
         results = {}
         for name, build in entries:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fvmatch.errors import BadArgument
-from fvmatch.gallery.gallery import Candidate, UnknownIdentity
+from fvmatch.gallery.gallery import Candidate
 from fvmatch.scoring import Judgement, judge, trial_type
 from fvmatch.spaces import space_for
 

@@ -32,10 +32,10 @@ def space_for(first: str, second: str, override: str | None = None) -> str:
     """The space that scores a trial between modalities `first` and `second`: `override` if given (BadArgument when
     it does not embed both), else the trial type's default."""
     from fvmatch.errors import BadArgument
+    from fvmatch.scoring import trial_type
 
     if override is None:
-        kind = f"{first}-{first}" if first == second else "face-voice"
-        return DEFAULT_SPACE[kind]
+        return DEFAULT_SPACE[trial_type(first, second)]
     if override not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{override!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
     if not {first, second} <= set(SPACE_MODALITIES[override]):
