@@ -6,8 +6,7 @@ DIR (default ../shared/realmedia) holds faces/<person>/<photo> and voices/<perso
 embedded once by each pipeline; every pair of files that embedded is a trial (same person or not). For face-face and
 voice-voice the table gives, side by side:
   - fvmatch dlib-face: MTCNN detection, dlib 5-point alignment, dlib ResNet (the face space, fvmatch.spaces)
-  - fvmatch ge2e-voice: silero-vad speech, Resemblyzer's GE2E encoder (the voice space), one file at a time as a
-    query is, and 32 at a time as enroll and audit run embed them (speech found in batches)
+  - fvmatch ge2e-voice: silero-vad speech, Resemblyzer's GE2E encoder (the voice space)
   - fvmatch joint: the shipped joint checkpoint (trained on synthetic people; shown for reference)
   - peer face_recognition: its own pipeline (HOG detector, 5-point landmarks, the same ResNet, 1 jitter)
   - peer Resemblyzer: its own pipeline (preprocess_wav: webrtcvad trimming, volume normalisation; embed_utterance)
@@ -37,24 +36,16 @@ def labelled_files(root: Path, suffixes: set[str]) -> list[tuple[str, Path]]:
 
 
 def run_pipeline(files: list[tuple[str, Path]], embed: Callable[[Path], np.ndarray | None]) -> dict:
-    """Embed every file (None or an exception: failed), timing each; the figures of the table.
-
-    An `embed` with a `batch` attribute embeds the files BATCH at a time, as `fvmatch enroll` does; each file is
-    charged its batch's time shared evenly."""
+    """Embed every file (None or an exception: failed), timing each; the figures of the table."""
     outcomes, wall, cpu = [], [], []
-    size = getattr(embed, "batch", 1)
-    for start in range(0, len(files), size):
-        paths = [path for _, path in files[start : start + size]]
+    for _, path in files:
         began, began_cpu = time.perf_counter(), time.process_time()
-        if size > 1:
-            outcomes += [(vector, "no face / no speech") for vector in embed(paths)]
-        else:
-            try:
-                outcomes.append((embed(paths[0]), "no face / no speech"))
-            except Exception as error:  # a peer's own failure on a file counts as a failed file, named below
-                outcomes.append((None, f"{type(error).__name__}: {error}"))
-        wall += [(time.perf_counter() - began) / len(paths)] * len(paths)
-        cpu += [(time.process_time() - began_cpu) / len(paths)] * len(paths)
+        try:
+            outcomes.append((embed(path), "no face / no speech"))
+        except Exception as error:  # a peer's own failure on a file counts as a failed file, named below
+            outcomes.append((None, f"{type(error).__name__}: {error}"))
+        wall.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
     vectors, owners, failed, embedded = [], [], [], []
     for (person, path), (vector, reason) in zip(files, outcomes):
         if vector is None:
@@ -121,20 +112,6 @@ def fvmatch_voice(space: str):
     return embed
 
 
-def fvmatch_voices_batched(space: str):
-    from fvmatch.embedder import Embedder
-    from fvmatch.errors import FvmatchError
-
-    embedder = Embedder.load()
-    embedder.space(space)
-
-    def embed(paths: list[Path]):
-        return [None if isinstance(result, FvmatchError) else result.vectors[space]
-                for result in embedder.embed_voices(paths, [space])]
-    embed.batch = 32  # enroll's batch
-    return embed
-
-
 def peer_face_recognition():
     import face_recognition
 
@@ -171,7 +148,6 @@ def main() -> None:
                       ("fvmatch joint", lambda: fvmatch_face("joint")),
                       ("peer face_recognition (HOG + ResNet)", peer_face_recognition)],
         "voice-voice": [("fvmatch ge2e-voice", lambda: fvmatch_voice("ge2e-voice")),
-                        ("fvmatch ge2e-voice, batches of 32", lambda: fvmatch_voices_batched("ge2e-voice")),
                         ("fvmatch joint", lambda: fvmatch_voice("joint")),
                         ("peer Resemblyzer (embed_utterance)", peer_resemblyzer)],
     }

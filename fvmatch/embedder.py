@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
-from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow, require_speech, short_clip_windows,
-                                 speech_windows)
+from fvmatch.media.audio import MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow, require_speech, speech_windows
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
@@ -186,19 +185,11 @@ class Embedder:
         return self._voice_embedding(path, summary, speech_windows(path, summary), spaces)
 
     def embed_voices(self, paths: Sequence[str | Path], spaces: Sequence[str] | None = None) -> list[Embedding | FvmatchError]:
-        """`embed_voice` of many recordings, in their order, an error in place of each that fails.
-
-        Clips up to a minute have their speech found in batches (the voice activity detector dominates the cost of
-        a short clip); longer recordings are streamed one by one.
-        """
+        """`embed_voice` of many recordings, in their order, an error in place of each that fails."""
         results: list[Embedding | FvmatchError] = []
-        for path, found in zip(paths, short_clip_windows(paths)):
-            if isinstance(found, FvmatchError):  # the file could not be read
-                results.append(found)
-                continue
+        for path in paths:
             try:
-                results.append(self.embed_voice(path, spaces) if found is None
-                               else self._voice_embedding(path, *found, spaces))
+                results.append(self.embed_voice(path, spaces))
             except FvmatchError as error:
                 results.append(error)
         return results

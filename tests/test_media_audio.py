@@ -7,7 +7,7 @@ import soundfile
 from scipy.signal import resample_poly
 
 from fvmatch.errors import TooLittleSpeech, UnreadableMedia
-from fvmatch.media import audio
+from fvmatch.media import audio, vad
 from fvmatch.media.audio import N_MELS, SAMPLE_RATE, SpeechSummary, load_audio, log_mel, speech_windows
 
 from mediagen import speech_clip
@@ -115,55 +115,51 @@ def test_speech_detection_leaves_the_process_thread_count_alone():
     import torch
 
     threads = torch.get_num_threads()
-    audio.speech_only(speech_clip(1.0, seed=9))
+    vad.speech_only(speech_clip(1.0, seed=9))
     assert torch.get_num_threads() == threads
 
 
-def test_batched_speech_detection_finds_what_silero_finds_clip_by_clip():
+def test_speech_probabilities_are_silero_s_own_chunk_by_chunk():
+    import torch
+
+    pause = np.zeros(SAMPLE_RATE, np.float32)
+    clip = np.concatenate([pause, speech_clip(2.0, seed=2), pause, speech_clip(1.5, seed=3)])[:70_001]
+    model, _ = vad.vad_model()
+    padded = np.zeros(-(-len(clip) // vad.CHUNK) * vad.CHUNK, np.float32)
+    padded[: len(clip)] = clip
+    with torch.no_grad():  # silero's loop: the whole model once per chunk, its state carried from call to call
+        expected = model.audio_forward(torch.from_numpy(padded)[None], SAMPLE_RATE)[0].numpy()
+    found = vad.speech_probabilities(clip)
+    assert found.shape == expected.shape == (137,)
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    assert found.max() > 0.9 and found[:20].max() < 0.3  # speech found, the leading second of silence not
+
+
+def test_speech_found_is_what_silero_finds():
     import torch
     from silero_vad import get_speech_timestamps
 
     pause = np.zeros(SAMPLE_RATE, np.float32)
     clips = [speech_clip(4.0, seed=1), np.concatenate([pause, speech_clip(2.0, seed=2), pause, speech_clip(1.5, seed=3)]),
-             speech_clip(1.0, seed=4)[:800], np.zeros(SAMPLE_RATE * 2, np.float32), speech_clip(9.7, seed=5)[:155_555],
-             speech_clip(3.3, seed=6)]
-    expected = []
-    for clip in clips:  # silero's own sequential loop, one clip at a time
-        segments = (get_speech_timestamps(torch.from_numpy(clip), audio._vad_model(), sampling_rate=SAMPLE_RATE,
-                                          **audio.VAD_SETTINGS)
-                    if len(clip) >= SAMPLE_RATE // 10 else [])
-        expected.append(np.concatenate([clip[s["start"] : s["end"]] for s in segments]) if segments else clip[:0])
-    found = audio.speech_only_batch(clips)
-    assert [len(speech) for speech in found] == [len(speech) for speech in expected]
-    assert all(np.array_equal(a, b) for a, b in zip(found, expected))
-    assert len(found[0]) > 3 * SAMPLE_RATE and len(found[2]) == len(found[3]) == 0  # speech kept, none invented
+             speech_clip(1.0, seed=4)[:800], np.zeros(SAMPLE_RATE * 2, np.float32), speech_clip(9.7, seed=5)[:155_555]]
+    for number, clip in enumerate(clips):
+        segments = (get_speech_timestamps(torch.from_numpy(clip), vad.vad_model()[0], sampling_rate=SAMPLE_RATE,
+                                          **vad.VAD_SETTINGS)
+                    if len(clip) >= vad.MIN_SAMPLES else [])
+        expected = np.concatenate([clip[s["start"] : s["end"]] for s in segments]) if segments else clip[:0]
+        assert np.array_equal(vad.speech_only(clip), expected), number
+    assert len(vad.speech_only(clips[0])) > 3 * SAMPLE_RATE and len(vad.speech_only(clips[4])) > 8 * SAMPLE_RATE
+    assert len(vad.speech_only(clips[2])) == len(vad.speech_only(clips[3])) == 0  # none invented
 
 
-def test_clips_are_batched_by_length_with_bounded_padding(monkeypatch):
-    lengths = [16_000, 17_000, 18_000, 40_000, 41_000, 200_000]
-    groups = audio._length_groups(lengths)
-    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
-    for group in groups:
-        padded = len(group) * max(lengths[i] for i in group)
-        assert padded <= 1.25 * sum(lengths[i] for i in group)
-    assert groups[0] == [0, 1, 2] and [5] in groups  # similar lengths share a pass; an outlier runs alone
-    monkeypatch.setattr(audio, "MAX_VAD_BATCH_SAMPLES", 40_000)
-    assert all(len(group) * max(lengths[i] for i in group) <= 40_000 or len(group) == 1
-               for group in audio._length_groups(lengths))
-
-
-def test_embedding_voices_together_gives_each_its_own_embedding_and_error(embedder, media_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(audio, "BLOCK_SECONDS", 5.0)  # so that a 9 s recording counts as long: streamed alone
-    long_path = tmp_path / "long.wav"
-    soundfile.write(long_path, np.concatenate([speech_clip(4.5, seed=7), speech_clip(4.5, seed=8)]), SAMPLE_RATE)
+def test_embedding_voices_together_gives_each_its_own_embedding_and_error(embedder, media_dir, tmp_path):
     other = tmp_path / "other.flac"
     soundfile.write(other, speech_clip(3.0, seed=11, female=True), SAMPLE_RATE)
-    paths = [media_dir / "speech.wav", media_dir / "silence.wav", long_path, media_dir / "text.wav", other]
+    paths = [media_dir / "speech.wav", media_dir / "silence.wav", media_dir / "text.wav", other]
     results = embedder.embed_voices(paths)
     assert isinstance(results[1], TooLittleSpeech) and "silence.wav: too little speech" in str(results[1])
-    assert isinstance(results[3], UnreadableMedia) and "text.wav: not an audio file" in str(results[3])
-    for index in (0, 2, 4):
+    assert isinstance(results[2], UnreadableMedia) and "text.wav: not an audio file" in str(results[2])
+    for index in (0, 3):
         alone = embedder.embed_voice(paths[index])
         np.testing.assert_allclose(results[index].vectors["joint"], alone.vectors["joint"], atol=1e-6)
         assert results[index].quality == alone.quality
-    assert results[2].quality["windows"] >= 1 and results[2].quality["duration_seconds"] == pytest.approx(9.0)

@@ -114,7 +114,8 @@ def test_shards_hold_the_documented_arrays(prepared):
 
 
 def test_items_are_the_inference_preprocessing_of_their_files(corpus, prepared):
-    from fvmatch.media.audio import load_audio, speech_only
+    from fvmatch.media.audio import load_audio
+    from fvmatch.media.vad import speech_only
     from fvmatch.media.image import FaceDetector
 
     cache, summary, _ = prepared

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fvmatch.media.audio import load_audio, speech_only
+from fvmatch.media.audio import load_audio
+from fvmatch.media.vad import speech_only
 from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace, partial_starts
 from mediagen import speech_clip
 

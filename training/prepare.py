@@ -327,7 +327,8 @@ def _face_pixels(path: Path) -> np.ndarray:
 
 def _speech_int16(path: Path) -> np.ndarray:
     """The speech of a recording (16 kHz mono, silences dropped, as inference keeps it) as int16."""
-    from fvmatch.media.audio import load_audio, speech_only
+    from fvmatch.media.audio import load_audio
+    from fvmatch.media.vad import speech_only
 
     summary = SpeechSummary()
     speech = speech_only(load_audio(path, summary))

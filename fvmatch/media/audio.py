@@ -7,7 +7,7 @@ hour-long file never sits in memory whole; the embedder averages the windows' em
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.errors import FvmatchError, TooLittleSpeech, UnreadableMedia
+from fvmatch.errors import TooLittleSpeech, UnreadableMedia
+from fvmatch.media.vad import speech_only
 
 SAMPLE_RATE = 16000
 N_MELS = 64
@@ -34,16 +35,6 @@ MAX_BLOCK_SAMPLES = 6_000_000  # ...and at most this many samples over all chann
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 768_000
 MAX_SAMPLE_MAGNITUDE = 1000.0
 MAX_RESAMPLE_KERNEL = 1_000_000  # orig x new of the ratio given to torchaudio's resample (see resampling_ratio)
-MAX_VAD_BATCH_SAMPLES = 4_000_000  # padded samples of clips run through silero-vad together (~35 MB)
-VAD_CHUNK = 512  # samples per silero-vad probability at 16 kHz
-# silero's segments widened: each keeps 100 ms on either side (its default 30 ms cuts into the edges of words), so
-# pauses under 200 ms stay inside the speech. Speaker encoders read that rhythm: on 100 real LibriSpeech clips (10
-# speakers) the GE2E space's EER is 1.27% with silero's defaults (pad 30 ms, min silence 100 ms), 0.49% at 100/100,
-# 0.44% at 200/300 and 0.67% at 300/500 (Resemblyzer's own trimming: 0.42%); 100/100 also keeps the space's vectors
-# within 0.98 of Resemblyzer's own pipeline on whole clips (200/300: down to 0.976)
-SPEECH_PAD_MS = 100
-MIN_SILENCE_MS = 100
-VAD_SETTINGS = {"speech_pad_ms": SPEECH_PAD_MS, "min_silence_duration_ms": MIN_SILENCE_MS}
 MIN_TAIL_SECONDS = 1.0  # a last window shorter than this is merged away rather than embedded alone
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"}
 
@@ -99,77 +90,6 @@ def _mel_transform(device: str):
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=WIN_LENGTH, hop_length=HOP_LENGTH, n_mels=N_MELS
     ).to(device)
-
-
-@lru_cache(maxsize=1)
-def _vad_model():
-    import torch
-
-    # silero_vad's model module calls torch.set_num_threads(1) on import, which would leave every later
-    # computation of this process (MTCNN, the embedder, training) on one core: restore the count afterwards
-    threads = torch.get_num_threads()
-    from silero_vad import load_silero_vad
-
-    model = load_silero_vad()
-    torch.set_num_threads(threads)
-    return model
-
-
-def speech_only(waveform: np.ndarray) -> np.ndarray:
-    """The speech of 16 kHz mono audio as one array: silero-vad's segments joined, the silences between dropped."""
-    return speech_only_batch([waveform])[0]
-
-
-def speech_only_batch(waveforms: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """`speech_only` of many clips at once: silero-vad runs on a batch of clips in one pass over their chunks.
-
-    The model is recurrent over 32 ms chunks and its state is per row, so a clip padded with zeros to the batch's
-    length gets exactly the probabilities it gets alone (its own last chunk is zero-padded either way); silero's
-    own post-processing then turns them into segments. Clips are grouped by length so that padding stays small.
-    """
-    import torch
-
-    model = _vad_model()  # first: it imports silero_vad and undoes that import's thread setting
-    from silero_vad import get_speech_timestamps, get_speech_timestamps_from_probs
-
-    speech: list[np.ndarray] = [waveform[:0] for waveform in waveforms]
-    usable = sorted((len(w), i) for i, w in enumerate(waveforms) if len(w) >= SAMPLE_RATE // 10)
-    for group in _length_groups([length for length, _ in usable]):
-        members = [usable[k][1] for k in group]
-        tensors = [torch.from_numpy(np.ascontiguousarray(waveforms[index], np.float32)) for index in members]
-        if len(members) == 1:  # alone (e.g. a block of a long recording): silero's chunk loop, flat in memory
-            segments_of = [get_speech_timestamps(tensors[0], model, sampling_rate=SAMPLE_RATE, **VAD_SETTINGS)]
-        else:  # audio_forward keeps every chunk's state: about 8 MB per million samples, hence the group limit
-            batch = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
-            with torch.no_grad():
-                probabilities = model.audio_forward(batch, SAMPLE_RATE)
-            segments_of = [get_speech_timestamps_from_probs(probabilities[row, : -(-len(tensor) // VAD_CHUNK)].tolist(),
-                                                            sampling_rate=SAMPLE_RATE, audio_length_samples=len(tensor),
-                                                            **VAD_SETTINGS)
-                           for row, tensor in enumerate(tensors)]
-        for index, segments in zip(members, segments_of):
-            if segments:
-                waveform = waveforms[index]
-                speech[index] = np.concatenate([waveform[segment["start"] : segment["end"]] for segment in segments])
-    return speech
-
-
-def _length_groups(lengths: Sequence[int]) -> list[list[int]]:
-    """Consecutive runs of ascending `lengths` to batch together: padded to the longest, a group may spend at most
-    a quarter more than its clips' own samples, and at most MAX_VAD_BATCH_SAMPLES in all."""
-    groups: list[list[int]] = []
-    total = 0
-    for position, length in enumerate(lengths):
-        if groups:
-            group = groups[-1]
-            padded = (len(group) + 1) * length
-            if padded <= 1.25 * (total + length) and padded <= MAX_VAD_BATCH_SAMPLES:
-                group.append(position)
-                total += length
-                continue
-        groups.append([position])
-        total = length
-    return groups
 
 
 def resampling_ratio(sample_rate: int) -> tuple[int, int]:
@@ -275,31 +195,6 @@ def speech_windows(path: str | Path, summary: SpeechSummary | None = None) -> It
     """
     summary = summary if summary is not None else SpeechSummary()
     yield from _windows((speech_only(block) for block in _resampled_blocks(Path(path), summary)), summary)
-
-
-def short_clip_windows(paths: Sequence[str | Path]) -> list[tuple[SpeechSummary, list[SpeechWindow]] | FvmatchError | None]:
-    """`speech_windows` of many recordings at once, their speech found in batches (`speech_only_batch`).
-
-    Per path: (summary, windows); the FvmatchError that reading it raised; or None for a recording longer than one
-    decoding block (BLOCK_SECONDS), which is left to `speech_windows` so that it is streamed, never held whole.
-    """
-    results: list = [None] * len(paths)
-    blocks: dict[int, tuple[SpeechSummary, np.ndarray]] = {}
-    for index, path in enumerate(paths):
-        summary = SpeechSummary()
-        stream = _resampled_blocks(Path(path), summary)
-        try:
-            first = next(stream, None)
-            if next(stream, None) is None:
-                blocks[index] = (summary, first if first is not None else np.zeros(0, np.float32))
-        except FvmatchError as error:
-            results[index] = error
-        finally:
-            stream.close()
-    speech = speech_only_batch([block for _, block in blocks.values()])
-    for (index, (summary, _)), clip_speech in zip(blocks.items(), speech):
-        results[index] = (summary, list(_windows([clip_speech], summary)))
-    return results
 
 
 def _windows(speech_pieces: Iterable[np.ndarray], summary: SpeechSummary) -> Iterator[SpeechWindow]:

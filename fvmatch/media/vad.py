@@ -1,0 +1,80 @@
+"""Speech found with silero-vad: the probability of speech every 32 ms, and the speech of a clip as one array.
+
+silero's own loop (`get_speech_timestamps`) calls the whole model once per 32 ms chunk, about 0.8 ms each on one
+core: 25 ms of CPU per second of audio, more than the speaker encoder. Only the model's last stage is recurrent: the
+STFT and convolutional encoder see each chunk (with the 64 samples before it) alone. So the encoder runs on all
+chunks at once and the recurrent cell over them in one `torch.nn.LSTM` call with the cell's own weights: the same
+probabilities as silero's loop (within 2e-6, float summation order; a test compares), ten times faster.
+silero's own post-processing then turns them into segments.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+CHUNK = 512  # samples per probability at 16 kHz
+CONTEXT = 64  # samples of the previous chunk the model sees before each chunk
+ENCODER_BATCH = 2048  # chunks through the encoder at a time (~65 s of audio, a few MB)
+MIN_SAMPLES = SAMPLE_RATE // 10  # shorter audio holds no speech to find
+# silero's segments widened: each keeps 100 ms on either side (its default 30 ms cuts into the edges of words), so
+# pauses under 200 ms stay inside the speech. Speaker encoders read that rhythm: on 100 real LibriSpeech clips (10
+# speakers) the GE2E space's EER is 1.27% with silero's defaults (pad 30 ms, min silence 100 ms), 0.49% at 100/100,
+# 0.44% at 200/300 and 0.67% at 300/500 (Resemblyzer's own trimming: 0.42%); 100/100 also keeps the space's vectors
+# within 0.98 of Resemblyzer's own pipeline on whole clips (200/300: down to 0.976)
+SPEECH_PAD_MS = 100
+MIN_SILENCE_MS = 100
+VAD_SETTINGS = {"speech_pad_ms": SPEECH_PAD_MS, "min_silence_duration_ms": MIN_SILENCE_MS}
+
+
+@lru_cache(maxsize=1)
+def vad_model():
+    """silero-vad's 16 kHz model (the packaged JIT file, loaded offline) and its recurrent cell as an nn.LSTM."""
+    import torch
+
+    # silero_vad's model module calls torch.set_num_threads(1) on import, which would leave every later
+    # computation of this process (MTCNN, the embedder, training) on one core: restore the count afterwards
+    threads = torch.get_num_threads()
+    from silero_vad import load_silero_vad
+
+    model = load_silero_vad()
+    torch.set_num_threads(threads)
+    cell = model._model.decoder.rnn
+    sequence = torch.nn.LSTM(cell.input_size, cell.hidden_size, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(sequence, f"{name}_l0").copy_(getattr(cell, name))
+    return model, sequence.eval()
+
+
+def speech_probabilities(waveform: np.ndarray) -> np.ndarray:
+    """silero-vad's probability of speech for each 512-sample chunk of 16 kHz mono audio (the last one zero-padded),
+    as `model.audio_forward` gives them from a fresh state."""
+    import torch
+
+    model, sequence = vad_model()
+    net = model._model
+    count = -(-len(waveform) // CHUNK)
+    padded = np.zeros(CONTEXT + count * CHUNK, np.float32)  # the first chunk's context is silence, as silero's
+    padded[CONTEXT : CONTEXT + len(waveform)] = waveform
+    windows = np.lib.stride_tricks.sliding_window_view(padded, CONTEXT + CHUNK)[::CHUNK]
+    with torch.no_grad():
+        features = torch.cat([net.encoder(net.run_extractors(torch.from_numpy(np.ascontiguousarray(part))))
+                              for part in np.array_split(windows, -(-count // ENCODER_BATCH))]).squeeze(-1)
+        states, _ = sequence(features[None])
+        probabilities = net.decoder.decoder(states[0].unsqueeze(-1))  # per chunk: (1, 1)
+    return probabilities.reshape(count).numpy()
+
+
+def speech_only(waveform: np.ndarray) -> np.ndarray:
+    """The speech of 16 kHz mono audio as one array: silero-vad's segments joined, the silences between dropped."""
+    from silero_vad import get_speech_timestamps_from_probs
+
+    if len(waveform) < MIN_SAMPLES:
+        return waveform[:0]
+    segments = get_speech_timestamps_from_probs(speech_probabilities(waveform).tolist(), sampling_rate=SAMPLE_RATE,
+                                                audio_length_samples=len(waveform), **VAD_SETTINGS)
+    if not segments:
+        return waveform[:0]
+    return np.concatenate([waveform[segment["start"] : segment["end"]] for segment in segments])
