@@ -404,8 +404,8 @@ class _Context:
             entry = {**candidate.to_dict(), **judgement.to_dict()}
             entry.pop("note")
             listed.append(entry)
-        record = {**record, "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id}
-                                       for g in groups]}
+        record = {**record, "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
+                                        "condition": g.condition} for g in groups]}
         matches = [c.identity for c, j in pairs if j.decision == "same person"]
         calibrated = any(j.decision is not None for j in judged)
         decision = None if not calibrated else ("same person" if matches else "different person")

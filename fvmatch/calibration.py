@@ -218,9 +218,22 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "spaces": {space: corpora[space].model_id for space in dict.fromkeys(s for s, _ in scores)}}
     for (space, kind), (same, different, people) in scores.items():
+        # each entry names its own data too: `calibrate --add` keeps entries of other runs beside it
         calibration[calibration_key(space, kind)] = {**fit(same, different, people), "space": space,
-                                                     "space_model_id": corpora[space].model_id}
+                                                     "space_model_id": corpora[space].model_id,
+                                                     **{key: calibration[key] for key in ("data", "split", "created")}}
     return calibration
+
+
+def added_to(existing: dict | None, calibration: dict) -> dict:
+    """`calibration`'s entries added to an `existing` one (replacing those of the same space and trial type): one
+    card holding, e.g., the clean voice-voice calibration and a telephone condition's, each fitted on its own data."""
+    if not existing:
+        return calibration
+    if existing.get("format") != calibration["format"]:
+        raise BadArgument("--add", f"the model's calibration is of format {existing.get('format')}, not "
+                          f"{calibration['format']}: calibrate it again whole")
+    return {**existing, **calibration, "spaces": {**existing.get("spaces", {}), **calibration["spaces"]}}
 
 
 def write_calibrated_checkpoint(source: str | Path, out: str | Path, calibration: dict) -> dict:

@@ -18,7 +18,8 @@ from fvmatch.media.audio import MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow,
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
-from fvmatch.spaces import FACE_SPACE, JOINT, VOICE_SPACE, spaces_of
+from fvmatch.quality.minimums import QualityMinimums
+from fvmatch.spaces import CONDITIONED_SPACES, FACE_SPACE, JOINT, VOICE_SPACE, spaces_of
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Embedder:
 
     def __init__(self, checkpoint: Checkpoint | None, device: str = "cpu",
                  min_speech_seconds: float = MIN_SPEECH_SECONDS, checkpoint_path: Path | None = None,
-                 card: dict | None = None) -> None:
+                 card: dict | None = None, minimums: QualityMinimums = QualityMinimums()) -> None:
         """`checkpoint` loaded; or None, with the path of one and its checked `card`: it loads on first use."""
         if checkpoint is None and (checkpoint_path is None or card is None):
             raise ValueError("an Embedder without a loaded checkpoint needs the checkpoint's path and card")
@@ -63,6 +64,7 @@ class Embedder:
         self._card = checkpoint.card if checkpoint is not None else card
         self.device = device
         self.min_speech_seconds = min_speech_seconds
+        self.minimums = minimums  # PoorQuality for an item under them (none by default)
         self.checkpoint_path = checkpoint_path
         self._spaces: dict[str, object] = {}
         self._detector: FaceDetector | None = None
@@ -115,7 +117,7 @@ class Embedder:
     @property
     def detector(self) -> FaceDetector:
         if self._detector is None:
-            self._detector = FaceDetector(device=self.device)
+            self._detector = FaceDetector()
         return self._detector
 
     def space(self, name: str):
@@ -133,6 +135,10 @@ class Embedder:
                 from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace
 
                 self._spaces[name] = Ge2eVoiceSpace()
+            elif name in CONDITIONED_SPACES:
+                from fvmatch.spaces.conditions import ConditionedVoiceSpace, split
+
+                self._spaces[name] = ConditionedVoiceSpace(self.space(CONDITIONED_SPACES[name]), split(name)[1])
             else:
                 raise KeyError(name)
         return self._spaces[name]
@@ -150,6 +156,8 @@ class Embedder:
         """
         image, found = self.detector.image_and_faces(path)
         chosen = found if all_faces else found[:1]
+        for crop in chosen:
+            self.minimums.check(path, crop.quality())
         return [PreparedFace(crop, {name: self.space(name).prepare(image, crop) for name in spaces}, len(found))
                 for crop in chosen]
 
@@ -204,13 +212,11 @@ class Embedder:
                 totals[name] += window.speech_seconds * self.space(name).embed_speech(window.samples)
             count += 1
         require_speech(path, summary, self.min_speech_seconds)
+        self.minimums.check(path, summary.quality())
         vectors = {name: (total / np.linalg.norm(total)).astype(np.float32) for name, total in totals.items()}
         return Embedding(vectors=vectors, modality="voice", source=str(path),
                          model_ids={name: self.space(name).model_id for name in spaces},
-                         quality={"speech_seconds": round(summary.speech_seconds, 2),
-                                  "duration_seconds": round(summary.duration_seconds, 2),
-                                  "sample_rate": summary.original_sample_rate, "channels": summary.channels,
-                                  "windows": count})
+                         quality={**summary.quality(), "windows": count})
 
 
 def _invalid(path: Path, error: CheckpointError) -> InvalidCheckpoint:

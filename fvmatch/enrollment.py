@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fvmatch.spaces import spaces_of
+from fvmatch.spaces import reference_spaces, spaces_of
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
@@ -229,9 +229,9 @@ def _already_enrolled(owner: str, item: EnrollItem) -> str:
 
 
 def _embed_voices(embedder, batch: Sequence[EnrollItem], outcomes: list) -> None:
-    """Embed the batch's ready voices together (their speech found in one pass); a failure replaces its outcome."""
+    """Embed the batch's ready voices in their spaces and reference conditions; a failure replaces its outcome."""
     voices = [position for position, (kind, _) in enumerate(outcomes) if kind == "ready" and batch[position].modality == "voice"]
-    embeddings = embedder.embed_voices([batch[position].path for position in voices])
+    embeddings = embedder.embed_voices([batch[position].path for position in voices], reference_spaces("voice"))
     for position, embedding in zip(voices, embeddings):
         if isinstance(embedding, FvmatchError):
             outcomes[position] = ("failed", _problem(batch[position], embedding))

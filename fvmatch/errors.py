@@ -34,6 +34,10 @@ class TooLittleSpeech(FvmatchError):
     """The recording holds less detected speech than the configured minimum."""
 
 
+class PoorQuality(FvmatchError):
+    """The item's measured quality is under a minimum the analyst set (--min-face-px, --min-snr, --min-bandwidth)."""
+
+
 class InvalidCheckpoint(FvmatchError):
     """The file is not an fvmatch checkpoint, or its model card does not match its weights."""
 

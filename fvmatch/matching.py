@@ -4,6 +4,9 @@ A face query against faces is a face-face trial scored in the face space; agains
 scored in the joint space (`fvmatch.spaces.DEFAULT_SPACE`, or one space for all with `space`). Each trial type's
 candidates form a group of their own: raw scores of different spaces are never ranked against each other.
 Only when every group is calibrated are the candidates merged into one list, ranked by likelihood ratio.
+
+A questioned voice measured narrowband or noisy is searched, by default, against the references brought to its
+condition (`fvmatch.spaces.conditions`): the group names the condition, and its calibration is that condition's.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
 from fvmatch.scoring import Judgement, judge, trial_type
-from fvmatch.spaces import space_for
+from fvmatch.spaces import CONDITIONED_SPACES, query_space, space_for
+from fvmatch.spaces.conditions import conditioned, reference_condition, split
 
 
 @dataclass
@@ -26,15 +30,17 @@ class TrialGroup:
     against: str
     candidates: list[Candidate]
     judgements: list[Judgement]
+    condition: dict | None = None  # the questioned item's condition and whether the references were brought to it
 
     def to_dict(self) -> dict:
         return {"trial_type": self.trial_type, "space": self.space, "model_id": self.model_id, "against": self.against,
+                "condition": self.condition,
                 "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(self.candidates, self.judgements)]}
 
 
 def query_spaces(modality: str, targets: Sequence[str], space: str | None = None) -> list[str]:
     """The spaces a query must be embedded in to be compared with `targets` (BadArgument for a bad `space`)."""
-    return list(dict.fromkeys(space_for(modality, target, space) for target in targets))
+    return list(dict.fromkeys(query_space(space_for(modality, target, space)) for target in targets))
 
 
 def same_modality_first(modality: str, targets: Sequence[str]) -> list[str]:
@@ -60,9 +66,9 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
     for target in same_modality_first(embedding.modality, targets):
         if not counts[target]:
             continue
-        chosen = space_for(embedding.modality, target, space)
-        candidates = gallery.search(embedding.vectors[chosen], [target], top=top, space=chosen)
-        groups.append(_group(embedding, target, chosen, candidates, calibration, fmr))
+        chosen, condition = reference_space(gallery, embedding, target, space)
+        candidates = gallery.search(embedding.vectors[query_space(chosen)], [target], top=top, space=chosen)
+        groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition))
     return groups
 
 
@@ -72,18 +78,98 @@ def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: 
     an empty list: it has no item of those modalities)."""
     groups = []
     for target in same_modality_first(embedding.modality, targets):
-        chosen = space_for(embedding.modality, target, space)
-        found = gallery.score_identity(embedding.vectors[chosen], label, [target], space=chosen)
+        chosen, condition = reference_space(gallery, embedding, target, space)
+        found = gallery.score_identity(embedding.vectors[query_space(chosen)], label, [target], space=chosen)
         if found is not None:
-            groups.append(_group(embedding, target, chosen, [found], calibration, fmr))
+            groups.append(_group(gallery, embedding, target, chosen, [found], calibration, fmr, condition))
     return groups
 
 
-def _group(embedding, target: str, space: str, candidates: list[Candidate], calibration, fmr: float) -> TrialGroup:
+def reference_space(gallery, embedding, target: str, space: str | None = None) -> tuple[str, dict | None]:
+    """The space whose references the query is searched against, and the condition record of the result.
+
+    `space` given: that space (a reference condition named by the analyst is used as is). Otherwise the trial type's
+    space, or, for a voice against voices whose measured quality calls for it, the references of its condition when
+    every reference has them (a gallery enrolled before conditions existed: `gallery reindex` fills them; until
+    then the result says the condition was not matched, and why).
+    """
+    chosen = space_for(embedding.modality, target, space)
+    if space is not None:
+        condition = split(chosen)[1]
+        return chosen, ({"questioned": reference_condition(embedding.quality), "references": condition,
+                         "chosen_by": "--space"} if condition else None)
+    wanted = reference_condition(embedding.quality) if embedding.modality == target == "voice" else None
+    candidate = conditioned(chosen, wanted) if wanted else None
+    if candidate not in CONDITIONED_SPACES:
+        return chosen, None
+    if candidate in gallery.spaces and not gallery.missing_vectors(candidate, target):
+        return candidate, {"questioned": wanted, "references": wanted, "chosen_by": "measured quality"}
+    return chosen, {"questioned": wanted, "references": None, "chosen_by": "measured quality",
+                    "note": f"references not brought to the {wanted} condition: the gallery lacks their {candidate} "
+                            "vectors (fvmatch gallery reindex fills them)"}
+
+
+@dataclass
+class PairScore:
+    """Two items scored: the space, its model, the condition record, and each item's embedding."""
+
+    trial_type: str
+    space: str
+    model_id: str
+    score: float
+    condition: dict | None
+    embeddings: list
+
+
+def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None = None) -> PairScore:
+    """Embed two (modality, path) items and score them in the trial type's space (`space` overrides it).
+
+    Two voices of different conditions (one clean, one measured narrowband or noisy) are compared like with like:
+    the clean one is embedded again brought to the other's condition. A reference condition named in `space` brings
+    the second item to it.
+    """
+    (first, first_path), (second, second_path) = items
+    chosen = space_for(first, second, space)
+    base = query_space(chosen)
+
+    def embed(modality, path, name):
+        return (embedder.embed_face(path, spaces=[name])[0] if modality == "face"
+                else embedder.embed_voice(path, spaces=[name]))
+
+    embeddings = [embed(first, first_path, base), embed(second, second_path, base)]
+    vectors = [embeddings[0].vectors[base], embeddings[1].vectors[base]]
+    condition = None
+    if first == second == "voice":
+        wanted = [reference_condition(embedding.quality) for embedding in embeddings]
+        if chosen != base:  # named by the analyst
+            reference, condition = 1, {"questioned": wanted[0], "references": split(chosen)[1], "chosen_by": "--space"}
+        elif space is None and (wanted[0] is None) != (wanted[1] is None):
+            reference = wanted.index(None)
+            chosen = conditioned(base, wanted[1 - reference])
+            condition = {"questioned": wanted[1 - reference], "references": wanted[1 - reference],
+                         "chosen_by": "measured quality"}
+        if condition is not None:
+            vectors[reference] = embed("voice", items[reference][1], chosen).vectors[chosen]
+    return PairScore(trial_type(first, second), chosen, embedder.space(chosen).model_id,
+                     float(vectors[0] @ vectors[1]), condition, embeddings)
+
+
+def describe_condition(condition: dict | None) -> str:
+    """One line for a result: the questioned item's condition and what the references were brought to."""
+    if not condition:
+        return "references as enrolled"
+    if condition.get("references"):
+        return (f"questioned item {condition.get('questioned') or 'clean'}: references brought to the "
+                f"{condition['references']} condition (by {condition.get('chosen_by')})")
+    return f"questioned item {condition.get('questioned')}: {condition.get('note', 'references as enrolled')}"
+
+
+def _group(gallery, embedding, target: str, space: str, candidates: list[Candidate], calibration, fmr: float,
+           condition: dict | None) -> TrialGroup:
     kind = trial_type(embedding.modality, target)
-    model_id = embedding.model_ids[space]
+    model_id = embedding.model_ids.get(space) or gallery.spaces[space]["model_id"]
     return TrialGroup(kind, space, model_id, target, candidates,
-                      [judge(c.score, kind, calibration, fmr, space, model_id) for c in candidates])
+                      [judge(c.score, kind, calibration, fmr, space, model_id) for c in candidates], condition)
 
 
 def merged(groups: Sequence[TrialGroup]) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from fvmatch.enrollment import file_digest
 from fvmatch.errors import FvmatchError
 from fvmatch.gallery import MODALITIES, Gallery
-from fvmatch.spaces import spaces_of
+from fvmatch.spaces import reference_spaces
 
 BATCH_SIZE = 32
 
@@ -31,7 +31,7 @@ def items_missing_vectors(gallery: Gallery) -> list[tuple[dict, str, list[str]]]
     """(item, modality, the spaces it lacks) for every item lacking a vector of a space the gallery records."""
     lacking: dict[int, tuple[dict, str, list[str]]] = {}
     for modality in MODALITIES:
-        for space in spaces_of(modality):
+        for space in reference_spaces(modality):
             if space in gallery.spaces:
                 for item in gallery.missing_vectors(space, modality):
                     lacking.setdefault(item["media_id"], (item, modality, []))[2].append(space)

@@ -65,8 +65,9 @@ def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, 
     value = round(float(log10_lr(score, entry)), 4)
     decision = "same person" if score > point["threshold"] else "different person"
     trials = entry["trials"]
-    source = ", ".join(f"{label}{calibration[key]}" for key, label in (("data", ""), ("split", "split "), ("created", ""))
-                       if calibration.get(key))
+    source = ", ".join(f"{label}{entry.get(key, calibration.get(key))}"
+                       for key, label in (("data", ""), ("split", "split "), ("created", ""))
+                       if entry.get(key, calibration.get(key)))
     note = (f"calibrated: {space} {kind} map from {trials['same']:,} same-person and {trials['different']:,} different-person "
             f"trials{f' ({source})' if source else ''}; decision at the {point['fmr_target']:.1%} false-match-rate "
             f"operating point (same person when score > {point['threshold']:.4f}; {point['fnmr']:.1%} of the "

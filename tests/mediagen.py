@@ -6,6 +6,7 @@ import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -62,3 +63,19 @@ def gallery_state(directory) -> dict:
     connection.close()
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.hnsw*"))}
     return {"rows": rows, "index_files": files}
+
+
+REALMEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+
+
+def librispeech_clip(name: str) -> tuple[np.ndarray, int]:
+    """(samples, rate) of a LibriSpeech clip of ../shared/realmedia/voices (16 kHz) by its utterance id; the test
+    skips, saying why, where that folder is absent."""
+    import pytest
+    import soundfile
+
+    path = REALMEDIA / "voices" / f"librispeech_{name.split('-')[0]}" / f"{name}.flac"
+    if not path.is_file():
+        pytest.skip(f"../shared/realmedia is absent: no {path} (real recordings are not part of the repository)")
+    samples, rate = soundfile.read(path, dtype="float32")
+    return samples, rate

@@ -95,7 +95,8 @@ def test_an_old_gallery_upgrades_and_reindex_fills_the_new_spaces_from_intact_ev
     assert "not filled: id00000 face" in filled.stderr
     connection = sqlite3.connect(gallery / "gallery.db")
     counts = dict(connection.execute("SELECT space, count(*) FROM vectors GROUP BY space").fetchall())
-    assert counts == {"joint": 6, "dlib-face": 2, "ge2e-voice": 2}
+    assert counts == {"joint": 6, "dlib-face": 2, "ge2e-voice": 2, "ge2e-voice@telephone": 2, "ge2e-voice@noisy": 2,
+                      "ge2e-voice@telephone-noisy": 2}  # and the voices' reference conditions
 
     # the filled vectors are the ones enrolling the file gives today
     enrolled_face = files_of(evidence, "faces", "id00001")[0]

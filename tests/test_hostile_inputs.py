@@ -108,6 +108,7 @@ def hostile(tmp_path_factory, grace_hopper) -> Path:
     png_declaring(root / "under-limit.png", 7000, 7000)  # 49 Mpx: the control that is decoded
     png_declaring(root / "declared-20000.png", 20000, 20000, rows=2)  # claims 1.6 GB of RGBA, holds 2 rows
     Image.new("RGB", (1, 1), (200, 150, 120)).save(root / "one-pixel.png")
+    Image.new("RGB", (9, 9), (200, 150, 120)).save(root / "nine.png")
     Image.new("RGB", (19, 19), (200, 150, 120)).save(root / "nineteen.png")
     Image.open(grace_hopper).transpose(Image.Transpose.ROTATE_90).save(root / "damaged-exif.jpg", exif=damaged_exif())
     nan, inf = speech.copy(), speech.copy()
@@ -162,12 +163,17 @@ def test_hostile_image_files_are_refused_naming_the_file_and_the_problem(hostile
         load_image(hostile / name)
 
 
-@pytest.mark.parametrize("name, size", [("one-pixel.png", "1x1"), ("nineteen.png", "19x19")])
+@pytest.mark.parametrize("name, size", [("one-pixel.png", "1x1"), ("nine.png", "9x9")])
 def test_images_smaller_than_the_smallest_face_are_no_face_not_a_crash(detector, hostile, name, size):
     with pytest.raises(NoFaceFound, match=f"{name}: no face found: the image is {size} pixels, below the detector's "
-                                          "20-pixel minimum face size"):
+                                          "10-pixel minimum face size"):
         detector.faces_in_file(hostile / name)
     assert detector.detect(load_image(hostile / name)) == []
+
+
+def test_a_small_faceless_image_is_searched_at_twice_its_size_and_still_holds_no_face(detector, hostile):
+    with pytest.raises(NoFaceFound, match="nineteen.png: no face found \\(detector threshold"):
+        detector.faces_in_file(hostile / "nineteen.png")
 
 
 def test_an_image_whose_exif_is_damaged_is_still_turned_upright(detector, hostile, grace_hopper):

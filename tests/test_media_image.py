@@ -86,3 +86,17 @@ def test_huge_declared_size_is_refused_before_decoding(tmp_path):
     assert path.stat().st_size < 100_000
     with pytest.raises(UnreadableMedia, match="8000x8000 pixels, over the"):
         load_image(path)
+
+
+@pytest.mark.parametrize("face_px", [8, 16, 40])
+def test_a_small_face_is_found_in_a_small_image_and_reported_in_its_coordinates(detector, grace_hopper, face_px):
+    from fvmatch.media.degrade import shrink_face
+
+    photo = load_image(grace_hopper)
+    box = detector.detect(photo)[0].box
+    small = shrink_face(photo, box, face_px)  # 8 px: MTCNN alone misses it; at twice the size it is found
+    (face,) = detector.detect(small)
+    scale = small.width / photo.width
+    assert np.allclose(face.box, np.array(box) * scale, atol=0.25 * face_px)
+    assert face.figures["eye_distance_px"] == pytest.approx(0.475 * face_px, rel=0.25)
+    assert face.pixels.shape == (FACE_SIZE, FACE_SIZE, 3)

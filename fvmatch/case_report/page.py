@@ -253,6 +253,15 @@ def _quality(record: dict) -> str:
     return ", ".join(f"{esc(key)} {esc(value)}" for key, value in quality.items())
 
 
+def _conditions(record: dict) -> str:
+    """Each trial's condition match: the questioned item's condition and the references' (or why not matched)."""
+    from fvmatch.matching import describe_condition
+
+    trials = [trial for trial in record.get("trials") or [] if isinstance(trial, dict)]
+    return "; ".join(f"{esc(trial.get('trial_type'))}: {esc(describe_condition(trial.get('condition')))}"
+                     for trial in trials if isinstance(trial.get("condition"), dict)) or "–"
+
+
 def _detail(record: dict, anchor: str, faces: dict, face_class: dict, calibration: dict | None) -> str:
     from fvmatch.case_report.pictures import query_picture, score_plot
 
@@ -270,6 +279,7 @@ def _detail(record: dict, anchor: str, faces: dict, face_class: dict, calibratio
         ("sha256", f"<code>{esc(record.get('sha256') or '–')}</code> ({_number(record.get('size'), ',')} bytes)"),
         ("quality", _quality(record)),
         ("searched", esc(" + ".join(record.get("against") or []) or "–")),
+        ("condition", _conditions(record)),
         ("answered", f"{esc(record.get('answered_at'))}, run <code>{esc(record.get('run_id'))}</code>"
                      + (f", embed {esc(timing.get('embed'))} ms, search {esc(timing.get('search'))} ms"
                         if isinstance(timing, dict) else "")),

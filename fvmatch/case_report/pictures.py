@@ -282,7 +282,8 @@ def _draw_kind(axes, kind: str, scores: list[tuple], entry: dict | None, fmr: fl
             axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
                          label=f"threshold at {fmr:.1%} false-match rate")
         axes.set_title(f"{kind}: the candidates' scores among the calibration trials", fontsize=10)
-        source = ", ".join(str(calibration[key]) for key in ("data", "split", "created") if calibration.get(key))
+        provenance = {key: (entry or {}).get(key, calibration.get(key)) for key in ("data", "split", "created")}
+        source = ", ".join(str(value) for value in provenance.values() if value)
         sentence = (f"{kind}: the shaded areas are the calibration's score distributions for same-person and "
                     f"different-person trials{f' ({source})' if source else ''}; the vertical lines mark the "
                     "candidates' scores, numbered by rank.")

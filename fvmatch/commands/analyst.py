@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, ModelOption, RootOption,
-                                     SpaceOption, app, audit, emit_json, file_input, open_gallery, say_line, say_waiting,
+from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, MinBandwidthOption,
+                                     MinFacePxOption, MinSnrOption, ModelOption, RootOption, SpaceOption, app, audit,
+                                     emit_json, file_input, open_gallery, quality_minimums, say_line, say_waiting,
                                      stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
@@ -26,6 +27,9 @@ def enroll(
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
     lock_timeout: float = LockTimeoutOption,
+    min_face_px: Optional[float] = MinFacePxOption,
+    min_snr: Optional[float] = MinSnrOption,
+    min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Enroll face images and voice recordings into the gallery (created on first use, pinned to the model).
@@ -56,7 +60,7 @@ def enroll(
     from fvmatch.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory
     from fvmatch.gallery.lock import WriteLock
-    from fvmatch.spaces import FACE_SPACE, VOICE_SPACE
+    from fvmatch.spaces import PRETRAINED_SPACES
 
     if gallery_path.exists() and not gallery_path.is_dir():
         raise BadArgument(gallery_path, "gallery path exists and is not a directory")
@@ -73,8 +77,9 @@ def enroll(
             gallery = Gallery.open(gallery_path, create=True, model_id=embedder.model_id,
                                    embedding_dim=embedder.embedding_dim,
                                    model_path=str(Path(embedder.checkpoint_path).resolve()))
+        embedder.minimums = quality_minimums(min_face_px, min_snr, min_bandwidth)
         with gallery, item_progress(stderr, "enroll", transient=as_json) as progress:
-            gallery.add_spaces({name: embedder.space_info(name) for name in (FACE_SPACE, VOICE_SPACE)})
+            gallery.add_spaces({name: embedder.space_info(name) for name in PRETRAINED_SPACES})
             task = progress.add_task("enroll", total=len(items))
             # each stored batch is recorded in its own transaction, so a killed enroll leaves no unrecorded item
             def record_batch(entries: list[dict]) -> None:
@@ -116,6 +121,9 @@ def identify(
     fmr: float = FmrOption,
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
+    min_face_px: Optional[float] = MinFacePxOption,
+    min_snr: Optional[float] = MinSnrOption,
+    min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default).
@@ -133,10 +141,10 @@ def identify(
 
     spaces = query_spaces(modality, targets, space)  # a bad --space is refused before anything loads
     from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.matching import check_gallery, identify as identify_query, merged, ranked
+    from fvmatch.matching import check_gallery, describe_condition, identify as identify_query, merged, ranked
 
     with open_gallery(gallery_path) as gallery:
-        embedder = embedder_for_gallery(gallery, model)
+        embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
         check_gallery(gallery, modality, targets, space)
         for name in spaces:
             gallery.check_space(name, embedder.space(name).model_id)
@@ -147,6 +155,7 @@ def identify(
         audit(gallery, "identify", [file_input(path)],
                {"modality": modality, "against": targets,
                 "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
+                            "condition": g.condition,
                             "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
                            for g in groups]},
                embedder.model_id)
@@ -160,7 +169,8 @@ def identify(
     else:
         for group in groups:
             _print_candidates(f"{modality} query {path}: {group.trial_type} trials in the {group.space} space "
-                              f"(model {group.model_id[:16]})", group.candidates, group.judgements)
+                              f"(model {group.model_id[:16]}); {describe_condition(group.condition)}", group.candidates,
+                              group.judgements)
         notes = sorted({j.note for _, j in listed})
         stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
     calibrated = [j for _, j in listed if j.decision is not None]
@@ -190,6 +200,9 @@ def verify(
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     model: Optional[Path] = ModelOption,
+    min_face_px: Optional[float] = MinFacePxOption,
+    min_snr: Optional[float] = MinSnrOption,
+    min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Do two items (a face and a voice, two faces or two voices) belong to one person?
@@ -203,22 +216,21 @@ def verify(
         raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
     from fvmatch.spaces import space_for
 
-    chosen = space_for(items[0][0], items[1][0], space)
+    space_for(items[0][0], items[1][0], space)  # a bad --space is refused before anything loads
     from fvmatch.embedder import Embedder
-    from fvmatch.scoring import judge, trial_type
+    from fvmatch.matching import describe_condition, score_pair
+    from fvmatch.scoring import judge
 
-    embedder = Embedder.load(model)
-    embeddings = [embedder.embed_face(p, spaces=[chosen])[0] if m == "face" else embedder.embed_voice(p, spaces=[chosen])
-                  for m, p in items]
-    score = float(embeddings[0].vectors[chosen] @ embeddings[1].vectors[chosen])
-    model_id = embeddings[0].model_ids[chosen]
-    judgement = judge(score, trial_type(items[0][0], items[1][0]), embedder.card.get("calibration"), fmr, chosen, model_id)
+    embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+    pair = score_pair(embedder, items, space)
+    judgement = judge(pair.score, pair.trial_type, embedder.card.get("calibration"), fmr, pair.space, pair.model_id)
     if as_json:
-        emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
-                   "model_id": embedder.model_id, **judgement.to_dict()})
+        emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality}
+                             for (m, p), e in zip(items, pair.embeddings)],
+                   "model_id": embedder.model_id, "condition": pair.condition, **judgement.to_dict()})
     else:
-        stdout.print(f"{judgement.trial_type} score {score:.4f} (cosine in the {chosen} space; model {model_id[:16]})",
-                     highlight=False)
+        stdout.print(f"{judgement.trial_type} score {pair.score:.4f} (cosine in the {pair.space} space; model "
+                     f"{pair.model_id[:16]}); {describe_condition(pair.condition)}", highlight=False)
         if judgement.decision is not None:
             stdout.print(f"log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                          highlight=False)

@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, ModelOption, RootOption, SpaceOption, app,
-                                     audit, emit_json, file_input, open_gallery, say_line, stderr, stdout)
+from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, MinBandwidthOption, MinFacePxOption,
+                                     MinSnrOption, ModelOption, RootOption, SpaceOption, app, audit, emit_json,
+                                     file_input, open_gallery, quality_minimums, say_line, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, BadArgument, FvmatchError
 
 audit_app = typer.Typer(help="Batch audits and the gallery's tamper-evident audit trail.", no_args_is_help=True)
@@ -29,6 +30,9 @@ def audit_run(
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=1024, help="Queries embedded per batch."),
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
+    min_face_px: Optional[float] = MinFacePxOption,
+    min_snr: Optional[float] = MinSnrOption,
+    min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Answer every query of a CSV file like identify (or verify, when the row claims an identity).
@@ -52,7 +56,8 @@ def audit_run(
     from fvmatch.progress import item_progress
 
     with open_gallery(gallery_path) as gallery, ResultsFile.exclusive(out) as results:
-        embedder = embedder_for_gallery(gallery, model, load_weights=True)  # a bad model fails here, not per query
+        embedder = embedder_for_gallery(gallery, model, load_weights=True,  # a bad model fails here, not per query
+                                        minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
         with item_progress(stderr, "audit", unit="queries", transient=as_json) as progress:
             task = progress.add_task("audit", total=len(queries))
             summary = run_audit(gallery, embedder, queries, results, against=against, top=top, fmr=fmr,

@@ -64,6 +64,17 @@ SpaceOption = typer.Option(None, "--space", help="Score every trial in this spac
                            "default: face-face in dlib-face, voice-voice in ge2e-voice, face-voice in joint.")
 RootOption = typer.Option(None, "--root", help="Refuse listed paths that resolve (symlinks followed) outside this directory.")
 LockTimeoutOption = typer.Option(60.0, "--lock-timeout", min=0.0, help="Seconds to wait for another writer.")
+MinFacePxOption = typer.Option(None, "--min-face-px", min=0.0, help="Refuse faces whose eyes are fewer pixels apart.")
+MinSnrOption = typer.Option(None, "--min-snr", help="Refuse voices under this estimated signal-to-noise ratio (dB).")
+MinBandwidthOption = typer.Option(None, "--min-bandwidth", min=0.0,
+                                  help="Refuse voices whose speech reaches no higher than this frequency (Hz).")
+
+
+def quality_minimums(min_face_px: float | None, min_snr: float | None, min_bandwidth: float | None):
+    """The QualityMinimums an embedder refuses items under (fvmatch.quality.minimums)."""
+    from fvmatch.quality.minimums import QualityMinimums
+
+    return QualityMinimums(eye_distance_px=min_face_px, snr_db=min_snr, bandwidth_hz=min_bandwidth)
 
 
 def open_gallery(path: Path):

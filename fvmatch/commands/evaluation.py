@@ -120,11 +120,13 @@ def calibrate(
                                         "split); default val. A plain folder has none: all of it is used."),
     seed: int = typer.Option(0, "--seed"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory."),
+    add: bool = typer.Option(False, "--add", help="Keep the model's other calibration entries (e.g. the clean "
+                             "voice-voice one beside a telephone condition's), replacing only those fitted here."),
     as_json: bool = JsonOption,
 ) -> None:
     """Fit score -> log10 LR per (space, trial type), thresholds at 1% / 0.1% FMR and EER, Cllr; store them in the
-    card (replacing its calibration)."""
-    from fvmatch.calibration import calibrate as fit_calibration, write_calibrated_checkpoint
+    card (replacing its calibration, or adding to it with --add)."""
+    from fvmatch.calibration import added_to, calibrate as fit_calibration, write_calibrated_checkpoint
     from fvmatch.embedder import Embedder
 
     spaces = _spaces(space)
@@ -132,6 +134,8 @@ def calibrate(
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
     calibration = fit_calibration(corpora, seed=seed)
+    if add:
+        calibration = added_to(embedder.card.get("calibration"), calibration)
     write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)
     if as_json:
         emit_json({"checkpoint": str(out), "model_id": embedder.model_id, "calibration": calibration})

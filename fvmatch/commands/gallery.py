@@ -88,12 +88,12 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
     """
     from fvmatch.embedder import embedder_for_gallery
     from fvmatch.reembed import fill_missing_vectors, items_missing_vectors
-    from fvmatch.spaces import FACE_SPACE, VOICE_SPACE
+    from fvmatch.spaces import PRETRAINED_SPACES
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model, load_weights=True)  # a bad model fails here, not per item
         with gallery.writer(lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
-            gallery.add_spaces({name: embedder.space_info(name) for name in (FACE_SPACE, VOICE_SPACE)})
+            gallery.add_spaces({name: embedder.space_info(name) for name in PRETRAINED_SPACES})
             with item_progress(stderr, "reindex", transient=as_json) as progress:
                 task = progress.add_task("reindex", total=len(items_missing_vectors(gallery)))
                 report = fill_missing_vectors(gallery, embedder, lambda n: progress.advance(task, n))

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import JsonOption, ModelOption, app, emit_json, say_line, stderr, stdout
+from fvmatch.commands.common import (JsonOption, MinBandwidthOption, MinFacePxOption, MinSnrOption, ModelOption, app,
+                                     emit_json, quality_minimums, say_line, stderr, stdout)
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -46,6 +47,9 @@ def embed(
     all_faces: bool = typer.Option(False, "--all-faces", help="Embed every face in the image, not only the largest."),
     min_speech: float = typer.Option(1.0, "--min-speech", min=0.1, help="Seconds of speech required."),
     space: Optional[str] = typer.Option(None, "--space", help="Only this space (joint, dlib-face, ge2e-voice)."),
+    min_face_px: Optional[float] = MinFacePxOption,
+    min_snr: Optional[float] = MinSnrOption,
+    min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Print the embeddings of one face image or one voice recording in every space of its modality (or --space),
@@ -58,7 +62,8 @@ def embed(
     spaces = [space_for(modality, modality, space)] if space is not None else spaces_of(modality)
     from fvmatch.embedder import Embedder
 
-    embedder = Embedder.load(model, min_speech_seconds=min_speech)
+    embedder = Embedder.load(model, min_speech_seconds=min_speech,
+                             minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     embeddings = (embedder.embed_face(face, all_faces=all_faces, spaces=spaces) if face
                   else [embedder.embed_voice(voice, spaces=spaces)])
     if as_json:

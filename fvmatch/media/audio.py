@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import TooLittleSpeech, UnreadableMedia
-from fvmatch.media.vad import speech_only
+from fvmatch.media.vad import speech_only, speech_probabilities
+from fvmatch.quality.voice import VoiceQualityMeter
 
 SAMPLE_RATE = 16000
 N_MELS = 64
@@ -52,12 +53,19 @@ class SpeechWindow:
 
 @dataclass
 class SpeechSummary:
-    """What streaming a recording found: its duration and the seconds of speech kept."""
+    """What streaming a recording found: its duration, the seconds of speech kept, and its quality as measured."""
 
     duration_seconds: float = 0.0
     speech_seconds: float = 0.0
     original_sample_rate: int = 0
     channels: int = 0
+    codec: str = ""  # as libsndfile reads it: container and encoding ("MP3 MPEG_LAYER_III", "WAV PCM_16")
+    meter: VoiceQualityMeter = field(default_factory=VoiceQualityMeter)
+
+    def quality(self) -> dict:
+        """The figures stored with the recording's embedding (fvmatch.quality.voice)."""
+        return {"duration_seconds": round(self.duration_seconds, 2), "channels": self.channels,
+                **self.meter.result(self.original_sample_rate, self.codec, self.speech_seconds)}
 
 
 def log_mel_batch(waveforms):
@@ -156,6 +164,7 @@ def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
     with _open_audio(path) as sound:
         summary.original_sample_rate = sound.samplerate
         summary.channels = sound.channels
+        summary.codec = f"{sound.format} {sound.subtype}"
         if not MIN_SAMPLE_RATE <= sound.samplerate <= MAX_SAMPLE_RATE:
             raise UnreadableMedia(path, f"sample rate of {sound.samplerate:,} Hz is outside the "
                                   f"{MIN_SAMPLE_RATE:,}-{MAX_SAMPLE_RATE:,} Hz of a voice recording")
@@ -173,6 +182,7 @@ def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
             peak = float(np.abs(block).max())
             if peak > MAX_SAMPLE_MAGNITUDE:
                 raise UnreadableMedia(path, f"audio samples reach {peak:.3g}, far outside the [-1, 1] range of audio")
+            summary.meter.add(block, sound.samplerate)
             mono = block.mean(axis=1)
             summary.duration_seconds += len(mono) / sound.samplerate
             if orig != new:
@@ -194,7 +204,13 @@ def speech_windows(path: str | Path, summary: SpeechSummary | None = None) -> It
     it does not judge the amount of speech (see `require_speech`).
     """
     summary = summary if summary is not None else SpeechSummary()
-    yield from _windows((speech_only(block) for block in _resampled_blocks(Path(path), summary)), summary)
+
+    def speech_of(block: np.ndarray) -> np.ndarray:
+        probabilities = speech_probabilities(block) if len(block) else np.zeros(0, np.float32)
+        summary.meter.add_speech(block, probabilities)
+        return speech_only(block, probabilities)
+
+    yield from _windows((speech_of(block) for block in _resampled_blocks(Path(path), summary)), summary)
 
 
 def _windows(speech_pieces: Iterable[np.ndarray], summary: SpeechSummary) -> Iterator[SpeechWindow]:

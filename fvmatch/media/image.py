@@ -1,21 +1,25 @@
 """Face images: load a JPEG, PNG, BMP, GIF, TIFF, WebP or PPM file, detect faces with MTCNN, return 160x160 crops.
 
-MTCNN (fvmatch.media.mtcnn: facenet-pytorch's detector and the weights shipped in its wheel, without importing its
-package or torchvision) gives boxes, probabilities and landmarks; each crop is the box resized to 160x160, exactly
-as facenet-pytorch's own MTCNN(margin=0, post_process=False) does, so training and inference see identical crops.
+MTCNN (fvmatch.media.mtcnn: facenet-pytorch's detector and the weights shipped in its wheel, in numpy, without
+importing torch or its package) gives boxes, probabilities and landmarks; each crop is the box resized to 160x160,
+exactly as facenet-pytorch's own MTCNN(margin=0, post_process=False) does, so training and inference see identical
+crops.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from fvmatch.errors import NoFaceFound, UnreadableMedia
+from fvmatch.quality.face import face_quality, jpeg_quality_estimate
 
 FACE_SIZE = 160
+SMALL_IMAGE_PX = 400  # an image this small (longest side) with no face found is searched again...
+UPSAMPLE = 2  # ...this many times larger
 # Pillow's own bomb limit is ~89 Mpx; a face photo never needs more than 50 Mpx, and refusing
 # before decoding keeps a hostile PNG from taking gigabytes of memory.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -39,10 +43,12 @@ class FaceCrop:
     probability: float
     box: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...] = ()
+    figures: dict = field(default_factory=dict)  # fvmatch.quality.face.face_quality, measured at detection
 
     def quality(self) -> dict:
         """The quality figures recorded with an embedding of this face."""
-        return {"detection_probability": round(self.probability, 4), "box": [round(v, 1) for v in self.box]}
+        return {"detection_probability": round(self.probability, 4), **self.figures,
+                "box": [round(v, 1) for v in self.box]}
 
     @property
     def area(self) -> float:
@@ -75,7 +81,9 @@ def load_image(path: str | Path) -> Image.Image:
                 image.load()
                 orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
                 method = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
-                return (image.transpose(method) if method is not None else image).convert("RGB")
+                upright = (image.transpose(method) if method is not None else image).convert("RGB")
+                upright.info["jpeg_quality"] = jpeg_quality_estimate(image)  # the tables are the file's, not kept
+                return upright
     except UnreadableMedia:
         raise
     except UnidentifiedImageError:
@@ -100,26 +108,41 @@ def face_crop(image: Image.Image, box) -> np.ndarray:
 class FaceDetector:
     """MTCNN face detection and cropping; build once, reuse (construction loads the weights)."""
 
-    def __init__(self, device: str = "cpu", min_probability: float = 0.8) -> None:
+    def __init__(self, min_probability: float = 0.8) -> None:
         from fvmatch.media.mtcnn import MTCNN
 
         self.min_probability = min_probability
-        self._mtcnn = MTCNN(device=device)
+        self._mtcnn = MTCNN()
 
     def detect(self, image: Image.Image) -> list[FaceCrop]:
-        """All faces at or above `min_probability`, largest first."""
+        """All faces at or above `min_probability`, largest first.
+
+        A small image (CCTV still, phone screenshot) where none is found is searched again at twice its size: MTCNN
+        misses faces under ~16 px (faces shrunk to 12 px in 125 real photos: 44 found, 124 at twice the size), and
+        only small images without a face pay for the second pass, so large photos gain no false faces.
+        """
+        detections = self._detections(image, 1)
+        if not detections and max(image.size) <= SMALL_IMAGE_PX:
+            larger = image.resize((image.width * UPSAMPLE, image.height * UPSAMPLE), Image.BILINEAR)
+            detections = self._detections(larger, UPSAMPLE)
+        pixels = np.asarray(image)
+        crops = [FaceCrop(pixels=face_crop(image, box), probability=probability, box=box, landmarks=points,
+                          figures=face_quality(pixels, box, points, probability, image.info.get("jpeg_quality")))
+                 for box, probability, points in detections]
+        return sorted(crops, key=lambda crop: crop.area, reverse=True)
+
+    def _detections(self, image: Image.Image, scale: int) -> list[tuple]:
+        """MTCNN's (box, probability, landmarks) at or above `min_probability` in `image`, in the coordinates of an
+        image `scale` times smaller."""
         if min(image.size) < self._mtcnn.min_face_size:
             return []  # MTCNN's image pyramid is empty below its minimum face size
         boxes, probabilities, landmarks = self._mtcnn.detect(image, landmarks=True)
         if boxes is None:
             return []
-        crops = []
-        for box, probability, points in zip(boxes, probabilities, landmarks):
-            if probability is None or probability < self.min_probability:
-                continue
-            crops.append(FaceCrop(pixels=face_crop(image, box), probability=float(probability),
-                                  box=tuple(float(v) for v in box), landmarks=tuple((float(x), float(y)) for x, y in points)))
-        return sorted(crops, key=lambda crop: crop.area, reverse=True)
+        return [(tuple(float(v) / scale for v in box), float(probability),
+                 tuple((float(x) / scale, float(y) / scale) for x, y in points))
+                for box, probability, points in zip(boxes, probabilities, landmarks)
+                if probability is not None and probability >= self.min_probability]
 
     def faces_in_file(self, path: str | Path) -> list[FaceCrop]:
         """Load `path` and detect its faces, largest first (callers take the first unless asked for all).
@@ -132,9 +155,10 @@ class FaceDetector:
         """The decoded image (RGB uint8, H x W x 3) and its faces, largest first: `faces_in_file` for callers that
         also prepare other spaces' inputs from the image."""
         image = load_image(path)
-        if min(image.size) < self._mtcnn.min_face_size:
+        smallest = self._mtcnn.min_face_size / UPSAMPLE
+        if min(image.size) < smallest:
             raise NoFaceFound(path, f"no face found: the image is {image.width}x{image.height} pixels, below the "
-                              f"detector's {self._mtcnn.min_face_size}-pixel minimum face size")
+                              f"detector's {smallest:g}-pixel minimum face size (searched at twice its size)")
         crops = self.detect(image)
         if not crops:
             raise NoFaceFound(path, f"no face found (detector threshold {self.min_probability})")

@@ -1,11 +1,13 @@
-"""MTCNN face detection on torch (boxes, probabilities, five landmarks), without facenet-pytorch's package.
+"""MTCNN face detection in numpy (boxes, probabilities, five landmarks), without torch or facenet-pytorch's package.
 
-Importing `facenet_pytorch` runs its package `__init__`, which imports torchvision (its model zoo, ~1-2 s of a cold
-start) for two small functions; detection needs neither. This module holds the three nets and `detect_face` of
-facenet-pytorch 2.5.3 for one image, with its weights read from the installed wheel's `data/{p,r,o}net.pt` (located
-with `importlib.util.find_spec`, which does not execute the package) and its torchvision NMS replaced by an equal
-one in numpy. Every step keeps facenet-pytorch's arithmetic and order, so boxes, probabilities and landmarks are
-those of `facenet_pytorch.MTCNN(...).detect(image, landmarks=True)` (tests/test_mtcnn.py compares them).
+Importing torch costs 1.3-2.1 s of every cold start, and facenet-pytorch's package adds torchvision; detection needs
+neither. This module holds the three nets and `detect_face` of facenet-pytorch 2.5.3 for one image, computed in
+float32 with numpy: convolutions as one matrix product over the image's patches, the image pyramid and the
+candidates' crops resampled as torch's `interpolate(mode="area")` does, torchvision's NMS written out. The weights are
+those shipped in facenet-pytorch's wheel (`data/{p,r,o}net.pt`, found with `importlib.util.find_spec`, which does not
+execute the package), read by an unpickler that only rebuilds float32 tensors. Every step keeps facenet-pytorch's
+arithmetic and order, so boxes, probabilities and landmarks are those of
+`facenet_pytorch.MTCNN(...).detect(image, landmarks=True)` within float32 rounding (tests/test_mtcnn.py compares them).
 
 Adapted from facenet-pytorch (https://github.com/timesler/facenet-pytorch), models/mtcnn.py and
 models/utils/detect_face.py, under its licence:
@@ -34,19 +36,29 @@ models/utils/detect_face.py, under its licence:
 """
 from __future__ import annotations
 
+import collections
 import importlib.util
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
-from torch.nn.functional import interpolate
+from threadpoolctl import ThreadpoolController
 
 MIN_FACE_SIZE = 20  # pixels: the smallest face the image pyramid looks for
 THRESHOLDS = (0.6, 0.7, 0.7)  # face probability each stage (P-, R-, O-net) requires
 FACTOR = 0.709  # scale step of the image pyramid
-NET_BATCH = 512  # R- and O-net candidates per forward pass, as facenet-pytorch's fixed_batch_process
+PATCH_BAND_BYTES = 256 * 1024  # patches per matrix product: a band of them and its outputs fit a 1 MiB L2 cache
+NET_BATCH = 64  # R- and O-net candidates per forward pass: bounds the patch matrices (O-net: 0.5 MB a candidate)
+
+# torch's legacy serialisation, the format of facenet's files: pickles of the magic number, the protocol version,
+# the system info, the state dict (whose tensors name their storage by key) and the storage keys; then each storage
+# as an int64 element count and its raw values
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+TORCH_LEGACY_PROTOCOL = 1001
+FLOAT32 = np.dtype("<f4")
 
 
 def weights_file(net: str) -> Path:
@@ -57,117 +69,270 @@ def weights_file(net: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{net}.pt"
 
 
-def _load_weights(module: nn.Module, net: str) -> None:
-    # the files are plain state dicts of float32 tensors: the safe (weights_only) unpickler reads them
-    module.load_state_dict(torch.load(weights_file(net), map_location="cpu", weights_only=True))
+# ----- weights ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _TensorRef:
+    """A tensor of the state dict as pickled: its storage's key, offset, shape and strides (in elements)."""
+
+    storage: str
+    offset: int
+    shape: tuple
+    strides: tuple
 
 
-class PNet(nn.Module):
-    """Proposal net: fully convolutional over each pyramid level; a box offset and a face probability per 12x12 cell."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
-        self.prelu1 = nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
-        self.prelu2 = nn.PReLU(16)
-        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
-        self.prelu3 = nn.PReLU(32)
-        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
-        self.softmax4_1 = nn.Softmax(dim=1)
-        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
-        _load_weights(self, "pnet")
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.prelu1(self.conv1(x))
-        x = self.pool1(x)
-        x = self.prelu2(self.conv2(x))
-        x = self.prelu3(self.conv3(x))
-        return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
+def _tensor_ref(storage: str, offset: int, shape: tuple, strides: tuple, *_grad_and_hooks) -> _TensorRef:
+    return _TensorRef(storage, offset, tuple(shape), tuple(strides))
 
 
-class RNet(nn.Module):
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickles a state dict of float32 tensors and nothing else: every other global is refused, so a tampered
+    weights file cannot make the unpickler call anything."""
+
+    ALLOWED = {("collections", "OrderedDict"): collections.OrderedDict,
+               ("torch._utils", "_rebuild_tensor_v2"): _tensor_ref,
+               ("torch", "FloatStorage"): FLOAT32}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a state dict of float32 tensors")
+        return self.ALLOWED[(module, name)]
+
+    def persistent_load(self, pid):
+        # a storage: ("storage", its type, key, location, element count, view); views are not used by state dicts
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage" and pid[1] is FLOAT32
+                and isinstance(pid[2], str) and pid[5] is None):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}: only whole float32 storages")
+        return pid[2]
+
+
+def _unpickle(file: BinaryIO):
+    return _StateDictUnpickler(file).load()
+
+
+def read_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """The float32 tensors of a state dict that torch saved in its legacy format, by name, as numpy arrays."""
+    with open(path, "rb") as file:
+        magic, protocol, system = _unpickle(file), _unpickle(file), _unpickle(file)
+        if (magic != TORCH_LEGACY_MAGIC or protocol != TORCH_LEGACY_PROTOCOL or not isinstance(system, dict)
+                or not system.get("little_endian")):
+            raise ValueError(f"{path}: not a little-endian state dict in torch's legacy format")
+        tensors, keys = _unpickle(file), _unpickle(file)
+        storages = {key: _read_storage(file, path) for key in keys}
+    return {name: _tensor(ref, storages, path) for name, ref in tensors.items()}
+
+
+def _read_storage(file: BinaryIO, path: Path) -> np.ndarray:
+    header = file.read(8)  # the element count
+    count = int(np.frombuffer(header, "<i8")[0]) if len(header) == 8 else -1
+    data = file.read(FLOAT32.itemsize * count) if count >= 0 else b""
+    if count < 0 or len(data) != FLOAT32.itemsize * count:
+        raise ValueError(f"{path}: truncated storage")
+    return np.frombuffer(data, FLOAT32)
+
+
+def _tensor(ref: _TensorRef, storages: dict[str, np.ndarray], path: Path) -> np.ndarray:
+    """The tensor `ref` describes, as a new array, once checked to lie wholly inside its storage (facenet's tensors
+    are laid out column-major, as converted from Matlab: any strides are read)."""
+    if not (isinstance(ref, _TensorRef) and ref.storage in storages and _lies_inside(ref, len(storages[ref.storage]))):
+        raise ValueError(f"{path}: a tensor that does not lie inside its storage")
+    strides = tuple(stride * FLOAT32.itemsize for stride in ref.strides)
+    view = np.lib.stride_tricks.as_strided(storages[ref.storage][ref.offset:], ref.shape, strides, writeable=False)
+    return view.astype(np.float32)
+
+
+def _lies_inside(ref: _TensorRef, storage_size: int) -> bool:
+    numbers = (ref.offset, *ref.shape, *ref.strides)
+    if len(ref.shape) != len(ref.strides) or not all(isinstance(number, int) and number >= 0 for number in numbers):
+        return False
+    last = ref.offset + sum((length - 1) * stride for length, stride in zip(ref.shape, ref.strides))
+    return min(ref.shape, default=1) >= 1 and last < storage_size
+
+
+# ----- layers, on float32 activations laid out N x H x W x C ------------------------------------------------------
+class _Conv:
+    """A valid, stride-1 convolution, then PReLU when given its slopes: the activations' k x k patches times the
+    weights, one band of output rows at a time, so that each band's patches and outputs stay in the CPU's cache."""
+
+    def __init__(self, weights: dict[str, np.ndarray], name: str, prelu: str | None = None) -> None:
+        kernel = weights[f"{name}.weight"]  # torch's (out, in, k, k)
+        self.size = kernel.shape[2]
+        # rows in the (row, column, channel) order in which `_patches` lays out each patch
+        self.matrix = np.ascontiguousarray(kernel.transpose(2, 3, 1, 0).reshape(-1, kernel.shape[0]))
+        self.bias = weights[f"{name}.bias"]
+        self.slopes = weights[f"{prelu}.weight"] if prelu else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) -> (N, H - size + 1, W - size + 1, out channels)."""
+        # the images stacked into one tall image: a band may then span images; the output rows that start less
+        # than `size` rows above an image's end mix two images and are dropped at the end
+        n, height, width, channels = x.shape
+        tall = x.reshape(n * height, width, channels)
+        out_w, out_c = width - self.size + 1, self.matrix.shape[1]
+        out = np.empty((n * height, out_w * out_c), np.float32)
+        # bias and slopes repeated along a row of outputs: numpy's loops then run the row's length, not out_c
+        bias, slopes = np.tile(self.bias, out_w), None if self.slopes is None else np.tile(self.slopes, out_w)
+        rows = _patch_rows(tall, self.size)
+        starts = n * height - self.size + 1
+        band_rows = max(1, PATCH_BAND_BYTES // (out_w * self.matrix.shape[0] * self.matrix.itemsize))
+        for top in range(0, starts, band_rows):
+            band = out[top:min(top + band_rows, starts)]
+            np.matmul(_patches(rows[top:top + len(band) + self.size - 1], self.size), self.matrix,
+                      out=band.reshape(-1, out_c))
+            band += bias
+            if slopes is not None:
+                _prelu(band, slopes)
+        return out.reshape(n, height, out_w, out_c)[:, :height - self.size + 1]
+
+
+def _patch_rows(x: np.ndarray, size: int) -> np.ndarray:
+    """(H, W', size * C): the rows of each patch of an H x W x C image, a view (a patch row is `size * C`
+    consecutive values of an image row)."""
+    height, width, channels = x.shape
+    flat = x.reshape(height, width * channels)
+    return np.lib.stride_tricks.sliding_window_view(flat, size * channels, axis=1)[:, ::channels]
+
+
+def _patches(rows: np.ndarray, size: int) -> np.ndarray:
+    """(H' * W', size * size * C): each patch whole, its `size` rows (`_patch_rows`) copied one after the other."""
+    out_h = len(rows) - size + 1
+    patches = np.empty((out_h, rows.shape[1], size, rows.shape[2]), np.float32)
+    for dy in range(size):
+        patches[:, :, dy] = rows[dy:dy + out_h]
+    return patches.reshape(out_h * rows.shape[1], -1)
+
+
+class _Dense:
+    """A fully connected layer on flattened N x H x W x C activations, then PReLU when given its slopes."""
+
+    def __init__(self, weights: dict[str, np.ndarray], name: str, prelu: str | None = None,
+                 input_hwc: tuple[int, int, int] | None = None) -> None:
+        matrix = weights[f"{name}.weight"]  # torch's (out, in)
+        if input_hwc is not None:
+            # the weights were converted from Caffe, whose flattening runs width-major (facenet permutes its
+            # activations to N x W x H x C before flattening): reorder their columns once to read H x W x C
+            height, width, channels = input_hwc
+            matrix = matrix.reshape(-1, width, height, channels).transpose(0, 2, 1, 3).reshape(len(matrix), -1)
+        self.matrix = np.ascontiguousarray(matrix.T)
+        self.bias = weights[f"{name}.bias"]
+        self.slopes = weights[f"{prelu}.weight"] if prelu else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = x.reshape(len(x), -1) @ self.matrix
+        out += self.bias
+        return out if self.slopes is None else _prelu(out, self.slopes)
+
+
+def _stacked(weights: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The weights of output layers that read the same activations, stacked into those of one layer "heads" (one
+    matrix product instead of several)."""
+    return {f"heads.{part}": np.concatenate([weights[f"{name}.{part}"] for name in names])
+            for part in ("weight", "bias")}
+
+
+def _prelu(x: np.ndarray, slopes: np.ndarray) -> np.ndarray:
+    """PReLU in place: max(x, 0) + slope * min(x, 0), which is torch's x or slope * x exactly (one term is 0)."""
+    negative = np.minimum(x, 0)
+    negative *= slopes
+    np.maximum(x, 0, out=x)
+    x += negative
+    return x
+
+
+def _max_pool(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """torch's MaxPool2d(size, stride, ceil_mode=True): a last window that starts inside the input may run past its
+    edge, and takes the maximum of the pixels it holds."""
+    out_h, out_w = _pooled_size(x.shape[1], size, stride), _pooled_size(x.shape[2], size, stride)
+    out = x[:, :stride * out_h:stride, :stride * out_w:stride].copy()  # every window's first pixel
+    for dy in range(size):
+        for dx in range(size):
+            if dy or dx:
+                pixels = x[:, dy::stride, dx::stride][:, :out_h, :out_w]  # windows past the edge: fewer of them
+                window_h, window_w = pixels.shape[1:3]
+                np.maximum(out[:, :window_h, :window_w], pixels, out=out[:, :window_h, :window_w])
+    return out
+
+
+def _pooled_size(length: int, size: int, stride: int) -> int:
+    out = -(-(length - size) // stride) + 1
+    return out - 1 if (out - 1) * stride >= length else out
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    exp = np.exp(x - x.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+# ----- the three nets -------------------------------------------------------------------------------------------
+class PNet:
+    """Proposal net: fully convolutional over each pyramid level; a box offset and a face probability per 12x12 cell
+    (every second pixel)."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.conv1, self.conv2, self.conv3 = (_Conv(weights, f"conv{k}", f"prelu{k}") for k in (1, 2, 3))
+        self.heads = _Conv(_stacked(weights, ("conv4_2", "conv4_1")), "heads")
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(1, H, W, 3) -> box offsets (1, H', W', 4), probabilities of no face and face (1, H', W', 2)."""
+        x = self.conv3(self.conv2(_max_pool(self.conv1(x), 2, 2)))
+        offsets, scores = np.split(self.heads(x), [4], axis=-1)
+        return offsets, _softmax(scores)
+
+
+class RNet:
     """Refinement net: 24x24 candidates -> box offset, face probability."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
-        self.prelu3 = nn.PReLU(64)
-        self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.softmax5_1 = nn.Softmax(dim=1)
-        self.dense5_2 = nn.Linear(128, 4)
-        _load_weights(self, "rnet")
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.conv1, self.conv2, self.conv3 = (_Conv(weights, f"conv{k}", f"prelu{k}") for k in (1, 2, 3))
+        self.dense4 = _Dense(weights, "dense4", "prelu4", input_hwc=(3, 3, 64))
+        self.heads = _Dense(_stacked(weights, ("dense5_2", "dense5_1")), "heads")
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))
-        x = x.permute(0, 3, 2, 1).contiguous()  # the weights were converted from a width-major (Caffe) layout
-        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
-        return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 24, 24, 3) -> box offsets (N, 4), probabilities of no face and face (N, 2)."""
+        x = self.conv3(_max_pool(self.conv2(_max_pool(self.conv1(x), 3, 2)), 3, 2))
+        offsets, scores = np.split(self.heads(self.dense4(x)), [4], axis=-1)
+        return offsets, _softmax(scores)
 
 
-class ONet(nn.Module):
+class ONet:
     """Output net: 48x48 candidates -> box offset, five landmarks (x then y, relative to the box), face probability."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.softmax6_1 = nn.Softmax(dim=1)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-        _load_weights(self, "onet")
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.conv1, self.conv2, self.conv3, self.conv4 = (_Conv(weights, f"conv{k}", f"prelu{k}")
+                                                          for k in (1, 2, 3, 4))
+        self.dense5 = _Dense(weights, "dense5", "prelu5", input_hwc=(3, 3, 128))
+        self.heads = _Dense(_stacked(weights, ("dense6_2", "dense6_3", "dense6_1")), "heads")
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))
-        x = x.permute(0, 3, 2, 1).contiguous()
-        x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
-        return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 48, 48, 3) -> box offsets (N, 4), landmarks (N, 10), probabilities of no face and face (N, 2)."""
+        x = _max_pool(self.conv2(_max_pool(self.conv1(x), 3, 2)), 3, 2)
+        x = self.conv4(_max_pool(self.conv3(x), 2, 2))
+        offsets, landmarks, scores = np.split(self.heads(self.dense5(x)), [4, 14], axis=-1)
+        return offsets, landmarks, _softmax(scores)
 
 
+# ----- detection ------------------------------------------------------------------------------------------------
 class MTCNN:
     """facenet-pytorch's MTCNN detector for one image; build once, reuse (construction loads the weights)."""
 
     def __init__(self, min_face_size: int = MIN_FACE_SIZE, thresholds: tuple[float, float, float] = THRESHOLDS,
-                 factor: float = FACTOR, device: str = "cpu") -> None:
+                 factor: float = FACTOR) -> None:
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
-        self.device = torch.device(device)
-        self.pnet, self.rnet, self.onet = (net.to(self.device).eval() for net in (PNet(), RNet(), ONet()))
+        self.pnet, self.rnet, self.onet = (net(read_state_dict(weights_file(name)))
+                                           for net, name in ((PNet, "pnet"), (RNet, "rnet"), (ONet, "onet")))
+        # the matrix products are small (a band of patches) and run on one BLAS thread: with two, each product waits
+        # for both threads, and where the other core is busy OpenBLAS's waiting (it spins, as OpenMP does by
+        # default: cli.py) made a cold face query 2-10x slower (1.9-3.8 s against 5-22 s, measured on 2 busy cores)
+        self._blas = ThreadpoolController()
 
     def detect(self, image: Image.Image | np.ndarray, landmarks: bool = False):
         """Faces of an RGB image (PIL, or uint8 H x W x 3), largest box first, as facenet's `MTCNN.detect`:
         boxes (n, 4) x1 y1 x2 y2, probabilities (n,) and with `landmarks` the five points (n, 5, 2), float32;
         no face: (None, [None], None). An image smaller than the minimum face size has none."""
-        with torch.inference_mode():
+        with self._blas.limit(limits=1, user_api="blas"):
             found, points = detect_face(np.asarray(image, dtype=np.uint8), self.min_face_size, self.pnet, self.rnet,
-                                        self.onet, self.thresholds, self.factor, self.device)
+                                        self.onet, self.thresholds, self.factor)
         if len(found) == 0:
             return (None, [None], None) if landmarks else (None, [None])
         order = np.argsort((found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1]))[::-1]  # facenet's select_largest
@@ -176,12 +341,25 @@ class MTCNN:
 
 
 def detect_face(image: np.ndarray, min_face_size: float, pnet: PNet, rnet: RNet, onet: ONet,
-                thresholds: tuple[float, float, float], factor: float,
-                device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+                thresholds: tuple[float, float, float], factor: float) -> tuple[np.ndarray, np.ndarray]:
     """The three MTCNN stages on one uint8 (H, W, 3) image: (n, 5) boxes with probability, (n, 5, 2) landmarks."""
-    # (1, 3, H, W) over channels-last memory, as facenet lays it out: resampling follows the layout
-    images = torch.as_tensor(image.copy(), device=device).unsqueeze(0).permute(0, 3, 1, 2).float()
-    height, width = images.shape[2:4]
+    no_face = np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    height, width = image.shape[:2]
+    scales = _pyramid_scales(height, width, min_face_size, factor)
+    if not scales:  # no pyramid level holds a 12-pixel cell
+        return no_face
+    pixels = _AreaSampler(image)
+    boxes = _with_pixels(_propose(pixels, scales, pnet, thresholds[0]), pixels)
+    if len(boxes) > 0:
+        boxes = _with_pixels(_refine(pixels, boxes, rnet, thresholds[1]), pixels)
+    if len(boxes) == 0:
+        return no_face
+    return _finish(pixels, boxes, onet, thresholds[2])
+
+
+def _pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
+    """The pyramid's scales: the first maps the minimum face size to P-net's 12-pixel cell, each next one `factor`
+    smaller, down to the last at which the image's shorter side still holds a cell."""
     scale = 12.0 / min_face_size
     shortest = min(height, width) * scale
     scales = []
@@ -189,143 +367,126 @@ def detect_face(image: np.ndarray, min_face_size: float, pnet: PNet, rnet: RNet,
         scales.append(scale)
         scale *= factor
         shortest *= factor
-    if not scales:  # no pyramid level holds a 12-pixel cell (facenet fails in torch.cat here)
-        return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)
+    return scales
 
-    # first stage: P-net over the pyramid, NMS within each scale, then across scales
-    boxes, picks, offset = [], [], 0
+
+def _propose(pixels: _AreaSampler, scales: list[float], pnet: PNet, threshold: float) -> np.ndarray:
+    """First stage: P-net over the pyramid, NMS within each scale, then across scales; the boxes moved by their
+    offsets and made square: (n, 5) x1 y1 x2 y2 probability."""
+    per_scale = []
     for scale in scales:
-        level = _resample(images, (int(height * scale + 1), int(width * scale + 1)))
-        reg, probs = pnet(_standardise(level))
-        boxes_scale = _generate_bounding_box(reg, probs[:, 1], scale, thresholds[0])
-        boxes.append(boxes_scale)
-        picks.append(_nms(boxes_scale[:, :4], boxes_scale[:, 4], 0.5) + offset)
-        offset += boxes_scale.shape[0]
-    boxes = torch.cat(boxes, dim=0)[torch.cat(picks, dim=0)]
+        size = (int(pixels.height * scale + 1), int(pixels.width * scale + 1))
+        offsets, probabilities = pnet(_standardise(pixels.level(size)))
+        boxes = _cell_boxes(offsets[0], probabilities[0, :, :, 1], scale, threshold)
+        per_scale.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
+    boxes = np.concatenate(per_scale)
     boxes = boxes[_nms(boxes[:, :4], boxes[:, 4], 0.7)]
-    regw = boxes[:, 2] - boxes[:, 0]
-    regh = boxes[:, 3] - boxes[:, 1]
-    boxes = torch.stack([boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
-                         boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh,
-                         boxes[:, 4]]).permute(1, 0)
-    boxes = _rerec(boxes)
-
-    # second stage: R-net on 24x24 candidates
-    if len(boxes) > 0:
-        reg, probs = _in_batches(rnet, _candidates(images, boxes, width, height, 24))
-        reg, score = reg.permute(1, 0), probs.permute(1, 0)[1, :]
-        passed = score > thresholds[1]
-        boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
-        reg = reg[:, passed].permute(1, 0)
-        pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
-        boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
-
-    # third stage: O-net on 48x48 candidates, landmarks, NMS by overlap of the smaller box
-    points = torch.zeros(0, 5, 2, device=device)
-    if len(boxes) > 0:
-        reg, marks, probs = _in_batches(onet, _candidates(images, boxes, width, height, 48))
-        reg, marks, score = reg.permute(1, 0), marks.permute(1, 0), probs.permute(1, 0)[1, :]
-        passed = score > thresholds[2]
-        marks = marks[:, passed]
-        boxes = torch.cat((boxes[passed, :4], score[passed].unsqueeze(1)), dim=1)
-        reg = reg[:, passed].permute(1, 0)
-        box_w = boxes[:, 2] - boxes[:, 0] + 1
-        box_h = boxes[:, 3] - boxes[:, 1] + 1
-        points_x = box_w.repeat(5, 1) * marks[:5, :] + boxes[:, 0].repeat(5, 1) - 1
-        points_y = box_h.repeat(5, 1) * marks[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
-        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
-        boxes = _bbreg(boxes, reg)
-        pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, smaller_box=True)
-        boxes, points = boxes[pick], points[pick]
-    return boxes.cpu().numpy(), points.cpu().numpy()
+    # P-net's offsets are fractions of the box's x2 - x1 (not + 1, unlike the later stages')
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    moved = np.stack([boxes[:, 0] + boxes[:, 5] * width, boxes[:, 1] + boxes[:, 6] * height,
+                      boxes[:, 2] + boxes[:, 7] * width, boxes[:, 3] + boxes[:, 8] * height, boxes[:, 4]], axis=1)
+    return _square(moved)
 
 
-def _standardise(pixels: torch.Tensor) -> torch.Tensor:
-    return (pixels - 127.5) * 0.0078125
-
-
-def _resample(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return interpolate(pixels, size=size, mode="area")
-
-
-def _in_batches(net: nn.Module, candidates: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    outputs = [net(candidates[start:start + NET_BATCH]) for start in range(0, len(candidates), NET_BATCH)]
-    return tuple(torch.cat(parts, dim=0) for parts in zip(*outputs))
-
-
-def _candidates(images: torch.Tensor, boxes: torch.Tensor, width: int, height: int, size: int) -> torch.Tensor:
-    """Each box's pixels (clipped to the image) resampled to size x size and standardised."""
-    y, ey, x, ex = _pad(boxes, width, height)
-    # indexed then unsqueezed, as facenet does: the batch stride this leaves makes torch resample the crop in
-    # contiguous (not channels-last) order, which sums the pixels in another order: the last bits of the result
-    crops = [_resample(images[0, :, (y[k] - 1):ey[k], (x[k] - 1):ex[k]].unsqueeze(0), (size, size))
-             for k in range(len(y)) if ey[k] > (y[k] - 1) and ex[k] > (x[k] - 1)]
-    return _standardise(torch.cat(crops, dim=0))
-
-
-def _generate_bounding_box(reg: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float) -> torch.Tensor:
+def _cell_boxes(offsets: np.ndarray, probabilities: np.ndarray, scale: float, threshold: float) -> np.ndarray:
     """P-net cells at or above `threshold` -> (n, 9) boxes in image pixels: x1 y1 x2 y2, probability, 4 offsets."""
     stride, cell = 2, 12
-    reg = reg.permute(1, 0, 2, 3)
-    mask = probs >= threshold
-    mask_inds = mask.nonzero()
-    score = probs[mask]
-    reg = reg[:, mask].permute(1, 0)
-    bb = mask_inds[:, 1:].type(reg.dtype).flip(1)
-    q1 = ((stride * bb + 1) / scale).floor()
-    q2 = ((stride * bb + cell - 1 + 1) / scale).floor()
-    return torch.cat([q1, q2, score.unsqueeze(1), reg], dim=1)
+    rows, columns = np.nonzero(probabilities >= np.float32(threshold))  # row-major, as torch's nonzero
+    corner = np.stack([columns, rows], axis=1).astype(np.float32)
+    scale = np.float32(scale)  # torch divides float32 tensors by a Python float in float32
+    top_left = np.floor((stride * corner + 1) / scale)
+    bottom_right = np.floor((stride * corner + cell - 1 + 1) / scale)
+    return np.concatenate([top_left, bottom_right, probabilities[rows, columns, None], offsets[rows, columns]], axis=1)
 
 
-def _bbreg(boxes: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
-    """Apply a net's box offsets (fractions of the box's width and height) in place."""
-    if reg.shape[1] == 1:
-        reg = torch.reshape(reg, (reg.shape[2], reg.shape[3]))
-    w = boxes[:, 2] - boxes[:, 0] + 1
-    h = boxes[:, 3] - boxes[:, 1] + 1
-    b1 = boxes[:, 0] + reg[:, 0] * w
-    b2 = boxes[:, 1] + reg[:, 1] * h
-    b3 = boxes[:, 2] + reg[:, 2] * w
-    b4 = boxes[:, 3] + reg[:, 3] * h
-    boxes[:, :4] = torch.stack([b1, b2, b3, b4]).permute(1, 0)
+def _refine(pixels: _AreaSampler, boxes: np.ndarray, rnet: RNet, threshold: float) -> np.ndarray:
+    """Second stage: R-net on 24x24 crops of the candidates; those above `threshold`, NMS, moved, made square."""
+    offsets, probabilities = _in_batches(rnet, pixels, boxes, 24)
+    score = probabilities[:, 1]
+    passed = score > np.float32(threshold)
+    boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+    offsets = offsets[passed]
+    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
+    return _square(_move(boxes[pick], offsets[pick]))
+
+
+def _finish(pixels: _AreaSampler, boxes: np.ndarray, onet: ONet, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Third stage: O-net on 48x48 crops; those above `threshold`, their landmarks, moved boxes, NMS by overlap of
+    the smaller box."""
+    offsets, marks, probabilities = _in_batches(onet, pixels, boxes, 48)
+    score = probabilities[:, 1]
+    passed = score > np.float32(threshold)
+    boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+    offsets, marks = offsets[passed], marks[passed]
+    # landmarks are fractions of the box's size (+ 1, 1-based as MTCNN's Matlab origin) from its corner
+    box_w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+    box_h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    points = np.stack([box_w * marks[:, :5] + boxes[:, 0:1] - 1, box_h * marks[:, 5:] + boxes[:, 1:2] - 1], axis=2)
+    boxes = _move(boxes, offsets)
+    pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, smaller_box=True)
+    return boxes[pick], points[pick]
+
+
+def _in_batches(net: RNet | ONet, pixels: _AreaSampler, boxes: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """`net`'s outputs for the boxes' crops, size x size, standardised, NET_BATCH at a time."""
+    outputs = [net(_standardise(pixels.crops(_crop_bounds(boxes[start:start + NET_BATCH], pixels), size)))
+               for start in range(0, len(boxes), NET_BATCH)]
+    return tuple(np.concatenate(parts) for parts in zip(*outputs))
+
+
+def _standardise(pixels: np.ndarray) -> np.ndarray:
+    pixels -= np.float32(127.5)
+    pixels *= np.float32(0.0078125)
+    return pixels
+
+
+def _crop_bounds(boxes: np.ndarray, pixels: _AreaSampler) -> np.ndarray:
+    """(n, 4) integer bounds top, bottom, left, right (exclusive ends) of each box, truncated and clipped to the
+    image as facenet's `pad` (1-based starts, as MTCNN's Matlab origin)."""
+    corners = np.trunc(boxes[:, :4]).astype(np.int64)
+    left, top = np.maximum(corners[:, 0], 1) - 1, np.maximum(corners[:, 1], 1) - 1
+    right, bottom = np.minimum(corners[:, 2], pixels.width), np.minimum(corners[:, 3], pixels.height)
+    return np.stack([top, bottom, left, right], axis=1)
+
+
+def _with_pixels(boxes: np.ndarray, pixels: _AreaSampler) -> np.ndarray:
+    """The boxes whose crop, clipped to the image, is not empty. facenet drops the others from the crops but not from
+    the boxes, which then no longer line up with the net's outputs; such a box lies wholly outside the image."""
+    top, bottom, left, right = _crop_bounds(boxes, pixels).T
+    return boxes[(bottom > top) & (right > left)]
+
+
+def _move(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Apply a net's box offsets (fractions of the box's width and height, + 1) in place."""
+    width = boxes[:, 2] - boxes[:, 0] + 1
+    height = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, :4] = np.stack([boxes[:, 0] + offsets[:, 0] * width, boxes[:, 1] + offsets[:, 1] * height,
+                             boxes[:, 2] + offsets[:, 2] * width, boxes[:, 3] + offsets[:, 3] * height], axis=1)
     return boxes
 
 
-def _pad(boxes: torch.Tensor, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Integer box corners clipped to the image (1-based starts, as MTCNN's Matlab origin)."""
-    boxes = boxes.trunc().int().cpu().numpy()
-    x, y, ex, ey = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    x[x < 1] = 1
-    y[y < 1] = 1
-    ex[ex > width] = width
-    ey[ey > height] = height
-    return y, ey, x, ex
-
-
-def _rerec(boxes: torch.Tensor) -> torch.Tensor:
+def _square(boxes: np.ndarray) -> np.ndarray:
     """Make boxes square (side: the longer one) about their centres, in place."""
-    h = boxes[:, 3] - boxes[:, 1]
-    w = boxes[:, 2] - boxes[:, 0]
-    side = torch.max(w, h)
-    boxes[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
-    boxes[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
-    boxes[:, 2:4] = boxes[:, :2] + side.repeat(2, 1).permute(1, 0)
+    height = boxes[:, 3] - boxes[:, 1]
+    width = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(width, height)
+    boxes[:, 0] = boxes[:, 0] + width * np.float32(0.5) - side * np.float32(0.5)
+    boxes[:, 1] = boxes[:, 1] + height * np.float32(0.5) - side * np.float32(0.5)
+    boxes[:, 2:4] = boxes[:, :2] + side[:, None]
     return boxes
 
 
-def _nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, smaller_box: bool = False) -> torch.Tensor:
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, smaller_box: bool = False) -> np.ndarray:
     """Greedy non-maximum suppression: indices of the boxes kept, best score first.
 
     By default torchvision.ops.nms (areas x2 - x1, suppress IoU > threshold, stable descending sort); with
     `smaller_box`, facenet's nms_numpy "Min" (areas + 1, overlap over the smaller box's area, ascending argsort
     taken from the end). float32 throughout, as both do.
     """
-    corners = boxes.detach().cpu().numpy().astype(np.float32, copy=False)
-    values = scores.detach().cpu().numpy().astype(np.float32, copy=False)
-    x1, y1, x2, y2 = corners[:, 0], corners[:, 1], corners[:, 2], corners[:, 3]
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     plus = np.float32(1.0 if smaller_box else 0.0)
     area = (x2 - x1 + plus) * (y2 - y1 + plus)
-    order = np.argsort(values)[::-1] if smaller_box else np.argsort(-values, kind="stable")
+    order = np.argsort(scores)[::-1] if smaller_box else np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
@@ -335,4 +496,53 @@ def _nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, smaller_bo
         overlap = inter / (np.minimum(area[best], area[rest]) if smaller_box else area[best] + area[rest] - inter)
         keep.append(best)
         order = rest[overlap <= threshold]
-    return torch.as_tensor(np.asarray(keep, dtype=np.int64), device=boxes.device)
+    return np.asarray(keep, dtype=np.int64)
+
+
+class _AreaSampler:
+    """Area resampling of regions of one image, as torch's `interpolate(mode="area")` computes it: adaptive average
+    pooling (output pixel i of n over a length L averages inputs floor(i L / n) .. ceil((i + 1) L / n) - 1), each
+    bin's sum divided by its height, then by its width, in float32. The sums come from the image's summed-area table
+    in integers, exact, as torch's float32 sums are below 2**24: the results are then torch's bit for bit."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.height, self.width, channels = image.shape
+        total = self.height * self.width * 255
+        self.table = np.zeros((self.height + 1, self.width + 1, channels), np.int32 if total < 2**31 else np.int64)
+        # along rows first, then down the columns in place: twice as fast as the other order
+        np.cumsum(image, axis=1, dtype=self.table.dtype, out=self.table[1:, 1:])
+        np.cumsum(self.table, axis=0, out=self.table)
+
+    def level(self, size: tuple[int, int]) -> np.ndarray:
+        """The whole image resampled to size (h, w): (1, h, w, C) float32. Row bins, then column bins: two
+        look-ups per output pixel, in contiguous rows of the table."""
+        row_start, row_end = _bins(0, self.height, size[0])
+        column_start, column_end = _bins(0, self.width, size[1])
+        strips = self.table[row_end] - self.table[row_start]
+        total = (strips[:, column_end] - strips[:, column_start]).astype(np.float32)
+        total /= (row_end - row_start).astype(np.float32)[:, None, None]
+        total /= (column_end - column_start).astype(np.float32)[None, :, None]
+        return total[None]
+
+    def crops(self, bounds: np.ndarray, size: int) -> np.ndarray:
+        """Regions (n, 4) top, bottom, left, right (exclusive ends), each resampled to size x size: (n, size, size, C)
+        float32."""
+        top, bottom, left, right = (bounds[:, k, None] for k in range(4))
+        row_start, row_end = _bins(top, bottom, size)
+        column_start, column_end = _bins(left, right, size)
+        rows_a, rows_b = row_start[:, :, None], row_end[:, :, None]
+        columns_a, columns_b = column_start[:, None, :], column_end[:, None, :]
+        table = self.table
+        total = (table[rows_b, columns_b] - table[rows_a, columns_b] - table[rows_b, columns_a]
+                 + table[rows_a, columns_a]).astype(np.float32)
+        total /= (rows_b - rows_a).astype(np.float32)[..., None]
+        total /= (columns_b - columns_a).astype(np.float32)[..., None]
+        return total
+
+
+def _bins(start: np.ndarray | int, end: np.ndarray | int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive pooling's `count` bins over start..end (numbers, or columns of (n, 1) arrays): first and
+    past-the-end indices."""
+    index = np.arange(count)
+    length = end - start
+    return start + (index * length) // count, start - (-(index + 1) * length // count)

@@ -67,13 +67,16 @@ def speech_probabilities(waveform: np.ndarray) -> np.ndarray:
     return probabilities.reshape(count).numpy()
 
 
-def speech_only(waveform: np.ndarray) -> np.ndarray:
-    """The speech of 16 kHz mono audio as one array: silero-vad's segments joined, the silences between dropped."""
+def speech_only(waveform: np.ndarray, probabilities: np.ndarray | None = None) -> np.ndarray:
+    """The speech of 16 kHz mono audio as one array: silero-vad's segments joined, the silences between dropped
+    (`probabilities`: the waveform's `speech_probabilities`, when the caller has them already)."""
     from silero_vad import get_speech_timestamps_from_probs
 
     if len(waveform) < MIN_SAMPLES:
         return waveform[:0]
-    segments = get_speech_timestamps_from_probs(speech_probabilities(waveform).tolist(), sampling_rate=SAMPLE_RATE,
+    if probabilities is None:
+        probabilities = speech_probabilities(waveform)
+    segments = get_speech_timestamps_from_probs(probabilities.tolist(), sampling_rate=SAMPLE_RATE,
                                                 audio_length_samples=len(waveform), **VAD_SETTINGS)
     if not segments:
         return waveform[:0]

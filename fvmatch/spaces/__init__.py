@@ -3,6 +3,9 @@
     joint       the trained checkpoint (faces and voices): scores face-voice trials
     dlib-face   dlib's ResNet face descriptor, 128-D (weights in `face-recognition-models`): face-face trials
     ge2e-voice  Resemblyzer's GE2E speaker encoder, 256-D (weights in the `resemblyzer` wheel): voice-voice trials
+    ge2e-voice@telephone, @noisy, @telephone-noisy
+                enrolled voices brought to a questioned voice's condition first (fvmatch.spaces.conditions): the
+                references a narrowband or noisy question is compared with
 
 A face space turns one detected face of a decoded image into a small prepared input (`prepare`: an aligned chip,
 kept instead of the whole image) and prepared inputs into unit vectors, in batches (`embed`). A voice space turns
@@ -15,17 +18,34 @@ from typing import Protocol
 
 import numpy as np
 
+from fvmatch.spaces.conditions import VOICE_CONDITIONS, conditioned
+
 JOINT = "joint"
 FACE_SPACE = "dlib-face"
 VOICE_SPACE = "ge2e-voice"
-SPACE_MODALITIES = {JOINT: ("face", "voice"), FACE_SPACE: ("face",), VOICE_SPACE: ("voice",)}
+CONDITIONED_SPACES = {conditioned(VOICE_SPACE, condition): VOICE_SPACE for condition in VOICE_CONDITIONS}
+SPACE_MODALITIES = {JOINT: ("face", "voice"), FACE_SPACE: ("face",), VOICE_SPACE: ("voice",),
+                    **{name: ("voice",) for name in CONDITIONED_SPACES}}
+PRETRAINED_SPACES = (FACE_SPACE, VOICE_SPACE, *CONDITIONED_SPACES)  # the spaces whose weights ship in packages
 # the space that scores each trial type unless --space says otherwise
 DEFAULT_SPACE = {"face-face": FACE_SPACE, "voice-voice": VOICE_SPACE, "face-voice": JOINT}
 
 
 def spaces_of(modality: str) -> list[str]:
-    """The spaces that embed a modality, joint first."""
+    """The spaces that embed a modality, joint first (reference conditions not included)."""
+    return [space for space, modalities in SPACE_MODALITIES.items()
+            if modality in modalities and space not in CONDITIONED_SPACES]
+
+
+def reference_spaces(modality: str) -> list[str]:
+    """The spaces an enrolled item of `modality` is stored in: its own and those of every reference condition."""
     return [space for space, modalities in SPACE_MODALITIES.items() if modality in modalities]
+
+
+def query_space(name: str) -> str:
+    """The space a query's own vector comes from when it is searched in `name`: the base of a reference condition
+    (the question is never degraded further), else `name` itself."""
+    return CONDITIONED_SPACES.get(name, name)
 
 
 def space_for(first: str, second: str, override: str | None = None) -> str:

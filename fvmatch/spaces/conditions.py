@@ -1,0 +1,105 @@
+"""Reference conditions: enrolled voices brought to the condition questioned voices arrive in, to compare like with like.
+
+A questioned voice from an intercepted call is band-limited to 300-3400 Hz and often noisy; the enrolled references
+(interviews) are clean and wideband. A speaker encoder moves a voice a long way when its band or noise changes, so
+the clean reference and the narrowband question sit apart even for one speaker. Forensic voice systems adapt the
+condition: the reference is brought to the question's condition and embedded again. Here each enrolled voice gets,
+besides its own vector, one vector per reference condition (a space of its own, `ge2e-voice@telephone`, ..., indexed
+and stored like any other), computed once from its speech at enrolment; a questioned voice keeps its own vector and
+is searched against the references of its condition.
+
+Measured with `benchmarks/degraded.py` (50 questions, degraded, against 50 clean references of 10 LibriSpeech
+speakers; GE2E EER, references as enrolled -> references of the question's condition): telephone band 16.0% ->
+6.4%, AMR-NB 14.9% -> 8.4%, white noise at 10 dB 12.9% -> 7.6%, at 5 dB 18.6% -> 10.0%, at 0 dB 29.6% -> 18.6%,
+telephone band plus noise at 10 dB 23.2% -> 17.8%. Band-limited references do not help noisy wideband questions
+(12.9% -> 20.1%, measured apart): each condition applies only where the question's measured quality calls for it
+(`reference_condition`).
+
+Faces: on the 250 real photos, dlib's descriptor of faces shrunk to 24-64 px (and JPEG quality 30) matched clean
+references as well as references shrunk alike (EER within 0.7 points either way, no consistent gain), so no face
+condition is kept.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+SEPARATOR = "@"
+SAMPLE_RATE = 16000
+# a questioned voice is narrowband under this upper frequency, and noisy under this estimated SNR. On 50 real
+# LibriSpeech clips: bandwidth 6.9-8 kHz clean, 3.6-4.0 kHz through the telephone band (8 kHz files), 4.0-4.9 kHz
+# low-passed at 4 kHz (no high-pass: bringing references to 300-3400 Hz costs such a question more than it gains);
+# SNR min 12.8, p10 17.1, median 28.0 dB clean, median 11.0 and max 12.9 dB with white noise at 10 dB, median 20.3
+# at 20 dB. A "mild noise" condition (references at 20 dB for questions read 12.5-21 dB) was measured and left out:
+# it helped 20 dB questions little (3.3% -> 3.0% EER) and cost the clean questions it caught (0.5% -> 1.0%)
+NARROWBAND_BELOW_HZ = 4100.0
+NOISY_BELOW_DB = 12.5
+# condition -> (band-limited to the telephone band, SNR of the white noise added or None): the recipe, part of the
+# condition's model id
+VOICE_CONDITIONS = {
+    "telephone": (True, None),
+    "noisy": (False, 10.0),
+    "telephone-noisy": (True, 10.0),
+}
+RECIPE_VERSION = 1
+
+
+def conditioned(space: str, condition: str) -> str:
+    """The name of `space` brought to `condition`: "ge2e-voice@telephone"."""
+    return f"{space}{SEPARATOR}{condition}"
+
+
+def split(name: str) -> tuple[str, str | None]:
+    """(base space, condition or None) of a space name."""
+    base, _, condition = name.partition(SEPARATOR)
+    return base, condition or None
+
+
+def reference_condition(quality: dict) -> str | None:
+    """The reference condition a questioned voice of this measured quality is compared in, or None (clean and
+    wideband, or its quality not measured)."""
+    bandwidth, snr = quality.get("bandwidth_hz"), quality.get("snr_db")
+    narrow = bandwidth is not None and bandwidth < NARROWBAND_BELOW_HZ
+    noise = 10.0 if snr is not None and snr < NOISY_BELOW_DB else None
+    for condition, recipe in VOICE_CONDITIONS.items():
+        if recipe == (narrow, noise):
+            return condition
+    return None
+
+
+def bring_to_condition(speech: np.ndarray, condition: str) -> np.ndarray:
+    """16 kHz speech as it would reach fvmatch in `condition`: through the telephone band (8 kHz, decoded back to
+    16 kHz the way fvmatch reads an 8 kHz file) and/or with white noise at the condition's SNR."""
+    from fvmatch.media.degrade import add_noise, telephone_band
+
+    telephone, snr_db = VOICE_CONDITIONS[condition]
+    if telephone:
+        import torch
+        import torchaudio.functional
+
+        narrow, rate = telephone_band(speech, SAMPLE_RATE)
+        speech = torchaudio.functional.resample(torch.from_numpy(narrow), rate, SAMPLE_RATE).numpy()[: len(speech)]
+    if snr_db is not None and np.any(speech):
+        # noise drawn from the speech itself: a reference's conditioned vector is a function of its evidence alone
+        # (an audit re-derives it), and no two references share one noise (a common noise makes them alike)
+        seed = int.from_bytes(hashlib.sha256(np.ascontiguousarray(speech, np.float32).tobytes()).digest()[:8], "big")
+        speech = add_noise(speech, snr_db, seed)
+    return np.ascontiguousarray(speech, dtype=np.float32)
+
+
+class ConditionedVoiceSpace:
+    """A voice space whose inputs are first brought to a condition: the references' side of a condition match."""
+
+    def __init__(self, base, condition: str) -> None:
+        if condition not in VOICE_CONDITIONS:
+            raise KeyError(condition)
+        self.base = base
+        self.condition = condition
+        self.name = conditioned(base.name, condition)
+        self.dim = base.dim
+        recipe = f"{base.model_id} {condition} {VOICE_CONDITIONS[condition]} v{RECIPE_VERSION}"
+        self.model_id = hashlib.sha256(recipe.encode()).hexdigest()
+
+    def embed_speech(self, speech: np.ndarray) -> np.ndarray:
+        return self.base.embed_speech(bring_to_condition(speech, self.condition))

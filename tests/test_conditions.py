@@ -1,0 +1,164 @@
+"""Comparing like with like: a narrowband or noisy questioned voice is searched against the references brought to its
+condition, on real recordings, with the condition named in every result."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from fvmatch.media.degrade import add_noise, telephone_band
+from fvmatch.spaces.conditions import (NARROWBAND_BELOW_HZ, NOISY_BELOW_DB, VOICE_CONDITIONS, bring_to_condition,
+                                       reference_condition)
+from mediagen import run_cli_here
+
+REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+needs_real_media = pytest.mark.skipif(not REAL_MEDIA.is_dir(), reason=f"{REAL_MEDIA} is absent: the real recordings "
+                                      "of ../shared/realmedia are needed (CI always has them)")
+SPEAKERS = ("1688", "2609", "3080", "533")
+
+
+def clips_of(speaker: str) -> list[Path]:
+    return sorted((REAL_MEDIA / "voices" / f"librispeech_{speaker}").glob("*.flac"))
+
+
+def test_the_reference_condition_follows_the_measured_quality():
+    assert reference_condition({"bandwidth_hz": 8000.0, "snr_db": 30.0}) is None
+    assert reference_condition({"bandwidth_hz": NARROWBAND_BELOW_HZ - 500, "snr_db": 30.0}) == "telephone"
+    assert reference_condition({"bandwidth_hz": 8000.0, "snr_db": NOISY_BELOW_DB - 5}) == "noisy"
+    assert reference_condition({"bandwidth_hz": 3400.0, "snr_db": 5.0}) == "telephone-noisy"
+    assert reference_condition({"bandwidth_hz": 3400.0, "snr_db": NOISY_BELOW_DB + 1}) == "telephone"
+    assert reference_condition({}) is None  # not measured (an older gallery's item): nothing assumed
+
+
+def test_speech_brought_to_a_condition_keeps_its_length_and_loses_what_the_condition_loses():
+    rng = np.random.default_rng(3)
+    speech = (0.1 * rng.standard_normal(32_000)).astype(np.float32)  # flat spectrum up to 8 kHz
+    narrow = bring_to_condition(speech, "telephone")
+    assert narrow.shape == speech.shape and narrow.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(narrow)) ** 2
+    frequencies = np.fft.rfftfreq(len(narrow), 1 / 16000)
+    assert spectrum[frequencies > 4200].sum() < 1e-3 * spectrum[(frequencies > 500) & (frequencies < 3000)].sum()
+    noisy = bring_to_condition(speech, "noisy")
+    added = noisy - speech
+    assert 10 * np.log10(np.mean(speech**2) / np.mean(added**2)) == pytest.approx(VOICE_CONDITIONS["noisy"][1],
+                                                                                   abs=0.01)
+    np.testing.assert_array_equal(bring_to_condition(speech, "noisy"), noisy)  # the same evidence, the same vector
+
+
+@pytest.fixture(scope="module")
+def questioned(tmp_path_factory):
+    """Degraded copies of another recording of the second speaker: an 8 kHz telephone call, and one with noise."""
+    if not REAL_MEDIA.is_dir():
+        pytest.skip(f"{REAL_MEDIA} is absent: the real recordings of ../shared/realmedia are needed (CI always has them)")
+    root = tmp_path_factory.mktemp("questioned")
+    samples, rate = soundfile.read(clips_of(SPEAKERS[1])[5], dtype="float32")
+    narrow, narrow_rate = telephone_band(samples, rate)
+    soundfile.write(root / "call.wav", narrow, narrow_rate, subtype="PCM_16")
+    soundfile.write(root / "noisy-call.wav", add_noise(narrow, 5.0, seed=1), narrow_rate, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """Clean references of four speakers, two recordings each, enrolled as analysts do."""
+    if not REAL_MEDIA.is_dir():
+        pytest.skip(f"{REAL_MEDIA} is absent: the real recordings of ../shared/realmedia are needed (CI always has them)")
+    directory = tmp_path_factory.mktemp("conditions") / "gallery"
+    for speaker in SPEAKERS:
+        enrolled = run_cli_here("enroll", "--identity", speaker, "--voice", clips_of(speaker)[0], "--voice",
+                                clips_of(speaker)[1], "--gallery", directory)
+        assert enrolled.returncode == 0, enrolled.stderr
+    return directory
+
+
+@needs_real_media
+def test_a_telephone_call_is_searched_against_references_brought_to_the_telephone_band(gallery, questioned):
+    result = run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice", "--gallery", gallery,
+                          "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["query"]["quality"]["bandwidth_hz"] < NARROWBAND_BELOW_HZ
+    (trials,) = answer["trials"]
+    assert trials["space"] == "ge2e-voice@telephone"
+    assert trials["condition"] == {"questioned": "telephone", "references": "telephone",
+                                   "chosen_by": "measured quality"}
+    assert trials["candidates"][0]["identity"] == SPEAKERS[1]
+    text = run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice", "--gallery", gallery)
+    assert "references brought to the telephone condition" in text.stdout
+
+
+@needs_real_media
+def test_a_clean_question_and_a_named_space_use_the_references_as_enrolled(gallery):
+    clean = clips_of(SPEAKERS[2])[4]
+    answer = json.loads(run_cli_here("identify", "--voice", clean, "--against", "voice", "--gallery", gallery,
+                                     "--json").stdout)
+    assert answer["trials"][0]["space"] == "ge2e-voice" and answer["trials"][0]["condition"] is None
+    assert answer["trials"][0]["candidates"][0]["identity"] == SPEAKERS[2]
+    forced = json.loads(run_cli_here("identify", "--voice", clean, "--against", "voice", "--space",
+                                     "ge2e-voice@noisy", "--gallery", gallery, "--json").stdout)
+    assert forced["trials"][0]["space"] == "ge2e-voice@noisy"
+    assert forced["trials"][0]["condition"]["chosen_by"] == "--space"
+
+
+@needs_real_media
+def test_a_noisy_call_is_compared_with_noisy_telephone_references_in_verify(questioned):
+    reference = clips_of(SPEAKERS[1])[0]
+    result = run_cli_here("verify", "--voice", questioned / "noisy-call.wav", "--voice", reference, "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["space"] == "ge2e-voice@telephone-noisy"
+    assert answer["condition"]["references"] == "telephone-noisy"
+    assert answer["items"][0]["quality"]["snr_db"] < NOISY_BELOW_DB
+
+
+@needs_real_media
+def test_a_gallery_without_condition_vectors_says_so_and_reindex_fills_them(gallery, questioned, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(gallery, old)
+    with sqlite3.connect(old / "gallery.db") as db:  # as enrolled before reference conditions existed
+        db.execute("DELETE FROM vectors WHERE space = 'ge2e-voice@telephone'")
+    answer = json.loads(run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice",
+                                     "--gallery", old, "--json").stdout)
+    (trials,) = answer["trials"]
+    assert trials["space"] == "ge2e-voice" and trials["condition"]["references"] is None
+    assert "gallery reindex" in trials["condition"]["note"]
+    filled = run_cli_here("gallery", "reindex", "--gallery", old, "--json")
+    assert filled.returncode == 0, filled.stderr
+    assert json.loads(filled.stdout)["filled"] == 2 * len(SPEAKERS)
+    again = json.loads(run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice",
+                                    "--gallery", old, "--json").stdout)
+    assert again["trials"][0]["space"] == "ge2e-voice@telephone"
+
+
+def calibration_of(space: str, data: str, shift: float) -> dict:
+    """A calibration entry of `space` voice-voice as `fvmatch calibrate` writes it, fitted on drawn scores."""
+    from fvmatch.calibration import FORMAT, fit
+
+    rng = np.random.default_rng(7)
+    entry = fit(rng.normal(0.8 - shift, 0.05, 300), rng.normal(0.4 - shift, 0.1, 3000), identities=12)
+    return {"format": FORMAT, "data": data, "split": None, "created": "then", "spaces": {space: "id-" + space},
+            f"{space} voice-voice": {**entry, "space": space, "space_model_id": "id-" + space, "data": data,
+                                     "split": None, "created": "then"}}
+
+
+def test_a_condition_s_calibration_sits_beside_the_clean_one_and_names_its_own_data():
+    from fvmatch.calibration import added_to
+    from fvmatch.scoring import judge
+
+    clean = calibration_of("ge2e-voice", "clean-interviews", 0.0)
+    both = added_to(clean, calibration_of("ge2e-voice@telephone", "intercepted-calls", 0.2))
+    assert set(both["spaces"]) == {"ge2e-voice", "ge2e-voice@telephone"}
+    on_call = judge(0.6, "voice-voice", both, 0.01, "ge2e-voice@telephone", "id-ge2e-voice@telephone")
+    on_clean = judge(0.6, "voice-voice", both, 0.01, "ge2e-voice", "id-ge2e-voice")
+    assert "ge2e-voice@telephone voice-voice map" in on_call.note and "intercepted-calls" in on_call.note
+    assert "clean-interviews" in on_clean.note and "intercepted-calls" not in on_clean.note
+    # one score, two conditions: on the telephone condition's map it is strong evidence, on the clean one weak
+    assert on_call.log10_lr > on_clean.log10_lr
+    assert on_call.decision == "same person" and on_clean.decision == "different person"
+    assert added_to(None, clean) is clean
