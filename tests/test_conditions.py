@@ -11,8 +11,8 @@ import pytest
 import soundfile
 
 from fvmatch.media.degrade import add_noise, telephone_band
-from fvmatch.spaces.conditions import (NARROWBAND_BELOW_HZ, NOISY_BELOW_DB, VOICE_CONDITIONS, bring_to_condition,
-                                       reference_condition)
+from fvmatch.spaces.conditions import (CHANNEL_CUT_BELOW_DB, NARROWBAND_BELOW_HZ, NOISY_BELOW_DB, VOICE_CONDITIONS,
+                                       bring_to_condition, reference_condition)
 from mediagen import run_cli_here
 
 REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
@@ -26,11 +26,15 @@ def clips_of(speaker: str) -> list[Path]:
 
 
 def test_the_reference_condition_follows_the_measured_quality():
-    assert reference_condition({"bandwidth_hz": 8000.0, "snr_db": 30.0}) is None
-    assert reference_condition({"bandwidth_hz": NARROWBAND_BELOW_HZ - 500, "snr_db": 30.0}) == "telephone"
-    assert reference_condition({"bandwidth_hz": 8000.0, "snr_db": NOISY_BELOW_DB - 5}) == "noisy"
-    assert reference_condition({"bandwidth_hz": 3400.0, "snr_db": 5.0}) == "telephone-noisy"
-    assert reference_condition({"bandwidth_hz": 3400.0, "snr_db": NOISY_BELOW_DB + 1}) == "telephone"
+    call = {"bandwidth_hz": NARROWBAND_BELOW_HZ - 500, "low_band_db": CHANNEL_CUT_BELOW_DB - 10, "snr_db": 30.0}
+    assert reference_condition({**call, "bandwidth_hz": 8000.0, "low_band_db": 8.0}) is None
+    assert reference_condition(call) == "telephone"
+    assert reference_condition({**call, "snr_db": NOISY_BELOW_DB + 1}) == "telephone"
+    assert reference_condition({**call, "snr_db": 5.0}) == "telephone-noisy"
+    assert reference_condition({"bandwidth_hz": 8000.0, "low_band_db": 8.0, "snr_db": NOISY_BELOW_DB - 5}) == "noisy"
+    # narrowband that kept its low end (no telephone channel's 300 Hz cut): compared with references as enrolled
+    assert reference_condition({**call, "low_band_db": CHANNEL_CUT_BELOW_DB + 5}) is None
+    assert reference_condition({**call, "bandwidth_hz": 8000.0}) is None  # a bass-less wideband microphone
     assert reference_condition({}) is None  # not measured (an older gallery's item): nothing assumed
 
 

@@ -141,6 +141,15 @@ def test_clean_recording_reads_wideband_and_its_telephone_copy_narrowband():
     assert 3400 <= stored["bandwidth_hz"] <= 4000
 
 
+def test_the_telephone_channel_s_low_cut_is_read_and_a_codec_that_keeps_the_low_end_is_not_mistaken_for_it():
+    samples, rate = librispeech_clip(WIDEBAND_CLIP)
+    clean = voice_quality_of_clip(samples, rate)["low_band_db"]
+    call = voice_quality_of_clip(*degrade.telephone_band(samples, rate))["low_band_db"]
+    low_passed = voice_quality_of_clip(degrade.band_limit(samples, rate, high_hz=3400), rate)["low_band_db"]
+    assert call < clean - 10 and call < -3.5 < low_passed  # 300 Hz cut: the 100-250 Hz band falls away
+    assert low_passed == pytest.approx(clean, abs=2.0)  # the low end kept: as recorded
+
+
 def test_a_44khz_copy_reads_no_more_than_the_8khz_the_pipeline_sees():
     from scipy.signal import resample_poly
 
@@ -198,7 +207,8 @@ def test_voice_result_is_plain_json_with_the_figures_named():
     samples, rate = librispeech_clip(WIDEBAND_CLIP)
     quality = voice_quality_of_clip(samples, rate, codec="FLAC")
     assert json.loads(json.dumps(quality)) == quality
-    assert set(quality) == {"bandwidth_hz", "snr_db", "clipped_fraction", "speech_seconds", "sample_rate", "codec"}
+    assert set(quality) == {"bandwidth_hz", "low_band_db", "snr_db", "clipped_fraction", "speech_seconds", "sample_rate",
+                            "codec"}
     assert quality["codec"] == "FLAC" and quality["sample_rate"] == 16000 and 2.0 < quality["speech_seconds"] <= 3.6
 
 
