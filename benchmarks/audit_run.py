@@ -36,6 +36,7 @@ def build(workdir: Path, identities: int, real: int, seed: int) -> Path:
     from fvmatch.embedder import Embedder
     from fvmatch.enrollment import EnrollItem, enroll
     from fvmatch.gallery import Gallery, NewItem
+    from fvmatch.spaces import PRETRAINED_SPACES
     from fvmatch.synth import CorpusSpec, write_corpus
 
     corpus = workdir / "corpus"
@@ -46,6 +47,8 @@ def build(workdir: Path, identities: int, real: int, seed: int) -> Path:
     embedder = Embedder.load()
     gallery = Gallery.open(workdir / "gallery", create=True, model_id=embedder.model_id,
                            embedding_dim=embedder.embedding_dim, model_path=str(embedder.checkpoint_path))
+    with gallery.writer():
+        gallery.add_spaces({name: embedder.space_info(name) for name in PRETRAINED_SPACES})
     items = [EnrollItem(label, "face", faces[label][0], str(faces[label][0])) for label in sorted(faces)]
     items += [EnrollItem(label, "voice", voices[label][0], str(voices[label][0])) for label in sorted(voices)]
     with gallery.writer():

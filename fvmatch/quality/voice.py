@@ -68,11 +68,12 @@ class VoiceQualityMeter:
         self._nyquist_hz = min(SAMPLE_RATE, original_rate) / 2
         for channel in block.T:
             magnitude = np.abs(channel)
-            clipped = magnitude >= FULL_SCALE
             peak = float(magnitude.max()) if len(magnitude) else 0.0
-            if peak > 0:
-                clipped |= _in_runs(channel == peak, MIN_FLAT_RUN) | _in_runs(channel == -peak, MIN_FLAT_RUN)
-            self._clipped += int(clipped.sum())
+            if peak >= FULL_SCALE:  # the flat runs at the peak are among the full-scale samples
+                self._clipped += int(np.count_nonzero(magnitude >= FULL_SCALE))
+            elif peak > 0:  # clipped below full scale: flat runs at the block's peak
+                self._clipped += _samples_in_runs(channel == peak, MIN_FLAT_RUN) + _samples_in_runs(
+                    channel == -peak, MIN_FLAT_RUN)
 
     def add_speech(self, block16k: np.ndarray, speech_probabilities: np.ndarray) -> None:
         """Add a 16 kHz mono block and silero-vad's probability for each of its 512-sample chunks (the last chunk
@@ -170,18 +171,14 @@ class VoiceQualityMeter:
         }
 
 
-def _in_runs(mask: np.ndarray, length: int) -> np.ndarray:
-    """Where `mask` is true in a run of at least `length` consecutive trues."""
-    if len(mask) < length:
-        return np.zeros_like(mask)
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    runs = np.zeros(len(mask) + 1, np.int32)
-    for start, end in zip(starts, ends):
-        if end - start >= length:
-            runs[start] += 1
-            runs[end] -= 1
-    return np.cumsum(runs[:-1]) > 0
+def _samples_in_runs(mask: np.ndarray, length: int) -> int:
+    """How many of `mask`'s trues lie in runs of at least `length` consecutive trues."""
+    positions = np.flatnonzero(mask)
+    if len(positions) < length:
+        return 0
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    runs = np.diff(np.concatenate([[0], breaks, [len(positions)]]))
+    return int(runs[runs >= length].sum())
 
 
 def voice_quality_of_clip(samples: np.ndarray, rate: int, codec: str = "") -> dict:
