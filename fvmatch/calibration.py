@@ -182,7 +182,7 @@ def pair_scores(first, second, seed: int = 0, max_trials: int = MAX_TRIALS) -> t
 
 
 def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
-              max_trials: int = MAX_TRIALS) -> dict:
+              max_trials: int = MAX_TRIALS, face_band: str | None = None) -> dict:
     """Calibrate each trial type in the space that scores it, on an EmbeddedCorpus or {space: EmbeddedCorpus}
     (normally the validation split or an analyst's own labelled folder, not the test split).
 
@@ -190,7 +190,8 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
     {"format", "model_id" (the joint checkpoint's, when the joint space is among them), "data", "split", "seed",
     "created", "spaces": {space: model id}, calibration_key(space, kind): entry, ...}, an entry being `fit`'s dict
     plus "space" and "space_model_id". Refuses (BadArgument naming each (space, trial type) that falls short and
-    the numbers needed) rather than calibrate part.
+    the numbers needed) rather than calibrate part. `face_band`: the data are faces of that size band
+    (fvmatch.quality.face.FACE_BANDS): the face-face entries are kept for questions of that band.
     """
     from fvmatch.evaluation import as_corpora, scoring_spaces
     from fvmatch.scoring import calibration_key
@@ -219,7 +220,8 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
                    "spaces": {space: corpora[space].model_id for space in dict.fromkeys(s for s, _ in scores)}}
     for (space, kind), (same, different, people) in scores.items():
         # each entry names its own data too: `calibrate --add` keeps entries of other runs beside it
-        calibration[calibration_key(space, kind)] = {**fit(same, different, people), "space": space,
+        band = face_band if kind == "face-face" else None
+        calibration[calibration_key(space, kind, band)] = {**fit(same, different, people), "space": space,
                                                      "space_model_id": corpora[space].model_id,
                                                      **{key: calibration[key] for key in ("data", "split", "created")}}
     return calibration

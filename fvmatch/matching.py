@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
 from fvmatch.scoring import Judgement, judge, trial_type
+from fvmatch.quality.face import face_band
 from fvmatch.spaces import CONDITIONED_SPACES, query_space, space_for
 from fvmatch.spaces.conditions import conditioned, reference_condition, split
 
@@ -119,6 +120,7 @@ class PairScore:
     score: float
     condition: dict | None
     embeddings: list
+    face_band: str | None = None  # a face pair's smaller face's size band: the calibration it is judged by
 
 
 def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None = None) -> PairScore:
@@ -151,7 +153,15 @@ def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None 
         if condition is not None:
             vectors[reference] = embed("voice", items[reference][1], chosen).vectors[chosen]
     return PairScore(trial_type(first, second), chosen, embedder.space(chosen).model_id,
-                     float(vectors[0] @ vectors[1]), condition, embeddings)
+                     float(vectors[0] @ vectors[1]), condition, embeddings, smaller_face_band(embeddings))
+
+
+def smaller_face_band(embeddings) -> str | None:
+    """The size band of the smaller face of a face-face pair (None for any other pair)."""
+    if any(embedding.modality != "face" for embedding in embeddings):
+        return None
+    return face_band(min((embedding.quality for embedding in embeddings),
+                         key=lambda quality: quality.get("eye_distance_px", float("inf"))))
 
 
 def describe_condition(condition: dict | None) -> str:
@@ -168,8 +178,11 @@ def _group(gallery, embedding, target: str, space: str, candidates: list[Candida
            condition: dict | None) -> TrialGroup:
     kind = trial_type(embedding.modality, target)
     model_id = embedding.model_ids.get(space) or gallery.spaces[space]["model_id"]
+    # a face question's size band picks its calibration (the references are enrolled, good photos: the question is
+    # the smaller face of the pair)
+    band = face_band(embedding.quality) if kind == "face-face" else None
     return TrialGroup(kind, space, model_id, target, candidates,
-                      [judge(c.score, kind, calibration, fmr, space, model_id) for c in candidates], condition)
+                      [judge(c.score, kind, calibration, fmr, space, model_id, band) for c in candidates], condition)
 
 
 def merged(groups: Sequence[TrialGroup]) -> bool:

@@ -14,9 +14,11 @@ TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
 JOINT = "joint"
 
 
-def calibration_key(space: str, kind: str) -> str:
-    """Where a calibration keeps the entry of a (space, trial type)."""
-    return kind if space == JOINT else f"{space} {kind}"
+def calibration_key(space: str, kind: str, band: str | None = None) -> str:
+    """Where a calibration keeps the entry of a (space, trial type), or of its faces of one size band
+    ("dlib-face face-face @small": fvmatch.quality.face.face_band)."""
+    key = kind if space == JOINT else f"{space} {kind}"
+    return f"{key} @{band}" if band else key
 
 
 def trial_type(first: str, second: str) -> str:
@@ -44,14 +46,17 @@ class Judgement:
 
 
 def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, space: str = JOINT,
-          model_id: str = "") -> Judgement:
+          model_id: str = "", band: str | None = None) -> Judgement:
     """Interpret a score of `space` (whose model is `model_id`) under the model card's calibration (None: none).
 
     Calibrated: the log10 LR of the (space, trial type)'s map with its verbal equivalent, and the decision at the
     threshold for false-match rate `fmr` (1% by default; BadArgument lists the rates the calibration offers).
-    An entry made with another model of the space is not used (and the note says so).
+    An entry made with another model of the space is not used (and the note says so). `band`: the size band of the
+    pair's smaller face: its own map where the calibration has one, else the map of all sizes, and the note says
+    which (a map fitted on large faces overstates the evidence of small ones).
     """
-    entry = (calibration or {}).get(calibration_key(space, kind))
+    banded = (calibration or {}).get(calibration_key(space, kind, band)) if band else None
+    entry = banded or (calibration or {}).get(calibration_key(space, kind))
     made_with = (entry or {}).get("space_model_id")
     if entry is None or (made_with and model_id and made_with != model_id):
         why = (f"its {space} {kind} calibration was made with model {made_with[:16]}, not {model_id[:16]}"
@@ -68,8 +73,10 @@ def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, 
     source = ", ".join(f"{label}{entry.get(key, calibration.get(key))}"
                        for key, label in (("data", ""), ("split", "split "), ("created", ""))
                        if entry.get(key, calibration.get(key)))
-    note = (f"calibrated: {space} {kind} map from {trials['same']:,} same-person and {trials['different']:,} different-person "
-            f"trials{f' ({source})' if source else ''}; decision at the {point['fmr_target']:.1%} false-match-rate "
+    sizes = (f" for {band} faces" if banded else
+             f" (faces of every size: none for {band} faces like this pair's smaller one)" if band else "")
+    note = (f"calibrated: {space} {kind} map{sizes} from {trials['same']:,} same-person and {trials['different']:,} "
+            f"different-person trials{f' ({source})' if source else ''}; decision at the {point['fmr_target']:.1%} false-match-rate "
             f"operating point (same person when score > {point['threshold']:.4f}; {point['fnmr']:.1%} of the "
             "same-person trials scored at or below it)")
     return Judgement(score, kind, value, decision, note, verbal_equivalent(value), space, model_id)

@@ -166,3 +166,34 @@ def test_a_condition_s_calibration_sits_beside_the_clean_one_and_names_its_own_d
     assert on_call.log10_lr > on_clean.log10_lr
     assert on_call.decision == "same person" and on_clean.decision == "different person"
     assert added_to(None, clean) is clean
+
+
+def test_a_small_face_is_judged_by_the_small_faces_map_where_there_is_one():
+    from fvmatch.calibration import FORMAT, added_to, fit
+    from fvmatch.quality.face import face_band
+    from fvmatch.scoring import judge
+
+    rng = np.random.default_rng(5)
+    general = fit(rng.normal(0.8, 0.05, 300), rng.normal(0.3, 0.1, 3000), identities=12)
+    small = fit(rng.normal(0.6, 0.08, 300), rng.normal(0.3, 0.1, 3000), identities=12)
+    entry = {"space": "dlib-face", "space_model_id": "id", "split": None, "created": "then"}
+    calibration = added_to({"format": FORMAT, "spaces": {"dlib-face": "id"}, "data": "custody photos",
+                            "dlib-face face-face": {**general, **entry, "data": "custody photos"}},
+                           {"format": FORMAT, "spaces": {"dlib-face": "id"}, "data": "cctv stills",
+                            "dlib-face face-face @small": {**small, **entry, "data": "cctv stills"}})
+    assert [face_band({"eye_distance_px": px}) for px in (8.0, 20.0, 38.4)] == ["small", "medium", "large"]
+    on_small = judge(0.62, "face-face", calibration, 0.01, "dlib-face", "id", band="small")
+    on_large = judge(0.62, "face-face", calibration, 0.01, "dlib-face", "id", band="large")
+    assert "map for small faces" in on_small.note and "cctv stills" in on_small.note
+    assert "faces of every size: none for large faces" in on_large.note and "custody photos" in on_large.note
+    # the same score is stronger evidence between small faces, whose same-person scores run lower
+    assert on_small.log10_lr > on_large.log10_lr
+
+
+def test_calibrate_takes_a_face_band_for_face_face_trials_only(tmp_path):
+    out = tmp_path / "calibrated.safetensors"
+    unknown = run_cli_here("calibrate", tmp_path, "--out", out, "--space", "dlib-face", "--face-band", "tiny")
+    assert unknown.returncode == 2 and "--face-band: 'tiny' is not one of small, medium, large" in unknown.stderr
+    voices = run_cli_here("calibrate", tmp_path, "--out", out, "--space", "ge2e-voice", "--face-band", "small")
+    assert voices.returncode == 2 and "give it with --space dlib-face" in voices.stderr
+    assert not out.exists()

@@ -223,7 +223,8 @@ def verify(
 
     embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     pair = score_pair(embedder, items, space)
-    judgement = judge(pair.score, pair.trial_type, embedder.card.get("calibration"), fmr, pair.space, pair.model_id)
+    judgement = judge(pair.score, pair.trial_type, embedder.card.get("calibration"), fmr, pair.space, pair.model_id,
+                      pair.face_band)
     if as_json:
         emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality}
                              for (m, p), e in zip(items, pair.embeddings)],

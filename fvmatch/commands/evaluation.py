@@ -122,6 +122,9 @@ def calibrate(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory."),
     add: bool = typer.Option(False, "--add", help="Keep the model's other calibration entries (e.g. the clean "
                              "voice-voice one beside a telephone condition's), replacing only those fitted here."),
+    face_band: Optional[str] = typer.Option(None, "--face-band", help="The data's faces are of this size band "
+                                            "(small, medium, large by eye distance): the face-face map is kept for "
+                                            "questions of that band. Needs --space dlib-face."),
     as_json: bool = JsonOption,
 ) -> None:
     """Fit score -> log10 LR per (space, trial type), thresholds at 1% / 0.1% FMR and EER, Cllr; store them in the
@@ -130,10 +133,18 @@ def calibrate(
     from fvmatch.embedder import Embedder
 
     spaces = _spaces(space)
+    if face_band is not None:
+        from fvmatch.errors import BadArgument
+        from fvmatch.quality.face import FACE_BANDS
+
+        if face_band not in [name for name, _ in FACE_BANDS]:
+            raise BadArgument("--face-band", f"{face_band!r} is not one of {', '.join(name for name, _ in FACE_BANDS)}")
+        if spaces != ["dlib-face"]:
+            raise BadArgument("--face-band", "a size band calibrates face-face trials: give it with --space dlib-face")
     split = _split(data, split, "val")
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
-    calibration = fit_calibration(corpora, seed=seed)
+    calibration = fit_calibration(corpora, seed=seed, face_band=face_band)
     if add:
         calibration = added_to(embedder.card.get("calibration"), calibration)
     write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)
@@ -144,7 +155,7 @@ def calibrate(
         if not isinstance(entry, dict) or "map" not in entry:
             continue
         points = ", ".join(f"FMR {p['fmr_target']:.1%}: score > {p['threshold']:.4f}" for p in entry["operating_points"])
-        say_line(stdout, f"{entry['space']} {key.split()[-1]} (model {entry['space_model_id'][:16]}): "
+        say_line(stdout, f"{entry['space']} {key.removeprefix(entry['space']).strip()} (model {entry['space_model_id'][:16]}): "
                          f"{entry['trials']['same']:,} same / {entry['trials']['different']:,} different trials; "
                          f"EER {entry['eer']['value']:.2%}, Cllr {entry['cllr']:.3f} (min {entry['cllr_min']:.3f}); {points}")
     source = f"split {split}" if split is not None else "every person of the folder"

@@ -98,3 +98,17 @@ def face_quality(image: np.ndarray, box, landmarks, probability: float, jpeg_qua
         "detection_probability": round(float(probability), 4),
         "jpeg_quality": None if jpeg_quality is None else int(jpeg_quality),
     }
+
+
+# face size bands by eye distance (px), for calibration by condition. MTCNN's eyes sit 0.475 of its box width apart
+# (median of 250 real photos), so "small" is a face under ~32 px wide (CCTV stills, faces in a crowd), "medium"
+# 32-64 px (degraded questioned photos), "large" the rest (every reference-quality photo of realmedia but 4)
+FACE_BANDS = (("small", 15.0), ("medium", 30.0), ("large", float("inf")))
+
+
+def face_band(quality: dict) -> str | None:
+    """The size band of a face of these figures ("small", "medium", "large"), or None without an eye distance."""
+    distance = quality.get("eye_distance_px")
+    if distance is None:
+        return None
+    return next(name for name, below in FACE_BANDS if distance < below)
