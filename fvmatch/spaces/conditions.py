@@ -29,9 +29,10 @@ SEPARATOR = "@"
 SAMPLE_RATE = 16000
 # a questioned voice is narrowband under this upper frequency, and noisy under this estimated SNR. On 50 real
 # LibriSpeech clips: bandwidth 6.9-8 kHz clean, 3.6-4.0 kHz through the telephone band as 8 kHz files and 3.6-4.4
-# stored at 16 kHz, 4.0-4.9 kHz low-passed at 4 kHz; SNR min 12.8, p10 17.1, median 28.0 dB clean, median 11.0 and max 12.9 dB with white noise at 10 dB, median 20.3
-# at 20 dB. A "mild noise" condition (references at 20 dB for questions read 12.5-21 dB) was measured and left out:
-# it helped 20 dB questions little (3.3% -> 3.0% EER) and cost the clean questions it caught (0.5% -> 1.0%)
+# stored at 16 kHz, 4.0-4.9 kHz low-passed at 4 kHz; SNR min 12.8, p10 17.1, median 28.0 dB clean, median 11.0 and
+# max 12.9 dB with white noise at 10 dB, median 20.3 at 20 dB. A "mild noise" condition (references at 20 dB for
+# questions read 12.5-21 dB) was measured and left out: it helped 20 dB questions little (3.3% -> 3.0% EER) and
+# cost the clean questions it caught (0.5% -> 1.0%)
 NARROWBAND_BELOW_HZ = 4600.0
 NOISY_BELOW_DB = 12.5
 # ...and it went through a telephone channel when its 100-250 Hz band is this far under its 300-3400 Hz band
