@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fvmatch.media.mtcnn import MTCNN, read_state_dict, weights_file
+from fvmatch.media.mtcnn import MTCNN, weights_file
+from fvmatch.media.torch_weights import read_state_dict
 
 REALMEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
 # one face each, then two photos with two faces each (the second face small and partly turned)
