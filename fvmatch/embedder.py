@@ -212,11 +212,11 @@ class Embedder:
                 totals[name] += window.speech_seconds * self.space(name).embed_speech(window.samples)
             count += 1
         require_speech(path, summary, self.min_speech_seconds)
-        self.minimums.check(path, summary.quality())
+        quality = {**summary.quality(), "windows": count}
+        self.minimums.check(path, quality)
         vectors = {name: (total / np.linalg.norm(total)).astype(np.float32) for name, total in totals.items()}
         return Embedding(vectors=vectors, modality="voice", source=str(path),
-                         model_ids={name: self.space(name).model_id for name in spaces},
-                         quality={**summary.quality(), "windows": count})
+                         model_ids={name: self.space(name).model_id for name in spaces}, quality=quality)
 
 
 def _invalid(path: Path, error: CheckpointError) -> InvalidCheckpoint:
