@@ -1,0 +1,379 @@
+"""Video files: MP4, MOV, MKV, WebM, AVI read with PyAV (FFmpeg's libraries, in its wheel) as a stream.
+
+Two passes over the file, each in bounded memory whatever its length: `sampled_frames` decodes the picture and keeps
+`fps` frames a second (by timestamp, so a variable frame rate samples evenly), upright (a phone's display matrix
+applied) and no larger than MAX_ANALYSIS_SIDE; `soundtrack_blocks` decodes the first audio track to 16 kHz mono,
+BLOCK_SECONDS at a time, for the voice path (`soundtrack_speech`: silero-vad's speech, its segments' times, windows).
+
+The container is told by its content (the first bytes), never by the file's name, and FFmpeg is then held to that
+one demuxer: a file that is not an MP4/MOV, Matroska/WebM or AVI container never reaches FFmpeg's other demuxers
+(playlists, concat lists, image sequences). Declared sizes are checked before decoding (MAX_FRAME_PIXELS,
+MAX_DURATION_SECONDS). A file damaged part-way is read up to the damage and the damage noted (`VideoInfo.damage`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fvmatch.errors import UnreadableMedia
+
+DEFAULT_FPS = 2.0  # frames sampled per second of video
+MAX_FPS = 30.0
+SAMPLE_RATE = 16000  # the soundtrack as the voice path takes it
+BLOCK_SECONDS = 60.0  # soundtrack decoded and searched for speech this much at a time
+MAX_ANALYSIS_SIDE = 1280  # larger frames are scaled down (720p is analysed as it is; 4K at a third)
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD: a declared picture larger than this is refused before decoding
+MAX_DURATION_SECONDS = 24 * 3600.0  # a declared duration longer than a day is refused
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
+# FFmpeg demuxer per container family (the only ones opened)
+DEMUXERS = {"MP4/MOV": "mov", "Matroska/WebM": "matroska", "AVI": "avi"}
+VFR_TOLERANCE = 0.2  # frame intervals varying more than this (relative) mark a variable frame rate
+
+
+@dataclass
+class VideoInfo:
+    """What a video declares and what reading it found: container, picture, soundtrack, damage."""
+
+    path: str
+    container: str  # "MP4/MOV", "Matroska/WebM", "AVI"
+    duration_seconds: float
+    width: int  # upright, as displayed
+    height: int
+    rotation: int  # degrees counter-clockwise the stored picture is turned to display it (0, 90, 180, 270)
+    video_codec: str
+    frame_rate: float  # declared average
+    audio_codec: str | None  # None: no audio track
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    variable_frame_rate: bool = False  # measured while decoding
+    damage: list[str] = field(default_factory=list)  # what reading stopped at, if anything
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+    def figures(self) -> dict:
+        return {"container": self.container, "duration_seconds": round(self.duration_seconds, 2),
+                "width": self.width, "height": self.height, "rotation": self.rotation,
+                "video_codec": self.video_codec, "frame_rate": round(self.frame_rate, 3),
+                "audio_codec": self.audio_codec, "audio_sample_rate": self.audio_sample_rate,
+                "audio_channels": self.audio_channels, "frames_decoded": self.frames_decoded,
+                "frames_sampled": self.frames_sampled, "variable_frame_rate": self.variable_frame_rate,
+                "damage": list(self.damage)}
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One sampled frame: its time in the video (s), its number among the sampled frames, the upright RGB picture
+    (H, W, 3 uint8, at most MAX_ANALYSIS_SIDE) and the scale from it back to the displayed size."""
+
+    time: float
+    number: int
+    image: np.ndarray
+    scale: float = 1.0
+
+
+def sniff(path: str | Path) -> str | None:
+    """The kind of file its first bytes say it is: a container of DEMUXERS, "image", "audio", or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if len(head) >= 12 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        if head[4:8] == b"ftyp" and head[8:11] in (b"M4A", b"M4B"):
+            return "audio"
+        return "MP4/MOV"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head[:4] in (b"fLaC", b"OggS", b"FORM", b".snd") \
+            or head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "audio"
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P6", b"P5")) \
+            or head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image"
+    return None
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether the file's content is a video container fvmatch reads (whatever its name)."""
+    try:
+        return sniff(path) in DEMUXERS
+    except OSError:
+        return False
+
+
+def probe_video(path: str | Path, max_pixels: int = MAX_FRAME_PIXELS,
+                max_duration: float = MAX_DURATION_SECONDS) -> VideoInfo:
+    """Open a video, check what it declares, and describe it (nothing is decoded). UnreadableMedia, one line, for a
+    missing or empty file, a file that is not a video (an image or an audio file is named as such), a damaged
+    container, no picture, or a declared size or duration over the limits."""
+    with _open(path) as (container, kind):
+        return _info(path, container, kind, max_pixels, max_duration, rotation=True)
+
+
+def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo | None = None,
+                   progress: Callable[[float], None] | None = None, max_pixels: int = MAX_FRAME_PIXELS,
+                   max_duration: float = MAX_DURATION_SECONDS) -> Iterator[SampledFrame]:
+    """The video's frames, `fps` a second, upright, in order. `info` (from `probe_video`) is filled in as decoding
+    goes: frames decoded and sampled, variable frame rate, damage. `progress(seconds)` is told the video time
+    reached. Damage part-way ends the frames (and is noted in `info.damage`); damage before any frame raises."""
+    if not 0 < fps <= MAX_FPS:
+        raise UnreadableMedia(path, f"--fps {fps:g} is outside 0-{MAX_FPS:g} frames per second")
+    period = 1.0 / fps
+    with _open(path) as (container, kind):
+        info = info if info is not None else _info(path, container, kind, max_pixels, max_duration)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        next_time, last_time, intervals = 0.0, None, []
+        for frame in _decoded(path, container, stream, info):
+            time = frame.time if frame.time is not None else (
+                (last_time + 1.0 / (info.frame_rate or 25.0)) if last_time is not None else 0.0)
+            if last_time is not None:
+                if time <= last_time:
+                    continue  # a repeated or backward timestamp (damaged or edited file): not a new picture
+                intervals.append(time - last_time)
+            last_time = time
+            info.frames_decoded += 1
+            if frame.width * frame.height > max_pixels:
+                raise UnreadableMedia(path, f"a frame at {time:.2f} s is {frame.width}x{frame.height}, over the "
+                                      f"{max_pixels:,}-pixel limit")
+            if progress is not None:
+                progress(time)
+            if time + 1e-6 < next_time:
+                continue
+            next_time = (np.floor(time / period + 1e-6) + 1) * period
+            image, scale = _upright(frame, _rotation(frame, info))
+            yield SampledFrame(float(time), info.frames_sampled, image, scale)
+            info.frames_sampled += 1
+        info.variable_frame_rate = _variable(intervals)
+        _note_short(info, "picture", last_time, 3.0 / (info.frame_rate or 25.0))
+
+
+def soundtrack_blocks(path: str | Path, info: VideoInfo) -> Iterator[np.ndarray]:
+    """The first audio track as 16 kHz mono float32, in blocks of at most BLOCK_SECONDS (nothing without one).
+    Damage part-way ends the blocks (noted in `info.damage`)."""
+    import av
+
+    if not info.has_audio:
+        return
+    block = int(BLOCK_SECONDS * SAMPLE_RATE)
+    total = 0
+    with _open(path) as (container, _):
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        pending: list[np.ndarray] = []
+        held = 0
+        for frame in _decoded(path, container, stream, info, kind="audio"):
+            for converted in resampler.resample(frame):
+                pending.append(converted.to_ndarray().reshape(-1))
+                held += pending[-1].size
+            while held >= block:
+                joined = np.concatenate(pending)
+                total += block
+                yield joined[:block]
+                pending, held = [joined[block:]], len(joined) - block
+        try:
+            pending.extend(converted.to_ndarray().reshape(-1) for converted in resampler.resample(None))
+        except av.FFmpegError:
+            pass
+        rest = np.concatenate(pending).astype(np.float32, copy=False) if pending else np.zeros(0, np.float32)
+        total += len(rest)
+        if len(rest):
+            yield rest
+    _note_short(info, "soundtrack", total / SAMPLE_RATE if total else None, 1.0)
+
+
+def soundtrack_speech(path: str | Path, info: VideoInfo, summary, segments: list[tuple[float, float]]):
+    """Windows of the soundtrack's speech for the voice spaces (fvmatch.media.audio.SpeechWindow), as
+    `fvmatch.media.audio.speech_windows` gives a recording's: silero-vad's segments, joined, cut in windows.
+    `summary` (a SpeechSummary) is filled in as the stream advances; the seconds (start, end) of each segment used
+    are appended to `segments`."""
+    from silero_vad import get_speech_timestamps_from_probs
+
+    from fvmatch.media.audio import _windows
+    from fvmatch.media.vad import MIN_SAMPLES, VAD_SETTINGS, speech_probabilities
+
+    summary.original_sample_rate = info.audio_sample_rate
+    summary.channels = info.audio_channels
+    summary.codec = f"{info.container} {info.audio_codec}"
+
+    def pieces() -> Iterator[np.ndarray]:
+        offset = 0
+        for block in soundtrack_blocks(path, info):
+            if not np.isfinite(block).all():
+                raise UnreadableMedia(path, "soundtrack holds NaN or infinite samples")
+            summary.meter.add(block[:, None], SAMPLE_RATE)
+            summary.duration_seconds += len(block) / SAMPLE_RATE
+            found = []
+            if len(block) >= MIN_SAMPLES:
+                probabilities = speech_probabilities(block)
+                summary.meter.add_speech(block, probabilities)
+                found = get_speech_timestamps_from_probs(probabilities.tolist(), sampling_rate=SAMPLE_RATE,
+                                                         audio_length_samples=len(block), **VAD_SETTINGS)
+            segments.extend(((offset + s["start"]) / SAMPLE_RATE, (offset + s["end"]) / SAMPLE_RATE) for s in found)
+            offset += len(block)
+            yield (np.concatenate([block[s["start"] : s["end"]] for s in found]) if found else block[:0])
+
+    return _windows(pieces(), summary)
+
+
+# ----- opening and checking ------------------------------------------------------------------------------------
+class _open:
+    """`with _open(path) as (container, kind)`: the file opened with the demuxer its content calls for."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.container = None
+
+    def __enter__(self):
+        import av
+
+        path = self.path
+        if not path.is_file():
+            raise UnreadableMedia(path, "no such file" if not path.exists() else "not a regular file")
+        if path.stat().st_size == 0:
+            raise UnreadableMedia(path, "file is empty")
+        try:
+            kind = sniff(path)
+        except OSError as error:
+            raise UnreadableMedia(path, f"cannot open file ({error.strerror or error})") from None
+        if kind == "image":
+            raise UnreadableMedia(path, "an image file, not a video (give it with --face)")
+        if kind == "audio":
+            raise UnreadableMedia(path, "an audio file, not a video (give it with --voice)")
+        if kind is None:
+            raise UnreadableMedia(path, f"not a video file fvmatch reads (containers: MP4, MOV, MKV, WebM, AVI)")
+        try:
+            self.container = av.open(str(path), format=DEMUXERS[kind], metadata_errors="ignore")
+        except av.FFmpegError as error:
+            raise UnreadableMedia(path, f"{kind} container is truncated or damaged ({_reason(error)})") from None
+        except (OSError, ValueError) as error:
+            raise UnreadableMedia(path, f"cannot open video ({error})") from None
+        return self.container, kind
+
+    def __exit__(self, *exc) -> None:
+        if self.container is not None:
+            self.container.close()
+
+
+def _info(path, container, kind: str, max_pixels: int, max_duration: float, rotation: bool = False) -> VideoInfo:
+    """The file's VideoInfo, its declared sizes checked; `rotation`: decode the first frame for its rotation (else
+    the first sampled frame sets it)."""
+    if not container.streams.video:
+        raise UnreadableMedia(path, f"{kind} file holds no video track" + (
+            " (an audio file: give it with --voice)" if container.streams.audio else ""))
+    video = container.streams.video[0]
+    context = video.codec_context
+    width, height = int(context.width or 0), int(context.height or 0)
+    if width * height > max_pixels:
+        raise UnreadableMedia(path, f"video declares {width}x{height} pixels a frame, over the {max_pixels:,}-pixel limit")
+    if width <= 0 or height <= 0:
+        raise UnreadableMedia(path, "video track declares no picture size (damaged)")
+    duration = _declared_duration(container, video)
+    if duration > max_duration:
+        raise UnreadableMedia(path, f"video declares {duration / 3600:.1f} hours, over the "
+                              f"{max_duration / 3600:g}-hour limit")
+    rotation = _first_rotation(container) if rotation else 0
+    if rotation in (90, 270):
+        width, height = height, width
+    audio = container.streams.audio[0] if container.streams.audio else None
+    return VideoInfo(path=str(path), container=kind, duration_seconds=duration, width=width, height=height,
+                     rotation=rotation, video_codec=context.name, frame_rate=float(video.average_rate or 0.0),
+                     audio_codec=audio.codec_context.name if audio is not None else None,
+                     audio_sample_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else 0,
+                     audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0)
+
+
+def _declared_duration(container, stream) -> float:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def _first_rotation(container) -> int:
+    """The display rotation of the first frame (PyAV reads a stream's display matrix from its frames), or 0."""
+    import av
+
+    try:
+        for frame in container.decode(video=0):
+            return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    except av.FFmpegError:
+        pass  # damage is for the decoding passes to report
+    return 0
+
+
+def _rotation(frame, info: VideoInfo) -> int:
+    rotation = int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    if rotation != info.rotation and info.frames_sampled == 0:
+        # the first frame tells the truth where the stream's header did not (PyAV reads it from the frame)
+        if (rotation in (90, 270)) != (info.rotation in (90, 270)):
+            info.width, info.height = info.height, info.width
+        info.rotation = rotation
+    return rotation
+
+
+def _upright(frame, rotation: int) -> tuple[np.ndarray, float]:
+    """The frame as displayed (turned counter-clockwise by `rotation`), scaled to at most MAX_ANALYSIS_SIDE."""
+    longest = max(frame.width, frame.height)
+    scale = 1.0
+    if longest > MAX_ANALYSIS_SIDE:
+        scale = MAX_ANALYSIS_SIDE / longest
+        image = frame.to_ndarray(format="rgb24", width=max(2, int(frame.width * scale)),
+                                 height=max(2, int(frame.height * scale)))
+    else:
+        image = frame.to_ndarray(format="rgb24")
+    if rotation:
+        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+    return image, scale
+
+
+def _decoded(path, container, stream, info: VideoInfo, kind: str = "video") -> Iterator:
+    """Decoded frames of `stream`; damage part-way is noted in `info.damage` and ends the frames, damage before the
+    first frame raises UnreadableMedia."""
+    import av
+
+    count = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+            frames = packet.decode()
+        except StopIteration:
+            break
+        except av.FFmpegError as error:
+            if count == 0:
+                raise UnreadableMedia(path, f"{info.container} file is damaged: no {kind} could be decoded "
+                                      f"({_reason(error)})") from None
+            info.damage.append(f"{kind} decoding stopped after {count} frames: {_reason(error)}")
+            break
+        for frame in frames:
+            count += 1
+            yield frame
+    if count == 0 and kind == "video":
+        raise UnreadableMedia(path, f"{info.container} file holds no decodable picture (truncated or damaged)")
+
+
+def _note_short(info: VideoInfo, what: str, reached: float | None, slack: float) -> None:
+    """Note a track that ends well before the duration the container declares (a truncated or damaged file)."""
+    if reached is not None and info.duration_seconds > 0 and reached < info.duration_seconds - max(1.0, slack):
+        info.damage.append(f"{what} ends at {reached:.1f} s of the {info.duration_seconds:.1f} s declared "
+                           "(truncated or damaged)")
+
+
+def _variable(intervals: list[float]) -> bool:
+    if len(intervals) < 3:
+        return False
+    median = float(np.median(intervals))
+    return median > 0 and (max(intervals) - min(intervals)) > VFR_TOLERANCE * median
+
+
+def _reason(error) -> str:
+    text = getattr(error, "strerror", None) or str(error)
+    return str(text).split(":")[0].strip() if text else type(error).__name__
