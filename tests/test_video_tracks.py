@@ -1,0 +1,121 @@
+"""Face tracks (fvmatch.media.tracks) and video embedding (fvmatch.video): linking rules on made-up detections, then
+real talking-head videos through MTCNN and the real encoders."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fvmatch.errors import NoFaceFound
+from fvmatch.media.tracks import FaceTrack, FrameFace, TrackLinker, iou
+from fvmatch.synth.identity import draw_identity
+from fvmatch.synth.video import OnScreen, write_talking_head
+
+
+def unit(*values):
+    vector = np.array(values, np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def face(time, box, vector, probability=0.99, eyes=40.0):
+    return FrameFace(time, box, probability, {"s": vector}, {"eye_distance_px": eyes})
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+def test_overlapping_similar_faces_link_and_different_people_do_not():
+    linker = TrackLinker("s")
+    a, b = unit(1, 0, 0), unit(0, 1, 0)
+    linker.add_frame([face(0.0, (0, 0, 10, 10), a), face(0.0, (50, 0, 60, 10), b)])
+    linker.add_frame([face(0.5, (1, 0, 11, 10), a), face(0.5, (51, 0, 61, 10), b)])
+    # a different person where the first was: overlap alone does not link it
+    linker.add_frame([face(1.0, (1, 0, 11, 10), unit(0, 0, 1))])
+    tracks = linker.tracks()
+    assert [t.frames for t in tracks] == [2, 2, 1]
+    assert [t.number for t in tracks] == [1, 2, 3]
+    assert tracks[0].times == [0.0, 0.5] and tracks[2].times == [1.0]
+
+
+def test_a_face_that_jumps_rejoins_on_resemblance_within_the_gap():
+    linker = TrackLinker("s")
+    a = unit(1, 0.05, 0)
+    linker.add_frame([face(0.0, (0, 0, 10, 10), a)])
+    linker.add_frame([face(0.5, (80, 80, 90, 90), unit(1, 0, 0.05))])  # a cut: no overlap, same face
+    linker.add_frame([face(5.0, (80, 80, 90, 90), a)])  # after the gap: a new track
+    assert [t.frames for t in linker.tracks()] == [2, 1]
+
+
+def test_track_vector_is_quality_weighted_mean_renormalised():
+    track = FaceTrack(1)
+    track.add(face(0.0, (0, 0, 10, 10), unit(1, 0, 0), probability=1.0, eyes=30.0))  # weight 1
+    track.add(face(0.5, (0, 0, 10, 10), unit(0, 1, 0), probability=0.9, eyes=10.0))  # weight 0.9 * 1/3 = 0.3
+    expected = unit(1.0, 0.3, 0)
+    np.testing.assert_allclose(track.vector("s"), expected, rtol=1e-6)
+    assert np.linalg.norm(track.vector("s")) == pytest.approx(1.0)
+    assert track.mean_probability == pytest.approx(0.95)
+    assert track.summary(2.0)["seconds_on_screen"] == 1.0
+    assert track.best_quality["eye_distance_px"] == 30.0
+
+
+@pytest.fixture(scope="module")
+def people():
+    return draw_identity("track-a", np.random.default_rng(1)), draw_identity("track-b", np.random.default_rng(2))
+
+
+@pytest.fixture(scope="module")
+def two_people(tmp_path_factory, people):
+    """A on screen for 4 s (and speaking), B beside them from 1 s to 3 s."""
+    a, b = people
+    path = tmp_path_factory.mktemp("tracks") / "two.webm"
+    return write_talking_head(path, [OnScreen(a, (0.27, 0.5), 0.5), OnScreen(b, (0.75, 0.5), 0.5, since=1.0, until=3.0)],
+                              4.0, width=480)
+
+
+def test_two_people_give_two_tracks_and_the_longest_is_main(embedder, two_people):
+    from fvmatch.video import embed_video
+
+    evidence = embed_video(embedder, two_people, fps=2.0, all_faces=True)
+    assert [t.frames for t in evidence.tracks] == [8, 4]
+    assert evidence.tracks[0].times == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    assert evidence.tracks[1].times == pytest.approx([1.0, 1.5, 2.0, 2.5])
+    # the main track is the person on the left
+    assert all(box[2] < 240 for box in evidence.tracks[0].boxes)
+    assert all(box[0] > 240 for box in evidence.tracks[1].boxes)
+    assert evidence.tracks[0].mean_probability > 0.9
+    main, other = evidence.track_faces
+    assert main is evidence.face and main.quality["frames"] == 8 and other.quality["frames"] == 4
+    for space, vector in main.vectors.items():
+        assert vector.shape == (embedder.space_info(space)["dim"],)
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert float(main.vectors["joint"] @ other.vectors["joint"]) < 0.5  # two people apart in the joint space
+    # provenance: the video's sha256, the track's frame times and boxes, the speech segments used
+    assert main.quality["video"]["sha256"] == evidence.sha256
+    assert main.quality["video"]["frame_times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert len(main.quality["video"]["boxes"]) == 8
+    voice = evidence.voice
+    assert voice.modality == "voice" and voice.quality["speech_seconds"] > 2.0
+    segments = voice.quality["video"]["speech_segments"]
+    assert segments and sum(b - a for a, b in segments) == pytest.approx(voice.quality["speech_seconds"], abs=0.01)
+    assert evidence.notes == []
+    assert set(evidence.timings) == {"decode", "detection", "embedding", "speech"}
+
+
+def test_no_audio_gives_face_only_and_no_face_gives_voice_only(embedder, tmp_path, people):
+    from fvmatch.video import embed_video
+
+    silent = write_talking_head(tmp_path / "silent.mp4", [OnScreen(people[0])], 2.0, audio=False)
+    evidence = embed_video(embedder, silent)
+    assert evidence.face is not None and evidence.voice is None
+    assert evidence.notes == ["no audio track: face only"]
+    # nobody on screen, someone speaking
+    empty = write_talking_head(tmp_path / "empty.mp4", [], 3.0, voice=people[0])
+    evidence = embed_video(embedder, empty)
+    assert evidence.face is None and evidence.voice is not None
+    assert evidence.notes == ["no face found in 6 sampled frames (2 a second): voice only"]
+    # neither
+    nothing = write_talking_head(tmp_path / "nothing.mp4", [], 2.0, audio=False)
+    with pytest.raises(NoFaceFound, match="nothing usable: no face found in 4 sampled frames .*; no audio track"):
+        embed_video(embedder, nothing)
