@@ -17,6 +17,7 @@ from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
+from fvmatch.media.video import DEFAULT_FPS, is_video
 from fvmatch.paths import read_listing, resolve_listed_path
 
 MAX_LABEL_LENGTH = 200
@@ -76,14 +77,19 @@ def _joins_letters(label: str, position: int) -> bool:
 
 
 def modality_of(path: Path) -> str | None:
+    """face, voice or video: a video container by its content (whatever its name), else by the file's suffix."""
+    if is_video(path):
+        return "video"
     suffix = path.suffix.lower()
     return "face" if suffix in IMAGE_SUFFIXES else "voice" if suffix in AUDIO_SUFFIXES else None
 
 
-def items_from_options(identity: str, faces: Sequence[Path], voices: Sequence[Path]) -> list[EnrollItem]:
+def items_from_options(identity: str, faces: Sequence[Path], voices: Sequence[Path],
+                       videos: Sequence[Path] = ()) -> list[EnrollItem]:
     label = check_label(identity, "--identity")
     return ([EnrollItem(label, "face", Path(p), str(p)) for p in faces]
-            + [EnrollItem(label, "voice", Path(p), str(p)) for p in voices])
+            + [EnrollItem(label, "voice", Path(p), str(p)) for p in voices]
+            + [EnrollItem(label, "video", Path(p), str(p)) for p in videos])
 
 
 def items_from_dir(directory: Path, report: EnrollReport) -> list[EnrollItem]:
@@ -100,14 +106,14 @@ def items_from_dir(directory: Path, report: EnrollReport) -> list[EnrollItem]:
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
             modality = modality_of(path)
             if modality is None:
-                report.fail(str(path), f"not an image or audio file type ({path.suffix or 'no extension'})")
+                report.fail(str(path), f"not an image, audio or video file type ({path.suffix or 'no extension'})")
             else:
                 items.append(EnrollItem(label, modality, path, str(path)))
     return items
 
 
 def items_from_manifest(manifest: Path, report: EnrollReport, root: Path | None = None) -> list[EnrollItem]:
-    """CSV with columns identity, modality (face|voice), path; paths relative to the manifest's folder.
+    """CSV with columns identity, modality (face|voice|video), path; paths relative to the manifest's folder.
 
     With `root` (from paths.check_root), a row whose path resolves outside it is recorded as failed.
     """
@@ -119,8 +125,8 @@ def items_from_manifest(manifest: Path, report: EnrollReport, root: Path | None 
             continue
         try:
             label = check_label(row["identity"], origin)
-            if row["modality"] not in ("face", "voice"):
-                raise BadArgument(origin, f"unknown modality {row['modality']!r} (face or voice)")
+            if row["modality"] not in ("face", "voice", "video"):
+                raise BadArgument(origin, f"unknown modality {row['modality']!r} (face, voice or video)")
             if not row["path"]:
                 raise BadArgument(origin, "empty path")
             path = resolve_listed_path(manifest, row["path"], root, origin)
@@ -139,13 +145,18 @@ def file_digest(path: Path) -> tuple[str, int]:
 
 def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: EnrollReport | None = None,
            force: bool = False, progress: Callable[[int], None] | None = None,
-           record_batch: Callable[[list[dict]], object] | None = None) -> EnrollReport:
+           record_batch: Callable[[list[dict]], object] | None = None, fps: float = DEFAULT_FPS) -> EnrollReport:
     """Embed and store `items` (hold the gallery's write lock); failures are recorded, never raised.
+
+    A video item becomes a face item (its main face track) and a voice item (its soundtrack's speech) of its identity,
+    stored together (fvmatch.video; `fps`: frames sampled a second); images and recordings are embedded in batches.
 
     `record_batch(entries)` is called with each batch's enrolled entries inside the transaction that stores them
     (the CLI appends an audit row there), so a killed run leaves no stored item that it did not record.
     """
     report = report if report is not None else EnrollReport()
+    videos = [item for item in items if item.modality == "video"]
+    items = [item for item in items if item.modality != "video"]
     seen: dict[tuple[str, str], str] = {}  # (modality, sha256) -> identity, of the items this run has stored
     for start in range(0, len(items), BATCH_SIZE):
         batch = items[start : start + BATCH_SIZE]
@@ -190,8 +201,53 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
             report.enrolled.extend(entries)  # only once committed
         if progress:
             progress(len(batch))
+    for item in videos:
+        _enroll_video(gallery, embedder, item, report, force, record_batch, fps)
+        if progress:
+            progress(1)
     gallery.flush()
     return report
+
+
+def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollReport, force: bool,
+                  record_batch: Callable[[list[dict]], object] | None, fps: float) -> None:
+    """Embed one video and store its face track and soundtrack as items of its identity, in one transaction."""
+    from fvmatch.video import embed_video
+
+    try:
+        if not item.path.is_file():
+            raise BadArgument(item.origin, "no such file" if not item.path.exists() else "not a regular file")
+        sha256, size = file_digest(item.path)
+        owners = {label for modality in ("face", "voice") for _, label in gallery.media_by_sha256(sha256, modality)}
+        if item.identity in owners:
+            report.skipped.append(_skipped(item, "already enrolled for this identity"))
+            return
+        if owners and not force:
+            raise BadArgument(item.origin, _already_enrolled(sorted(owners)[0], item))
+        evidence = embed_video(embedder, item.path, fps=fps, face_spaces=spaces_of("face"),
+                               voice_spaces=reference_spaces("voice"))
+    except FvmatchError as error:
+        report.fail(item.origin, _problem(item, error))
+        return
+    except OSError as error:
+        report.fail(item.origin, f"cannot read file ({error.strerror or error})")
+        return
+    source = str(item.path.resolve())
+    ready = [NewItem(item.identity, embedding.modality, source, evidence.sha256, evidence.size,
+                     float(embedding.quality["detection_probability"] if embedding.modality == "face"
+                           else embedding.quality["speech_seconds"]), embedding.vectors, embedding.quality)
+             for embedding in evidence.embeddings()]
+    entries: list[dict] = []
+
+    def stored(media_ids: list[int]) -> None:
+        entries.extend({"identity": item.identity, "modality": new.modality, "path": str(item.path),
+                        "sha256": new.sha256, "media_id": media_id, "quality": new.quality,
+                        "video": new.quality_details["video"], "notes": evidence.notes} for new, media_id in zip(ready, media_ids))
+        if record_batch is not None:
+            record_batch(entries)
+
+    gallery.add(ready, record=stored)
+    report.enrolled.extend(entries)
 
 
 def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple[str, object]:
@@ -202,6 +258,9 @@ def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple
     """
     if not item.path.is_file():
         raise BadArgument(item.origin, "no such file" if not item.path.exists() else "not a regular file")
+    if is_video(item.path):
+        raise BadArgument(item.origin, f"a video file, not {'an image' if item.modality == 'face' else 'a recording'}: "
+                          "enroll it with --video (modality video)")
     sha256, size = file_digest(item.path)
     owners = {label for _, label in gallery.media_by_sha256(sha256, item.modality)}
     if item.identity in owners:

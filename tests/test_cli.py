@@ -28,7 +28,7 @@ def test_usage_error_exits_2_without_importing_torch():
              "try:\n    cli.main()\nexcept SystemExit as e:\n    print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', e.code)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "NO-TORCH 2"
-    assert result.stderr.strip() == "fvmatch: error: embed: give exactly one of --face IMG or --voice AUDIO"
+    assert result.stderr.strip() == "fvmatch: error: embed: give exactly one of --face IMG, --voice AUDIO or --video FILE"
 
 
 def test_a_face_query_in_the_face_space_imports_no_torch(grace_hopper, tmp_path):

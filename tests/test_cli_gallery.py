@@ -196,7 +196,7 @@ def test_enroll_from_a_directory_takes_labels_from_folders_and_modality_from_fil
     assert result.returncode == 2  # the .txt file is reported, the rest enrolled
     report = json.loads(result.stdout)
     assert report["enrolled"] == 4 and report["failed"] == 1
-    assert "notes.txt: not an image or audio file type (.txt)" in result.stderr
+    assert "notes.txt: not an image, audio or video file type (.txt)" in result.stderr
     listed = json.loads(run_cli("gallery", "list", "--gallery", tmp_path / "g", "--json").stdout)
     assert [(row["identity"], row["faces"], row["voices"]) for row in listed] == [("Ann Smith", 1, 1), ("Bob Jones", 1, 1)]
 

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, LockTimeoutOption, MinBandwidthOption,
-                                     MinFacePxOption, MinSnrOption, ModelOption, RootOption, SpaceOption, app, audit,
-                                     emit_json, file_input, open_gallery, quality_minimums, say_line, say_waiting,
-                                     stderr, stdout)
+from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOption, LockTimeoutOption,
+                                     MinBandwidthOption, MinFacePxOption, MinSnrOption, ModelOption, RootOption,
+                                     SpaceOption, app, audit, emit_json, file_input, open_gallery, quality_minimums,
+                                     refuse_video_as, say_line, say_waiting, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
 
@@ -20,8 +20,11 @@ def enroll(
     identity: Optional[str] = typer.Option(None, "--identity", "-i", help="Label of the person the files show."),
     face: list[Path] = typer.Option([], "--face", help="Face image (repeatable)."),
     voice: list[Path] = typer.Option([], "--voice", help="Voice recording (repeatable)."),
+    video: list[Path] = typer.Option([], "--video", help="Video (repeatable): its main face track and its soundtrack."),
+    fps: float = FpsOption,
     from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="DIR/<label>/<files>; modality from file type."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: identity,modality,path (paths relative to it)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: identity,modality,path (paths relative to "
+                                            "it; modality face, voice or video)."),
     root: Optional[Path] = RootOption,
     force: bool = typer.Option(False, "--force", help="Enroll a file already enrolled under another identity."),
     gallery_path: Path = GalleryOption,
@@ -32,15 +35,17 @@ def enroll(
     min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Enroll face images and voice recordings into the gallery (created on first use, pinned to the model).
+    """Enroll face images, voice recordings and videos into the gallery (created on first use, pinned to the model).
 
-    Each item is embedded in every space of its modality (joint, and dlib-face or ge2e-voice).
+    Each item is embedded in every space of its modality (joint, and dlib-face or ge2e-voice). A video gives a face
+    item (its longest face track) and a voice item (its soundtrack's speech), with the frames and seconds used.
 
     A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
     """
     from fvmatch.enrollment import EnrollReport, enroll as enroll_items, items_from_dir, items_from_manifest, items_from_options
 
-    sources = sum([identity is not None or bool(face) or bool(voice), from_dir is not None, manifest is not None])
+    sources = sum([identity is not None or bool(face) or bool(voice) or bool(video), from_dir is not None,
+                   manifest is not None])
     if sources != 1:
         raise BadArgument("enroll", "give one of: --identity LABEL with --face/--voice files, --from-dir DIR, --manifest CSV")
     if root is not None and manifest is None:
@@ -53,9 +58,10 @@ def enroll(
 
         items = items_from_manifest(manifest, report, check_root(root))
     else:
-        if identity is None or not (face or voice):
-            raise BadArgument("enroll", "--identity needs at least one --face or --voice file, and files need --identity")
-        items = items_from_options(identity, face, voice)
+        if identity is None or not (face or voice or video):
+            raise BadArgument("enroll", "--identity needs at least one --face, --voice or --video file, and files need "
+                              "--identity")
+        items = items_from_options(identity, face, voice, video)
 
     from fvmatch.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory
@@ -83,12 +89,14 @@ def enroll(
             task = progress.add_task("enroll", total=len(items))
             # each stored batch is recorded in its own transaction, so a killed enroll leaves no unrecorded item
             def record_batch(entries: list[dict]) -> None:
-                audit(gallery, "enroll batch", [{"path": e["path"], "sha256": e["sha256"]} for e in entries],
+                audit(gallery, "enroll batch", [{"path": e["path"], "sha256": e["sha256"],
+                                                 **({"video": e["video"]} if "video" in e else {})}
+                                                for e in entries],
                       {"stored": len(entries), "identities": sorted({e["identity"] for e in entries}),
                        "media_ids": [e["media_id"] for e in entries]}, embedder.model_id)
 
             enroll_items(gallery, embedder, items, report, force=force, progress=lambda n: progress.advance(task, n),
-                         record_batch=record_batch)
+                         record_batch=record_batch, fps=fps)
             counts = gallery.counts()
             audit(gallery, "enroll", [{"path": e["path"], "sha256": e["sha256"]} for e in report.enrolled],
                    {"enrolled": len(report.enrolled), "skipped": len(report.skipped), "failed": len(report.failed),
@@ -99,6 +107,9 @@ def enroll(
     else:
         stdout.print(f"enrolled {len(report.enrolled)}, already there {len(report.skipped)}, failed {len(report.failed)}; "
                      f"gallery now holds {counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices")
+    for path, notes in {e["path"]: e["notes"] for e in report.enrolled if e.get("notes")}.items():
+        for note in notes:  # a video's: no audio track (face only), no face (voice only), damage
+            say_line(stderr, f"fvmatch: {path}: {note}")
     for failure in report.failed:
         say_line(stderr, f"fvmatch: failed: {failure['item']}: {failure['error']}")
     if report.failed:
@@ -107,7 +118,7 @@ def enroll(
 
 def _one_query(face: Optional[Path], voice: Optional[Path]) -> tuple[str, Path]:
     if (face is None) == (voice is None):
-        raise BadArgument("identify", "give exactly one query: --face IMG or --voice AUDIO")
+        raise BadArgument("identify", "give exactly one query: --face IMG, --voice AUDIO or --video FILE")
     return ("face", face) if face is not None else ("voice", voice)
 
 
@@ -115,7 +126,10 @@ def _one_query(face: Optional[Path], voice: Optional[Path]) -> tuple[str, Path]:
 def identify(
     face: Optional[Path] = typer.Option(None, "--face", help="Query face image."),
     voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
-    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Query video: its face track and its soundtrack."),
+    fps: float = FpsOption,
+    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality; "
+                                          "for a video, all)."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list (per trial type)."),
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
@@ -131,10 +145,21 @@ def identify(
     Face-face trials are scored in the face space, voice-voice in the voice space, face-voice in the joint space;
     with --against all each trial type is listed apart (merged by likelihood ratio only when all are calibrated).
     With a calibrated model, exit 1 when no candidate reaches the decision threshold.
+    A --video query is its main face track and its soundtrack, each searched against --against (default both).
     """
-    modality, path = _one_query(face, voice)
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
+    if video is not None:
+        if face is not None or voice is not None:
+            raise BadArgument("identify", "give exactly one query: --face IMG, --voice AUDIO or --video FILE")
+        from fvmatch.commands.video import identify_video
+        from fvmatch.embedder import embedder_for_gallery
+
+        with open_gallery(gallery_path) as gallery:
+            embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+            return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json)
+    modality, path = _one_query(face, voice)
+    refuse_video_as(path, f"--{modality}")
     targets = [("voice" if modality == "face" else "face")] if against is None else (
         ["face", "voice"] if against == "all" else [against])
     from fvmatch.matching import query_spaces
@@ -197,6 +222,9 @@ def _print_candidates(title: str, candidates, judgements) -> None:
 def verify(
     face: list[Path] = typer.Option([], "--face", help="Face image (give two items in all: face+voice, 2 faces or 2 voices)."),
     voice: list[Path] = typer.Option([], "--voice", help="Voice recording."),
+    video: list[Path] = typer.Option([], "--video", help="Video: alone, its face against its soundtrack; with another "
+                                     "item, its face track and soundtrack against it."),
+    fps: float = FpsOption,
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     model: Optional[Path] = ModelOption,
@@ -209,9 +237,20 @@ def verify(
 
     Two faces are compared in the face space, two voices in the voice space, a face and a voice in the joint space
     (--space overrides). With a calibrated model: the log10 LR, its verbal equivalent and the decision; exit 1 for
-    "different person".
+    "different person". A --video gives its face track and soundtrack; --video alone scores its face against its
+    soundtrack in the joint space.
     """
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
+    for modality, path in items:
+        refuse_video_as(path, f"--{modality}")
+    if video:
+        if len(video) + len(items) > 2:
+            raise BadArgument("verify", "a --video goes alone or with one other item (--face, --voice or --video)")
+        from fvmatch.commands.video import verify_video
+        from fvmatch.embedder import Embedder
+
+        embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+        return verify_video(video, items, fps, space, fmr, embedder, as_json)
     if len(items) != 2:
         raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
     from fvmatch.spaces import space_for

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from fvmatch.errors import BadArgument
+
 app = typer.Typer(
     name="fvmatch",
     help="Forensic face-voice matching: enroll faces and voices, verify, identify across modalities.\n\n"
@@ -101,3 +103,33 @@ def say_waiting(message: str) -> None:
     """Told once while waiting for another writer's lock."""
     say_line(stderr, f"fvmatch: {message} ...")
 
+
+
+VideoOption = typer.Option(None, "--video", help="Video file (MP4, MOV, MKV, WebM, AVI): its face track and soundtrack.")
+FpsOption = typer.Option(2.0, "--fps", min=0.01, max=30.0, help="Video frames sampled per second.")
+
+
+def refuse_video_as(path: Path | None, option: str) -> None:
+    """BadArgument for a video given where an image or a recording is expected (its content, whatever its name)."""
+    from fvmatch.media.video import is_video
+
+    if path is not None and is_video(path):
+        raise BadArgument(path, f"a video file, not {'an image' if option == '--face' else 'an audio file'}: "
+                          "give it with --video")
+
+
+def video_evidence(embedder, path: Path, fps: float, **options):
+    """fvmatch.video.embed_video with a progress bar on stderr (seconds of video read); the notes it makes (no audio
+    track, no face, damage) are said on stderr, one line each."""
+    from fvmatch.media.video import probe_video
+    from fvmatch.progress import item_progress
+    from fvmatch.video import embed_video
+
+    info = probe_video(path)
+    with item_progress(stderr, "video", unit="s", transient=True) as progress:
+        task = progress.add_task("video", total=max(info.duration_seconds, 0.01))
+        evidence = embed_video(embedder, path, fps=fps, info=info,
+                               progress=lambda seconds: progress.update(task, completed=seconds), **options)
+    for note in evidence.notes:
+        say_line(stderr, f"fvmatch: {path}: {note}")
+    return evidence

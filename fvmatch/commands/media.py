@@ -6,8 +6,9 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (JsonOption, MinBandwidthOption, MinFacePxOption, MinSnrOption, ModelOption, app,
-                                     emit_json, quality_minimums, say_line, stderr, stdout)
+from fvmatch.commands.common import (FpsOption, JsonOption, MinBandwidthOption, MinFacePxOption, MinSnrOption,
+                                     ModelOption, VideoOption, app, emit_json, quality_minimums, refuse_video_as,
+                                     say_line, stderr, stdout)
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -43,8 +44,11 @@ def synth(
 def embed(
     face: Optional[Path] = typer.Option(None, "--face", help="Image file."),
     voice: Optional[Path] = typer.Option(None, "--voice", help="Audio file (WAV, FLAC, OGG)."),
+    video: Optional[Path] = VideoOption,
+    fps: float = FpsOption,
     model: Optional[Path] = ModelOption,
-    all_faces: bool = typer.Option(False, "--all-faces", help="Embed every face in the image, not only the largest."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="Embed every face in the image (every face track of "
+                                   "the video), not only the largest (the longest on screen)."),
     min_speech: float = typer.Option(1.0, "--min-speech", min=0.1, help="Seconds of speech required."),
     space: Optional[str] = typer.Option(None, "--space", help="Only this space (joint, dlib-face, ge2e-voice)."),
     min_face_px: Optional[float] = MinFacePxOption,
@@ -52,11 +56,17 @@ def embed(
     min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Print the embeddings of one face image or one voice recording in every space of its modality (or --space),
-    with its quality figures."""
-    if (face is None) == (voice is None):
-        raise BadArgument("embed", "give exactly one of --face IMG or --voice AUDIO")
+    """Print the embeddings of one face image, one voice recording or one video (its main face track and its
+    soundtrack) in every space of their modality (or --space), with quality figures."""
+    if sum(item is not None for item in (face, voice, video)) != 1:
+        raise BadArgument("embed", "give exactly one of --face IMG, --voice AUDIO or --video FILE")
+    refuse_video_as(face, "--face")
+    refuse_video_as(voice, "--voice")
     from fvmatch.spaces import space_for, spaces_of
+
+    if video is not None:
+        return _embed_video(video, fps, model, all_faces, min_speech, space, min_face_px, min_snr, min_bandwidth,
+                            as_json)
 
     modality = "face" if face else "voice"
     spaces = [space_for(modality, modality, space)] if space is not None else spaces_of(modality)
@@ -75,4 +85,51 @@ def embed(
         say_line(stdout, f"{embedding.modality} {embedding.source}  ({quality})")  # a path may hold [markup]
         for name, vector in embedding.vectors.items():
             stdout.print(f"{name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:")
+            stdout.print(" ".join(f"{value:+.4f}" for value in vector), soft_wrap=False)
+
+
+def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: float, space, min_face_px, min_snr,
+                 min_bandwidth, as_json: bool) -> None:
+    from fvmatch.embedder import Embedder
+    from fvmatch.commands.common import video_evidence
+    from fvmatch.spaces import SPACE_MODALITIES, spaces_of
+
+    if space is not None and space not in SPACE_MODALITIES:
+        raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    face_spaces = [space] if space is not None and "face" in SPACE_MODALITIES[space] else (
+        [] if space is not None else spaces_of("face"))
+    voice_spaces = [space] if space is not None and "voice" in SPACE_MODALITIES[space] else (
+        [] if space is not None else spaces_of("voice"))
+    embedder = Embedder.load(model, min_speech_seconds=min_speech,
+                             minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+    evidence = video_evidence(embedder, video, fps, face_spaces=face_spaces or spaces_of("face")[:1],
+                              voice_spaces=voice_spaces, all_faces=all_faces)
+    if as_json:
+        emit_json(evidence.to_dict(all_faces))
+        return
+    figures = evidence.info.figures()
+    say_line(stdout, f"video {video}  ({figures['container']} {figures['video_codec']}"
+                     f"{'+' + figures['audio_codec'] if figures['audio_codec'] else ', no audio'}, "
+                     f"{figures['width']}x{figures['height']}, {figures['duration_seconds']} s, "
+                     f"{figures['frames_sampled']} frames sampled at {fps:g}/s; sha256 {evidence.sha256[:16]})")
+    for track in evidence.tracks if all_faces else evidence.tracks[:1]:
+        say_line(stdout, f"face track {track.number}{' (main)' if track.number == 1 else ''}: {track.frames} frames, "
+                         f"{track.seconds_on_screen(fps):.1f} s on screen ({track.first_seen:.1f}-{track.last_seen:.1f} s), "
+                         f"mean detection probability {track.mean_probability:.3f}")
+    if len(evidence.tracks) > 1 and not all_faces:
+        stdout.print(f"{len(evidence.tracks) - 1} other face track(s) (--all-faces lists them)", highlight=False)
+    if evidence.voice is not None:
+        segments = evidence.speech_segments
+        say_line(stdout, f"soundtrack: {evidence.voice.quality['speech_seconds']} s of speech in {len(segments)} "
+                         f"segment(s) ({', '.join(f'{a:.1f}-{b:.1f}' for a, b in segments[:6])}"
+                         f"{' ...' if len(segments) > 6 else ''} s)")
+    shown = [e for e in (evidence.track_faces if all_faces else [evidence.face]) if e is not None]
+    for embedding in shown + ([evidence.voice] if evidence.voice is not None else []):
+        for name, vector in embedding.vectors.items():
+            if embedding.modality == "face" and face_spaces == [] and space is not None:
+                continue  # (the face space used only to link the tracks of a voice-only --space)
+            stdout.print(f"{embedding.modality} (track {embedding.quality.get('track', '-')}) {name} space, model "
+                         f"{embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:" if embedding.modality == "face"
+                         else f"voice {name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:",
+                         highlight=False)
             stdout.print(" ".join(f"{value:+.4f}" for value in vector), soft_wrap=False)

@@ -1,0 +1,143 @@
+"""identify --video and verify --video: a video's face track and soundtrack as two questioned items.
+
+The commands in analyst.py hand over here when given --video; everything else (search, scoring, calibration, the
+audit trail) is the same as for a photo and a recording.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fvmatch.commands.common import audit, emit_json, file_input, say_line, stdout, video_evidence
+from fvmatch.errors import EXIT_NO_MATCH, BadArgument
+
+PART = {"face": "face track", "voice": "soundtrack"}
+
+
+def identify_video(path: Path, fps: float, against: str | None, top: int, space: str | None, fmr: float,
+                   gallery, embedder, gallery_path: Path, as_json: bool) -> None:
+    """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
+    both modalities), one group per (part, trial type)."""
+    from fvmatch.commands.analyst import _print_candidates
+    from fvmatch.matching import check_gallery, describe_condition, identify as identify_query, merged, query_spaces, ranked
+    from fvmatch.spaces import SPACE_MODALITIES, spaces_of
+
+    targets = ["face", "voice"] if against in (None, "all") else [against]
+    if space is not None and space not in SPACE_MODALITIES:
+        raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    # --space scores the trials it can (it embeds both of their modalities); the others are left out
+    parts = {m: [t for t in targets if space is None or {m, t} <= set(SPACE_MODALITIES[space])] for m in ("face", "voice")}
+    if not any(parts.values()):
+        raise BadArgument("--space", f"the {space} space scores none of this video's trials against {', '.join(targets)}")
+    counts = gallery.counts()
+    if not any(counts[target] for target in targets):
+        raise BadArgument(gallery.directory, f"gallery holds no {' or '.join(targets)} items to search")
+    spaces = {m: query_spaces(m, parts[m], space) if parts[m] else [] for m in parts}
+    for modality in parts:
+        if parts[modality]:
+            check_gallery(gallery, modality, [t for t in parts[modality] if counts[t]] or parts[modality], space)
+    for name in {name for names in spaces.values() for name in names}:
+        gallery.check_space(name, embedder.space(name).model_id)
+    evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
+                              voice_spaces=spaces["voice"])
+    calibration = embedder.card.get("calibration")
+    answered = []  # (part, groups)
+    for query in evidence.embeddings():
+        if parts[query.modality]:
+            answered.append((query, identify_query(gallery, query, parts[query.modality], top, space, calibration, fmr)))
+    groups = [group for _, found in answered for group in found]
+    audit(gallery, "identify", [{**file_input(path), "video": evidence.provenance()}],
+          {"modality": "video", "against": targets,
+           "trials": [{"query": PART[query.modality], "trial_type": g.trial_type, "space": g.space,
+                       "model_id": g.model_id, "condition": g.condition,
+                       "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
+                      for query, found in answered for g in found]},
+          embedder.model_id)
+    listed = ranked(groups)
+    if as_json:
+        emit_json({"query": {"modality": "video", "path": str(path), "sha256": evidence.sha256,
+                             "video": evidence.info.figures(), "notes": evidence.notes,
+                             "face_quality": evidence.face.quality if evidence.face is not None else None,
+                             "voice_quality": evidence.voice.quality if evidence.voice is not None else None},
+                   "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
+                   "trials": [{"query": PART[query.modality], **group.to_dict()} for query, found in answered
+                              for group in found],
+                   "merged_by_likelihood_ratio": merged(groups),
+                   "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in listed]})
+    else:
+        for query, found in answered:
+            for group in found:
+                _print_candidates(f"video {path}, {PART[query.modality]}: {group.trial_type} trials in the "
+                                  f"{group.space} space (model {group.model_id[:16]}); {describe_condition(group.condition)}",
+                                  group.candidates, group.judgements)
+        notes = sorted({j.note for _, j in listed})
+        stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+    calibrated = [j for _, j in listed if j.decision is not None]
+    if calibrated and not any(j.decision == "same person" for j in calibrated):
+        raise typer.Exit(EXIT_NO_MATCH)
+
+
+def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float, space: str | None, fmr: float,
+                 embedder, as_json: bool) -> None:
+    """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
+    or another video: every trial between the two sides' items, each in its trial type's space."""
+    from fvmatch.scoring import judge, trial_type
+    from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of
+    from fvmatch.video import SYNTHETIC_JOINT_NOTE
+
+    if space is not None and space not in SPACE_MODALITIES:
+        raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    calibration = embedder.card.get("calibration")
+    first = video_evidence(embedder, videos[0], fps)
+    left = [(f"video {videos[0]} {PART[e.modality]}", e) for e in first.embeddings()]
+    if len(videos) == 2:
+        second = video_evidence(embedder, videos[1], fps)
+        right = [(f"video {videos[1]} {PART[e.modality]}", e) for e in second.embeddings()]
+    elif others:
+        modality, other = others[0]
+        right = [(f"{modality} {other}", embedder.embed_face(other, spaces=spaces_of("face"))[0] if modality == "face"
+                  else embedder.embed_voice(other, spaces=spaces_of("voice")))]
+    else:  # the video alone: its face against its soundtrack
+        chosen = space or JOINT
+        if set(SPACE_MODALITIES.get(chosen, ())) != {"face", "voice"}:
+            raise BadArgument("--space", f"the {chosen} space cannot score a face against a voice")
+        right = [(label, e) for label, e in left if e.modality == "voice"]
+        left = [(label, e) for label, e in left if e.modality == "face"]
+        if not left or not right:
+            raise BadArgument(videos[0], "the video gives no " + ("face" if not left else "speech") + " to compare "
+                              f"with its {'soundtrack' if not left else 'face'} ({'; '.join(first.notes)})")
+    trials = []
+    for left_label, a in left:
+        for right_label, b in right:
+            try:
+                chosen = space_for(a.modality, b.modality, space)
+            except BadArgument:
+                continue  # --space names a space that cannot score this pair
+            score = float(a.vectors[chosen] @ b.vectors[chosen])
+            judgement = judge(score, trial_type(a.modality, b.modality), calibration, fmr, chosen,
+                              embedder.space(chosen).model_id)
+            trials.append((left_label, right_label, chosen, score, judgement))
+    if not trials:
+        raise BadArgument("verify", "no trial between these items can be scored" + (f" in the {space} space" if space else ""))
+    joint_used = any(chosen == JOINT for _, _, chosen, _, _ in trials)
+    if as_json:
+        emit_json({"items": [{"path": str(p), "modality": "video"} for p in videos]
+                   + [{"path": str(p), "modality": m} for m, p in others],
+                   "model_id": embedder.model_id,
+                   "trials": [{"first": l, "second": r, "space": chosen, **j.to_dict()} for l, r, chosen, _, j in trials],
+                   "notes": first.notes + ([SYNTHETIC_JOINT_NOTE] if joint_used else [])})
+    else:
+        for left_label, right_label, chosen, score, judgement in trials:
+            say_line(stdout, f"{judgement.trial_type}: {left_label} vs {right_label}: score {score:.4f} (cosine in the "
+                             f"{chosen} space; model {embedder.space(chosen).model_id[:16]})")
+            if judgement.decision is not None:
+                stdout.print(f"  log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
+                             highlight=False)
+        for note in sorted({j.note for *_, j in trials}):
+            stdout.print(note, highlight=False)
+        if joint_used:
+            stdout.print(f"note: {SYNTHETIC_JOINT_NOTE}", highlight=False)
+    decided = [j for *_, j in trials if j.decision is not None]
+    if decided and not any(j.decision == "same person" for j in decided):
+        raise typer.Exit(EXIT_NO_MATCH)

@@ -1,0 +1,172 @@
+"""--video through the command line: embed, enroll (options, --from-dir, manifest), identify, verify, bad input.
+
+Synthetic talking heads written into real MP4 (H.264 + AAC) and WebM (VP9 + Opus) files with PyAV."""
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+
+from mediagen import gallery_state, run_cli_here
+from fvmatch.synth.identity import draw_identity
+from fvmatch.synth.video import OnScreen, write_talking_head
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("video_cli")
+    a = draw_identity("cli-a", np.random.default_rng(21))
+    b = draw_identity("cli-b", np.random.default_rng(22))
+    files = {
+        "a1": write_talking_head(root / "a1.mp4", [OnScreen(a)], 4.0, seed=1),
+        "a2": write_talking_head(root / "a2.webm", [OnScreen(a)], 4.0, seed=2),  # another clip of A
+        "b1": write_talking_head(root / "b1.mp4", [OnScreen(b)], 4.0, seed=3),
+        "nothing": write_talking_head(root / "nothing.mp4", [], 2.0, audio=False),
+        "silent": write_talking_head(root / "silent.mp4", [OnScreen(b)], 2.0, audio=False, seed=4),
+    }
+    data = files["a1"].read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    files["truncated"] = root / "truncated.mp4"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(root / "image.mp4", "JPEG")
+    files["image"] = root / "image.mp4"
+    return files
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory, clips):
+    """A and B enrolled from one video each."""
+    directory = tmp_path_factory.mktemp("video_gallery") / "g"
+    for label, clip in (("alice", clips["a1"]), ("bob", clips["b1"])):
+        outcome = run_cli_here("enroll", "-g", directory, "-i", label, "--video", clip, "--json")
+        assert outcome.returncode == 0, outcome.stderr
+    return directory
+
+
+def test_embed_video_json(clips):
+    outcome = run_cli_here("embed", "--video", clips["a1"], "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    document = json.loads(outcome.stdout)
+    assert document["video"]["container"] == "MP4/MOV" and document["video"]["frames_sampled"] == 8
+    assert [t["frames"] for t in document["tracks"]] == [8]
+    assert document["face"]["modality"] == "face" and document["voice"]["modality"] == "voice"
+    assert set(document["face"]["spaces"]) == {"joint", "dlib-face"}
+    assert set(document["voice"]["spaces"]) == {"joint", "ge2e-voice"}
+    assert document["face"]["quality"]["video"]["frame_times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+
+
+def test_a_video_enrolls_as_one_identity_with_its_provenance(gallery, clips):
+    connection = sqlite3.connect(gallery / "gallery.db")
+    rows = connection.execute("SELECT identities.label, media.modality, media.sha256, media.quality_json FROM media "
+                              "JOIN identities ON identities.id = media.identity_id ORDER BY media.id").fetchall()
+    audit_inputs = [json.loads(row[0]) for row in
+                    connection.execute("SELECT inputs FROM audit WHERE command = 'enroll batch' ORDER BY id")]
+    connection.close()
+    assert [(label, modality) for label, modality, _, _ in rows] == [
+        ("alice", "face"), ("alice", "voice"), ("bob", "face"), ("bob", "voice")]
+    import hashlib
+
+    sha = hashlib.sha256(clips["a1"].read_bytes()).hexdigest()
+    face, voice = json.loads(rows[0][3]), json.loads(rows[1][3])
+    assert rows[0][2] == rows[1][2] == sha
+    assert face["video"]["sha256"] == sha and face["video"]["frame_times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert face["frames"] == 8 and face["detection_probability"] > 0.9
+    assert voice["speech_seconds"] > 2.0 and voice["video"]["speech_segments"]
+    # the audit trail records the same provenance with the stored items
+    assert audit_inputs[0][0]["video"]["frame_times"] == face["video"]["frame_times"]
+    assert audit_inputs[0][1]["video"]["speech_segments"] == voice["video"]["speech_segments"]
+    again = run_cli_here("enroll", "-g", gallery, "-i", "alice", "--video", clips["a1"], "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 1
+
+
+def test_identify_video_finds_the_person_in_both_modalities(gallery, clips):
+    outcome = run_cli_here("identify", "-g", gallery, "--video", clips["a2"], "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    document = json.loads(outcome.stdout)
+    found = {(t["query"], t["trial_type"], t["against"]): t["candidates"][0]["identity"] for t in document["trials"]}
+    assert found[("face track", "face-face", "face")] == "alice"
+    assert found[("soundtrack", "voice-voice", "voice")] == "alice"
+    assert set(found) == {("face track", "face-face", "face"), ("face track", "face-voice", "voice"),
+                          ("soundtrack", "voice-voice", "voice"), ("soundtrack", "face-voice", "face")}
+    face_face = next(t for t in document["trials"] if t["trial_type"] == "face-face")
+    assert face_face["space"] == "dlib-face" and face_face["candidates"][0]["matched_modality"] == "face"
+    connection = sqlite3.connect(gallery / "gallery.db")
+    inputs, result = connection.execute("SELECT inputs, result FROM audit WHERE command = 'identify' "
+                                        "ORDER BY id DESC LIMIT 1").fetchone()
+    connection.close()
+    assert json.loads(inputs)[0]["video"]["face_track"]["frame_times"][:2] == [0.0, 0.5]
+    assert json.loads(result)["modality"] == "video"
+
+
+def test_verify_video_alone_scores_face_against_soundtrack_and_says_the_model_is_synthetic(clips):
+    outcome = run_cli_here("verify", "--video", clips["a1"], "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    document = json.loads(outcome.stdout)
+    (trial,) = document["trials"]
+    assert trial["trial_type"] == "face-voice" and trial["space"] == "joint" and -1.0 <= trial["score"] <= 1.0
+    assert any("trained on synthetic data" in note for note in document["notes"])
+    text = run_cli_here("verify", "--video", clips["a1"])
+    assert "trained on synthetic data" in text.stdout
+
+
+def test_verify_video_against_another_video(clips):
+    outcome = run_cli_here("verify", "--video", clips["a1"], "--video", clips["a2"], "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    trials = {(t["first"].split()[-1], t["second"].split()[-1], t["trial_type"]): t["score"]
+              for t in json.loads(outcome.stdout)["trials"]}
+    assert len(trials) == 4
+    other = run_cli_here("verify", "--video", clips["a1"], "--video", clips["b1"], "--json")
+    voice_same = next(t["score"] for t in json.loads(outcome.stdout)["trials"] if t["trial_type"] == "voice-voice")
+    voice_other = next(t["score"] for t in json.loads(other.stdout)["trials"] if t["trial_type"] == "voice-voice")
+    assert voice_same > voice_other
+
+
+def test_no_audio_enrolls_face_only_and_says_so(tmp_path, clips):
+    outcome = run_cli_here("enroll", "-g", tmp_path / "g", "-i", "carol", "--video", clips["silent"])
+    assert outcome.returncode == 0
+    assert "no audio track: face only" in outcome.stderr
+    assert "1 faces, 0 voices" in " ".join(outcome.stdout.split())
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nothing", "nothing usable: no face found in 4 sampled frames (2 a second); no audio track"),
+    ("truncated", "MP4/MOV container is truncated or damaged"),
+    ("image", "an image file, not a video (give it with --face)"),
+])
+def test_bad_videos_fail_in_one_line_and_leave_the_gallery_unchanged(gallery, clips, name, message):
+    before = gallery_state(gallery)
+    outcome = run_cli_here("enroll", "-g", gallery, "-i", "dave", "--video", clips[name])
+    assert outcome.returncode == 2
+    assert message in outcome.stderr and "Traceback" not in outcome.stderr
+    assert gallery_state(gallery) == before
+    query = run_cli_here("identify", "-g", gallery, "--video", clips[name])
+    assert query.returncode == 2 and message in query.stderr
+    assert len([line for line in query.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_a_video_given_as_a_voice_is_refused_by_content(tmp_path, clips):
+    named_wav = tmp_path / "interview.wav"
+    shutil.copy(clips["a1"], named_wav)
+    outcome = run_cli_here("embed", "--voice", named_wav)
+    assert outcome.returncode == 2
+    assert "a video file, not an audio file: give it with --video" in outcome.stderr
+
+
+def test_from_dir_and_manifest_take_videos(tmp_path, clips):
+    folder = tmp_path / "people" / "erin"
+    folder.mkdir(parents=True)
+    shutil.copy(clips["a1"], folder / "call.wav")  # a video named .wav: a video by its content
+    outcome = run_cli_here("enroll", "-g", tmp_path / "g1", "--from-dir", tmp_path / "people", "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    document = json.loads(outcome.stdout)
+    assert sorted(e["modality"] for e in document["enrolled_items"]) == ["face", "voice"]
+    manifest = tmp_path / "list.csv"
+    shutil.copy(clips["b1"], tmp_path / "b1.mp4")
+    manifest.write_text("identity,modality,path\nfrank,video,b1.mp4\n")
+    outcome = run_cli_here("enroll", "-g", tmp_path / "g2", "--manifest", manifest, "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    assert json.loads(outcome.stdout)["gallery_counts"] == {"identities": 1, "face": 1, "voice": 1}
