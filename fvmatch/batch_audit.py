@@ -70,8 +70,8 @@ def read_queries(queries_file: Path, root: Path | None = None) -> list[Query]:
             problem, kind = "empty query id", "missing query id"
         elif query_id in first_line:
             problem, kind = f"query id {query_id!r} already used on line {first_line[query_id]}", "duplicate query id"
-        elif modality not in ("face", "voice"):
-            problem, kind = f"unknown modality {modality!r} (face or voice)", "unknown modality"
+        elif modality not in ("face", "voice", "video"):
+            problem, kind = f"unknown modality {modality!r} (face, voice or video)", "unknown modality"
         elif not raw_path:
             problem, kind = "empty path", "empty path"
         else:
@@ -210,9 +210,10 @@ class AuditSummary:
 def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile, against: str | None = None,
               top: int = 10, fmr: float = 0.01, retry_failed: bool = False, batch_size: int = BATCH_SIZE,
               space: str | None = None,
-              progress: Callable[[int], None] | None = None, input_digest: Callable[[Path], tuple[str, int]] | None = None
-              ) -> AuditSummary:
-    """Answer every query not yet in `results` (failed ones too with `retry_failed`), appending batch by batch."""
+              progress: Callable[[int], None] | None = None, input_digest: Callable[[Path], tuple[str, int]] | None = None,
+              fps: float = 2.0) -> AuditSummary:
+    """Answer every query not yet in `results` (failed ones too with `retry_failed`), appending batch by batch.
+    A video row is answered for its face track and its soundtrack (`fps`: its frames sampled a second)."""
     results.check_model(embedder.model_id)
     summary = AuditSummary(run_id=uuid.uuid4().hex[:16], queries=len(queries), repaired_bytes=results.repaired_bytes)
     pending = []
@@ -226,6 +227,7 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
         progress(summary.already_done)
     started = time.perf_counter()
     context = _Context(gallery, embedder, against, top, fmr, summary.run_id, input_digest, space)
+    context.fps = fps
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
         records = context.answer(batch)
@@ -275,7 +277,11 @@ class _Context:
             "fmr": fmr, **{key: calibration.get(key) for key in ("data", "split", "created")},
             "trial_types": sorted(key for key in calibration if isinstance(calibration[key], dict) and "map" in calibration[key])}
 
+    fps = 2.0  # a video row's frames sampled a second
+
     def targets(self, modality: str) -> list[str]:
+        if modality == "video":  # its face track and soundtrack, each against both modalities by default
+            return ["face", "voice"] if self.against in (None, "all") else [self.against]
         if self.against is None:
             return ["voice" if modality == "face" else "face"]
         return ["face", "voice"] if self.against == "all" else [self.against]
@@ -314,6 +320,9 @@ class _Context:
                     raise BadArgument(query.origin, query.problem)
                 if not query.path.is_file():
                     raise BadArgument(query.origin, "no such file" if not query.path.exists() else "not a regular file")
+                if query.modality == "video":
+                    records[position] = self._answer_video(query, record, began)
+                    continue
                 if not any(self.counts[target] for target in self.targets(query.modality)):
                     raise BadArgument(query.origin, f"gallery holds no {' or '.join(self.targets(query.modality))} "
                                       "items to search")
@@ -369,7 +378,7 @@ class _Context:
                 "task": "verify" if query.claimed_identity else "identify", "modality": query.modality,
                 "path": query.raw_path, "resolved_path": None if query.path is None else str(query.path.resolve()),
                 "sha256": None, "size": None, "claimed_identity": query.claimed_identity,
-                "against": self.targets(query.modality) if query.modality in ("face", "voice") else None,
+                "against": self.targets(query.modality) if query.modality in ("face", "voice", "video") else None,
                 "quality": None, "candidates": [], "decision": None, "matches": [], "notes": [],
                 "model_id": self.embedder.model_id, "calibration": self.calibration_summary,
                 "run_id": self.run_id, "answered_at": None, "timing_ms": None, "error": None, "error_kind": None}
@@ -411,6 +420,63 @@ class _Context:
         decision = None if not calibrated else ("same person" if matches else "different person")
         return {**record, "status": "ok", "candidates": listed, "decision": decision, "matches": matches,
                 "notes": sorted({j.note for j in judged}), "answered_at": _utc_now(),
+                "timing_ms": {"embed": round(embed_seconds * 1000, 2), "search": round(search_seconds * 1000, 2)}}
+
+
+    def _answer_video(self, query: Query, record: dict, began: float) -> dict:
+        """A video row: its main face track and its soundtrack each searched (or scored against the claim), the
+        candidates of both in one list (by likelihood ratio when every group is calibrated), each naming its part."""
+        from fvmatch.gallery.gallery import UnknownIdentity
+        from fvmatch.matching import check_gallery, identify, merged, query_spaces, verify_claim
+        from fvmatch.video import embed_video
+
+        targets = [target for target in self.targets("video") if self.counts[target]]
+        if not targets:
+            raise BadArgument(query.origin, f"gallery holds no {' or '.join(self.targets('video'))} items to search")
+        spaces = {}
+        for part in ("face", "voice"):
+            check_gallery(self.gallery, part, targets, self.space)
+            spaces[part] = query_spaces(part, targets, self.space)
+            for name in spaces[part]:
+                self.gallery.check_space(name, self.embedder.space(name).model_id)
+        record["sha256"], record["size"] = self.digest(query.path)
+        evidence = embed_video(self.embedder, query.path, fps=self.fps, face_spaces=spaces["face"],
+                               voice_spaces=spaces["voice"])
+        embed_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        answered = []  # (part, group)
+        for embedding in evidence.embeddings():
+            part = "face track" if embedding.modality == "face" else "soundtrack"
+            if query.claimed_identity:
+                try:
+                    found = verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
+                                         self.calibration, self.fmr)
+                except UnknownIdentity:
+                    return self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
+                                        "UnknownIdentity")
+            else:
+                found = identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr)
+            answered.extend((part, group) for group in found)
+        search_seconds = time.perf_counter() - began
+        groups = [group for _, group in answered]
+        triples = [(part, c, j) for part, g in answered for c, j in zip(g.candidates, g.judgements)]
+        if merged(groups):
+            triples.sort(key=lambda t: (-t[2].log10_lr, t[1].identity))
+        listed = []
+        for part, candidate, judgement in triples:
+            entry = {**candidate.to_dict(), **judgement.to_dict(), "query": part}
+            entry.pop("note")
+            listed.append(entry)
+        matches = sorted({c.identity for _, c, j in triples if j.decision == "same person"})
+        calibrated = any(j.decision is not None for _, _, j in triples)
+        return {**record, "status": "ok", "quality": {"face": evidence.face.quality if evidence.face else None,
+                                                      "voice": evidence.voice.quality if evidence.voice else None},
+                "video": evidence.provenance(),
+                "trials": [{"query": part, "trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
+                            "condition": g.condition} for part, g in answered],
+                "candidates": listed, "matches": matches,
+                "decision": None if not calibrated else ("same person" if matches else "different person"),
+                "notes": sorted({j.note for _, _, j in triples}) + evidence.notes, "answered_at": _utc_now(),
                 "timing_ms": {"embed": round(embed_seconds * 1000, 2), "search": round(search_seconds * 1000, 2)}}
 
 

@@ -170,3 +170,43 @@ def test_from_dir_and_manifest_take_videos(tmp_path, clips):
     outcome = run_cli_here("enroll", "-g", tmp_path / "g2", "--manifest", manifest, "--json")
     assert outcome.returncode == 0, outcome.stderr
     assert json.loads(outcome.stdout)["gallery_counts"] == {"identities": 1, "face": 1, "voice": 1}
+
+
+def test_audit_run_and_report_take_videos(gallery, clips, tmp_path):
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"query_id,modality,path,claimed_identity\nq1,video,{clips['a2']},\n"
+                       f"q2,video,{clips['image']},\nq3,video,{clips['a2']},alice\n")
+    results = tmp_path / "results.jsonl"
+    outcome = run_cli_here("audit", "run", "-g", gallery, "--queries", queries, "--out", results, "--json")
+    assert outcome.returncode == 2  # q2 failed
+    records = {r["query_id"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert records["q2"]["status"] == "failed" and "an image file, not a video" in records["q2"]["error"]
+    first = records["q1"]
+    assert first["status"] == "ok" and first["modality"] == "video" and first["against"] == ["face", "voice"]
+    best = {}
+    for candidate in first["candidates"]:
+        best.setdefault((candidate["query"], candidate["trial_type"]), candidate["identity"])
+    assert best[("face track", "face-face")] == "alice" and best[("soundtrack", "voice-voice")] == "alice"
+    assert first["video"]["face_track"]["frame_times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert first["video"]["speech_segments"]
+    claimed = records["q3"]
+    assert {c["identity"] for c in claimed["candidates"]} == {"alice"} and len(claimed["candidates"]) == 4
+    # the report draws the track's keyframes and the soundtrack, and shows the enrolled faces from their videos
+    page = tmp_path / "report.html"
+    outcome = run_cli_here("report", "-g", gallery, "--results", results, "--out", page)
+    assert outcome.returncode == 0, outcome.stderr
+    html = page.read_text()
+    assert "4 of the 8 frames of its main face track" in html and "speech segments used shaded" in html
+    assert "enrolled face not shown" not in html
+    assert "face track: face-face" in html
+
+
+def test_report_of_a_video_answered_now(gallery, clips, tmp_path):
+    page = tmp_path / "now.html"
+    outcome = run_cli_here("report", "-g", gallery, "--video", clips["a2"], "--out", page, "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    assert "frames of its main face track" in page.read_text()
+    connection = sqlite3.connect(gallery / "gallery.db")
+    inputs = connection.execute("SELECT inputs FROM audit WHERE command = 'report query' ORDER BY id DESC").fetchone()[0]
+    connection.close()
+    assert json.loads(inputs)[0]["video"]["face_track"]["frame_times"][:2] == [0.0, 0.5]

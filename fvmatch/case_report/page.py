@@ -250,6 +250,10 @@ def _quality(record: dict) -> str:
     quality = record.get("quality")
     if not isinstance(quality, dict):
         return "–"
+    if record.get("modality") == "video":  # its face track's and soundtrack's figures (the provenance is drawn)
+        return "; ".join(f"{esc(part)}: " + (", ".join(f"{esc(k)} {esc(v)}" for k, v in figures.items() if k != "video")
+                                             if isinstance(figures, dict) else "none")
+                         for part, figures in quality.items())
     return ", ".join(f"{esc(key)} {esc(value)}" for key, value in quality.items())
 
 
@@ -336,7 +340,8 @@ def _candidates(record: dict, faces: dict, face_class: dict) -> str:
         rows.append("<tr>" + "".join([
             f'<td class="num">{esc(candidate.get("rank"))}</td>', f"<td>{picture}</td>",
             f'<td class="identity">{bdi(label)}</td>', f'<td class="num">{_number(candidate.get("score"), ".4f")}</td>',
-            f"<td>{esc(candidate.get('trial_type'))} <span class='small'>({esc(candidate.get('space', 'joint'))}"
+            f"<td>{esc(candidate['query']) + ': ' if candidate.get('query') else ''}"
+            f"{esc(candidate.get('trial_type'))} <span class='small'>({esc(candidate.get('space', 'joint'))}"
             f"{' ' + esc(str(candidate['space_model_id'])[:16]) if candidate.get('space_model_id') else ''})</span></td>",
             f'<td class="num">{_number(candidate.get("log10_lr"), "+.2f")}</td>',
             f"<td class='small'>{esc(candidate.get('verbal') or '–')}</td>",

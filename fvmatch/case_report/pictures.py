@@ -26,6 +26,8 @@ THUMBNAIL_PIXELS = 96  # candidates' enrolled faces
 FACE_MARGIN = 0.3  # thumbnail crop: the detected box grown by this share of its size on each side
 QUERY_PIXELS = 360  # the query image, longest side
 VOICE_SECONDS = 20.0  # the part of a query recording drawn
+KEYFRAMES = 4  # frames of a video's face track drawn, spread over the track
+SOUNDTRACK_SECONDS = 60.0  # the part of a video's soundtrack drawn
 WAVEFORM_COLUMNS = 1200  # the waveform is drawn as a min/max envelope over this many columns
 PLOT_DPI = 80
 BOX_COLOUR = (0, 229, 255)
@@ -122,12 +124,16 @@ def identity_faces(gallery, labels: Iterable[str]) -> dict[str, Picture]:
             continue
         media_id, source_path, sha256, quality_json = best[label]
         try:
-            with _evidence(source_path, sha256, "at enrolment") as handle:
-                image = _decode_image(handle)
             try:
-                box = _box(json.loads(quality_json).get("box"))
+                quality = json.loads(quality_json)
+                box = _box(quality.get("box"))
             except (ValueError, AttributeError):
-                box = None
+                quality, box = {}, None
+            with _evidence(source_path, sha256, "at enrolment") as handle:
+                if isinstance(quality.get("video"), dict):  # a face track of a video: its first frame
+                    image, box = _track_frame(source_path, quality["video"])
+                else:
+                    image = _decode_image(handle)
             if box is not None:
                 x1, y1, x2, y2 = box
                 grow_x, grow_y = FACE_MARGIN * (x2 - x1), FACE_MARGIN * (y2 - y1)
@@ -149,9 +155,106 @@ def query_picture(record: dict) -> Picture:
         with _evidence(path, sha256, "when the query was answered") as handle:
             if record.get("modality") == "face":
                 return _face_query(handle, record.get("quality"))
+            if record.get("modality") == "video":
+                return _video_query(path, record)
             return _voice_query(handle)
     except _NotShown as reason:
         return Picture(None, f"query not shown: {reason}")
+
+
+def _track_frame(path: str, video: dict) -> tuple[Image.Image, tuple | None]:
+    """The first frame of a video item's face track and its box (an enrolled face from a video)."""
+    times, boxes = video.get("frame_times") or [], video.get("boxes") or []
+    if not times:
+        raise _NotShown("no frame times recorded")
+    found = _frames_at(path, times[:1], float(video.get("fps") or 2.0))
+    if times[0] not in found:
+        raise _NotShown(f"the frame at {times[0]} s is not in the video")
+    image, scale = found[times[0]]
+    box = _box(boxes[0]) if boxes else None
+    return Image.fromarray(image), None if box is None else tuple(v * scale for v in box)
+
+
+def _frames_at(path: str, times: list[float], fps: float) -> dict[float, tuple[np.ndarray, float]]:
+    """The sampled frames (upright RGB, and their scale from displayed pixels) at `times`, sampled as at `fps`."""
+    from fvmatch.errors import UnreadableMedia
+    from fvmatch.media.video import sampled_frames
+
+    wanted, found = sorted(set(times)), {}
+    frames = sampled_frames(path, fps)
+    try:
+        for frame in frames:
+            for time in wanted:
+                if abs(frame.time - time) < 1e-3:
+                    found[time] = (frame.image, frame.scale)
+            if frame.time > wanted[-1] + 1e-3:
+                break
+    except UnreadableMedia as error:
+        raise _NotShown(error.problem) from None
+    finally:
+        frames.close()
+    return found
+
+
+def _video_query(path: str, record: dict) -> Picture:
+    """Keyframes of the video's main face track with its boxes and times, and its soundtrack's waveform with the
+    speech segments that were used shaded."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from fvmatch.errors import UnreadableMedia
+    from fvmatch.media.video import SAMPLE_RATE, probe_video, soundtrack_blocks
+
+    video = record.get("video") if isinstance(record.get("video"), dict) else {}
+    track = video.get("face_track") if isinstance(video.get("face_track"), dict) else {}
+    times, boxes = list(track.get("frame_times") or []), list(track.get("boxes") or [])
+    fps = float(video.get("fps") or 2.0)
+    picks = sorted({round(i * (len(times) - 1) / max(1, KEYFRAMES - 1)) for i in range(min(KEYFRAMES, len(times)))})
+    frames = _frames_at(path, [times[i] for i in picks], fps) if picks else {}
+    try:
+        info = probe_video(path)
+        sound = next(iter(soundtrack_blocks(path, info)), None)
+    except UnreadableMedia as error:
+        raise _NotShown(error.problem) from None
+    if sound is not None:
+        sound = sound[: int(SOUNDTRACK_SECONDS * SAMPLE_RATE)]
+    columns = max(1, len(picks))
+    figure = Figure(figsize=(7.5, 4.2 if frames and sound is not None else 2.4), layout="constrained")
+    grid = figure.add_gridspec(2 if frames and sound is not None else 1, columns, height_ratios=[1.6, 1][
+        : 2 if frames and sound is not None else 1])
+    for column, index in enumerate(picks):
+        axes = figure.add_subplot(grid[0, column])
+        axes.set_axis_off()
+        if times[index] not in frames:
+            continue
+        image, scale = frames[times[index]]
+        axes.imshow(image)
+        box = _box(boxes[index]) if index < len(boxes) else None
+        if box is not None:
+            x1, y1, x2, y2 = (v * scale for v in box)
+            axes.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="#00e5ff", linewidth=1.5))
+        axes.set_title(f"{times[index]:.1f} s", fontsize=9)
+    if sound is not None and len(sound) >= 16:
+        wave = figure.add_subplot(grid[-1, :])
+        seconds = len(sound) / SAMPLE_RATE
+        count = min(WAVEFORM_COLUMNS, len(sound))
+        chunks = np.array_split(sound, count)
+        wave.fill_between(np.linspace(0, seconds, count), [c.min() for c in chunks], [c.max() for c in chunks],
+                          color=CANDIDATE_COLOUR, linewidth=0)
+        for start, end in video.get("speech_segments") or []:
+            if start < seconds:
+                wave.axvspan(start, min(end, seconds), color=SAME_COLOUR, alpha=0.25, linewidth=0)
+        wave.set_ylim(-1.05, 1.05)
+        wave.set_xlabel("seconds")
+        wave.set_ylabel("amplitude")
+    if not frames and sound is None:
+        raise _NotShown("the video gave neither a face track nor a soundtrack to draw")
+    shown = (f"the first {SOUNDTRACK_SECONDS:g} s of the soundtrack" if info.duration_seconds > SOUNDTRACK_SECONDS
+             else "the soundtrack")
+    return Picture(_rendered(figure, "jpeg"), f"the query video ({info.width}x{info.height}, "
+                   f"{info.duration_seconds:.1f} s): {len(frames)} of the {len(times)} frames of its main face track, "
+                   f"the face that was compared boxed, at their times; {shown} (16 kHz mono) with the speech "
+                   "segments used shaded" if sound is not None else "; no audio track")
 
 
 def _face_query(handle: BinaryIO, quality: object) -> Picture:

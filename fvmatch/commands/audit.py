@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import (FmrOption, GalleryOption, JsonOption, MinBandwidthOption, MinFacePxOption,
+from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOption, MinBandwidthOption, MinFacePxOption,
                                      MinSnrOption, ModelOption, RootOption, SpaceOption, app, audit, emit_json,
                                      file_input, open_gallery, quality_minimums, say_line, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, BadArgument, FvmatchError
@@ -28,6 +28,7 @@ def audit_run(
     root: Optional[Path] = RootOption,
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Answer again the queries that failed before."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=1024, help="Queries embedded per batch."),
+    fps: float = FpsOption,
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
     min_face_px: Optional[float] = MinFacePxOption,
@@ -36,6 +37,8 @@ def audit_run(
     as_json: bool = JsonOption,
 ) -> None:
     """Answer every query of a CSV file like identify (or verify, when the row claims an identity).
+
+    Modality face, voice or video (a video's face track and soundtrack, each against both modalities by default).
 
     Resumable: query ids already in RESULTS are skipped. A bad row is recorded as a failed result and the run
     carries on. Exit 2 when any query of the file has failed.
@@ -62,7 +65,7 @@ def audit_run(
             task = progress.add_task("audit", total=len(queries))
             summary = run_audit(gallery, embedder, queries, results, against=against, top=top, fmr=fmr,
                                 retry_failed=retry_failed, batch_size=batch_size, space=space,
-                                progress=lambda n: progress.advance(task, n))
+                                progress=lambda n: progress.advance(task, n), fps=fps)
         answered = [record for record in (results.latest.get(q.key) for q in queries)
                     if record is not None and record.get("run_id") == summary.run_id and record.get("sha256")]
         document = {"gallery": str(gallery_path), "model_id": embedder.model_id, "queries_file": str(queries_file),
@@ -70,7 +73,8 @@ def audit_run(
                     **summary.to_dict()}
         audit(gallery, "audit run",
               [file_input(queries_file)] + [{"path": r["resolved_path"], "sha256": r["sha256"],
-                                             "query_id": r["query_id"]} for r in answered],
+                                             "query_id": r["query_id"],
+                                             **({"video": r["video"]} if r.get("video") else {})} for r in answered],
               {**{key: document[key] for key in ("run_id", "queries", "answered_now", "failed_now", "already_done",
                                                  "ok", "failed", "matches", "results")},
                "answers": summary.answers, "failures": summary.failures}, embedder.model_id)

@@ -20,6 +20,8 @@ def report(
                                                help="With --results: queries detailed at most (default 50)."),
     face: Optional[Path] = typer.Option(None, "--face", help="Answer this face image now and report it."),
     voice: Optional[Path] = typer.Option(None, "--voice", help="Answer this voice recording now and report it."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Answer this video now (its face track and soundtrack) "
+                                         "and report it."),
     claim: Optional[str] = typer.Option(None, "--claim", help="With --face/--voice: verify this claimed identity."),
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
     top: Optional[int] = typer.Option(None, "--top", "-k", min=1, max=1000, help="Identities listed (default 10)."),
@@ -34,8 +36,8 @@ def report(
 
     Also the model card, the gallery and the audit rows; its sha256 goes into the trail. Exit 0 written, 2 bad input.
     """
-    if sum([results is not None, face is not None, voice is not None]) != 1:
-        raise BadArgument("report", "give one of: --results RESULTS.jsonl, --face IMG, --voice AUDIO")
+    if sum([results is not None, face is not None, voice is not None, video is not None]) != 1:
+        raise BadArgument("report", "give one of: --results RESULTS.jsonl, --face IMG, --voice AUDIO, --video FILE")
     from fvmatch.case_report.page import check_out
 
     check_out(out)
@@ -53,7 +55,7 @@ def report(
             raise BadArgument("--query-id" if query_ids else "--detail-limit", "applies to --results")
         if against not in (None, "face", "voice", "all"):
             raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
-        modality, path = ("face", face) if face is not None else ("voice", voice)
+        modality, path = ("face", face) if face is not None else ("voice", voice) if voice is not None else ("video", video)
         if out.resolve() == path.resolve():
             raise BadArgument(out, "--out must not be the query file")
         document = _query_report(modality, path, claim, against, 10 if top is None else top,
@@ -109,7 +111,8 @@ def _query_report(modality: str, path: Path, claim: Optional[str], against: Opti
                               fmr=fmr, query_id=path.name)
         if record["status"] != "ok":
             raise BadArgument(path, record["error"])
-        inputs = [{"path": record["resolved_path"], "sha256": record["sha256"]}]
+        inputs = [{"path": record["resolved_path"], "sha256": record["sha256"],
+                   **({"video": record["video"]} if record.get("video") else {})}]
         # the query's answer goes into the trail first, so that the report can show the row that produced it
         answered = audit(gallery, "report query", inputs,
                          {"run_id": record["run_id"], "modality": modality, "task": record["task"],
