@@ -6,6 +6,7 @@ content.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,14 @@ def items_missing_vectors(gallery: Gallery) -> list[tuple[dict, str, list[str]]]
             if space in gallery.spaces:
                 for item in gallery.missing_vectors(space, modality):
                     lacking.setdefault(item["media_id"], (item, modality, []))[2].append(space)
+    for media_id, (item, _, _) in lacking.items():  # an item from a video keeps the video's record (its sampling)
+        row = gallery.db.execute("SELECT quality_json FROM media WHERE id = ?", [media_id]).fetchone()
+        try:
+            video = json.loads(row[0]).get("video") if row else None
+        except (ValueError, AttributeError):
+            video = None
+        if isinstance(video, dict):
+            item["video"] = video
     return [lacking[media_id] for media_id in sorted(lacking)]
 
 
@@ -77,17 +86,41 @@ def _evidence_intact(entry: tuple[dict, str, list[str]], report: FillReport) -> 
 def _embed(embedder, entries: Sequence[tuple[dict, str, list[str]]]) -> list:
     """An Embedding (or the FvmatchError) per entry, in order: voices in one batch, faces one by one."""
     results: list = [None] * len(entries)
-    voices = [position for position, (_, modality, _) in enumerate(entries) if modality == "voice"]
+    voices = [position for position, (item, modality, _) in enumerate(entries)
+              if modality == "voice" and _video_fps(embedder, item) is None]
     spaces = sorted({space for position in voices for space in entries[position][2]})
     for position, result in zip(voices, embedder.embed_voices([entries[p][0]["source_path"] for p in voices], spaces)):
         results[position] = result
     for position, (item, modality, needed) in enumerate(entries):
-        if modality == "face":
+        if _video_fps(embedder, item) is not None:  # an item from a video: its track or soundtrack, embedded again
+            results[position] = _from_video(embedder, item, modality, needed)
+        elif modality == "face":
             try:
                 results[position] = embedder.embed_face(item["source_path"], spaces=needed)[0]
             except FvmatchError as error:
                 results[position] = error
     return results
+
+
+def _video_fps(embedder, item: dict) -> float | None:
+    """The frames a second a video item was sampled at (recorded with it), or None for an image or a recording."""
+    video = item.get("video")
+    return float(video.get("fps") or 2.0) if isinstance(video, dict) else None
+
+
+def _from_video(embedder, item: dict, modality: str, spaces: list[str]):
+    """The Embedding of a video item in `spaces`: the video embedded again as it was (same sampling), its main face
+    track or its soundtrack; the FvmatchError when the video no longer gives that part."""
+    from fvmatch.video import embed_video
+
+    try:
+        evidence = embed_video(embedder, item["source_path"], fps=_video_fps(embedder, item),
+                               face_spaces=spaces if modality == "face" else None,
+                               voice_spaces=spaces if modality == "voice" else [])
+    except FvmatchError as error:
+        return error
+    found = evidence.face if modality == "face" else evidence.voice
+    return found if found is not None else FvmatchError(item["source_path"], f"the video no longer gives a {modality}")
 
 
 def _unavailable(item: dict, modality: str, problem: str) -> dict:

@@ -210,3 +210,21 @@ def test_report_of_a_video_answered_now(gallery, clips, tmp_path):
     inputs = connection.execute("SELECT inputs FROM audit WHERE command = 'report query' ORDER BY id DESC").fetchone()[0]
     connection.close()
     assert json.loads(inputs)[0]["video"]["face_track"]["frame_times"][:2] == [0.0, 0.5]
+
+
+def test_reindex_fills_video_items_from_their_videos(gallery, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(gallery, old)
+    with sqlite3.connect(old / "gallery.db") as db:  # as enrolled before these spaces existed
+        kept = dict(db.execute("SELECT media_id || space, embedding FROM vectors WHERE space IN "
+                               "('dlib-face', 'ge2e-voice')").fetchall())
+        db.execute("DELETE FROM vectors WHERE space IN ('dlib-face', 'ge2e-voice')")
+    filled = run_cli_here("gallery", "reindex", "--gallery", old, "--json")
+    assert filled.returncode == 0, filled.stderr
+    assert json.loads(filled.stdout)["filled"] == 4 and json.loads(filled.stdout)["unavailable"] == 0
+    with sqlite3.connect(old / "gallery.db") as db:
+        again = dict(db.execute("SELECT media_id || space, embedding FROM vectors WHERE space IN "
+                                "('dlib-face', 'ge2e-voice')").fetchall())
+    assert again.keys() == kept.keys()
+    for key, blob in kept.items():  # the same track and speech, embedded again
+        np.testing.assert_allclose(np.frombuffer(again[key], np.float32), np.frombuffer(blob, np.float32), atol=1e-5)
