@@ -22,7 +22,7 @@ import numpy as np
 from fvmatch.embedder import Embedder, Embedding, PreparedFace
 from fvmatch.errors import FvmatchError, NoFaceFound, PoorQuality, TooLittleSpeech
 from fvmatch.media.audio import SpeechSummary
-from fvmatch.media.tracks import FaceTrack, FrameFace, TrackLinker
+from fvmatch.media.tracks import MAX_GAP_SECONDS, FaceTrack, FrameFace, TrackLinker
 from fvmatch.media.video import DEFAULT_FPS, VideoInfo, probe_video, sampled_frames, soundtrack_speech
 from fvmatch.spaces import FACE_SPACE, spaces_of
 
@@ -134,7 +134,8 @@ def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spa
 
     timings = timings if timings is not None else {"decode": 0.0, "detection": 0.0, "embedding": 0.0}
     link_space = FACE_SPACE if FACE_SPACE in spaces else spaces[0]
-    linker = TrackLinker(link_space)
+    # a face may be missed in one sampled frame (or, at a low --fps, the samples are far apart) and its track go on
+    linker = TrackLinker(link_space, max_gap_seconds=max(MAX_GAP_SECONDS, 2.0 / fps + 1e-6))
     frames = sampled_frames(path, fps, info, progress)
     pending: list[tuple[float, list[tuple[PreparedFace, float]]]] = []
     while True:

@@ -119,3 +119,12 @@ def test_no_audio_gives_face_only_and_no_face_gives_voice_only(embedder, tmp_pat
     nothing = write_talking_head(tmp_path / "nothing.mp4", [], 2.0, audio=False)
     with pytest.raises(NoFaceFound, match="nothing usable: no face found in 4 sampled frames .*; no audio track"):
         embed_video(embedder, nothing)
+
+
+def test_a_low_sampling_rate_still_links_a_track(embedder, tmp_path, people):
+    from fvmatch.video import embed_video
+
+    clip = write_talking_head(tmp_path / "slow.mp4", [OnScreen(people[0])], 8.0, frame_rate=5)
+    evidence = embed_video(embedder, clip, fps=1 / 3, voice_spaces=[])  # samples 3 s apart, beyond MAX_GAP_SECONDS
+    assert [t.frames for t in evidence.tracks] == [3]
+    assert evidence.tracks[0].times == pytest.approx([0.0, 3.0, 6.0])
