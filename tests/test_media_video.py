@@ -163,3 +163,14 @@ def test_declared_limits_refused_before_decoding(videos):
 def test_fps_outside_range_refused(videos):
     with pytest.raises(UnreadableMedia, match="--fps 0 is outside"):
         list(sampled_frames(videos["mp4"], 0.0))
+
+
+@pytest.mark.parametrize("suffix, container, video_codec, audio_codec", [
+    (".mov", "MP4/MOV", "h264", "aac"), (".mkv", "Matroska/WebM", "h264", "aac"),
+    (".avi", "AVI", "mpeg4", "pcm_s16le")])
+def test_mov_mkv_and_avi_are_read(tmp_path, person, suffix, container, video_codec, audio_codec):
+    path = write_talking_head(tmp_path / f"clip{suffix}", [OnScreen(person)], 2.0)
+    info = probe_video(path)
+    assert (info.container, info.video_codec, info.audio_codec) == (container, video_codec, audio_codec)
+    assert [f.time for f in sampled_frames(path, 2.0, info)] == pytest.approx([0.0, 0.5, 1.0, 1.5])
+    assert sum(len(b) for b in soundtrack_blocks(path, info)) / SAMPLE_RATE == pytest.approx(2.0, abs=0.15)  # AAC padding

@@ -17,7 +17,7 @@ from fvmatch.synth.faces import render_face
 from fvmatch.synth.voices import SAMPLE_RATE, render_voice
 
 CODECS = {".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".mkv": ("libx264", "aac"),
-          ".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", None)}
+          ".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", "pcm_s16le")}
 FAST_OPTIONS = {"libx264": {"preset": "ultrafast"}, "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
 FACE_SECONDS = 1.0  # a new photo of the face this often
 
