@@ -174,3 +174,15 @@ def test_mov_mkv_and_avi_are_read(tmp_path, person, suffix, container, video_cod
     assert (info.container, info.video_codec, info.audio_codec) == (container, video_codec, audio_codec)
     assert [f.time for f in sampled_frames(path, 2.0, info)] == pytest.approx([0.0, 0.5, 1.0, 1.5])
     assert sum(len(b) for b in soundtrack_blocks(path, info)) / SAMPLE_RATE == pytest.approx(2.0, abs=0.15)  # AAC padding
+
+
+def test_a_crafted_huge_duration_is_refused(tmp_path, videos):
+    import struct
+
+    data = bytearray(videos["vfr"].read_bytes())  # Matroska: Segment Info's Duration, an 8-byte float (ms)
+    at = data.find(b"\x44\x89\x88")
+    assert at > 0
+    data[at + 3 : at + 11] = struct.pack(">d", 1e12)
+    (tmp_path / "forever.mkv").write_bytes(data)
+    with pytest.raises(UnreadableMedia, match="video declares 277777.8 hours, over the 24-hour limit"):
+        probe_video(tmp_path / "forever.mkv")

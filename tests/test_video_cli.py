@@ -228,3 +228,18 @@ def test_reindex_fills_video_items_from_their_videos(gallery, tmp_path):
     assert again.keys() == kept.keys()
     for key, blob in kept.items():  # the same track and speech, embedded again
         np.testing.assert_allclose(np.frombuffer(again[key], np.float32), np.frombuffer(blob, np.float32), atol=1e-5)
+
+
+def test_verify_video_against_a_claimed_identity(gallery, clips):
+    outcome = run_cli_here("verify", "--video", clips["a2"], "--claim", "alice", "-g", gallery, "--json")
+    assert outcome.returncode == 0, outcome.stderr
+    trials = {(t["query"], t["trial_type"]): t for t in json.loads(outcome.stdout)["trials"]}
+    assert set(trials) == {("face track", "face-face"), ("face track", "face-voice"),
+                           ("soundtrack", "voice-voice"), ("soundtrack", "face-voice")}
+    assert all(t["identity"] == "alice" for t in trials.values())
+    same = trials[("soundtrack", "voice-voice")]["score"]
+    other = json.loads(run_cli_here("verify", "--video", clips["a2"], "--claim", "bob", "-g", gallery,
+                                    "--json").stdout)["trials"]
+    assert same > next(t["score"] for t in other if t["query"] == "soundtrack" and t["trial_type"] == "voice-voice")
+    unknown = run_cli_here("verify", "--video", clips["a2"], "--claim", "nobody", "-g", gallery)
+    assert unknown.returncode == 2 and "nobody: no such identity in the gallery" in unknown.stderr

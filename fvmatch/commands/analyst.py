@@ -225,6 +225,9 @@ def verify(
     video: list[Path] = typer.Option([], "--video", help="Video: alone, its face against its soundtrack; with another "
                                      "item, its face track and soundtrack against it."),
     fps: float = FpsOption,
+    claim: Optional[str] = typer.Option(None, "--claim", help="With one --video: the claimed identity in --gallery "
+                                        "its face track and soundtrack are scored against."),
+    gallery_path: Path = GalleryOption,
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     model: Optional[Path] = ModelOption,
@@ -243,6 +246,16 @@ def verify(
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
     for modality, path in items:
         refuse_video_as(path, f"--{modality}")
+    if claim is not None:
+        if len(video) != 1 or items:
+            raise BadArgument("--claim", "goes with one --video alone (for an image or a recording: audit run with a "
+                              "claimed_identity column)")
+        from fvmatch.commands.video import verify_video_claim
+        from fvmatch.embedder import embedder_for_gallery
+
+        with open_gallery(gallery_path) as gallery:
+            embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+            return verify_video_claim(video[0], claim, fps, space, fmr, gallery, embedder, as_json)
     if video:
         if len(video) + len(items) > 2:
             raise BadArgument("verify", "a --video goes alone or with one other item (--face, --voice or --video)")

@@ -141,3 +141,56 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
     decided = [j for *_, j in trials if j.decision is not None]
     if decided and not any(j.decision == "same person" for j in decided):
         raise typer.Exit(EXIT_NO_MATCH)
+
+
+def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fmr: float, gallery, embedder,
+                       as_json: bool) -> None:
+    """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
+    identity's best item of each modality (exactly, not searched), one line per part and trial type."""
+    from fvmatch.gallery.gallery import UnknownIdentity
+    from fvmatch.matching import describe_condition, query_spaces, verify_claim
+    from fvmatch.spaces import SPACE_MODALITIES, spaces_of
+
+    if space is not None and space not in SPACE_MODALITIES:
+        raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    if not gallery.has_identity(claim):
+        raise UnknownIdentity(claim, "no such identity in the gallery")
+    counts = gallery.counts()
+    targets = [t for t in ("face", "voice") if counts[t]]
+    parts = {m: [t for t in targets if space is None or {m, t} <= set(SPACE_MODALITIES[space])] for m in ("face", "voice")}
+    spaces = {m: query_spaces(m, parts[m], space) if parts[m] else [] for m in parts}
+    for name in {name for names in spaces.values() for name in names}:
+        gallery.check_space(name, embedder.space(name).model_id)
+    evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
+                              voice_spaces=spaces["voice"])
+    calibration = embedder.card.get("calibration")
+    answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
+                for group in verify_claim(gallery, query, claim, parts[query.modality], space, calibration, fmr)]
+    if not answered:
+        raise BadArgument(claim, "the claimed identity has no item this video's face track or soundtrack can be "
+                          "scored against")
+    audit(gallery, "verify", [{**file_input(path), "video": evidence.provenance()}],
+          {"modality": "video", "claimed_identity": claim,
+           "trials": [{"query": PART[q.modality], "trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
+                       "score": round(g.candidates[0].score, 6), "decision": g.judgements[0].decision}
+                      for q, g in answered]}, embedder.model_id)
+    if as_json:
+        emit_json({"video": str(path), "sha256": evidence.sha256, "claimed_identity": claim, "notes": evidence.notes,
+                   "model_id": embedder.model_id,
+                   "trials": [{"query": PART[q.modality], "trial_type": g.trial_type, "space": g.space,
+                               "model_id": g.model_id, "condition": g.condition,
+                               **g.candidates[0].to_dict(), **g.judgements[0].to_dict()} for q, g in answered]})
+    else:
+        for query, group in answered:
+            candidate, judgement = group.candidates[0], group.judgements[0]
+            say_line(stdout, f"{group.trial_type}: video {path} {PART[query.modality]} vs {claim}'s best "
+                             f"{candidate.modality} ({candidate.source_path}): score {candidate.score:.4f} (cosine in "
+                             f"the {group.space} space; model {group.model_id[:16]}); {describe_condition(group.condition)}")
+            if judgement.decision is not None:
+                stdout.print(f"  log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
+                             highlight=False)
+        for note in sorted({g.judgements[0].note for _, g in answered}):
+            stdout.print(note, highlight=False)
+    decided = [g.judgements[0] for _, g in answered if g.judgements[0].decision is not None]
+    if decided and not any(j.decision == "same person" for j in decided):
+        raise typer.Exit(EXIT_NO_MATCH)
