@@ -161,7 +161,9 @@ def test_declared_limits_refused_before_decoding(videos):
 
 
 def test_fps_outside_range_refused(videos):
-    with pytest.raises(UnreadableMedia, match="--fps 0 is outside"):
+    from fvmatch.errors import BadArgument
+
+    with pytest.raises(BadArgument, match="--fps: 0 is outside"):
         list(sampled_frames(videos["mp4"], 0.0))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.errors import UnreadableMedia
+from fvmatch.errors import BadArgument, UnreadableMedia
 
 DEFAULT_FPS = 2.0  # frames sampled per second of video
 MAX_FPS = 30.0
@@ -123,7 +123,7 @@ def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo |
     goes: frames decoded and sampled, variable frame rate, damage. `progress(seconds)` is told the video time
     reached. Damage part-way ends the frames (and is noted in `info.damage`); damage before any frame raises."""
     if not 0 < fps <= MAX_FPS:
-        raise UnreadableMedia(path, f"--fps {fps:g} is outside 0-{MAX_FPS:g} frames per second")
+        raise BadArgument("--fps", f"{fps:g} is outside 0-{MAX_FPS:g} frames per second")
     period = 1.0 / fps
     with _open(path) as (container, kind):
         info = info if info is not None else _info(path, container, kind, max_pixels, max_duration)
