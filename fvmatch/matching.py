@@ -103,7 +103,7 @@ def reference_space(gallery, embedding, target: str, space: str | None = None) -
     candidate = conditioned(chosen, wanted) if wanted else None
     if candidate not in CONDITIONED_SPACES:
         return chosen, None
-    if candidate in gallery.spaces and not gallery.missing_vectors(candidate, target):
+    if candidate in gallery.spaces and not gallery.missing_count(candidate, target):
         return candidate, {"questioned": wanted, "references": wanted, "chosen_by": "measured quality"}
     return chosen, {"questioned": wanted, "references": None, "chosen_by": "measured quality",
                     "note": f"references not brought to the {wanted} condition: the gallery lacks their {candidate} "

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -193,6 +194,16 @@ class Gallery:
                 self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)",
                                 [json.dumps({**self.spaces, **new})])
 
+    def missing_count(self, space: str, modality: str) -> int:
+        """How many items of a modality have no vector in `space` (from the tallies: no scan)."""
+        return self.counts()[modality] - self._tally(space, modality)[0]
+
+    def _tally(self, space: str, modality: str) -> tuple[int, int]:
+        """(vectors of a space and modality, their version): kept by the database's triggers (schema.m004)."""
+        row = self.db.execute("SELECT items, version FROM vector_tallies WHERE space = ? AND modality = ?",
+                              [space, modality]).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
     def missing_vectors(self, space: str, modality: str) -> list[dict]:
         """Items of a modality with no vector in `space`: {"media_id", "identity", "source_path", "sha256"}."""
         rows = self.db.execute(
@@ -205,7 +216,7 @@ class Gallery:
     def require_vectors(self, space: str, modalities: Iterable[str]) -> None:
         """MissingVectors naming the items (the first few) that have no `space` vector, and how to fill them."""
         for modality in modalities:
-            missing = self.missing_vectors(space, modality)
+            missing = self.missing_vectors(space, modality) if self.missing_count(space, modality) else []
             if missing:
                 shown = ", ".join(f"{row['identity']} ({Path(row['source_path']).name})" for row in missing[:MISSING_SHOWN])
                 more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
@@ -249,9 +260,8 @@ class Gallery:
 
     def counts(self) -> dict[str, int]:
         counts = {"identities": self.db.execute("SELECT count(*) FROM identities").fetchone()[0]}
-        for modality in MODALITIES:
-            counts[modality] = self.db.execute("SELECT count(*) FROM media WHERE modality = ?", [modality]).fetchone()[0]
-        return counts
+        tallies = dict(self.db.execute("SELECT modality, items FROM media_tallies").fetchall())
+        return {**counts, **{modality: int(tallies.get(modality, 0)) for modality in MODALITIES}}
 
     def identities(self) -> list[dict]:
         rows = self.db.execute(
@@ -291,18 +301,39 @@ class Gallery:
         key = (space, modality)
         if key not in self._indexes:
             index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
-            expected = self._index_identity(space)
+            expected = self._index_identity(space, modality)
             with self._memory(index, modality, space):
                 problem = index.load_checked(expected)
-                if problem is None:
-                    index.reconcile(self._ids(modality, space), lambda ids: self._vectors(ids, space))
+                began = time.perf_counter()
+                if problem is None and index.holds(self._tally(space, modality)[1], modality):
+                    index.synced = self._tally(space, modality)[1]  # the file holds exactly the database's vectors
+                elif problem is None:
+                    with self._snapshot():
+                        index.synced = self._tally(space, modality)[1]
+                        ids = self._ids(modality, space)
+                        index.reconcile(ids, lambda wanted: self._vectors(wanted, space))
                 else:
-                    index.build(*self._all_vectors(modality, space))
+                    with self._snapshot():
+                        index.synced = self._tally(space, modality)[1]
+                        index.build(*self._all_vectors(modality, space))
                     index.health = IndexHealth("rebuilt", problem)
+                index.timings["compare"] = time.perf_counter() - began
             self._indexes[key] = index
-            if index.dirty:
-                self._save_if_free(index, expected)
+            if index.dirty or index.refreshable:
+                self._save_if_free(index, space, modality)
         return self._indexes[key]
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction, so that what is read inside it is one state of the database (WAL mode)."""
+        if self.db.conn.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     @contextmanager
     def _memory(self, index: ModalityIndex, modality: str, space: str = SPACE) -> Iterator[None]:
@@ -316,15 +347,24 @@ class Gallery:
             raise OutOfMemory(index.path, f"not enough memory for this index of {items:,} items (it needs about "
                               f"{size}; see README, Limits)") from None
 
-    def _index_identity(self, space: str) -> dict[str, str]:
+    def _index_identity(self, space: str, modality: str) -> dict[str, str]:
+        """What a sidecar must record for its index file to be loaded as this one's (an older fvmatch's sidecars
+        lack the modality: they are loaded and compared with the database, and say it once saved again)."""
         return {"space": space, "model_id": self.spaces.get(space, {}).get("model_id", "")}
 
-    def _save_if_free(self, index: ModalityIndex, expected: dict[str, str]) -> None:
-        """A reader that repaired an index in memory writes it back only if no writer is at work."""
+    def _sidecar_fields(self, space: str, modality: str) -> dict[str, str]:
+        return {**self._index_identity(space, modality), "modality": modality}
+
+    def _save_if_free(self, index: ModalityIndex, space: str, modality: str) -> None:
+        """A reader that repaired an index in memory writes it back only if no writer is at work; one that verified
+        a file or found it current records that in the sidecar."""
         lock = WriteLock(self.directory)
         try:
             if lock.try_acquire():
-                index.save(expected)
+                if index.dirty:
+                    index.save(self._sidecar_fields(space, modality))
+                else:
+                    index.refresh_sidecar()
         except OSError:
             pass  # a full or read-only disk: this reader still answers, from the in-memory repair
         finally:
@@ -407,6 +447,7 @@ class Gallery:
             self.index(modality, space)  # checked before the change, so that a repair is not mistaken for it
         ids: list[int] = []
         with self.transaction():
+            before = self._versions(keys)
             for item in items:
                 identity_id = self._identity_id(item.identity, create=True)
                 cursor = self.db.execute(
@@ -418,8 +459,21 @@ class Gallery:
                 self._insert_vectors(ids[-1], item.vectors)
             if record is not None:
                 record(ids)
-        self._index_vectors([(media_id, item.modality, item.vectors) for media_id, item in zip(ids, items)])
+            after = self._versions(keys)
+        self._index_vectors([(media_id, item.modality, item.vectors) for media_id, item in zip(ids, items)],
+                            before, after)
         return ids
+
+    def _versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The database version of each (space, modality): read inside a write transaction, before and after it."""
+        return {(space, modality): self._tally(space, modality)[1] for space, modality in keys}
+
+    def _track(self, key: tuple[str, str], before: dict, after: dict) -> None:
+        """After a change that moved the database from `before` to `after`, applied to the loaded index `key`:
+        it holds version `after` if it held `before` (or was loaded after the change); unknown otherwise."""
+        index = self._indexes.get(key)
+        if index is not None:
+            index.synced = after.get(key) if index.synced in (before.get(key), after.get(key)) else None
 
     def _check_vectors(self, source: str, vectors: dict[str, np.ndarray]) -> None:
         for space, vector in vectors.items():
@@ -435,29 +489,38 @@ class Gallery:
                             [media_id, space, self.spaces[space]["model_id"],
                              np.ascontiguousarray(vector, np.float32).tobytes()])
 
-    def _index_vectors(self, stored: Sequence[tuple[int, str, dict[str, np.ndarray]]]) -> None:
-        """Add committed vectors to their indexes: [(media id, modality, {space: vector})]."""
+    def _index_vectors(self, stored: Sequence[tuple[int, str, dict[str, np.ndarray]]], before: dict, after: dict) -> None:
+        """Add committed vectors to their indexes: [(media id, modality, {space: vector})]; the database versions
+        `before` and `after` the commit."""
         for space, modality in sorted({(space, modality) for _, modality, vectors in stored for space in vectors}):
             chosen = [(media_id, vectors[space]) for media_id, m, vectors in stored if m == modality and space in vectors]
             index = self.index(modality, space)
+            held, index.synced = index.synced, None  # unknown until the addition is complete
             with self._memory(index, modality, space):  # stored all the same: the next open repairs
                 index.add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
+            index.synced = held
+            self._track((space, modality), before, after)
 
     def fill_vectors(self, filled: Sequence[tuple[int, dict[str, np.ndarray]]]) -> None:
         """Store vectors of spaces that existing items lack ([(media id, {space: vector})]), in one transaction.
 
         Hold the write lock. An item removed meanwhile is skipped."""
-        modality_of = {}
+        modality_of, source_of = {}, {}
         with self.transaction():
             for media_id, vectors in filled:
                 row = self.db.execute("SELECT modality, source_path FROM media WHERE id = ?", [media_id]).fetchone()
-                if row is None:
-                    continue
-                self._check_vectors(row[1], vectors)
-                self._insert_vectors(media_id, vectors)
-                modality_of[media_id] = row[0]
+                if row is not None:
+                    modality_of[media_id], source_of[media_id] = row
+            keys = {(space, modality_of[media_id]) for media_id, vectors in filled if media_id in modality_of
+                    for space in vectors}
+            before = self._versions(keys)
+            for media_id, vectors in filled:
+                if media_id in modality_of:
+                    self._check_vectors(source_of[media_id], vectors)
+                    self._insert_vectors(media_id, vectors)
+            after = self._versions(keys)
         self._index_vectors([(media_id, modality_of[media_id], vectors) for media_id, vectors in filled
-                             if media_id in modality_of])
+                             if media_id in modality_of], before, after)
 
     def _identity_id(self, label: str, create: bool = False) -> int:
         found = self._find_identity(label)
@@ -475,6 +538,7 @@ class Gallery:
             self.index(modality, space)
         indexed: dict[tuple[str, str], list[int]] = {}  # the items' labels in each index (those with a vector)
         with self.transaction():
+            before = self._versions(self.index_keys())
             for modality in MODALITIES:
                 rows = self.db.execute("SELECT id FROM media WHERE identity_id = ? AND modality = ?",
                                        [identity_id, modality]).fetchall()
@@ -485,9 +549,12 @@ class Gallery:
                 indexed.setdefault((space, modality), []).append(int(media_id))
             self.db.execute("DELETE FROM media WHERE identity_id = ?", [identity_id])  # and its vectors (cascade)
             self.db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
+            after = self._versions(self.index_keys())
         for key, ids in indexed.items():
             if key in self._indexes:
                 self._indexes[key].remove(ids)
+        for key in self.index_keys():
+            self._track(key, before, after)
         return {modality: len(ids) for modality, ids in removed.items()}
 
     def flush(self) -> None:
@@ -499,23 +566,25 @@ class Gallery:
         remove_leftovers(self.directory, "*.hnsw.json.tmp*")
         for (space, modality), index in self._indexes.items():
             if index.needs_compaction:
-                with self._memory(index, modality, space):
+                with self._memory(index, modality, space), self._snapshot():
+                    index.synced = self._tally(space, modality)[1]
                     index.build(*self._all_vectors(modality, space))
             if index.dirty:
                 with writing(index.path):  # the database keeps the items; the next open repairs the index
-                    index.save(self._index_identity(space))
+                    index.save(self._sidecar_fields(space, modality))
 
     def reindex(self) -> dict[str, int]:
         """Rebuild every index from the stored embeddings. Hold the write lock."""
         counts = {}
         for space, modality in self.index_keys():
             index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
-            with self._memory(index, modality, space):
+            with self._memory(index, modality, space), self._snapshot():
+                index.synced = self._tally(space, modality)[1]
                 ids, vectors = self._all_vectors(modality, space)
                 index.build(ids, vectors)
             index.health = IndexHealth("rebuilt", "reindex asked for")
             with writing(index.path):
-                index.save(self._index_identity(space))
+                index.save(self._sidecar_fields(space, modality))
             self._indexes[(space, modality)] = index
             counts[f"{space} {modality}"] = len(ids)
         return counts
@@ -526,7 +595,7 @@ class Gallery:
         for space, modality in self.index_keys():
             index = self.index(modality, space)
             path = index.path
-            stored = len(self._ids(modality, space))
+            stored = self._tally(space, modality)[0]
             health[f"{space} {modality}"] = {
                 "space": space, "modality": modality, "state": index.health.state, "detail": index.health.reason,
                 "live_items": index.live_count, "agrees_with_database": index.live_count == stored,

@@ -1,10 +1,17 @@
 """HNSW indexes over a gallery's embeddings, one per (embedding space, modality): caches of the database.
 
-Each index file has a JSON sidecar with its sha256, size, dimension and the labels marked deleted (hnswlib
-cannot list them itself). A file is loaded only when it matches its sidecar, so a crafted or half-written file
-is never parsed; then its live labels are compared with the database's media ids and the difference is
-repaired in memory (missing ones added, stale ones marked deleted). Missing or mismatched files are rebuilt
-from the stored embeddings. Files are written to private temporary names, checked, fsynced and renamed into place.
+Each index file has a JSON sidecar with its sha256, size, dimension, the labels marked deleted (hnswlib cannot
+list them itself) and the database version it holds (see schema.m004_tallies). A file is loaded only when it is
+the one its sidecar vouches for, so a crafted or half-written file is never parsed:
+- the first open after a save hashes the whole file (sha256) and, when it matches, records the file's fingerprint
+  in the sidecar (device, inode, size, modification and change times, and when it was verified);
+- later opens check the fingerprint only (one stat): any write to the file, a rename over it or a copy changes the
+  inode or the change time, which nobody can set back; then the whole file is hashed again. A fingerprint taken
+  within RACY_SECONDS of the file's last change is not trusted (a write in the same clock tick would not show).
+Then, when the sidecar's database version is the current one, the index holds exactly the database's vectors;
+otherwise its live labels are compared with the database's media ids and the difference is repaired in memory
+(missing ones added, stale ones marked deleted). Missing or mismatched files are rebuilt from the stored
+embeddings. Files are written to private temporary names, checked, fsynced and renamed into place.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import errno
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +34,7 @@ M = 16
 EF_CONSTRUCTION = 100
 MIN_EF = 128  # PITFALLS: hnswlib's default ef=10 is far too low; 128 gave recall@10 ~0.95 on 200k clustered vectors
 COMPACT_FRACTION = 0.2  # rebuild when more than this share of the index is deleted
+RACY_SECONDS = 2.0  # a fingerprint is trusted only when the file had not changed for this long before it was hashed
 
 
 def index_path(directory: Path, space: str, modality: str) -> Path:
@@ -49,6 +58,20 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def fingerprint(status: os.stat_result) -> dict[str, int]:
+    """What changes whenever a file's content may have: its identity, size and modification and change times."""
+    return {"device": status.st_dev, "inode": status.st_ino, "size": status.st_size, "mtime_ns": status.st_mtime_ns,
+            "ctime_ns": status.st_ctime_ns}
+
+
+def vouched(info: dict, status: os.stat_result) -> bool:
+    """Whether the sidecar's fingerprint stands for this file, taken long enough after its last change to trust."""
+    recorded = info.get("fingerprint")
+    verified_ns = info.get("verified_ns")
+    return (isinstance(recorded, dict) and isinstance(verified_ns, int) and recorded == fingerprint(status)
+            and status.st_ctime_ns <= verified_ns - RACY_SECONDS * 1e9)
+
+
 @dataclass
 class IndexHealth:
     """What opening an index found: 'ok', 'repaired' (n added / n removed) or 'rebuilt' (and why)."""
@@ -69,6 +92,20 @@ class ModalityIndex:
     deleted: set[int] = field(default_factory=set)
     health: IndexHealth = field(default_factory=IndexHealth)
     dirty: bool = False
+    synced: int | None = None  # the database version (vector_tallies) whose vectors this index holds, if known
+    sidecar_info: dict = field(default_factory=dict)  # the sidecar the loaded file was checked against
+    hashed: os.stat_result | None = None  # the loaded file's status, when this open hashed it whole
+    hash_began_ns: int = 0  # when that hash began (no write after this escapes a change time check)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of each stage of opening
+
+    @property
+    def refreshable(self) -> bool:
+        """Whether the sidecar should be rewritten (fingerprint newly verified, or the database version now known)."""
+        if self.index is None or self.dirty:
+            return False
+        fresh_fingerprint = self.hashed is not None and vouched(
+            {"fingerprint": fingerprint(self.hashed), "verified_ns": self.hash_began_ns}, self.hashed)
+        return fresh_fingerprint or (self.synced is not None and self.synced != self.sidecar_info.get("db_version"))
 
     @property
     def sidecar(self) -> Path:
@@ -129,6 +166,11 @@ class ModalityIndex:
                 return problem
         return "index file kept changing while being read"
 
+    def holds(self, version: int, modality: str) -> bool:
+        """Whether the loaded file was saved holding the database's vectors of this version and modality."""
+        return (self.index is not None and not self.dirty and self.sidecar_info.get("modality") == modality
+                and self.sidecar_info.get("db_version") == version)
+
     def _load_once(self, expected: dict[str, str]) -> tuple[str | None, str | None, os.stat_result | None]:
         """(problem or None, the sidecar text read, the stat of the file hashed)."""
         import hnswlib
@@ -145,26 +187,37 @@ class ModalityIndex:
         for key, value in expected.items():
             if info.get(key) != value:
                 return f"index {key} differs", None, None
+        began, self.hash_began_ns = time.perf_counter(), time.time_ns()
         try:
             with open(self.path, "rb") as handle:
-                hashed = os.fstat(handle.fileno())
-                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                status = os.fstat(handle.fileno())
+                if status.st_size != info.get("size"):
+                    return "index file does not match its recorded size", sidecar_text, status
+                trusted = vouched(info, status)
+                if not trusted:
+                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
         except FileNotFoundError:
             return "index file missing", None, None
-        if hashed.st_size != info.get("size") or digest != info.get("sha256"):
-            return "index file does not match its recorded hash", sidecar_text, hashed
+        if not trusted and digest != info.get("sha256"):
+            return "index file does not match its recorded hash", sidecar_text, status
+        self.timings["check"] = time.perf_counter() - began
+        began = time.perf_counter()
         index = hnswlib.Index(space="ip", dim=self.dim)
         try:
             with memory_errors():  # too little memory is no reason to rebuild (which needs more): MemoryError
-                index.load_index(str(self.path), max_elements=int(info.get("capacity", 0)))
+                # no room kept for additions: a reader adds nothing, and a writer's first addition resizes
+                index.load_index(str(self.path), max_elements=int(info.get("count", 0)))
         except (RuntimeError, ValueError) as error:
-            return f"index file unreadable ({error})", sidecar_text, hashed
-        if not self._current(sidecar_text, hashed):
-            return "index file replaced while being read", sidecar_text, hashed
+            return f"index file unreadable ({error})", sidecar_text, status
+        self.timings["load"] = time.perf_counter() - began
+        if not self._current(sidecar_text, status):
+            return "index file replaced while being read", sidecar_text, status
         index.set_ef(MIN_EF)
         self.index = index
         self.deleted = set(int(label) for label in info.get("deleted", []))
-        return None, sidecar_text, hashed
+        self.sidecar_info = info
+        self.hashed = None if trusted else status
+        return None, sidecar_text, status
 
     def _current(self, sidecar_text: str, hashed: os.stat_result) -> bool:
         """Whether the sidecar and index file on disk are still the ones read (no save happened meanwhile)."""
@@ -194,6 +247,9 @@ class ModalityIndex:
     def save(self, expected: dict[str, str]) -> None:
         """Write index then sidecar, each to a private temporary file, checked and fsynced, then renamed into place.
 
+        The sidecar records `self.synced`, the database version the index holds (None: unknown, the next open
+        compares). No fingerprint: the next open hashes the new file once.
+
         Hold the write lock: temporary files that a killed writer left are removed here. Raises OSError (the
         temporary files removed, the files in place untouched) when the storage refuses the write.
         """
@@ -212,11 +268,9 @@ class ModalityIndex:
                 raise OSError(errno.ENOSPC, f"index written incompletely ({size} of {wanted} bytes; disk full?)")
             info = {"format": INDEX_FORMAT, "dim": self.dim, "size": size, "sha256": file_sha256(temporary),
                     "capacity": self.index.get_max_elements(), "count": self.index.get_current_count(),
-                    "deleted": sorted(self.deleted), **expected}
-            with open(create_private_file(sidecar_temporary), "w") as handle:
-                handle.write(json.dumps(info))
+                    "deleted": sorted(self.deleted), "db_version": self.synced, **expected}
+            self._write_sidecar(sidecar_temporary, info)
             fsync_path(temporary)
-            fsync_path(sidecar_temporary)
             os.replace(temporary, self.path)
             os.replace(sidecar_temporary, self.sidecar)
             fsync_path(directory)
@@ -225,6 +279,43 @@ class ModalityIndex:
             sidecar_temporary.unlink(missing_ok=True)
             raise
         self.dirty = False
+        self.sidecar_info, self.hashed = info, None
+
+    @staticmethod
+    def _write_sidecar(temporary: Path, info: dict) -> None:
+        with open(create_private_file(temporary), "w") as handle:
+            handle.write(json.dumps(info))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def refresh_sidecar(self) -> None:
+        """Record in the sidecar what this open verified: the fingerprint of the file it hashed whole, and the
+        database version it found the index to hold. Hold the write lock; nothing is written if the file or its
+        sidecar changed since they were read (OSError when the storage refuses the write)."""
+        if not self.refreshable:
+            return
+        try:
+            on_disk = json.loads(self.sidecar.read_text())
+            status = os.stat(self.path)
+        except (OSError, json.JSONDecodeError):
+            return
+        if on_disk != self.sidecar_info or (self.hashed is not None and fingerprint(status) != fingerprint(self.hashed)):
+            return
+        info = dict(on_disk)
+        if self.hashed is not None:
+            info.update(fingerprint=fingerprint(self.hashed), verified_ns=self.hash_began_ns)
+        if self.synced is not None:
+            info["db_version"] = self.synced
+        remove_leftovers(self.path.parent, self.sidecar.name + ".tmp*")
+        temporary = self.sidecar.with_name(self.sidecar.name + f".tmp{os.getpid()}")
+        try:
+            self._write_sidecar(temporary, info)
+            os.replace(temporary, self.sidecar)
+            fsync_path(self.path.parent)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self.sidecar_info, self.hashed = info, None
 
     def search(self, vector: np.ndarray, k: int) -> np.ndarray:
         """Up to k labels nearest to `vector` (fewer when fewer are live)."""
