@@ -1,6 +1,7 @@
-"""Gallery enrol rate, identify latency and recall against exact search, at 10k and 100k items.
+"""Gallery enrol rate, identify latency and recall against exact search, at 10k and 100k items (or 1M).
 
-Run: .venv/bin/python benchmarks/gallery_search.py [--sizes 10000 100000] [--queries 500]
+Run: .venv/bin/python benchmarks/gallery_search.py [--sizes 10000 100000 1000000] [--queries 500]
+         [--efs 64 128 256] [--m M] [--ef-construction E]
 
 Vectors: 256-D unit vectors clustered like identities (PITFALLS.md): each identity's centre lies near a random
 32-D subspace of the space, 4 items per identity scattered around it (same-identity cosine about 0.65).
@@ -10,6 +11,10 @@ identities. Exact search (numpy over all stored vectors) runs on the same querie
 - item recall@10: share of the exact 10 nearest items that HNSW's top 10 also holds;
 - identity recall@10: share of the exact top-10 identities (ranked by best item) that Gallery.search lists;
 - identity hit@1 / hit@10: the query's own identity ranked first / in the top 10 (what an analyst sees).
+A second table sweeps the search ef (`--efs`): the index asked for the 100 items a search fetches, those re-scored
+exactly, item recall@10 of their top 10 and the p50/p99 of the index call alone. `--m` and `--ef-construction`
+build with other HNSW settings than the gallery's (to compare them); the first table then uses the gallery's search
+ef (index.MIN_EF). Also printed: the build's seconds and the index file's size.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.gallery import Gallery, NewItem
+from fvmatch.gallery import index as index_module
 
 DIM = 256
 SUBSPACE = 32
@@ -41,7 +47,7 @@ def items_of(centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return unit(centres + 0.047 * rng.normal(size=centres.shape))
 
 
-def run(size: int, queries: int, seed: int) -> dict:
+def run(size: int, queries: int, seed: int, efs: list[int]) -> tuple[dict, list[dict]]:
     rng = np.random.default_rng(seed)
     identities = size // PER_IDENTITY
     centres = make_identities(identities, rng)
@@ -62,32 +68,55 @@ def run(size: int, queries: int, seed: int) -> dict:
         query_owner = rng.integers(identities, size=queries)
         query_vectors = items_of(centres[query_owner], rng)
         gallery.search(query_vectors[0], ["face"], top=10)  # warm-up: loads the index
-        latencies, item_recall, identity_recall, hit1, hit10, exact_ms = [], [], [], [], [], []
         index = gallery.index("face")
+        file_bytes = index.path.stat().st_size
+        latencies, item_recall, identity_recall, hit1, hit10, exact_ms, exact_items = [], [], [], [], [], [], []
         for query, true_owner in zip(query_vectors, query_owner):
             t0 = time.perf_counter()
             candidates = gallery.search(query, ["face"], top=10)
             latencies.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             scores = vectors @ query
-            exact_items = np.argpartition(-scores, 10)[:10]
+            exact = set(media_ids[np.argpartition(-scores, 10)[:10]].tolist())
             best = np.full(identities, -np.inf, dtype=np.float32)
             np.maximum.at(best, owner, scores)
             exact_identities = set(np.argpartition(-best, 10)[:10].tolist())
             exact_ms.append((time.perf_counter() - t0) * 1000)
+            exact_items.append(exact)
             hnsw_items = index.search(query, 10)
-            item_recall.append(len(set(media_ids[exact_items].tolist()) & set(hnsw_items.tolist())) / 10)
+            item_recall.append(len(exact & set(hnsw_items.tolist())) / 10)
             found = [int(c.identity[2:]) for c in candidates]
             identity_recall.append(len(exact_identities & set(found)) / 10)
             hit1.append(found[0] == true_owner)
             hit10.append(true_owner in found)
+        sweep = []
+        fetch = gallery_fetch()
+        for ef in efs:  # the index call a search makes (over-fetch), then the exact re-score, at each search ef
+            index.index.set_ef(max(ef, fetch))
+            recalls, call_ms = [], []
+            for query, exact in zip(query_vectors, exact_items):
+                t0 = time.perf_counter()
+                labels, _ = index.index.knn_query(query[None, :], k=fetch)
+                call_ms.append((time.perf_counter() - t0) * 1000)
+                labels = labels[0].astype(np.int64)
+                rescored = labels[np.argsort(-(vectors[labels - 1] @ query))[:10]]
+                recalls.append(len(exact & set(rescored.tolist())) / 10)
+            sweep.append({"items": size, "ef": max(ef, fetch), "item_recall10": float(np.mean(recalls)),
+                          "p50_ms": float(np.percentile(call_ms, 50)), "p99_ms": float(np.percentile(call_ms, 99))})
         gallery.close()
-    return {"items": size, "identities": identities, "same_identity_cosine": same,
-            "enrol_items_per_s": size / enrol_seconds, "enrol_seconds": enrol_seconds,
-            "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-            "exact_p50_ms": float(np.percentile(exact_ms, 50)),
-            "item_recall10": float(np.mean(item_recall)), "identity_recall10": float(np.mean(identity_recall)),
-            "hit1": float(np.mean(hit1)), "hit10": float(np.mean(hit10))}
+    return ({"items": size, "identities": identities, "same_identity_cosine": same,
+             "enrol_items_per_s": size / enrol_seconds, "enrol_seconds": enrol_seconds, "index_mib": file_bytes / 2**20,
+             "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
+             "exact_p50_ms": float(np.percentile(exact_ms, 50)),
+             "item_recall10": float(np.mean(item_recall)), "identity_recall10": float(np.mean(identity_recall)),
+             "hit1": float(np.mean(hit1)), "hit10": float(np.mean(hit10))}, sweep)
+
+
+def gallery_fetch() -> int:
+    """How many items a search for the top 10 identities asks the index for."""
+    from fvmatch.gallery.gallery import MIN_FETCH, OVER_FETCH
+
+    return max(MIN_FETCH, 10 * OVER_FETCH)
 
 
 def main() -> None:
@@ -95,16 +124,31 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--efs", type=int, nargs="+", default=[100, 128, 192, 256])
+    parser.add_argument("--m", type=int, help=f"HNSW M (the gallery's: {index_module.M})")
+    parser.add_argument("--ef-construction", type=int,
+                        help=f"HNSW ef_construction (the gallery's: {index_module.EF_CONSTRUCTION})")
     args = parser.parse_args()
-    rows = [run(size, args.queries, args.seed) for size in args.sizes]
-    columns = [("items", "{:,}"), ("same_identity_cosine", "{:.2f}"), ("enrol_items_per_s", "{:,.0f}"),
-               ("p50_ms", "{:.2f}"), ("p99_ms", "{:.2f}"), ("exact_p50_ms", "{:.2f}"), ("item_recall10", "{:.3f}"),
-               ("identity_recall10", "{:.3f}"), ("hit1", "{:.3f}"), ("hit10", "{:.3f}")]
-    print(f"gallery search benchmark: {args.queries} queries per size, HNSW M=16 ef_construction=100 ef>=128, "
-          "top 10 identities (over-fetch 100 items, exact re-score)")
-    print(" | ".join(name for name, _ in columns))
-    for row in rows:
-        print(" | ".join(fmt.format(row[name]) for name, fmt in columns))
+    index_module.M = args.m or index_module.M
+    index_module.EF_CONSTRUCTION = args.ef_construction or index_module.EF_CONSTRUCTION
+    results = [run(size, args.queries, args.seed, args.efs) for size in args.sizes]
+    columns = [("items", "{:,}"), ("same_identity_cosine", "{:.2f}"), ("enrol_seconds", "{:,.0f}"),
+               ("enrol_items_per_s", "{:,.0f}"), ("index_mib", "{:,.0f}"), ("p50_ms", "{:.2f}"), ("p99_ms", "{:.2f}"),
+               ("exact_p50_ms", "{:.2f}"), ("item_recall10", "{:.3f}"), ("identity_recall10", "{:.3f}"),
+               ("hit1", "{:.3f}"), ("hit10", "{:.3f}")]
+    print(f"gallery search benchmark: {args.queries} queries per size, HNSW M={index_module.M} "
+          f"ef_construction={index_module.EF_CONSTRUCTION} search ef>={index_module.MIN_EF}, top 10 identities "
+          f"(over-fetch {gallery_fetch()} items, exact re-score)")
+    print("| " + " | ".join(name for name, _ in columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row, _ in results:
+        print("| " + " | ".join(fmt.format(row[name]) for name, fmt in columns) + " |")
+    print(f"\nsearch ef sweep: the index asked for {gallery_fetch()} items, re-scored exactly; recall@10 of their top 10")
+    print("| items | ef | item_recall10 | index call p50_ms | p99_ms |")
+    print("|---|---|---|---|---|")
+    for _, sweep in results:
+        for row in sweep:
+            print(f"| {row['items']:,} | {row['ef']} | {row['item_recall10']:.4f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |")
 
 
 if __name__ == "__main__":

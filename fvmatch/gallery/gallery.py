@@ -301,22 +301,17 @@ class Gallery:
         key = (space, modality)
         if key not in self._indexes:
             index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
-            expected = self._index_identity(space, modality)
+            expected = self._index_identity(space)
             with self._memory(index, modality, space):
                 problem = index.load_checked(expected)
                 began = time.perf_counter()
-                if problem is None and index.holds(self._tally(space, modality)[1], modality):
-                    index.synced = self._tally(space, modality)[1]  # the file holds exactly the database's vectors
-                elif problem is None:
-                    with self._snapshot():
-                        index.synced = self._tally(space, modality)[1]
-                        ids = self._ids(modality, space)
-                        index.reconcile(ids, lambda wanted: self._vectors(wanted, space))
-                else:
-                    with self._snapshot():
-                        index.synced = self._tally(space, modality)[1]
+                with self._snapshot():
+                    index.synced = self._tally(space, modality)[1]
+                    if problem is not None:
                         index.build(*self._all_vectors(modality, space))
-                    index.health = IndexHealth("rebuilt", problem)
+                        index.health = IndexHealth("rebuilt", problem)
+                    elif not index.holds(index.synced, modality):  # else it holds exactly the database's vectors
+                        index.reconcile(self._ids(modality, space), lambda wanted: self._vectors(wanted, space))
                 index.timings["compare"] = time.perf_counter() - began
             self._indexes[key] = index
             if index.dirty or index.refreshable:
@@ -347,13 +342,13 @@ class Gallery:
             raise OutOfMemory(index.path, f"not enough memory for this index of {items:,} items (it needs about "
                               f"{size}; see README, Limits)") from None
 
-    def _index_identity(self, space: str, modality: str) -> dict[str, str]:
-        """What a sidecar must record for its index file to be loaded as this one's (an older fvmatch's sidecars
-        lack the modality: they are loaded and compared with the database, and say it once saved again)."""
+    def _index_identity(self, space: str) -> dict[str, str]:
         return {"space": space, "model_id": self.spaces.get(space, {}).get("model_id", "")}
 
     def _sidecar_fields(self, space: str, modality: str) -> dict[str, str]:
-        return {**self._index_identity(space, modality), "modality": modality}
+        """What a save records: the index's identity and its modality (an older fvmatch's sidecars lack the
+        modality: such an index is compared with the database on open, never taken as current)."""
+        return {**self._index_identity(space), "modality": modality}
 
     def _save_if_free(self, index: ModalityIndex, space: str, modality: str) -> None:
         """A reader that repaired an index in memory writes it back only if no writer is at work; one that verified
