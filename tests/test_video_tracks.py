@@ -128,3 +128,18 @@ def test_a_low_sampling_rate_still_links_a_track(embedder, tmp_path, people):
     evidence = embed_video(embedder, clip, fps=1 / 3, voice_spaces=[])  # samples 3 s apart, beyond MAX_GAP_SECONDS
     assert [t.frames for t in evidence.tracks] == [3]
     assert evidence.tracks[0].times == pytest.approx([0.0, 3.0, 6.0])
+
+
+def test_the_soundtrack_goes_down_the_recordings_voice_path(embedder, two_people, tmp_path):
+    import soundfile
+
+    from fvmatch.media.video import probe_video, soundtrack_blocks
+    from fvmatch.video import embed_video
+
+    evidence = embed_video(embedder, two_people, face_spaces=["dlib-face"])
+    decoded = np.concatenate(list(soundtrack_blocks(two_people, probe_video(two_people))))
+    soundfile.write(tmp_path / "soundtrack.wav", decoded, 16000, subtype="FLOAT")
+    recording = embedder.embed_voice(tmp_path / "soundtrack.wav")
+    for space, vector in recording.vectors.items():
+        assert float(vector @ evidence.voice.vectors[space]) > 0.999, space
+    assert recording.quality["speech_seconds"] == evidence.voice.quality["speech_seconds"]

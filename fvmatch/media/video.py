@@ -198,6 +198,11 @@ def soundtrack_speech(path: str | Path, info: VideoInfo, summary, segments: list
     from fvmatch.media.audio import _windows
     from fvmatch.media.vad import MIN_SAMPLES, VAD_SETTINGS, speech_probabilities
 
+    try:  # the second speech stream a recording's windows carry where the voice front end has one (as speech_windows)
+        from fvmatch.media.vad import trimmed_speech
+    except ImportError:
+        trimmed_speech = None
+
     summary.original_sample_rate = info.audio_sample_rate
     summary.channels = info.audio_channels
     summary.codec = f"{info.container} {info.audio_codec}"
@@ -217,7 +222,8 @@ def soundtrack_speech(path: str | Path, info: VideoInfo, summary, segments: list
                                                          audio_length_samples=len(block), **VAD_SETTINGS)
             segments.extend(((offset + s["start"]) / SAMPLE_RATE, (offset + s["end"]) / SAMPLE_RATE) for s in found)
             offset += len(block)
-            yield (np.concatenate([block[s["start"] : s["end"]] for s in found]) if found else block[:0])
+            speech = np.concatenate([block[s["start"] : s["end"]] for s in found]) if found else block[:0]
+            yield speech if trimmed_speech is None else (speech, trimmed_speech(block))
 
     return _windows(pieces(), summary)
 
