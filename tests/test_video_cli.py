@@ -243,3 +243,11 @@ def test_verify_video_against_a_claimed_identity(gallery, clips):
     assert same > next(t["score"] for t in other if t["query"] == "soundtrack" and t["trial_type"] == "voice-voice")
     unknown = run_cli_here("verify", "--video", clips["a2"], "--claim", "nobody", "-g", gallery)
     assert unknown.returncode == 2 and "nobody: no such identity in the gallery" in unknown.stderr
+
+
+def test_embed_video_in_one_space(clips):
+    voice_only = json.loads(run_cli_here("embed", "--video", clips["a1"], "--space", "ge2e-voice", "--json").stdout)
+    assert voice_only["face"]["spaces"] == {} and list(voice_only["voice"]["spaces"]) == ["ge2e-voice"]
+    assert voice_only["tracks"][0]["frames"] == 8  # the face is still found and tracked
+    face_only = json.loads(run_cli_here("embed", "--video", clips["a1"], "--space", "dlib-face", "--json").stdout)
+    assert list(face_only["face"]["spaces"]) == ["dlib-face"] and face_only["voice"] is None

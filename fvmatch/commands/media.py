@@ -92,7 +92,7 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
                  min_bandwidth, as_json: bool) -> None:
     from fvmatch.embedder import Embedder
     from fvmatch.commands.common import video_evidence
-    from fvmatch.spaces import SPACE_MODALITIES, spaces_of
+    from fvmatch.spaces import FACE_SPACE, SPACE_MODALITIES, spaces_of
 
     if space is not None and space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
@@ -102,8 +102,11 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
         [] if space is not None else spaces_of("voice"))
     embedder = Embedder.load(model, min_speech_seconds=min_speech,
                              minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
-    evidence = video_evidence(embedder, video, fps, face_spaces=face_spaces or spaces_of("face")[:1],
+    evidence = video_evidence(embedder, video, fps, face_spaces=face_spaces or [FACE_SPACE],
                               voice_spaces=voice_spaces, all_faces=all_faces)
+    if not face_spaces:  # a voice space asked for: the face space only linked the tracks, its vectors are not shown
+        for embedding in evidence.track_faces:
+            embedding.vectors, embedding.model_ids = {}, {}
     if as_json:
         emit_json(evidence.to_dict(all_faces))
         return
@@ -126,8 +129,6 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
     shown = [e for e in (evidence.track_faces if all_faces else [evidence.face]) if e is not None]
     for embedding in shown + ([evidence.voice] if evidence.voice is not None else []):
         for name, vector in embedding.vectors.items():
-            if embedding.modality == "face" and face_spaces == [] and space is not None:
-                continue  # (the face space used only to link the tracks of a voice-only --space)
             stdout.print(f"{embedding.modality} (track {embedding.quality.get('track', '-')}) {name} space, model "
                          f"{embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:" if embedding.modality == "face"
                          else f"voice {name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:",
