@@ -1,6 +1,7 @@
 """Batch audit throughput: `fvmatch audit run` of 1,000 queries against a 10,000-identity gallery, batch sizes side by side.
 
 Run: .venv/bin/python benchmarks/audit_run.py [--identities 10000] [--real 125] [--batch-sizes 1 32] [--compare 200]
+     .venv/bin/python benchmarks/audit_run.py --sizes 10000 1000000   (the full query file against each size)
 
 Set-up (not timed): a synthetic corpus of `--real` identities with 5 faces and 5 clips each (4 s); the first face and
 clip of each are enrolled for real (the shipped model, through the library), and the gallery is filled up to
@@ -17,6 +18,10 @@ that a machine getting busier or quieter in between weighs on both alike. The ta
 per-query embed and search times from the results, and top-1 / top-10 identification accuracy of the cross-modal
 answers among all the gallery's identities (synthetic voices and faces, the shipped model: a sanity check of the
 pipeline, not evidence about real people).
+
+`--sizes A B ...` instead: one gallery per size (the same real identities and fillers drawn alike, in batches of
+10,000), the full query file once against each with the last batch size, one table and the rates' ratio to the
+first size. `--m` / `--ef-construction` build the indexes with other HNSW settings than the gallery's.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 
-def build(workdir: Path, identities: int, real: int, seed: int) -> Path:
+def build(workdir: Path, identities: int, real: int, seed: int, filler_batch: int = 1000) -> Path:
     """The corpus, the gallery and the query file; returns the query file."""
     from fvmatch.embedder import Embedder
     from fvmatch.enrollment import EnrollItem, enroll
@@ -67,8 +72,8 @@ def build(workdir: Path, identities: int, real: int, seed: int) -> Path:
     with gallery.writer():
         for modality in ("face", "voice"):
             real_vectors = source_vectors[modality]
-            for first in range(0, fillers, 1000):
-                count = min(1000, fillers - first)
+            for first in range(0, fillers, filler_batch):
+                count = min(filler_batch, fillers - first)
                 mix = real_vectors[rng.integers(0, len(real_vectors), size=(count, 3))].sum(axis=1)
                 mix += 0.5 * rng.normal(size=mix.shape) / np.sqrt(mix.shape[1])
                 mix /= np.linalg.norm(mix, axis=1, keepdims=True)
@@ -144,10 +149,21 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--compare", type=int, default=200, help="queries in the side-by-side comparison")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", help="gallery sizes (identities) answered side by side")
+    parser.add_argument("--m", type=int, help="HNSW M to build with (default: the gallery's)")
+    parser.add_argument("--ef-construction", type=int, help="HNSW ef_construction to build with")
     args = parser.parse_args()
     import torch
 
-    print(f"machine: {torch.get_num_threads()} torch threads", file=sys.stderr)
+    from fvmatch.gallery import index as index_module
+
+    index_module.M = args.m or index_module.M
+    index_module.EF_CONSTRUCTION = args.ef_construction or index_module.EF_CONSTRUCTION
+    print(f"machine: {torch.get_num_threads()} torch threads; HNSW M={index_module.M} "
+          f"ef_construction={index_module.EF_CONSTRUCTION}", file=sys.stderr)
+    if args.sizes:
+        compare_sizes(args)
+        return
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
         queries = build(workdir, args.identities, args.real, args.seed)
@@ -169,6 +185,40 @@ def main() -> None:
     print_table(rows)
     print(f"\nratio of in-run rates, batch {rows[-1]['batch']} / batch {rows[0]['batch']}: "
           f"{rows[-1]['qps_run'] / rows[0]['qps_run']:.2f}")
+
+
+def compare_sizes(args) -> None:
+    """The full query file against a gallery of each size (all built first, the same seed), answered in the order
+    A B .. B A so that a machine getting busier or quieter weighs on each size alike; means of the two runs."""
+    with tempfile.TemporaryDirectory() as directory:
+        built, queries = {}, {}
+        for identities in args.sizes:
+            workdir = Path(directory) / str(identities)
+            began = time.perf_counter()
+            queries[identities] = build(workdir, identities, args.real, args.seed, filler_batch=10_000)
+            built[identities] = time.perf_counter() - began
+        order = list(args.sizes) + list(reversed(args.sizes))
+        runs = [(size, audit_run(queries[size], Path(directory) / str(size) / "gallery",
+                                 Path(directory) / f"run-{i}.jsonl", args.batch_sizes[-1]))
+                for i, size in enumerate(order)]
+    rows = []
+    for size in args.sizes:
+        mine = [run for ran, run in runs if ran == size]
+        rows.append({"identities": size, "build_s": built[size], **mine[0],
+                     **{key: float(np.mean([run[key] for run in mine]))
+                        for key in ("wall_s", "qps_wall", "qps_run", "embed_ms", "search_ms")}})
+    print(f"\nall queries, batch size {args.batch_sizes[-1]}, against each gallery size, order "
+          f"{' '.join(f'{size:,}' for size in order)} (means of the two runs):")
+    print("| identities | build s | queries | failed | wall s | queries/s (wall) | queries/s (in run) | median embed ms "
+          "| median search ms | top-1 | top-10 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['identities']:,} | {row['build_s']:.0f} | {row['queries']} | {row['failed']} | {row['wall_s']:.1f} | "
+              f"{row['qps_wall']:.1f} | {row['qps_run']:.1f} | {row['embed_ms']:.1f} | {row['search_ms']:.2f} | "
+              f"{row['top1']:.3f} | {row['top10']:.3f} |")
+    for row in rows[1:]:
+        print(f"in-run rate at {row['identities']:,} / at {rows[0]['identities']:,} identities: "
+              f"{row['qps_run'] / rows[0]['qps_run']:.2f}")
 
 
 if __name__ == "__main__":
