@@ -25,7 +25,6 @@ def videos(tmp_path_factory, person) -> dict[str, Path]:
     files = {
         "mp4": write_talking_head(root / "talk.mp4", on, 4.0),
         "webm": write_talking_head(root / "talk.webm", on, 4.0),
-        "rotated": write_talking_head(root / "rotated.mp4", on, 2.0, rotation=90),
         "upright": write_talking_head(root / "upright.mp4", on, 2.0),
         "vfr": write_talking_head(root / "vfr.mkv", on, 2.0,
                                   frame_times=[0, 0.05, 0.1, 0.5, 0.55, 1.2, 1.25, 1.3, 1.9]),
@@ -78,10 +77,12 @@ def test_variable_frame_rate_sampled_evenly_and_noted(videos):
     assert info.variable_frame_rate is True
 
 
-def test_phone_rotation_applied(videos):
-    info = probe_video(videos["rotated"])
-    assert (info.rotation, info.width, info.height) == (90, 320, 240)
-    turned = [f.image for f in sampled_frames(videos["rotated"])]
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_phone_rotation_applied(videos, person, tmp_path, rotation):
+    path = write_talking_head(tmp_path / "turned.mp4", [OnScreen(person)], 2.0, rotation=rotation)
+    info = probe_video(path)
+    assert (info.rotation, info.width, info.height) == (rotation, 320, 240)
+    turned = [f.image for f in sampled_frames(path)]
     upright = [f.image for f in sampled_frames(videos["upright"])]
     assert turned[0].shape == upright[0].shape == (240, 320, 3)
     # the same picture (up to coding noise), not a quarter-turned one
