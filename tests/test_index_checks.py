@@ -250,3 +250,15 @@ def test_an_older_gallery_gets_its_tallies_counted_once_when_opened(tmp_path):
         assert gallery.counts() == {"identities": 4, "face": 8, "voice": 4}
         assert tallied_counts(gallery) == scanned_counts(gallery)
         assert gallery.index("face").health.state == "ok" and gallery.index("face").live_count == 8
+
+
+def test_an_older_fvmatch_s_sidecar_is_completed_once_then_trusted(directory, monkeypatch):
+    path = index_path(directory, "joint", "face").with_suffix(".hnsw.json")
+    older = {key: value for key, value in json.loads(path.read_text()).items() if key not in ("modality", "db_version")}
+    path.write_text(json.dumps(older))  # as an fvmatch before the tallies saved it
+    verified(directory)  # compared with the database once; the sidecar gets the modality and the version
+    assert sidecar(directory)["modality"] == "face" and isinstance(sidecar(directory)["db_version"], int)
+    monkeypatch.setattr(Gallery, "_ids", lambda *a, **k: pytest.fail("compared although the version vouches"))
+    gallery, index = open_index(directory)
+    assert index.health.state == "ok" and index.live_count == 40
+    gallery.close()

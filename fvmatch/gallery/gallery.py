@@ -314,7 +314,7 @@ class Gallery:
                         index.reconcile(self._ids(modality, space), lambda wanted: self._vectors(wanted, space))
                 index.timings["compare"] = time.perf_counter() - began
             self._indexes[key] = index
-            if index.dirty or index.refreshable:
+            if index.dirty or index.refreshable(self._sidecar_fields(space, modality)):
                 self._save_if_free(index, space, modality)
         return self._indexes[key]
 
@@ -359,7 +359,7 @@ class Gallery:
                 if index.dirty:
                     index.save(self._sidecar_fields(space, modality))
                 else:
-                    index.refresh_sidecar()
+                    index.refresh_sidecar(self._sidecar_fields(space, modality))
         except OSError:
             pass  # a full or read-only disk: this reader still answers, from the in-memory repair
         finally:

@@ -98,14 +98,15 @@ class ModalityIndex:
     hash_began_ns: int = 0  # when that hash began (no write after this escapes a change time check)
     timings: dict[str, float] = field(default_factory=dict)  # seconds of each stage of opening
 
-    @property
-    def refreshable(self) -> bool:
-        """Whether the sidecar should be rewritten (fingerprint newly verified, or the database version now known)."""
+    def refreshable(self, fields: dict[str, str]) -> bool:
+        """Whether the sidecar should be rewritten: the file newly verified whole, the database version it holds
+        now known, or `fields` (what a save records: space, model id, modality) missing from an older sidecar."""
         if self.index is None or self.dirty:
             return False
         fresh_fingerprint = self.hashed is not None and vouched(
             {"fingerprint": fingerprint(self.hashed), "verified_ns": self.hash_began_ns}, self.hashed)
-        return fresh_fingerprint or (self.synced is not None and self.synced != self.sidecar_info.get("db_version"))
+        new_version = self.synced is not None and self.synced != self.sidecar_info.get("db_version")
+        return fresh_fingerprint or new_version or any(self.sidecar_info.get(k) != v for k, v in fields.items())
 
     @property
     def sidecar(self) -> Path:
@@ -288,11 +289,11 @@ class ModalityIndex:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def refresh_sidecar(self) -> None:
-        """Record in the sidecar what this open verified: the fingerprint of the file it hashed whole, and the
-        database version it found the index to hold. Hold the write lock; nothing is written if the file or its
+    def refresh_sidecar(self, fields: dict[str, str]) -> None:
+        """Record in the sidecar what this open verified: the fingerprint of the file it hashed whole, the database
+        version it found the index to hold, and `fields`. Hold the write lock; nothing is written if the file or its
         sidecar changed since they were read (OSError when the storage refuses the write)."""
-        if not self.refreshable:
+        if not self.refreshable(fields):
             return
         try:
             on_disk = json.loads(self.sidecar.read_text())
@@ -301,7 +302,7 @@ class ModalityIndex:
             return
         if on_disk != self.sidecar_info or (self.hashed is not None and fingerprint(status) != fingerprint(self.hashed)):
             return
-        info = dict(on_disk)
+        info = {**on_disk, **fields}
         if self.hashed is not None:
             info.update(fingerprint=fingerprint(self.hashed), verified_ns=self.hash_began_ns)
         if self.synced is not None:
