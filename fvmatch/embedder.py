@@ -126,7 +126,7 @@ class Embedder:
             if name == JOINT:
                 from fvmatch.spaces.joint import JointSpace
 
-                self._spaces[name] = JointSpace(self.checkpoint, self.device)
+                self._spaces[name] = JointSpace(self.checkpoint, self.device, self.space)
             elif name == FACE_SPACE:
                 from fvmatch.spaces.dlib_face import DlibFaceSpace
 

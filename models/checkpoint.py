@@ -131,7 +131,7 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Chec
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .joint import JointModel
+    from .joint import build_model
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     card, config = read_model_card(path)
@@ -148,7 +148,7 @@ def load_checkpoint(path: str | Path | None = None, device: str = "cpu") -> Chec
         raise CheckpointError(f"{path}: model card describes more layers than the file holds tensors ({len(state)})")
     try:
         with torch.device("meta"):
-            model = JointModel(config)
+            model = build_model(config)
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as error:
         raise CheckpointError(f"{path}: model card describes no buildable model ({_one_line(error)})") from None
     try:

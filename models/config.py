@@ -18,7 +18,17 @@ class JointModelConfig:
     # BatchNorm (no affine) on each subnet's output before the shared layer: removes each modality's common
     # direction, which otherwise dominates and leaves all joint embeddings within a tiny cone (cosines ~0.99998)
     subnet_batchnorm: bool = False
+    # what each subnet reads: "crop" (160x160 face crops) / "log-mel" (64-band log-mel), or the name of a frozen
+    # pretrained space ("dlib-face", "ge2e-voice") whose unit vectors a small "mlp" subnet maps (the experts recipe)
+    face_input: str = "crop"
+    voice_input: str = "log-mel"
+    voice_subnet: str = "dimnet"  # "dimnet" (DIMNet-voice) or "mlp"
     description: str = field(default="", compare=False)
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        """The frozen pretrained spaces this model reads (none for a model trained end to end on media)."""
+        return tuple(name for name, own in ((self.face_input, "crop"), (self.voice_input, "log-mel")) if name != own)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -26,7 +36,7 @@ class JointModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "JointModelConfig":
         known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
-        optional = {"description", "face_input_size", "subnet_batchnorm"}
+        optional = {"description", "face_input_size", "subnet_batchnorm", "face_input", "voice_input", "voice_subnet"}
         missing = set(cls.__dataclass_fields__) - set(known) - optional
         if missing:
             raise ValueError(f"model config lacks {', '.join(sorted(missing))}")
@@ -56,6 +66,19 @@ CONFIGS: dict[str, JointModelConfig] = {
         face_input_size=64,
         subnet_batchnorm=True,
         description="small CPU config for tests and the demo: 5-stage CNN on 64x64 faces, narrow DIMNet-voice, shared FC 256->256",
+    ),
+    "experts": JointModelConfig(
+        name="experts",
+        face_subnet="mlp",
+        face_channels=(128, 512),  # dlib-face's 128-D vector -> hidden 512 -> subnet_dim
+        voice_channels=(256, 512),  # ge2e-voice's 256-D vector -> hidden 512 -> subnet_dim
+        subnet_dim=256,
+        embedding_dim=256,
+        subnet_batchnorm=True,
+        face_input="dlib-face",
+        voice_input="ge2e-voice",
+        voice_subnet="mlp",
+        description="experts recipe: frozen dlib-face and ge2e-voice vectors, a 2-layer MLP per modality, shared FC 256->256",
     ),
 }
 

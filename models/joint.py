@@ -46,3 +46,12 @@ class IdentityClassifier(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.linear(embeddings)
+
+
+def build_model(config: JointModelConfig) -> nn.Module:
+    """The network a config describes: JointModel on media, ExpertsModel on frozen pretrained spaces' vectors."""
+    if config.experts:
+        from .experts import ExpertsModel
+
+        return ExpertsModel(config)
+    return JointModel(config)

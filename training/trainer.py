@@ -1,8 +1,9 @@
-"""The training loop of the joint embedding (Wang et al. 2020), on one device or many through torchrun.
+"""The training loop of the joint embedding, on one device or many through torchrun; the recipe
+(training/recipes/, Wang et al. 2020 by default) says what the model reads and which loss it learns.
 
     for each epoch: for each identity batch:
         learning rate <- logarithmic decay from lr_start to lr_end over the whole run
-        faces, voices -> joint model (bf16 autocast on CUDA) -> identity logits
+        the recipe's face and voice inputs -> joint model (bf16 autocast on CUDA) -> identity logits
         loss = ranking (hardest negatives, both directions) + λ1 identity CE + λ2 center loss
         backward, SGD step, center update
     validate (verification AUC, V-F 1:2 accuracy), save the checkpoint and the trainer state
@@ -26,16 +27,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fvmatch.media.audio import log_mel_batch
-from fvmatch.models.checkpoint import load_checkpoint, save_checkpoint
+from fvmatch.models.checkpoint import load_checkpoint, read_card, save_checkpoint
 from fvmatch.models.config import get_config
 from fvmatch.models.face import load_face_weights
-from fvmatch.models.joint import IdentityClassifier, JointModel
+from fvmatch.models.joint import IdentityClassifier, build_model
 
-from .augment import telephone_band
-from .data import IdentityBatches, PreparedCorpus
-from .losses import TERM_NAMES, CenterLoss, JointLoss
-from .validation import validate
+from .data import PreparedCorpus
+from .losses import TERM_NAMES, CenterLoss
+from .recipes import get_recipe, recipe_card
 
 STATE_SUFFIX = ".trainer.safetensors"
 FINITE_CHECK_STEPS = 20  # on CUDA the loss is checked for NaN/inf every this many steps (each check waits for the GPU)
@@ -43,6 +42,7 @@ FINITE_CHECK_STEPS = 20  # on CUDA the loss is checked for NaN/inf every this ma
 
 @dataclass
 class TrainSettings:
+    recipe: str = "wang2020"  # training/recipes/
     config: str = "small"
     epochs: int = 10
     batch_size: int = 64
@@ -102,13 +102,13 @@ def learning_rate(step: int, total_steps: int, start: float, end: float) -> floa
 class TrainNet(nn.Module):
     """Joint model + identity head in one module, so that DistributedDataParallel wraps a single forward."""
 
-    def __init__(self, model: JointModel, classifier: IdentityClassifier) -> None:
+    def __init__(self, model: nn.Module, classifier: IdentityClassifier) -> None:
         super().__init__()
         self.model = model
         self.classifier = classifier
 
-    def forward(self, faces: torch.Tensor, mel: torch.Tensor):
-        face_vectors, voice_vectors = self.model(faces, mel)
+    def forward(self, faces: torch.Tensor, voices: torch.Tensor):
+        face_vectors, voice_vectors = self.model(faces, voices)
         return face_vectors, voice_vectors, self.classifier(face_vectors), self.classifier(voice_vectors)
 
 
@@ -173,6 +173,14 @@ def _load_state(path: Path, net: TrainNet, centers: CenterLoss, optimizer: torch
     return info
 
 
+def _check_same_recipe(out: Path, recipe: str) -> None:
+    """ValueError when the checkpoint being resumed was trained with another recipe (before anything is loaded)."""
+    trained_with = read_card(out).get("training", {}).get("settings", {}).get("recipe", "wang2020")
+    if trained_with != recipe:
+        raise ValueError(f"{out}: was trained with recipe {trained_with!r}, not {recipe!r}; resume it with "
+                         f"--recipe {trained_with} or write a new checkpoint")
+
+
 def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: str = "cpu", resume: bool = False,
           training_data: str | None = None, on_step: Callable[[StepReport], None] | None = None,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
@@ -188,14 +196,21 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
     torch_device = torch.device(device)
     cuda = torch_device.type == "cuda"
 
+    recipe = get_recipe(settings.recipe)
+    config = get_config(settings.config)
+    recipe.check_config(config)
+    if resume:
+        _check_same_recipe(out, settings.recipe)
     corpus = PreparedCorpus(cache)
-    train_ids, val_ids = corpus.split("train"), corpus.split("val")
+    data = recipe.data(corpus, config)
+    train_ids, val_ids = recipe.usable(data, corpus.split("train")), recipe.usable(data, corpus.split("val"))
     if len(train_ids) < 2:
         raise ValueError(f"{cache}: the train split has {len(train_ids)} usable identities; at least 2 are needed")
-    config = get_config(settings.config)
     torch.manual_seed(settings.seed)
-    model = JointModel(config)
+    model = build_model(config)
     face_weights_sha256 = None
+    if settings.face_weights and config.experts:
+        raise ValueError(f"config {config.name!r} keeps its pretrained face space frozen: it takes no --face-weights")
     if settings.face_weights and not resume:
         face_weights_sha256 = load_face_weights(model.face, settings.face_weights)
     net = TrainNet(model, IdentityClassifier(config.embedding_dim, len(train_ids))).to(torch_device)
@@ -204,7 +219,7 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
         net.model.face.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr_start, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
-    objective = JointLoss()
+    objective = recipe.objective()
 
     start_epoch, step, history = 0, 0, []
     if resume:
@@ -213,8 +228,9 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
         info = _load_state(state_path, net, centers, optimizer)
         if info["model_id"] != checkpoint.model_id:
             raise ValueError(f"{state_path}: trainer state belongs to another checkpoint than {out}")
-        if info["settings"] != settings.to_dict():
-            changed = sorted(k for k in settings.to_dict() if info["settings"].get(k) != settings.to_dict()[k])
+        trained = {"recipe": "wang2020", **info["settings"]}  # (states written before recipes existed)
+        if trained != settings.to_dict():
+            changed = sorted(k for k in settings.to_dict() if trained.get(k) != settings.to_dict()[k])
             raise ValueError(f"{state_path}: settings differ from the run being resumed ({', '.join(changed)})")
         start_epoch, step, history = info["epoch"] + 1, info["step"], info["history"]
         face_weights_sha256 = info.get("face_weights_sha256")
@@ -223,14 +239,13 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
     if world > 1:
         model_for_step = nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if cuda else None)
 
-    steps_per_epoch = len(IdentityBatches(corpus, train_ids, settings.batch_size, settings.crop_seconds,
-                                          settings.seed, 0, rank, world, passes=settings.passes))
+    steps_per_epoch = len(recipe.batches(data, train_ids, settings, 0, rank, world))
     total_steps = steps_per_epoch * settings.epochs
     description = training_data or corpus.description()
     checkpoint_card = {}
+    experts = data.description["model_ids"] if config.experts else None  # the frozen spaces the model reads
     for epoch in range(start_epoch, settings.epochs):
-        batches = IdentityBatches(corpus, train_ids, settings.batch_size, settings.crop_seconds, settings.seed, epoch,
-                                  rank, world, passes=settings.passes, telephone_fraction=settings.telephone_fraction)
+        batches = recipe.batches(data, train_ids, settings, epoch, rank, world)
         loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=settings.workers,
                                              pin_memory=cuda, persistent_workers=False,
                                              prefetch_factor=4 if settings.workers else None)
@@ -242,16 +257,10 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
             lr = learning_rate(step, total_steps, settings.lr_start, settings.lr_end)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            faces = batch.faces.to(torch_device, non_blocking=True)
-            if cuda:
-                faces = faces.contiguous(memory_format=torch.channels_last)
+            face_inputs, voice_inputs = recipe.inputs(batch, torch_device, settings)
             labels = batch.labels.to(torch_device, non_blocking=True)
-            waveforms = batch.waveforms.to(torch_device, non_blocking=True)
-            if settings.telephone_fraction:
-                waveforms = telephone_band(waveforms, batch.bands.to(torch_device, non_blocking=True))
-            mel = log_mel_batch(waveforms)
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=cuda):
-                face_vectors, voice_vectors, face_logits, voice_logits = model_for_step(faces, mel)
+                face_vectors, voice_vectors, face_logits, voice_logits = model_for_step(face_inputs, voice_inputs)
             loss, terms = objective.on_device(face_vectors.float(), voice_vectors.float(), face_logits.float(),
                                               voice_logits.float(), labels, centers)
             nonfinite |= ~torch.isfinite(loss.detach())
@@ -274,15 +283,16 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
             started = now
         _check_finite(nonfinite, checked + 1, step, epoch)  # before anything is validated or saved
         if rank == 0:
-            metrics = validate(net.model, corpus, val_ids, torch_device) if len(val_ids) >= 2 else {}
+            metrics = recipe.validate(net.model, data, val_ids, torch_device) if len(val_ids) >= 2 else {}
             record = {"epoch": epoch, "step": step, "learning_rate": learning_rate(step - 1, total_steps,
                       settings.lr_start, settings.lr_end), **{f"val_{k}": v for k, v in metrics.items()}}
             history.append(record)
             checkpoint_card = save_checkpoint(
                 net.model, out, training_data=description,
                 metrics={"validation": metrics, "epoch": epoch, "step": step},
-                training={"settings": settings.to_dict(), "history": history, "world_size": world,
-                          "face_weights_sha256": face_weights_sha256})
+                training={"settings": settings.to_dict(), "recipe": recipe_card(recipe), "history": history,
+                          "world_size": world, "face_weights_sha256": face_weights_sha256},
+                **({"experts": experts} if experts else {}))
             _save_state(state_path, net, centers, optimizer,
                         {"epoch": epoch, "step": step, "settings": settings.to_dict(), "history": history,
                          "model_id": checkpoint_card["model_id"], "face_weights_sha256": face_weights_sha256})

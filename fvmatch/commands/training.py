@@ -45,7 +45,10 @@ def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:
 def train(
     data: Path = typer.Argument(..., help="Prepared shards (from fvmatch prepare), or a corpus to prepare first."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (.safetensors), updated every epoch."),
-    config: str = typer.Option("small", "--config", help="Model config: small or wang2020."),
+    recipe: str = typer.Option("wang2020", "--recipe", help="Training recipe: wang2020 (end to end on media) or "
+                               "experts (a head on frozen dlib-face and ge2e-voice vectors)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Model config: small or wang2020 (wang2020 recipe; "
+                                         "default small), experts (experts recipe, its default)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=2, help="Identities per batch (one face-voice pair each)."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Starting learning rate (decays logarithmically)."),
@@ -63,9 +66,14 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run that wrote --out."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Train the joint face-voice embedding (Wang et al. 2020 losses); same command under torchrun for many GPUs."""
+    """Train the joint face-voice embedding with a recipe (default: Wang et al. 2020); same command under torchrun
+    for many GPUs."""
     from fvmatch.models.config import CONFIGS
+    from fvmatch.training.recipes import RECIPES
 
+    if recipe not in RECIPES:
+        raise BadArgument("--recipe", f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
+    config = config or RECIPES[recipe].default_config
     if config not in CONFIGS:
         raise BadArgument("--config", f"unknown config {config!r}; known: {', '.join(sorted(CONFIGS))}")
     if resume and not out.is_file():
@@ -80,7 +88,7 @@ def train(
 
     from fvmatch.training.trainer import TrainSettings, train as train_model
 
-    settings = TrainSettings(config=config, epochs=epochs, batch_size=batch_size, lr_start=lr, lr_end=lr_end,
+    settings = TrainSettings(recipe=recipe, config=config, epochs=epochs, batch_size=batch_size, lr_start=lr, lr_end=lr_end,
                              crop_seconds=crop_seconds, passes=passes, seed=seed, workers=workers,
                              telephone_fraction=telephone_fraction, face_weights=str(face_weights) if face_weights else None)
     columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
