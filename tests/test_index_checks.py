@@ -262,3 +262,18 @@ def test_an_older_fvmatch_s_sidecar_is_completed_once_then_trusted(directory, mo
     gallery, index = open_index(directory)
     assert index.health.state == "ok" and index.live_count == 40
     gallery.close()
+
+
+def test_a_search_loads_an_index_without_spare_room_and_a_writer_with_it(directory):
+    with Gallery.open(directory) as gallery, gallery.writer():  # growing past its size leaves room to spare
+        gallery.add(items(1, first=20))
+        gallery.flush()
+    saved = sidecar(directory)
+    assert saved["capacity"] > saved["count"] == 42
+    with Gallery.open(directory) as gallery:
+        gallery.search(items(1)[0].vectors["joint"], ["face"], top=1)
+        assert gallery.index("face").index.get_max_elements() == 42  # a reader: exactly its items
+    with Gallery.open(directory) as gallery, gallery.writer():
+        gallery.add(items(1, first=50))
+        assert gallery.index("face").index.get_max_elements() == saved["capacity"]  # a writer: added without resize
+        assert gallery.index("face").live_count == 44

@@ -296,14 +296,15 @@ class Gallery:
         vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dim(space))
         return ids, vectors
 
-    def index(self, modality: str, space: str = SPACE) -> ModalityIndex:
-        """The checked index of one (space, modality): loaded if its file is sound, repaired or rebuilt if not."""
+    def index(self, modality: str, space: str = SPACE, room: bool = True) -> ModalityIndex:
+        """The checked index of one (space, modality): loaded if its file is sound, repaired or rebuilt if not.
+        `room=False` (a search) loads it without the spare capacity a writer adds into."""
         key = (space, modality)
         if key not in self._indexes:
             index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
             expected = self._index_identity(space)
             with self._memory(index, modality, space):
-                problem = index.load_checked(expected)
+                problem = index.load_checked(expected, room)
                 began = time.perf_counter()
                 with self._snapshot():
                     index.synced = self._tally(space, modality)[1]
@@ -377,7 +378,8 @@ class Gallery:
         """Rank identities by their best item in `space`: over-fetch from HNSW, re-score candidates exactly."""
         query = self._check_query(query, space)
         fetch = max(MIN_FETCH, top * OVER_FETCH)
-        labels = np.concatenate([self.index(modality, space).search(query, fetch) for modality in against])
+        labels = np.concatenate([self.index(modality, space, room=False).search(query, fetch)
+                                 for modality in against])
         if len(labels) == 0:
             return []
         # one query brings each candidate's stored embedding (for the exact re-score) and what the answer shows

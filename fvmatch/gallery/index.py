@@ -155,14 +155,16 @@ class ModalityIndex:
                 self.deleted.add(label)
                 self.dirty = True
 
-    def load_checked(self, expected: dict[str, str]) -> str | None:
-        """Load the file if its sidecar vouches for it; return why not otherwise.
+    def load_checked(self, expected: dict[str, str], room: bool = True) -> str | None:
+        """Load the file if its sidecar vouches for it; return why not otherwise. With `room`, keep the spare
+        capacity it was saved with (for a writer: no resize, which holds the index twice, to add a few items);
+        without, exactly its items (for a reader: 20% less memory).
 
         A writer may rename a new index and sidecar into place while we read: what hnswlib loads must be the very
         file (same inode) that was hashed against the sidecar read before it, else both are read again.
         """
         for _ in range(3):
-            problem, sidecar_text, hashed = self._load_once(expected)
+            problem, sidecar_text, hashed = self._load_once(expected, room)
             if problem is None or sidecar_text is None:
                 return problem
             if self._current(sidecar_text, hashed):
@@ -174,7 +176,7 @@ class ModalityIndex:
         return (self.index is not None and not self.dirty and self.sidecar_info.get("modality") == modality
                 and self.sidecar_info.get("db_version") == version)
 
-    def _load_once(self, expected: dict[str, str]) -> tuple[str | None, str | None, os.stat_result | None]:
+    def _load_once(self, expected: dict[str, str], room: bool) -> tuple[str | None, str | None, os.stat_result | None]:
         """(problem or None, the sidecar text read, the stat of the file hashed)."""
         import hnswlib
 
@@ -208,8 +210,7 @@ class ModalityIndex:
         index = hnswlib.Index(space="ip", dim=self.dim)
         try:
             with memory_errors():  # too little memory is no reason to rebuild (which needs more): MemoryError
-                # no room kept for additions: a reader adds nothing, and a writer's first addition resizes
-                index.load_index(str(self.path), max_elements=int(info.get("count", 0)))
+                index.load_index(str(self.path), max_elements=int(info.get("capacity" if room else "count", 0)))
         except (RuntimeError, ValueError) as error:
             return f"index file unreadable ({error})", sidecar_text, status
         self.timings["load"] = time.perf_counter() - began
