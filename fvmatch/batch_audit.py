@@ -388,23 +388,16 @@ class _Context:
                 "answered_at": _utc_now()}
 
     def _answer(self, query: Query, record: dict, embedding, embed_seconds: float) -> dict:
-        from fvmatch.gallery.gallery import UnknownIdentity
-        from fvmatch.matching import identify, ranked, verify_claim
+        from fvmatch.matching import ranked
 
         began = time.perf_counter()
         targets = self.targets(query.modality)
-        if query.claimed_identity:
-            try:
-                groups = verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
-                                      self.calibration, self.fmr)
-            except UnknownIdentity:
-                return self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
-                                    "UnknownIdentity")
-            if not groups:
-                return self._failed(record, f"claimed identity {query.claimed_identity!r} has no "
-                                    f"{' or '.join(targets)} items", "UnknownIdentity")
-        else:
-            groups = identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr)
+        groups, failure = self._groups(embedding, query, targets, record)
+        if failure is not None:
+            return failure
+        if query.claimed_identity and not groups:
+            return self._failed(record, f"claimed identity {query.claimed_identity!r} has no "
+                                f"{' or '.join(targets)} items", "UnknownIdentity")
         search_seconds = time.perf_counter() - began
         pairs = ranked(groups)
         judged = [j for _, j in pairs]
@@ -423,11 +416,25 @@ class _Context:
                 "timing_ms": {"embed": round(embed_seconds * 1000, 2), "search": round(search_seconds * 1000, 2)}}
 
 
+    def _groups(self, embedding, query: Query, targets: list[str], record: dict) -> tuple[list, dict | None]:
+        """The trial groups answering one embedding, the claimed identity's scored exactly or an identification:
+        (groups, None), or ([], the failed record) when the claimed identity is not enrolled."""
+        from fvmatch.gallery.gallery import UnknownIdentity
+        from fvmatch.matching import identify, verify_claim
+
+        if not query.claimed_identity:
+            return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr), None
+        try:
+            return verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
+                                self.calibration, self.fmr), None
+        except UnknownIdentity:
+            return [], self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
+                                    "UnknownIdentity")
+
     def _answer_video(self, query: Query, record: dict, began: float) -> dict:
         """A video row: its main face track and its soundtrack each searched (or scored against the claim), the
         candidates of both in one list (by likelihood ratio when every group is calibrated), each naming its part."""
-        from fvmatch.gallery.gallery import UnknownIdentity
-        from fvmatch.matching import check_gallery, identify, merged, query_spaces, verify_claim
+        from fvmatch.matching import check_gallery, merged, query_spaces
         from fvmatch.video import embed_video
 
         targets = [target for target in self.targets("video") if self.counts[target]]
@@ -447,15 +454,9 @@ class _Context:
         answered = []  # (part, group)
         for embedding in evidence.embeddings():
             part = "face track" if embedding.modality == "face" else "soundtrack"
-            if query.claimed_identity:
-                try:
-                    found = verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
-                                         self.calibration, self.fmr)
-                except UnknownIdentity:
-                    return self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
-                                        "UnknownIdentity")
-            else:
-                found = identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr)
+            found, failure = self._groups(embedding, query, targets, record)
+            if failure is not None:
+                return failure
             answered.extend((part, group) for group in found)
         search_seconds = time.perf_counter() - began
         groups = [group for _, group in answered]
