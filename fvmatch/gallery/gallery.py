@@ -196,7 +196,11 @@ class Gallery:
 
     def missing_count(self, space: str, modality: str) -> int:
         """How many items of a modality have no vector in `space` (from the tallies: no scan)."""
-        return self.counts()[modality] - self._tally(space, modality)[0]
+        return self._media_tallies().get(modality, 0) - self._tally(space, modality)[0]
+
+    def _media_tallies(self) -> dict[str, int]:
+        """Items per modality, kept by the database's triggers (schema.m004)."""
+        return {modality: int(items) for modality, items in self.db.execute("SELECT modality, items FROM media_tallies")}
 
     def _tally(self, space: str, modality: str) -> tuple[int, int]:
         """(vectors of a space and modality, their version): kept by the database's triggers (schema.m004)."""
@@ -260,8 +264,8 @@ class Gallery:
 
     def counts(self) -> dict[str, int]:
         counts = {"identities": self.db.execute("SELECT count(*) FROM identities").fetchone()[0]}
-        tallies = dict(self.db.execute("SELECT modality, items FROM media_tallies").fetchall())
-        return {**counts, **{modality: int(tallies.get(modality, 0)) for modality in MODALITIES}}
+        tallies = self._media_tallies()
+        return {**counts, **{modality: tallies.get(modality, 0) for modality in MODALITIES}}
 
     def identities(self) -> list[dict]:
         rows = self.db.execute(
