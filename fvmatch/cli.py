@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import sys
 
-from fvmatch.commands import analyst, audit, evaluation, gallery, media, report, training
+from fvmatch.commands import analyst, audit, evaluation, gallery, importing, media, report, training
 from fvmatch.commands.common import app, say_line, stderr
 from fvmatch.errors import EXIT_INTERNAL, FvmatchError
 
 # importing a command module registers its commands on `app`
-COMMAND_MODULES = (media, analyst, gallery, audit, report, training, evaluation)
+COMMAND_MODULES = (media, analyst, gallery, audit, report, training, evaluation, importing)
 
 def main() -> None:
     """Entry point: run the app; a user mistake becomes one line on stderr and its exit code, never a traceback."""
