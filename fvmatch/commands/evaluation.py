@@ -46,6 +46,48 @@ def _embed(data: Path, embedder, spaces: list[str], split: Optional[str], cache:
                             progress=lambda n: progress.advance(task, n), total=lambda n: progress.update(task, total=n))
 
 
+def _read_trial_list(path: Path, data: Path, split: Optional[str]):
+    """--trials: fvmatch's list or a published one (fvmatch.evaluation.trials), its names mapped through DATA's
+    meta.csv. Trials naming files absent from DATA are said and skipped (as items that fail to embed are), and so
+    are those naming people of another split; a list none of whose trials is in DATA is refused."""
+    from fvmatch.corpus import corpus_layout, read_meta
+    from fvmatch.errors import BadArgument
+    from fvmatch.evaluation.trials import FORMAT, absent_items, read_trials
+
+    rows = read_meta(data) if corpus_layout(data) == "meta" else []
+    names = {row["name"]: row["identity"] for row in rows}
+    trial_list = read_trials(path, names=names)
+    if not trial_list.trials:
+        raise BadArgument(path, "lists no trials")
+    if trial_list.list_format != FORMAT:
+        say_line(stderr, f"fvmatch: {path}: {len(trial_list.trials):,} trials, read as a {trial_list.list_format}")
+    absent, files = absent_items(trial_list, data)
+    if absent == len(trial_list.trials):
+        raise BadArgument(path, f"none of its {absent:,} trials names files in {data} ({len(files):,} files absent, "
+                                f"first {files[0]}): another corpus, or faces or voices not imported")
+    if absent:
+        note = (f"{absent:,} of {len(trial_list.trials):,} trials name files absent from {data} ({len(files):,} "
+                f"files, first {files[0]}): skipped")
+        trial_list.shortfalls.append(note)
+        say_line(stderr, f"fvmatch: {path}: {note}")
+    outside = _outside_split(trial_list, rows, split)
+    if outside:
+        note = (f"{outside:,} of {len(trial_list.trials):,} trials name people outside split {split!r}: skipped "
+                "(--split evaluates another)")
+        trial_list.shortfalls.append(note)
+        say_line(stderr, f"fvmatch: {path}: {note}")
+    return trial_list
+
+
+def _outside_split(trial_list, rows: list[dict], split: Optional[str]) -> int:
+    """How many trials name someone of meta.csv who is not in the split evaluated."""
+    if split is None:
+        return 0
+    elsewhere = {row["identity"] for row in rows if row["split"] != split}
+    return sum(any(item.split("/")[1] in elsewhere for item in (trial.probe, *trial.candidates) if item.count("/") >= 2)
+               for trial in trial_list.trials)
+
+
 @app.command()
 def evaluate(
     data: Path = DataArgument,
@@ -54,7 +96,9 @@ def evaluate(
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on (identity-disjoint from "
                                         "training); default test. A plain folder has none."),
     seed: int = typer.Option(0, "--seed", help="Seed of the trial lists and the bootstrap."),
-    trials: Optional[Path] = typer.Option(None, "--trials", help="Evaluate this trial list (CSV/JSON) instead of drawing one."),
+    trials: Optional[Path] = typer.Option(None, "--trials", help="Evaluate this trial list instead of drawing one: "
+                                          "fvmatch's CSV/JSON, or a published list as distributed (Learnable PINs "
+                                          "veriflists, matching lists, VoxCeleb1's)."),
     write_trials_to: Optional[Path] = typer.Option(None, "--write-trials", help="Also write the trial list used here."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Directory for ROC/DET/1:N/histogram PNGs."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Embedding cache directory (each file embedded once per space)."),
@@ -62,14 +106,16 @@ def evaluate(
 ) -> None:
     """Evaluate with the published protocols (verification, 1:2, 1:N, retrieval), each in its space, with 95% CIs."""
     from fvmatch.embedder import Embedder
-    from fvmatch.evaluation import evaluate as run_evaluation, read_trials, table2_rows, trials_for, without_scores
+    from fvmatch.evaluation import evaluate as run_evaluation, table2_rows, trials_for, without_scores
     from fvmatch.evaluation import write_plots, write_trials
 
     spaces = _spaces(space)
     split = _split(data, split, "test")
+    trial_list = _read_trial_list(trials, data, split) if trials else None  # a bad list fails before embedding
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
-    trial_list = read_trials(trials) if trials else trials_for(corpora, seed)
+    if trial_list is None:
+        trial_list = trials_for(corpora, seed)
     if write_trials_to:
         write_trials(trial_list, write_trials_to)
     results = run_evaluation(corpora, seed=seed, trials=trial_list, calibration=embedder.card.get("calibration"))

@@ -26,12 +26,30 @@ stream derived from the seed and the block's name, so the lists are identical fo
 not change when the counts of another do.
 
 Lists are written as CSV (the columns above; candidates joined by '|') or JSON (the same rows plus the seed
-and counts), and read back from either, so a published list converted to these columns can be evaluated.
+and counts), and read back from either. `read_trials` also reads published lists as their authors distribute
+them, the format told from the content, their paths mapped onto the corpus (VGGFace1 names to VoxCeleb1 IDs
+through meta.csv's name column):
+
+    Nagrani et al. 2018 (Learnable PINs) verification lists, veriflist_test_<criterion>_<seenheard|unseenunheard>.txt:
+        id,voice-speaker-id,face-speaker-id,label,voice-path,face-path
+        2,2,493,0,A.R._Rahman/gaQqIoV_aLY_0000002.wav,Jesse_Spencer/FSfMyWtvPvI/0000825.jpg
+      -> verification F-V, stratum from the file name (random U, G, N, A, GNA), target the label;
+         <name>/<video>_<NNNNNNN>.wav is voices/<id>/<video>/<NNNNN>.wav, <name>/<video>/<frame>.jpg is
+         faces/<id>/<video>/<frame>.jpg
+    1:2 and 1:N matching lists, matching_<v2f|f2v>_<U|G|N|GN>.csv: space-separated, the probe, then the right
+    candidate, then the wrong one(s):
+        id10002/eNc4LrrvV80/00005.wav A.R._Rahman/1.6/gaQqIoV_aLY/0003650.jpg Toby_Stephens/1.6/s_fUJ9gYz7k/0004350.jpg
+      -> 1:2 (two candidates) or 1:N, direction from the probe's modality, stratum from the file name (else U),
+         target 0; <id>/<video>/<NNNNN>.wav is voices/..., <name>/1.6/<video>/<frame>.jpg is faces/<id>/<video>/<frame>.jpg
+    VoxCeleb1's speaker-verification lists (veri_test.txt, veri_test2.txt, list_test_all2.txt, list_test_hard2.txt):
+        1 id10270/x6uYqmx31kE/00002.wav id10270/GWXujl-xAVM/00035.wav
+      -> verification V-V U, target the label
 """
 from __future__ import annotations
 
 import csv
 import json
+import re
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,6 +71,13 @@ MODALITY_OF = {"F": "face", "V": "voice"}
 DIRECTIONS = {"verification": ("F-V", "F-F", "V-V"), "1:2": ("F-V", "V-F"), "1:N": ("F-V", "V-F"),
               "retrieval": ("F-V", "V-F")}
 STRATA = ("U", "G", "N", "A", "GNA", "GN")
+# published lists (module docstring): Learnable PINs' header and demographic criteria, the strata their file names
+# carry, and VoxCeleb1's face-frame folder
+PINS_HEADER = ("id", "voice-speaker-id", "face-speaker-id", "label", "voice-path", "face-path")
+PINS_CRITERIA = {"random": "U", "G": "G", "N": "N", "A": "A", "GNA": "GNA"}
+PINS_NAME = re.compile(r"(?:^|_)(random|G|N|A|GNA)_(seenheard|unseenunheard)(?:_|\.|$)")
+MATCHING_NAME = re.compile(r"(?:^|_)(U|G|N|GN)(?:_|\.|$)")
+FACE_FRAME_FOLDER = "1.6"
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,7 @@ class TrialList:
     counts: dict | None = None  # the TrialCounts it was drawn with
     source: str = "generated"
     shortfalls: list[str] = field(default_factory=list)  # blocks that could not be drawn, and why
+    list_format: str = FORMAT  # FORMAT, or the published format it was read from (PUBLISHED_FORMATS)
 
     def blocks(self) -> dict[tuple[str, str, str, int], list[Trial]]:
         """Trials grouped by (protocol, direction, stratum, number of candidates), in list order."""
@@ -280,21 +306,32 @@ def write_trials(trials: TrialList, path: str | Path) -> None:
     temporary.replace(path)
 
 
-def read_trials(path: str | Path) -> TrialList:
-    """Read a list written by `write_trials` (or a published one in its columns); BadArgument names a bad row."""
+def read_trials(path: str | Path, names: Mapping[str, str] | None = None) -> TrialList:
+    """Read a list written by `write_trials`, or a published one in its authors' format (the module docstring), told
+    from the content. `names`: VGGFace1 name -> identity (meta.csv's name and identity columns), to map a published
+    list's paths onto the corpus; a name it lacks is kept as the identity folder. BadArgument names the file and the
+    line of anything unreadable."""
     path = Path(path)
     if not path.is_file():
         raise BadArgument(path, "no such trial list")
     try:
-        if path.suffix.lower() == ".csv":
+        with open(path, encoding="utf-8-sig") as handle:
+            first = next((line for line in handle if line.strip()), "")
+        if path.suffix.lower() == ".json" or first.lstrip().startswith("{"):
+            document = json.loads(path.read_text())
+        elif tuple(name.strip() for name in first.split(",")) == COLUMNS:
             with open(path, newline="", encoding="utf-8-sig") as handle:
                 reader = csv.reader(handle)
-                header = next(reader, [])
-                if tuple(name.strip() for name in header) != COLUMNS:
-                    raise BadArgument(path, f"header must be {','.join(COLUMNS)}")
+                next(reader)
                 trials = [_checked_trial(path, reader.line_num, fields) for fields in reader if fields]
             return TrialList(trials, source=str(path))
-        document = json.loads(path.read_text())
+        else:
+            reader = _published_reader(path, first)
+            with open(path, encoding="utf-8-sig") as handle:
+                trials = [reader(path, number, line, names or {}) for number, line in enumerate(handle, 1)
+                          if line.strip()]
+            kind = PUBLISHED_FORMATS[reader]
+            return TrialList([trial for trial in trials if trial is not None], source=str(path), list_format=kind)
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
         raise BadArgument(path, f"not a readable trial list ({type(error).__name__})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
@@ -302,6 +339,121 @@ def read_trials(path: str | Path) -> TrialList:
     trials = [_checked_trial(path, f"trial {number}", row) for number, row in enumerate(document.get("trials", []), 1)]
     return TrialList(trials, seed=document.get("seed"), counts=document.get("counts"), source=str(path),
                      shortfalls=list(document.get("shortfalls", [])))
+
+
+def absent_items(trials: TrialList, data: str | Path) -> tuple[int, list[str]]:
+    """How many trials name a file that is not in the corpus folder, and those files (sorted)."""
+    data = Path(data)
+    present: dict[str, bool] = {}
+    absent = 0
+    for trial in trials.trials:
+        found = [present.setdefault(item, (data / item).is_file()) for item in (trial.probe, *trial.candidates)]
+        absent += not all(found)
+    return absent, sorted(item for item, found in present.items() if not found)
+
+
+def _published_reader(path: Path, first: str):
+    """The reader of a published list's lines, told from its first line; BadArgument when it is none of them."""
+    if tuple(name.strip() for name in first.split(",")) == PINS_HEADER:
+        if not PINS_NAME.search(path.name):
+            raise BadArgument(path, "a Learnable PINs verification list, but its name does not say the demographic "
+                                    "criterion: keep the distributed name, veriflist_test_<random|G|N|A|GNA>_"
+                                    "<seenheard|unseenunheard>.txt")
+        return _pins_trial
+    fields = first.split()
+    if len(fields) == 3 and fields[0] in ("0", "1") and all(f.lower().endswith(".wav") for f in fields[1:]):
+        return _voxceleb_trial
+    if len(fields) >= 3 and all(_modality_of(f) for f in fields):
+        return _matching_trial
+    raise BadArgument(path, "line 1: not a trial list fvmatch reads (its own CSV or JSON; a Learnable PINs "
+                            "veriflist; a space-separated matching list 'probe right wrong...'; a VoxCeleb1 "
+                            "'label wav wav' list)")
+
+
+def _modality_of(item: str) -> str | None:
+    suffix = Path(item).suffix.lower()
+    return "voice" if suffix == ".wav" else "face" if suffix in (".jpg", ".jpeg", ".png") else None
+
+
+def _bad(path: Path, number: int, problem: str) -> BadArgument:
+    return BadArgument(path, f"line {number}: {problem}")
+
+
+def _voice_item(path: Path, number: int, item: str, names: Mapping[str, str]) -> str:
+    """A published voice path as the corpus's: <id>/<video>/<NNNNN>.wav, or Learnable PINs' <name>/<video>_<N>.wav."""
+    parts = item.strip().split("/")
+    if len(parts) == 3 and parts[2].lower().endswith(".wav"):
+        return f"voices/{names.get(parts[0], parts[0])}/{parts[1]}/{parts[2]}"
+    if len(parts) == 2 and parts[1].lower().endswith(".wav"):
+        video, _, clip = parts[1][:-4].rpartition("_")
+        if video and clip.isdigit():
+            return f"voices/{names.get(parts[0], parts[0])}/{video}/{int(clip):05d}.wav"
+    raise _bad(path, number, f"voice {item!r} is neither <id>/<video>/<NNNNN>.wav nor <name>/<video>_<NNNNNNN>.wav")
+
+
+def _face_item(path: Path, number: int, item: str, names: Mapping[str, str]) -> str:
+    """A published face path as the corpus's: <name>/1.6/<video>/<frame>.jpg or <name>/<video>/<frame>.jpg."""
+    parts = item.strip().split("/")
+    if len(parts) == 4 and parts[1] == FACE_FRAME_FOLDER:
+        parts = [parts[0], *parts[2:]]
+    if len(parts) == 3 and _modality_of(parts[2]) == "face":
+        return f"faces/{names.get(parts[0], parts[0])}/{parts[1]}/{parts[2]}"
+    raise _bad(path, number, f"face {item!r} is neither <name>/1.6/<video>/<frame>.jpg nor <name>/<video>/<frame>.jpg")
+
+
+def _label(path: Path, number: int, value: str) -> int:
+    if value.strip() not in ("0", "1"):
+        raise _bad(path, number, f"label {value.strip()!r} is neither 0 nor 1")
+    return int(value)
+
+
+def _pins_trial(path: Path, number: int, line: str, names: Mapping[str, str]) -> Trial | None:
+    fields = [field.strip() for field in line.split(",")]
+    if tuple(fields) == PINS_HEADER:
+        return None
+    if len(fields) != len(PINS_HEADER):
+        raise _bad(path, number, f"{len(fields)} fields, expected {len(PINS_HEADER)} ({','.join(PINS_HEADER)})")
+    if not all(field.isdigit() for field in fields[:3]):
+        raise _bad(path, number, "id, voice-speaker-id and face-speaker-id must be whole numbers")
+    label = _label(path, number, fields[3])
+    stratum = PINS_CRITERIA[PINS_NAME.search(path.name).group(1)]
+    return Trial("verification", "F-V", stratum, _face_item(path, number, fields[5], names),
+                 (_voice_item(path, number, fields[4], names),), label)
+
+
+def _voxceleb_trial(path: Path, number: int, line: str, names: Mapping[str, str]) -> Trial:
+    fields = line.split()
+    if len(fields) != 3:
+        raise _bad(path, number, f"{len(fields)} fields, expected 3 (label wav wav)")
+    label = _label(path, number, fields[0])
+    return Trial("verification", "V-V", "U", _voice_item(path, number, fields[1], names),
+                 (_voice_item(path, number, fields[2], names),), label)
+
+
+def _matching_trial(path: Path, number: int, line: str, names: Mapping[str, str]) -> Trial:
+    fields = line.split()
+    if len(fields) < 3:
+        raise _bad(path, number, f"{len(fields)} fields, expected a probe and at least 2 candidates")
+    modalities = [_modality_of(field) for field in fields]
+    probe, other = modalities[0], {"voice": "face", "face": "voice"}.get(modalities[0])
+    if probe is None or any(modality != other for modality in modalities[1:]):
+        raise _bad(path, number, "expected a probe (.wav or .jpg) and candidates of the other modality")
+    item = {"voice": _voice_item, "face": _face_item}
+    size = len(fields) - 1
+    named = MATCHING_NAME.search(path.stem)
+    stratum = named.group(1) if named else "U"
+    if size > 2 and stratum != "U":
+        raise _bad(path, number, f"1:N trials are unconstrained (U), but the file name says {stratum}")
+    return Trial("1:2" if size == 2 else "1:N", "V-F" if probe == "voice" else "F-V", stratum,
+                 item[probe](path, number, fields[0], names),
+                 tuple(item[other](path, number, field, names) for field in fields[1:]), 0)
+
+
+PUBLISHED_FORMATS = {
+    _pins_trial: "Nagrani et al. 2018 (Learnable PINs) verification list",
+    _matching_trial: "matching list (probe, right candidate, wrong candidates)",
+    _voxceleb_trial: "VoxCeleb1 speaker-verification list",
+}
 
 
 def _checked_trial(path: Path, where: object, fields: Sequence) -> Trial:
