@@ -322,7 +322,7 @@ def read_trials(path: str | Path, names: Mapping[str, str] | None = None) -> Tri
         elif tuple(name.strip() for name in first.split(",")) == COLUMNS:
             with open(path, newline="", encoding="utf-8-sig") as handle:
                 reader = csv.reader(handle)
-                next(reader)
+                next(fields for fields in reader if fields)  # the header (blank lines before it skipped)
                 trials = [_checked_trial(path, reader.line_num, fields) for fields in reader if fields]
             return TrialList(trials, source=str(path))
         else:
