@@ -125,7 +125,7 @@ def run_voices(root: Path, quick: bool, wanted: str | None = None) -> None:
 
     from fvmatch.embedder import Embedder
     from fvmatch.errors import FvmatchError
-    from fvmatch.spaces import VOICE_SPACE, reference_spaces
+    from fvmatch.spaces import VOICE_SPACE, condition_query_spaces, query_space, reference_spaces
     from fvmatch.spaces.conditions import conditioned, reference_condition
     from resemblyzer import VoiceEncoder, preprocess_wav
 
@@ -133,10 +133,13 @@ def run_voices(root: Path, quick: bool, wanted: str | None = None) -> None:
     split = {speaker.name: sorted(speaker.glob("*.flac")) for speaker in speakers}
     embedder, encoder = Embedder.load(), VoiceEncoder("cpu", verbose=False)
     spaces = [space for space in reference_spaces("voice") if space.startswith(VOICE_SPACE)]
+    # a question is embedded as `identify` embeds it: in ge2e-voice and in the space its conditions' questions are
+    # read in (each space's own front end), the one used picked from its measured quality
+    questions_spaces = [VOICE_SPACE, *condition_query_spaces(VOICE_SPACE)]
 
     def fvmatch_embedding(path):
         try:
-            return embedder.embed_voice(path, spaces=spaces if path in references_paths else [VOICE_SPACE])
+            return embedder.embed_voice(path, spaces=spaces if path in references_paths else questions_spaces)
         except FvmatchError:
             return None
 
@@ -171,7 +174,7 @@ def run_voices(root: Path, quick: bool, wanted: str | None = None) -> None:
                     space = conditioned(VOICE_SPACE, wanted) if wanted else VOICE_SPACE
                     matched[wanted] = matched.get(wanted, 0) + 1
                     vector = embedding.vectors[VOICE_SPACE]
-                    rows["fvmatch"].append((owner, (vector,), space))
+                    rows["fvmatch"].append((owner, (embedding.vectors[query_space(space)],), space))
                     rows["base"].append((owner, (vector,), VOICE_SPACE))
                 try:
                     rows["peer"].append((owner, (encoder.embed_utterance(preprocess_wav(file)),), "peer"))

@@ -291,6 +291,12 @@ class _Context:
 
         return query_spaces(modality, self.targets(modality), self.space)
 
+    def pick(self, modality: str):
+        """The spaces a question of a given measured quality needs (Embedder.embed_voice's `pick`)."""
+        from fvmatch.matching import question_spaces
+
+        return question_spaces(self.gallery, modality, self.targets(modality), self.space)
+
     def check_gallery(self, modality: str) -> None:
         """What the gallery lacks to answer a query of this modality (no items, missing vectors), found once."""
         from fvmatch.matching import check_gallery
@@ -343,7 +349,7 @@ class _Context:
         if voices:
             began = time.perf_counter()
             embeddings = self.embedder.embed_voices([batch[position].path for position, _, _ in voices],
-                                                    self.spaces("voice"))
+                                                    self.spaces("voice"), self.pick("voice"))
             share = (time.perf_counter() - began) / len(voices)  # the batch's work, split evenly
             for (position, record, seconds), embedding in zip(voices, embeddings):
                 if isinstance(embedding, FvmatchError):
@@ -434,7 +440,7 @@ class _Context:
     def _answer_video(self, query: Query, record: dict, began: float) -> dict:
         """A video row: its main face track and its soundtrack each searched (or scored against the claim), the
         candidates of both in one list (by likelihood ratio when every group is calibrated), each naming its part."""
-        from fvmatch.matching import check_gallery, merged, query_spaces
+        from fvmatch.matching import check_gallery, merged, query_spaces, question_spaces
         from fvmatch.video import embed_video
 
         targets = [target for target in self.targets("video") if self.counts[target]]
@@ -448,7 +454,8 @@ class _Context:
                 self.gallery.check_space(name, self.embedder.space(name).model_id)
         record["sha256"], record["size"] = self.digest(query.path)
         evidence = embed_video(self.embedder, query.path, fps=self.fps, face_spaces=spaces["face"],
-                               voice_spaces=spaces["voice"])
+                               voice_spaces=spaces["voice"],
+                               voice_pick=question_spaces(self.gallery, "voice", targets, self.space))
         embed_seconds = time.perf_counter() - began
         began = time.perf_counter()
         answered = []  # (part, group)

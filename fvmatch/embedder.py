@@ -7,19 +7,23 @@ voice spaces (face-face and voice-voice trials) likewise; `fvmatch.spaces` says 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
-from fvmatch.media.audio import MIN_SPEECH_SECONDS, SpeechSummary, SpeechWindow, require_speech, speech_windows
+from fvmatch.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech, speech_windows
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
 from fvmatch.quality.minimums import QualityMinimums
-from fvmatch.spaces import CONDITIONED_SPACES, FACE_SPACE, JOINT, VOICE_SPACE, spaces_of
+from fvmatch.spaces import CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE, VOICE_SPACE, spaces_of
+
+# a recording's windows of speech (WINDOW_SECONDS each: 2 minutes, both speech streams about 15 MB) held until its
+# quality is known, so that a question is embedded only in the spaces its quality picks (Embedder.embed_voice)
+DEFERRED_WINDOWS = 6
 
 
 @dataclass
@@ -135,6 +139,8 @@ class Embedder:
                 from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace
 
                 self._spaces[name] = Ge2eVoiceSpace()
+            elif name == SPEECH_VOICE_SPACE:  # the same encoder (loaded once) on silero-vad's speech
+                self._spaces[name] = self.space(VOICE_SPACE).reading_speech()
             elif name in CONDITIONED_SPACES:
                 from fvmatch.spaces.conditions import ConditionedVoiceSpace, split
 
@@ -183,38 +189,63 @@ class Embedder:
                          model_ids={name: self.space(name).model_id for name in spaces})
 
     # ----- voices -----------------------------------------------------------------------------------------------
-    def embed_voice(self, path: str | Path, spaces: Sequence[str] | None = None) -> Embedding:
+    def embed_voice(self, path: str | Path, spaces: Sequence[str] | None = None,
+                    pick: Callable[[dict], Sequence[str]] | None = None) -> Embedding:
         """Embed a recording: windows of its speech, each embedded, averaged by seconds of speech, renormalised.
 
-        The recording is streamed (an hour-long file is never held whole). TooLittleSpeech when it holds less than
-        `min_speech_seconds`; UnreadableMedia for a bad file.
+        The recording is streamed (an hour-long file is never held whole). `pick`, given the recording's measured
+        quality, names the spaces of `spaces` it needs (a question's quality chooses the references it is compared
+        with, and so the speech its vector is read from: fvmatch.matching.question_spaces): the windows wait for
+        the quality and only those spaces are embedded, unless the recording holds more than DEFERRED_WINDOWS
+        windows of speech, whose spaces are then all embedded as they come (memory stays bounded). TooLittleSpeech
+        when it holds less than `min_speech_seconds`; UnreadableMedia for a bad file.
         """
         summary = SpeechSummary()
-        return self._voice_embedding(path, summary, speech_windows(path, summary), spaces)
+        return self._voice_embedding(path, summary, speech_windows(path, summary), spaces, pick)
 
-    def embed_voices(self, paths: Sequence[str | Path], spaces: Sequence[str] | None = None) -> list[Embedding | FvmatchError]:
+    def embed_voices(self, paths: Sequence[str | Path], spaces: Sequence[str] | None = None,
+                     pick: Callable[[dict], Sequence[str]] | None = None) -> list[Embedding | FvmatchError]:
         """`embed_voice` of many recordings, in their order, an error in place of each that fails."""
         results: list[Embedding | FvmatchError] = []
         for path in paths:
             try:
-                results.append(self.embed_voice(path, spaces))
+                results.append(self.embed_voice(path, spaces, pick))
             except FvmatchError as error:
                 results.append(error)
         return results
 
     def _voice_embedding(self, path: str | Path, summary: SpeechSummary, windows: Iterable[SpeechWindow],
-                         spaces: Sequence[str] | None) -> Embedding:
+                         spaces: Sequence[str] | None, pick: Callable[[dict], Sequence[str]] | None = None) -> Embedding:
         spaces = list(spaces) if spaces is not None else spaces_of("voice")
         totals = {name: np.zeros(self.space(name).dim, dtype=np.float64) for name in spaces}
+
+        def add(window: SpeechWindow, names: Sequence[str]) -> None:
+            for name in names:  # each space its own speech of the window (SpeechWindow.speech_for), by its length
+                speech = window.speech_for(self.space(name))
+                if len(speech):
+                    totals[name] += len(speech) / SAMPLE_RATE * self.space(name).embed_speech(speech)
+
+        held: list[SpeechWindow] = []  # windows waiting for the recording's quality (`pick`)
         count = 0
         for window in windows:  # (a generator fills in `summary` as it goes)
-            for name in spaces:
-                totals[name] += window.speech_seconds * self.space(name).embed_speech(window.samples)
             count += 1
+            if pick is None:
+                add(window, spaces)
+                continue
+            held.append(window)
+            if len(held) > DEFERRED_WINDOWS:  # a long recording: every space, window by window
+                for waiting in held:
+                    add(waiting, spaces)
+                held, pick = [], None
         require_speech(path, summary, self.min_speech_seconds)
         quality = {**summary.quality(), "windows": count}
         self.minimums.check(path, quality)
-        vectors = {name: (total / np.linalg.norm(total)).astype(np.float32) for name, total in totals.items()}
+        if pick is not None:
+            wanted = set(pick(quality))
+            spaces = [name for name in spaces if name in wanted]
+            for window in held:
+                add(window, spaces)
+        vectors = {name: (totals[name] / np.linalg.norm(totals[name])).astype(np.float32) for name in spaces}
         return Embedding(vectors=vectors, modality="voice", source=str(path),
                          model_ids={name: self.space(name).model_id for name in spaces}, quality=quality)
 

@@ -10,14 +10,14 @@ condition (`fvmatch.spaces.conditions`): the group names the condition, and its 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
 from fvmatch.scoring import Judgement, judge, trial_type
 from fvmatch.quality.face import face_band
-from fvmatch.spaces import CONDITIONED_SPACES, query_space, space_for
+from fvmatch.spaces import CONDITIONED_SPACES, condition_query_spaces, query_space, space_for
 from fvmatch.spaces.conditions import conditioned, reference_condition, split
 
 
@@ -40,8 +40,27 @@ class TrialGroup:
 
 
 def query_spaces(modality: str, targets: Sequence[str], space: str | None = None) -> list[str]:
-    """The spaces a query must be embedded in to be compared with `targets` (BadArgument for a bad `space`)."""
-    return list(dict.fromkeys(query_space(space_for(modality, target, space)) for target in targets))
+    """The spaces a query may need to be embedded in to be compared with `targets` (BadArgument for a bad `space`):
+    a voice against voices, by default, in the base space and in the one its reference conditions are searched from
+    (`question_spaces` picks one of them from the question's measured quality)."""
+    names = []
+    for target in targets:
+        chosen = space_for(modality, target, space)
+        names.append(query_space(chosen))
+        if space is None and modality == target == "voice":  # its quality may pick a reference condition
+            names.extend(condition_query_spaces(chosen))
+    return list(dict.fromkeys(names))
+
+
+def question_spaces(gallery, modality: str, targets: Sequence[str],
+                    space: str | None = None) -> Callable[[dict], list[str]]:
+    """For `Embedder.embed_voice(pick=)`: the spaces a question of a given measured quality is searched from in this
+    gallery (reference_space), so that it is embedded in those alone."""
+    def needed(quality: dict) -> list[str]:
+        return list(dict.fromkeys(query_space(_reference_space(gallery, modality, quality, target, space)[0])
+                                  for target in targets))
+
+    return needed
 
 
 def same_modality_first(modality: str, targets: Sequence[str]) -> list[str]:
@@ -94,12 +113,16 @@ def reference_space(gallery, embedding, target: str, space: str | None = None) -
     every reference has them (a gallery enrolled before conditions existed: `gallery reindex` fills them; until
     then the result says the condition was not matched, and why).
     """
-    chosen = space_for(embedding.modality, target, space)
+    return _reference_space(gallery, embedding.modality, embedding.quality, target, space)
+
+
+def _reference_space(gallery, modality: str, quality: dict, target: str, space: str | None) -> tuple[str, dict | None]:
+    chosen = space_for(modality, target, space)
     if space is not None:
         condition = split(chosen)[1]
-        return chosen, ({"questioned": reference_condition(embedding.quality), "references": condition,
+        return chosen, ({"questioned": reference_condition(quality), "references": condition,
                          "chosen_by": "--space"} if condition else None)
-    wanted = reference_condition(embedding.quality) if embedding.modality == target == "voice" else None
+    wanted = reference_condition(quality) if modality == target == "voice" else None
     candidate = conditioned(chosen, wanted) if wanted else None
     if candidate not in CONDITIONED_SPACES:
         return chosen, None
@@ -127,21 +150,29 @@ def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None 
     """Embed two (modality, path) items and score them in the trial type's space (`space` overrides it).
 
     Two voices of different conditions (one clean, one measured narrowband or noisy) are compared like with like:
-    the clean one is embedded again brought to the other's condition. A reference condition named in `space` brings
-    the second item to it.
+    the clean one is embedded again brought to the other's condition, and the other is read as that condition's
+    questions are (each voice is embedded once, in the space its own measured quality calls for). A reference
+    condition named in `space` brings the second item to it.
     """
-    (first, first_path), (second, second_path) = items
+    (first, _), (second, _) = items
     chosen = space_for(first, second, space)
     base = query_space(chosen)
+    voices = first == second == "voice"
 
-    def embed(modality, path, name):
-        return (embedder.embed_face(path, spaces=[name])[0] if modality == "face"
-                else embedder.embed_voice(path, spaces=[name]))
+    def embed(modality, path, names, pick=None):
+        return (embedder.embed_face(path, spaces=names)[0] if modality == "face"
+                else embedder.embed_voice(path, spaces=names, pick=pick))
 
-    embeddings = [embed(first, first_path, base), embed(second, second_path, base)]
-    vectors = [embeddings[0].vectors[base], embeddings[1].vectors[base]]
-    condition = None
-    if first == second == "voice":
+    def own_space(quality: dict) -> list[str]:  # clean: the base space; else as its condition's questions are read
+        wanted = reference_condition(quality)
+        return [base if wanted is None else query_space(conditioned(base, wanted))]
+
+    if voices and space is None:
+        embeddings = [embed("voice", path, [base, *condition_query_spaces(base)], own_space) for _, path in items]
+    else:
+        embeddings = [embed(modality, path, [base]) for modality, path in items]
+    condition, reference = None, None
+    if voices:
         wanted = [reference_condition(embedding.quality) for embedding in embeddings]
         if chosen != base:  # named by the analyst
             reference, condition = 1, {"questioned": wanted[0], "references": split(chosen)[1], "chosen_by": "--space"}
@@ -150,8 +181,17 @@ def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None 
             chosen = conditioned(base, wanted[1 - reference])
             condition = {"questioned": wanted[1 - reference], "references": wanted[1 - reference],
                          "chosen_by": "measured quality"}
-        if condition is not None:
-            vectors[reference] = embed("voice", items[reference][1], chosen).vectors[chosen]
+    vectors = []
+    for position, ((modality, path), embedding) in enumerate(zip(items, embeddings)):
+        name = chosen if position == reference else query_space(chosen)
+        if name not in embedding.vectors:  # the reference brought to the condition; or two voices both degraded,
+            extra = embed(modality, path, [name])  # each read for its own condition, compared in the base space
+            if position != reference:
+                embedding.vectors.update(extra.vectors)
+                embedding.model_ids.update(extra.model_ids)
+            vectors.append(extra.vectors[name])
+        else:
+            vectors.append(embedding.vectors[name])
     return PairScore(trial_type(first, second), chosen, embedder.space(chosen).model_id,
                      float(vectors[0] @ vectors[1]), condition, embeddings, smaller_face_band(embeddings))
 

@@ -73,9 +73,10 @@ class VideoEvidence:
 def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
                 face_spaces: Sequence[str] | None = None, voice_spaces: Sequence[str] | None = None,
                 all_faces: bool = False, progress: Callable[[float], None] | None = None,
-                info: VideoInfo | None = None) -> VideoEvidence:
+                info: VideoInfo | None = None, voice_pick: Callable[[dict], Sequence[str]] | None = None) -> VideoEvidence:
     """Embed a video: its face tracks and main face in `face_spaces` (default every face space), its soundtrack's
-    speech in `voice_spaces` (default every voice space; [] skips the soundtrack). `all_faces`: an Embedding per
+    speech in `voice_spaces` (default every voice space; [] skips the soundtrack; `voice_pick` as
+    Embedder.embed_voice's `pick`). `all_faces`: an Embedding per
     track too. `progress(seconds)`: the video time reached. UnreadableMedia for a bad file; NoFaceFound when
     neither a face nor enough speech is found (the message says both)."""
     from fvmatch.enrollment import file_digest
@@ -109,7 +110,7 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
         try:
             summary, segments = SpeechSummary(), []
             voice = embedder._voice_embedding(path, summary, soundtrack_speech(path, info, summary, segments),
-                                              voice_spaces)
+                                              voice_spaces, voice_pick)
             evidence.speech_segments = segments
             voice.quality["video"] = _provenance(evidence, speech_segments=segments)
             evidence.voice = voice

@@ -197,3 +197,115 @@ def test_calibrate_takes_a_face_band_for_face_face_trials_only(tmp_path):
     voices = run_cli_here("calibrate", tmp_path, "--out", out, "--space", "ge2e-voice", "--face-band", "small")
     assert voices.returncode == 2 and "give it with --space dlib-face" in voices.stderr
     assert not out.exists()
+
+
+def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
+    # ge2e-voice reads its speech trimmed (Resemblyzer's way); its reference conditions read silero-vad's speech, as
+    # before, through an internal space on the same encoder, whose vector is a question's own in those conditions
+    import hashlib
+
+    from fvmatch.embedder import Embedder
+    from fvmatch.matching import query_spaces
+    from fvmatch.spaces import CONDITIONED_SPACES, SPEECH_VOICE_SPACE, SPACE_MODALITIES, query_space
+
+    embedder = Embedder.load()
+    base, speech = embedder.space("ge2e-voice"), embedder.space(SPEECH_VOICE_SPACE)
+    assert (base.front_end, speech.front_end) == ("trimmed", "speech") and speech.encoder is base.encoder
+    assert speech.model_id == base.weights_sha256 != base.model_id and SPEECH_VOICE_SPACE not in SPACE_MODALITIES
+    for name in CONDITIONED_SPACES:
+        space = embedder.space(name)
+        assert space.name == name and space.front_end == "speech" and query_space(name) == SPEECH_VOICE_SPACE
+        recipe = f"{base.weights_sha256} {space.condition} {VOICE_CONDITIONS[space.condition]} v1"
+        assert space.model_id == hashlib.sha256(recipe.encode()).hexdigest()  # as before the trimmed front end
+    # a question's quality picks its condition after it is embedded: it is embedded for both front ends by default
+    assert query_spaces("voice", ["voice"]) == ["ge2e-voice", SPEECH_VOICE_SPACE]
+    assert query_spaces("voice", ["voice"], "ge2e-voice") == ["ge2e-voice"]
+    assert query_spaces("voice", ["voice"], "ge2e-voice@telephone") == [SPEECH_VOICE_SPACE]
+    assert SPEECH_VOICE_SPACE not in query_spaces("face", ["voice"])
+
+
+@needs_real_media
+def test_a_call_in_verify_is_read_as_the_telephone_references_are(questioned):
+    from fvmatch.embedder import Embedder
+    from fvmatch.matching import score_pair
+    from fvmatch.spaces import SPEECH_VOICE_SPACE
+
+    embedder, reference = Embedder.load(), clips_of(SPEAKERS[1])[0]
+    pair = score_pair(embedder, [("voice", questioned / "call.wav"), ("voice", reference)])
+    assert pair.space == "ge2e-voice@telephone"
+    call = embedder.embed_voice(questioned / "call.wav", spaces=[SPEECH_VOICE_SPACE]).vectors[SPEECH_VOICE_SPACE]
+    brought = embedder.embed_voice(reference, spaces=["ge2e-voice@telephone"]).vectors["ge2e-voice@telephone"]
+    assert pair.score == pytest.approx(float(call @ brought), abs=1e-6)
+
+
+@needs_real_media
+def test_a_question_is_embedded_only_in_the_space_its_quality_picks(gallery, questioned, monkeypatch):
+    # clean: ge2e-voice (trimmed speech); a call: the space its telephone references are searched from (silero's
+    # speech); the encoder runs for that one alone, unless the recording is too long to wait for its quality
+    from fvmatch import embedder as embedder_module
+    from fvmatch.embedder import Embedder
+    from fvmatch.gallery import Gallery
+    from fvmatch.matching import query_spaces, question_spaces
+    from fvmatch.spaces import SPEECH_VOICE_SPACE
+
+    embedder, calls = Embedder.load(), []
+    voice_spaces = {name: embedder.space(name) for name in (SPEECH_VOICE_SPACE, "ge2e-voice")}  # (the copy first)
+    for name, space in voice_spaces.items():
+        monkeypatch.setattr(space, "embed_speech",
+                            lambda speech, inner=space.embed_speech, name=name: calls.append(name) or inner(speech))
+    spaces = query_spaces("voice", ["voice"])
+    with Gallery.open(gallery) as opened:
+        pick = question_spaces(opened, "voice", ["voice"])
+        clean = embedder.embed_voice(clips_of(SPEAKERS[2])[4], spaces=spaces, pick=pick)
+        assert set(clean.vectors) == set(calls) == {"ge2e-voice"}
+        calls.clear()
+        call = embedder.embed_voice(questioned / "call.wav", spaces=spaces, pick=pick)
+        assert set(call.vectors) == set(calls) == {SPEECH_VOICE_SPACE}
+    monkeypatch.setattr(embedder_module, "DEFERRED_WINDOWS", 0)
+    calls.clear()
+    long = embedder.embed_voice(questioned / "call.wav", spaces=spaces, pick=pick)
+    assert set(long.vectors) == set(calls) == set(spaces)
+    np.testing.assert_allclose(long.vectors[SPEECH_VOICE_SPACE], call.vectors[SPEECH_VOICE_SPACE], atol=1e-6)
+    alone = embedder.embed_voice(clips_of(SPEAKERS[2])[4], spaces=["ge2e-voice"])
+    np.testing.assert_allclose(clean.vectors["ge2e-voice"], alone.vectors["ge2e-voice"], atol=1e-6)
+
+
+@needs_real_media
+def test_vectors_of_an_older_voice_model_are_refused_until_reindex_embeds_them_again(gallery, tmp_path):
+    import shutil
+
+    from fvmatch.embedder import Embedder
+
+    old = tmp_path / "old"
+    shutil.copytree(gallery, old)
+    stale = np.full(256, 1 / 16, np.float32).tobytes()
+    with sqlite3.connect(old / "gallery.db") as db:  # as an fvmatch with another ge2e-voice front end wrote it
+        spaces = json.loads(db.execute("SELECT value FROM meta WHERE key = 'spaces'").fetchone()[0])
+        spaces["ge2e-voice"]["model_id"] = "0" * 64
+        db.execute("UPDATE meta SET value = ? WHERE key = 'spaces'", [json.dumps(spaces)])
+        db.execute("UPDATE vectors SET embedding = ?, model_id = ? WHERE space = 'ge2e-voice'", [stale, "0" * 64])
+    clean = clips_of(SPEAKERS[2])[4]
+    refused = run_cli_here("identify", "--voice", clean, "--against", "voice", "--gallery", old)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "ge2e-voice vectors come from model 0000000000000000" in refused.stderr
+    assert "fvmatch gallery reindex" in refused.stderr
+
+    reindexed = run_cli_here("gallery", "reindex", "--gallery", old, "--json")
+    assert reindexed.returncode == 0, reindexed.stderr
+    report = json.loads(reindexed.stdout)
+    installed = Embedder.load().space("ge2e-voice").model_id
+    assert report["replaced_spaces"] == {"ge2e-voice": {"from": "0" * 64, "to": installed,
+                                                        "vectors_dropped": 2 * len(SPEAKERS)}}
+    assert report["filled"] == 2 * len(SPEAKERS) and report["unavailable"] == 0
+    with sqlite3.connect(old / "gallery.db") as db:
+        rows = db.execute("SELECT media.source_path, vectors.embedding, vectors.model_id FROM vectors JOIN media "
+                          "ON media.id = vectors.media_id WHERE vectors.space = 'ge2e-voice'").fetchall()
+        conditioned = db.execute("SELECT count(*) FROM vectors WHERE space = 'ge2e-voice@telephone'").fetchone()[0]
+    assert len(rows) == 2 * len(SPEAKERS) and {row[2] for row in rows} == {installed}
+    assert conditioned == 2 * len(SPEAKERS)  # the other spaces' vectors are kept as they are
+    fresh = Embedder.load().embed_voice(rows[0][0], spaces=["ge2e-voice"]).vectors["ge2e-voice"]
+    np.testing.assert_allclose(np.frombuffer(rows[0][1], np.float32), fresh, atol=1e-6)
+    answer = json.loads(run_cli_here("identify", "--voice", clean, "--against", "voice", "--gallery", old,
+                                     "--json").stdout)
+    assert answer["trials"][0]["space"] == "ge2e-voice"
+    assert answer["trials"][0]["candidates"][0]["identity"] == SPEAKERS[2]

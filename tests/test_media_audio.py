@@ -163,3 +163,39 @@ def test_embedding_voices_together_gives_each_its_own_embedding_and_error(embedd
         alone = embedder.embed_voice(paths[index])
         np.testing.assert_allclose(results[index].vectors["joint"], alone.vectors["joint"], atol=1e-6)
         assert results[index].quality == alone.quality
+
+
+def test_windows_carry_the_trimmed_speech_of_the_same_stretch(tmp_path, monkeypatch):
+    # each window holds silero's speech and the same stretch trimmed Resemblyzer's way (the ge2e-voice space's
+    # speech); long recordings are cut in both streams together, neither growing past a window and its tail
+    monkeypatch.setattr(audio, "WINDOW_SECONDS", 3.0)
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 5.0)
+    path = tmp_path / "long.wav"
+    recording = np.concatenate([speech_clip(4.0, seed=s) for s in range(4)])
+    soundfile.write(path, recording, SAMPLE_RATE, subtype="FLOAT")
+    windows = list(speech_windows(path, SpeechSummary()))
+    limit = (3.0 + audio.MIN_TAIL_SECONDS) * SAMPLE_RATE
+    assert len(windows) >= 4 and all(window.trimmed is not None for window in windows)
+    assert all(len(window.trimmed) <= limit and len(window.samples) <= limit for window in windows)
+    blocks = [recording[start : start + 5 * SAMPLE_RATE] for start in range(0, len(recording), 5 * SAMPLE_RATE)]
+    trimmed = np.concatenate([vad.trimmed_speech(block) for block in blocks])
+    assert np.array_equal(np.concatenate([window.trimmed for window in windows]), trimmed)
+
+
+def test_windows_from_speech_alone_have_no_trimmed_part():
+    # pieces of speech without their trimmed part (as a caller that has only silero's segments gives them)
+    windows = list(audio._windows([np.ones(SAMPLE_RATE * 2, np.float32)], SpeechSummary()))
+    assert len(windows) == 1 and windows[0].trimmed is None
+
+
+def test_a_space_reads_its_own_speech_of_a_window():
+    class Trimmed:
+        front_end = "trimmed"
+
+    speech, trimmed = np.ones(3 * SAMPLE_RATE, np.float32), np.full(2 * SAMPLE_RATE, 2.0, np.float32)
+    window = audio.SpeechWindow(speech, trimmed)
+    assert window.speech_for(Trimmed()) is trimmed and window.speech_for(object()) is speech
+    # webrtcvad lost the speech (under a second of it, and less than silero found): silero's is used
+    assert audio.SpeechWindow(speech, trimmed[: SAMPLE_RATE // 2]).speech_for(Trimmed()) is speech
+    assert audio.SpeechWindow(speech[: SAMPLE_RATE // 4], trimmed[: SAMPLE_RATE // 2]).speech_for(Trimmed()).mean() == 2.0
+    assert audio.SpeechWindow(speech, None).speech_for(Trimmed()) is speech

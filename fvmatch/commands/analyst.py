@@ -166,7 +166,8 @@ def identify(
 
     spaces = query_spaces(modality, targets, space)  # a bad --space is refused before anything loads
     from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.matching import check_gallery, describe_condition, identify as identify_query, merged, ranked
+    from fvmatch.matching import (check_gallery, describe_condition, identify as identify_query, merged,
+                                  question_spaces, ranked)
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
@@ -174,7 +175,7 @@ def identify(
         for name in spaces:
             gallery.check_space(name, embedder.space(name).model_id)
         query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
-                 else embedder.embed_voice(path, spaces=spaces))
+                 else embedder.embed_voice(path, spaces=spaces, pick=question_spaces(gallery, modality, targets, space)))
         calibration = embedder.card.get("calibration")
         groups = identify_query(gallery, query, targets, top, space, calibration, fmr)
         audit(gallery, "identify", [file_input(path)],

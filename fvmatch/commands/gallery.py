@@ -81,8 +81,9 @@ def gallery_remove(identity: str = typer.Option(..., "--identity", "-i", help="L
 @gallery_app.command("reindex")
 def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = ModelOption,
                     lock_timeout: float = LockTimeoutOption, as_json: bool = JsonOption) -> None:
-    """Fill in the vectors items lack (a space added after they were enrolled: an upgraded gallery) from their
-    evidence files, then rebuild the search indexes from the stored vectors.
+    """Fill in the vectors items lack (a space added after they were enrolled: an upgraded gallery) and embed again
+    those of a pretrained space whose model this fvmatch changed, from their evidence files; then rebuild the search
+    indexes from the stored vectors.
 
     An item whose evidence file is gone or changed (sha256) is listed by name and kept as it is: exit 2.
     """
@@ -93,15 +94,25 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model, load_weights=True)  # a bad model fails here, not per item
         with gallery.writer(lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
-            gallery.add_spaces({name: embedder.space_info(name) for name in PRETRAINED_SPACES})
+            installed = {name: embedder.space_info(name) for name in PRETRAINED_SPACES}
+            replaced = {name: {"from": gallery.spaces[name]["model_id"], "to": info["model_id"]}
+                        for name, info in installed.items()
+                        if name in gallery.spaces and gallery.spaces[name]["model_id"] != info["model_id"]}
+            for name, change in replaced.items():  # vectors nothing now computed compares with: embedded again below
+                change["vectors_dropped"] = gallery.replace_space_model(name, installed[name])
+            gallery.add_spaces(installed)
             with item_progress(stderr, "reindex", transient=as_json) as progress:
                 task = progress.add_task("reindex", total=len(items_missing_vectors(gallery)))
                 report = fill_missing_vectors(gallery, embedder, lambda n: progress.advance(task, n))
             counts = gallery.reindex()
-            audit(gallery, "gallery reindex", [], {"reindexed": counts, **report.to_dict()}, gallery.model_id)
+            audit(gallery, "gallery reindex", [], {"reindexed": counts, "replaced_spaces": replaced, **report.to_dict()},
+                  gallery.model_id)
     if as_json:
-        emit_json({"reindexed": counts, **report.to_dict()})
+        emit_json({"reindexed": counts, "replaced_spaces": replaced, **report.to_dict()})
     else:
+        for name, change in replaced.items():
+            stdout.print(f"{name}: this fvmatch's model {change['to'][:16]} replaces {change['from'][:16]}; "
+                         f"{change['vectors_dropped']} vectors embedded again from their evidence", highlight=False)
         stdout.print(f"filled {report.filled} missing vectors; rebuilt indexes: "
                      + ", ".join(f"{key} {count}" for key, count in counts.items()), highlight=False)
     for item in report.unavailable:

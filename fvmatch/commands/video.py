@@ -20,7 +20,8 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
     from fvmatch.commands.analyst import _print_candidates
-    from fvmatch.matching import check_gallery, describe_condition, identify as identify_query, merged, query_spaces, ranked
+    from fvmatch.matching import (check_gallery, describe_condition, identify as identify_query, merged, query_spaces,
+                                  question_spaces, ranked)
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
 
     targets = ["face", "voice"] if against in (None, "all") else [against]
@@ -40,7 +41,8 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     for name in {name for names in spaces.values() for name in names}:
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
-                              voice_spaces=spaces["voice"])
+                              voice_spaces=spaces["voice"],
+                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
     calibration = embedder.card.get("calibration")
     answered = []  # (part, groups)
     for query in evidence.embeddings():
@@ -148,7 +150,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
     from fvmatch.gallery.gallery import UnknownIdentity
-    from fvmatch.matching import describe_condition, query_spaces, verify_claim
+    from fvmatch.matching import describe_condition, query_spaces, question_spaces, verify_claim
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
 
     if space is not None and space not in SPACE_MODALITIES:
@@ -162,7 +164,8 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
     for name in {name for names in spaces.values() for name in names}:
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
-                              voice_spaces=spaces["voice"])
+                              voice_spaces=spaces["voice"],
+                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
     calibration = embedder.card.get("calibration")
     answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
                 for group in verify_claim(gallery, query, claim, parts[query.modality], space, calibration, fmr)]

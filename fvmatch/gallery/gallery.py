@@ -179,8 +179,24 @@ class Gallery:
         recorded = self.spaces.get(space)
         if recorded is not None and recorded["model_id"] != model_id:
             raise ModelMismatch(self.directory, f"gallery's {space} vectors come from model {recorded['model_id'][:16]}, "
-                                f"but this fvmatch's {space} model is {model_id[:16]}; use the fvmatch that built the "
-                                "gallery (or re-embed into a new gallery)")
+                                f"but this fvmatch's {space} model is {model_id[:16]}; `fvmatch gallery reindex` embeds "
+                                "them again with this one from the evidence files (or use the fvmatch that built it)")
+
+    def replace_space_model(self, space: str, info: dict) -> int:
+        """Record this fvmatch's model of `space` (an upgraded fvmatch's) where the gallery's vectors of it came from
+        another, dropping those vectors, which nothing now computed can be compared with: they are embedded again
+        from the evidence files (reembed.fill_missing_vectors). One transaction: a crash leaves either the old
+        vectors or none, which the next reindex fills. The number of vectors dropped; hold the write lock."""
+        recorded = self.spaces.get(space)
+        if recorded is None or recorded["model_id"] == info["model_id"]:
+            return 0
+        with self.transaction():
+            dropped = self.db.execute("DELETE FROM vectors WHERE space = ?", [space]).rowcount
+            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)",
+                            [json.dumps({**self.spaces, space: {"model_id": info["model_id"], "dim": int(info["dim"])}})])
+        for key in [key for key in self._indexes if key[0] == space]:  # their files are stale now: repaired on open
+            del self._indexes[key]
+        return dropped
 
     def add_spaces(self, spaces: dict[str, dict]) -> None:
         """Record spaces ({space: {"model_id", "dim"}}) the gallery will hold; ModelMismatch for a known one with

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import TooLittleSpeech, UnreadableMedia
-from fvmatch.media.vad import speech_only, speech_probabilities
+from fvmatch.media.vad import speech_only, speech_probabilities, trimmed_speech
 from fvmatch.quality.voice import VoiceQualityMeter
 
 SAMPLE_RATE = 16000
@@ -37,18 +37,33 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 768_000
 MAX_SAMPLE_MAGNITUDE = 1000.0
 MAX_RESAMPLE_KERNEL = 1_000_000  # orig x new of the ratio given to torchaudio's resample (see resampling_ratio)
 MIN_TAIL_SECONDS = 1.0  # a last window shorter than this is merged away rather than embedded alone
+MIN_TRIMMED_SECONDS = 1.0  # a window's trimmed speech shorter than this (and than silero's) is not used
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"}
 
 
 @dataclass(frozen=True)
 class SpeechWindow:
-    """One window of speech: 16 kHz mono float32 samples (each embedding space computes its own features)."""
+    """One window of speech: 16 kHz mono float32 samples (each embedding space computes its own features).
+
+    `trimmed`: the same stretch of the recording with only its long silences trimmed, Resemblyzer's way
+    (fvmatch.media.vad.trimmed_speech), for a space that reads its speech so (`speech_for`); None where the window
+    was made without it."""
 
     samples: np.ndarray
+    trimmed: np.ndarray | None = None
 
     @property
     def speech_seconds(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+    def speech_for(self, space) -> np.ndarray:
+        """The samples `space` embeds: the trimmed ones for a space whose `front_end` is "trimmed", unless the trimming
+        kept less than MIN_TRIMMED_SECONDS and less than silero-vad did (webrtcvad lost the speech: silero's is used)."""
+        if getattr(space, "front_end", "speech") != "trimmed" or self.trimmed is None:
+            return self.samples
+        if len(self.trimmed) < min(len(self.samples), int(MIN_TRIMMED_SECONDS * SAMPLE_RATE)):
+            return self.samples
+        return self.trimmed
 
 
 @dataclass
@@ -205,27 +220,45 @@ def speech_windows(path: str | Path, summary: SpeechSummary | None = None) -> It
     """
     summary = summary if summary is not None else SpeechSummary()
 
-    def speech_of(block: np.ndarray) -> np.ndarray:
+    def speech_of(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probabilities = speech_probabilities(block) if len(block) else np.zeros(0, np.float32)
         summary.meter.add_speech(block, probabilities)
-        return speech_only(block, probabilities)
+        return speech_only(block, probabilities), trimmed_speech(block)
 
     yield from _windows((speech_of(block) for block in _resampled_blocks(Path(path), summary)), summary)
 
 
-def _windows(speech_pieces: Iterable[np.ndarray], summary: SpeechSummary) -> Iterator[SpeechWindow]:
-    """Cut consecutive pieces of speech into windows of WINDOW_SECONDS, counting the speech in `summary`."""
+def _windows(speech_pieces: Iterable, summary: SpeechSummary) -> Iterator[SpeechWindow]:
+    """Cut consecutive pieces of speech into windows of WINDOW_SECONDS, counting the speech in `summary`.
+
+    A piece is silero-vad's speech of a block, or (that speech, the block trimmed: vad.trimmed_speech). The trimmed
+    stream is cut where the speech is, in proportion (the two come from the same blocks: a window's trimmed part
+    may start or end a fraction of a second off its speech, which the average over windows does not feel); it is
+    also cut when it alone holds a window, so that neither stream grows without bound."""
     window_samples = int(WINDOW_SECONDS * SAMPLE_RATE)
+    limit = window_samples + int(MIN_TAIL_SECONDS * SAMPLE_RATE)
     pending = np.zeros(0, dtype=np.float32)
-    for speech in speech_pieces:
+    trimmed: np.ndarray | None = None
+    for piece in speech_pieces:
+        speech, extra = piece if isinstance(piece, tuple) else (piece, None)
         summary.speech_seconds += len(speech) / SAMPLE_RATE
         pending = np.concatenate([pending, speech])
+        if extra is not None:
+            trimmed = extra if trimmed is None else np.concatenate([trimmed, extra])
         # keep one window plus a tail in hand so that a short last piece joins the window before it
-        while len(pending) >= window_samples + int(MIN_TAIL_SECONDS * SAMPLE_RATE):
-            window, pending = pending[:window_samples], pending[window_samples:]
-            yield SpeechWindow(window)
-    if len(pending) > 0:
-        yield SpeechWindow(pending)
+        while len(pending) >= limit or (trimmed is not None and len(trimmed) >= limit):
+            if len(pending) >= limit:
+                cut = window_samples
+                cut_trimmed = None if trimmed is None else round(len(trimmed) * cut / len(pending))
+            else:
+                cut_trimmed = window_samples
+                cut = round(len(pending) * cut_trimmed / len(trimmed))
+            window = SpeechWindow(pending[:cut], None if trimmed is None else trimmed[:cut_trimmed])
+            pending = pending[cut:]
+            trimmed = None if trimmed is None else trimmed[cut_trimmed:]
+            yield window
+    if len(pending) > 0 or (trimmed is not None and len(trimmed) > 0):
+        yield SpeechWindow(pending, trimmed)
 
 
 def require_speech(path: str | Path, summary: SpeechSummary, min_speech_seconds: float = MIN_SPEECH_SECONDS) -> None:

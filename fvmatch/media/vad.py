@@ -81,3 +81,40 @@ def speech_only(waveform: np.ndarray, probabilities: np.ndarray | None = None) -
     if not segments:
         return waveform[:0]
     return np.concatenate([waveform[segment["start"] : segment["end"]] for segment in segments])
+
+
+# Resemblyzer's trimming of long silences (resemblyzer/audio.py `trim_long_silences`, hparams.py), the speech its GE2E
+# encoder was trained on: the audio raised to -30 dBFS (never lowered), webrtcvad at its most aggressive on 30 ms
+# frames, a moving average over 8 frames rounded to a decision, and each kept frame widened by 3 frames either side
+TRIM_FRAME = 480  # 30 ms at 16 kHz
+TRIM_MODE = 3
+TRIM_AVERAGE_FRAMES = 8
+TRIM_MAX_SILENCE_FRAMES = 6
+TRIM_LEVEL_DBFS = -30.0
+
+
+def trimmed_speech(waveform: np.ndarray) -> np.ndarray:
+    """16 kHz mono audio with its long silences trimmed as Resemblyzer's `preprocess_wav` trims them (webrtcvad), the
+    samples themselves not rescaled (a space sets its own level); the last partial 30 ms frame is dropped."""
+    import webrtcvad
+    from scipy.ndimage import binary_dilation
+
+    frames = len(waveform) // TRIM_FRAME
+    if frames == 0:
+        return waveform[:0]
+    audio = np.asarray(waveform[: frames * TRIM_FRAME], dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(audio)))) if len(audio) else 0.0
+    if 0.0 < rms < 10.0 ** (TRIM_LEVEL_DBFS / 20.0):  # webrtcvad hears the level Resemblyzer gives it
+        audio = audio * (10.0 ** (TRIM_LEVEL_DBFS / 20.0) / rms)
+    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16).tobytes()
+    detector = webrtcvad.Vad(TRIM_MODE)
+    step = TRIM_FRAME * 2
+    voiced = np.array([detector.is_speech(pcm[start : start + step], SAMPLE_RATE)
+                       for start in range(0, len(pcm), step)], dtype=np.float64)
+    width = TRIM_AVERAGE_FRAMES
+    padded = np.concatenate([np.zeros((width - 1) // 2), voiced, np.zeros(width // 2)])
+    sums = np.cumsum(padded)
+    sums[width:] = sums[width:] - sums[:-width]
+    keep = np.round(sums[width - 1 :] / width).astype(bool)
+    keep = binary_dilation(keep, np.ones(TRIM_MAX_SILENCE_FRAMES + 1))
+    return waveform[: frames * TRIM_FRAME][np.repeat(keep, TRIM_FRAME)]

@@ -9,8 +9,9 @@
 
 A face space turns one detected face of a decoded image into a small prepared input (`prepare`: an aligned chip,
 kept instead of the whole image) and prepared inputs into unit vectors, in batches (`embed`). A voice space turns
-one window of 16 kHz speech (silero-vad's segments, joined) into a unit vector (`embed_speech`); the embedder
-averages the windows of a long recording. Nothing outside this package knows a space's internals.
+one window of 16 kHz speech into a unit vector (`embed_speech`): silero-vad's segments, joined, or for a space whose
+`front_end` is "trimmed" (ge2e-voice) the same stretch with only its long silences trimmed (SpeechWindow.speech_for);
+the embedder averages the windows of a long recording. Nothing outside this package knows a space's internals.
 """
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ from fvmatch.spaces.conditions import VOICE_CONDITIONS, conditioned
 JOINT = "joint"
 FACE_SPACE = "dlib-face"
 VOICE_SPACE = "ge2e-voice"
-CONDITIONED_SPACES = {conditioned(VOICE_SPACE, condition): VOICE_SPACE for condition in VOICE_CONDITIONS}
+# ge2e-voice reads its speech with long silences trimmed as Resemblyzer trims them; the reference conditions read
+# silero-vad's speech (what they measured best on): this internal space is the same encoder on silero's speech, the
+# base the conditioned references are made from and the one a question compared with them is embedded in. Not a
+# --space choice, never stored in a gallery
+SPEECH_VOICE_SPACE = "ge2e-voice/speech"
+CONDITIONED_SPACES = {conditioned(VOICE_SPACE, condition): SPEECH_VOICE_SPACE for condition in VOICE_CONDITIONS}
 SPACE_MODALITIES = {JOINT: ("face", "voice"), FACE_SPACE: ("face",), VOICE_SPACE: ("voice",),
                     **{name: ("voice",) for name in CONDITIONED_SPACES}}
 PRETRAINED_SPACES = (FACE_SPACE, VOICE_SPACE, *CONDITIONED_SPACES)  # the spaces whose weights ship in packages
@@ -44,8 +50,15 @@ def reference_spaces(modality: str) -> list[str]:
 
 def query_space(name: str) -> str:
     """The space a query's own vector comes from when it is searched in `name`: the base of a reference condition
-    (the question is never degraded further), else `name` itself."""
+    (SPEECH_VOICE_SPACE: the question is never degraded further, and read as its references are), else `name`."""
     return CONDITIONED_SPACES.get(name, name)
+
+
+def condition_query_spaces(name: str) -> list[str]:
+    """The spaces a query searched in `name` by default must also be embedded in, since its measured quality may
+    pick one of `name`'s reference conditions after it is embedded (none for a space without conditions)."""
+    return list(dict.fromkeys(CONDITIONED_SPACES[conditioned(name, condition)] for condition in VOICE_CONDITIONS
+                              if conditioned(name, condition) in CONDITIONED_SPACES))
 
 
 def space_for(first: str, second: str, override: str | None = None) -> str:

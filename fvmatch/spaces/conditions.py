@@ -102,8 +102,9 @@ class ConditionedVoiceSpace:
             raise KeyError(condition)
         self.base = base
         self.condition = condition
-        self.name = conditioned(base.name, condition)
+        self.name = conditioned(getattr(base, "family", base.name), condition)
         self.dim = base.dim
+        self.front_end = getattr(base, "front_end", "speech")  # reads the speech its base reads (silero-vad's)
         recipe = f"{base.model_id} {condition} {VOICE_CONDITIONS[condition]} v{RECIPE_VERSION}"
         self.model_id = hashlib.sha256(recipe.encode()).hexdigest()
 
