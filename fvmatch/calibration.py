@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -155,15 +155,22 @@ def operating_point(entry: dict, fmr: float) -> dict:
                                         f"(a rate needs at least {ERRORS_AT_THRESHOLD}/FMR different-person trials)")
 
 
-def pair_scores(first, second, seed: int = 0, max_trials: int = MAX_TRIALS) -> tuple[np.ndarray, np.ndarray, int]:
+def pair_scores(first, second, seed: int = 0, max_trials: int = MAX_TRIALS,
+                score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Scores of every same-person and every different-person pair between two ItemSets (distinct items when
     they are one set), each hypothesis sampled down to `max_trials` pairs from the seed; and the number of
-    people with same-person pairs."""
+    people with same-person pairs. `score`: of row i of two (N, D) arrays, for another score than the cosine
+    (a pair encoder's, fvmatch.fused_scoring)."""
     one_set = first is second
     rng = np.random.default_rng([seed, 0xCA1])
     same, people = [], 0
     for owner in np.intersect1d(first.owners, second.owners):
-        block = first.vectors[first.owners == owner] @ second.vectors[second.owners == owner].T
+        mine, theirs = first.vectors[first.owners == owner], second.vectors[second.owners == owner]
+        if score is None:
+            block = mine @ theirs.T
+        else:
+            rows, columns = np.indices((len(mine), len(theirs))).reshape(2, -1)
+            block = score(mine[rows], theirs[columns]).reshape(len(mine), len(theirs))
         block = block[np.triu_indices(len(block), 1)] if one_set else block.ravel()
         same.append(block)
         people += bool(len(block))
@@ -177,12 +184,13 @@ def pair_scores(first, second, seed: int = 0, max_trials: int = MAX_TRIALS) -> t
         rows, columns = rng.integers(len(first), size=2 * max_trials), rng.integers(len(second), size=2 * max_trials)
     different = first.owners[rows] != second.owners[columns]
     rows, columns = rows[different][:max_trials], columns[different][:max_trials]
-    different_scores = np.einsum("ij,ij->i", first.vectors[rows], second.vectors[columns]).astype(np.float64)
+    different_scores = (np.einsum("ij,ij->i", first.vectors[rows], second.vectors[columns]) if score is None
+                        else score(first.vectors[rows], second.vectors[columns])).astype(np.float64)
     return same_scores.astype(np.float64), different_scores, people
 
 
 def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
-              max_trials: int = MAX_TRIALS, face_band: str | None = None) -> dict:
+              max_trials: int = MAX_TRIALS, face_band: str | None = None, fused=None) -> dict:
     """Calibrate each trial type in the space that scores it, on an EmbeddedCorpus or {space: EmbeddedCorpus}
     (normally the validation split or an analyst's own labelled folder, not the test split).
 
@@ -191,9 +199,12 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
     "created", "spaces": {space: model id}, calibration_key(space, kind): entry, ...}, an entry being `fit`'s dict
     plus "space" and "space_model_id". Refuses (BadArgument naming each (space, trial type) that falls short and
     the numbers needed) rather than calibrate part. `face_band`: the data are faces of that size band
-    (fvmatch.quality.face.FACE_BANDS): the face-face entries are kept for questions of that band.
+    (fvmatch.quality.face.FACE_BANDS): the face-face entries are kept for questions of that band. `fused` (a
+    fvmatch.fused_scoring.FusedScorer): the joint space's face-voice trials are also calibrated by their fused
+    score, in an entry of their own (space FUSED), the score `verify` and `identify` report for such a model.
     """
     from fvmatch.evaluation import as_corpora, scoring_spaces
+    from fvmatch.fused_scoring import FUSED
     from fvmatch.scoring import calibration_key
     from fvmatch.spaces import JOINT
 
@@ -209,6 +220,10 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
         corpus = corpora[scored_in[kind]]
         first_items, second_items = (corpus.items(modality) for modality in kind.split("-"))
         scores[scored_in[kind], kind] = pair_scores(first_items, second_items, seed, max_trials)
+        if fused is not None and kind == "face-voice" and scored_in[kind] == JOINT:
+            scores[FUSED, kind] = pair_scores(first_items, second_items, seed, max_trials, fused.scores)
+    model_ids = {**{space: corpus.model_id for space, corpus in corpora.items()},
+                 **({FUSED: corpora[JOINT].model_id} if (FUSED, "face-voice") in scores else {})}
     problems = [f"{space} {kind}: {problem}" for (space, kind), (same, different, people) in scores.items()
                 if (problem := shortfall(len(same), len(different), people))]
     if problems:
@@ -217,12 +232,12 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
     calibration = {"format": FORMAT, **({"model_id": corpora[JOINT].model_id} if JOINT in corpora else {}),
                    "data": str(first.data), "split": first.split, "seed": seed,
                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "spaces": {space: corpora[space].model_id for space in dict.fromkeys(s for s, _ in scores)}}
+                   "spaces": {space: model_ids[space] for space in dict.fromkeys(s for s, _ in scores)}}
     for (space, kind), (same, different, people) in scores.items():
         # each entry names its own data too: `calibrate --add` keeps entries of other runs beside it
         band = face_band if kind == "face-face" else None
         calibration[calibration_key(space, kind, band)] = {**fit(same, different, people), "space": space,
-                                                     "space_model_id": corpora[space].model_id,
+                                                     "space_model_id": model_ids[space],
                                                      **{key: calibration[key] for key in ("data", "split", "created")}}
     return calibration
 

@@ -17,7 +17,7 @@ from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
 from fvmatch.scoring import Judgement, judge, trial_type
 from fvmatch.quality.face import face_band
-from fvmatch.spaces import CONDITIONED_SPACES, condition_query_spaces, query_space, space_for
+from fvmatch.spaces import CONDITIONED_SPACES, JOINT, condition_query_spaces, query_space, space_for
 from fvmatch.spaces.conditions import conditioned, reference_condition, split
 
 
@@ -32,10 +32,11 @@ class TrialGroup:
     candidates: list[Candidate]
     judgements: list[Judgement]
     condition: dict | None = None  # the questioned item's condition and whether the references were brought to it
+    scoring: dict | None = None  # fused scores (fvmatch.fused_scoring): the kind, K re-scored, the cosines; None: cosine
 
     def to_dict(self) -> dict:
         return {"trial_type": self.trial_type, "space": self.space, "model_id": self.model_id, "against": self.against,
-                "condition": self.condition,
+                "condition": self.condition, "scoring": self.scoring or {"score": "cosine"},
                 "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(self.candidates, self.judgements)]}
 
 
@@ -79,16 +80,25 @@ def check_gallery(gallery, modality: str, targets: Sequence[str], space: str | N
 
 
 def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: str | None = None,
-             calibration: dict | None = None, fmr: float = 0.01) -> list[TrialGroup]:
-    """One group per target modality that holds items: the top identities by their best item in the trial's space."""
+             calibration: dict | None = None, fmr: float = 0.01, fused=None) -> list[TrialGroup]:
+    """One group per target modality that holds items: the top identities by their best item in the trial's space.
+
+    `fused` (a fvmatch.fused_scoring.FusedScorer): a face-voice trial of the joint space takes the top
+    `fused.rescore_top` identities of the cosine search and ranks them by the pair encoder's fused score."""
     counts = gallery.counts()
     groups = []
     for target in same_modality_first(embedding.modality, targets):
         if not counts[target]:
             continue
         chosen, condition = reference_space(gallery, embedding, target, space)
-        candidates = gallery.search(embedding.vectors[query_space(chosen)], [target], top=top, space=chosen)
-        groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition))
+        query = embedding.vectors[query_space(chosen)]
+        rescore = fused is not None and chosen == JOINT and embedding.modality != target
+        candidates = gallery.search(query, [target], top=max(top, fused.rescore_top) if rescore else top, space=chosen)
+        scoring = None
+        if rescore:
+            candidates, scoring = fused.rescore(gallery, embedding.modality, query, candidates)
+            candidates, scoring["cosines"] = candidates[:top], scoring["cosines"][:top]
+        groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring))
     return groups
 
 
@@ -215,14 +225,16 @@ def describe_condition(condition: dict | None) -> str:
 
 
 def _group(gallery, embedding, target: str, space: str, candidates: list[Candidate], calibration, fmr: float,
-           condition: dict | None) -> TrialGroup:
+           condition: dict | None, scoring: dict | None = None) -> TrialGroup:
     kind = trial_type(embedding.modality, target)
     model_id = embedding.model_ids.get(space) or gallery.spaces[space]["model_id"]
     # a face question's size band picks its calibration (the references are enrolled, good photos: the question is
     # the smaller face of the pair)
     band = face_band(embedding.quality) if kind == "face-face" else None
+    judged_as = scoring["space"] if scoring else space  # a fused score is judged by the fused calibration alone
     return TrialGroup(kind, space, model_id, target, candidates,
-                      [judge(c.score, kind, calibration, fmr, space, model_id, band) for c in candidates], condition)
+                      [judge(c.score, kind, calibration, fmr, judged_as, model_id, band) for c in candidates], condition,
+                      scoring)
 
 
 def merged(groups: Sequence[TrialGroup]) -> bool:

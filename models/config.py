@@ -23,6 +23,7 @@ class JointModelConfig:
     face_input: str = "crop"
     voice_input: str = "log-mel"
     voice_subnet: str = "dimnet"  # "dimnet" (DIMNet-voice) or "mlp"
+    fusion_layers: int = 0  # layers of the fuse-after-align pair encoder over (face, voice) (models/fusion.py); 0: none
     description: str = field(default="", compare=False)
 
     @property
@@ -36,7 +37,8 @@ class JointModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "JointModelConfig":
         known = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
-        optional = {"description", "face_input_size", "subnet_batchnorm", "face_input", "voice_input", "voice_subnet"}
+        optional = {"description", "face_input_size", "subnet_batchnorm", "face_input", "voice_input", "voice_subnet",
+                    "fusion_layers"}
         missing = set(cls.__dataclass_fields__) - set(known) - optional
         if missing:
             raise ValueError(f"model config lacks {', '.join(sorted(missing))}")
@@ -79,6 +81,20 @@ CONFIGS: dict[str, JointModelConfig] = {
         voice_input="ge2e-voice",
         voice_subnet="mlp",
         description="experts recipe: frozen dlib-face and ge2e-voice vectors, a 2-layer MLP per modality, shared FC 256->256",
+    ),
+    "experts-fusion": JointModelConfig(
+        name="experts-fusion",
+        face_subnet="mlp",
+        face_channels=(128, 512),
+        voice_channels=(256, 512),
+        subnet_dim=256,
+        embedding_dim=256,
+        subnet_batchnorm=True,
+        face_input="dlib-face",
+        voice_input="ge2e-voice",
+        voice_subnet="mlp",
+        fusion_layers=2,
+        description="fuse-after-align recipe: the experts heads, then a 2-layer pair encoder scoring (face, voice)",
     ),
 }
 

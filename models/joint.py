@@ -49,9 +49,16 @@ class IdentityClassifier(nn.Module):
 
 
 def build_model(config: JointModelConfig) -> nn.Module:
-    """The network a config describes: JointModel on media, ExpertsModel on frozen pretrained spaces' vectors."""
+    """The network a config describes: JointModel on media, ExpertsModel on frozen pretrained spaces' vectors; with
+    `fusion_layers`, a pair encoder beside it (models/fusion.py)."""
     if config.experts:
         from .experts import ExpertsModel
 
-        return ExpertsModel(config)
-    return JointModel(config)
+        model = ExpertsModel(config)
+    else:
+        model = JointModel(config)
+    if config.fusion_layers:
+        from .fusion import PairEncoder
+
+        model.pair_encoder = PairEncoder(config.embedding_dim, config.fusion_layers)
+    return model

@@ -127,5 +127,5 @@ def test_face_weights_that_do_not_fit_are_refused(tmp_path):
 def test_config_round_trips_through_a_dict():
     config = get_config("small")
     assert JointModelConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(KeyError, match="known: experts, small, wang2020"):
+    with pytest.raises(KeyError, match="known: experts, experts-fusion, small, wang2020"):
         get_config("nope")

@@ -220,6 +220,8 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr_start, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     objective = recipe.objective()
+    if hasattr(objective, "bind"):  # an objective that also scores pairs with a part of the model (fuse-after-align)
+        objective = objective.bind(net.model)
 
     start_epoch, step, history = 0, 0, []
     if resume:

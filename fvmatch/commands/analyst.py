@@ -131,6 +131,9 @@ def identify(
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality; "
                                           "for a video, all)."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list (per trial type)."),
+    rescore_top: int = typer.Option(50, "--rescore-top", min=1, max=10000, help="With a fuse-after-align model: "
+                                    "identities of the cosine search whose best items the pair encoder re-scores "
+                                    "(face-voice trials)."),
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
     gallery_path: Path = GalleryOption,
@@ -146,6 +149,7 @@ def identify(
     with --against all each trial type is listed apart (merged by likelihood ratio only when all are calibrated).
     With a calibrated model, exit 1 when no candidate reaches the decision threshold.
     A --video query is its main face track and its soundtrack, each searched against --against (default both).
+    A fuse-after-align model re-ranks the top --rescore-top identities of a face-voice search by its fused score.
     """
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
@@ -177,11 +181,14 @@ def identify(
         query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
                  else embedder.embed_voice(path, spaces=spaces, pick=question_spaces(gallery, modality, targets, space)))
         calibration = embedder.card.get("calibration")
-        groups = identify_query(gallery, query, targets, top, space, calibration, fmr)
+        from fvmatch.fused_scoring import fused_scorer
+
+        fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
+        groups = identify_query(gallery, query, targets, top, space, calibration, fmr, fused)
         audit(gallery, "identify", [file_input(path)],
                {"modality": modality, "against": targets,
                 "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
-                            "condition": g.condition,
+                            "condition": g.condition, "scoring": g.scoring or {"score": "cosine"},
                             "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
                            for g in groups]},
                embedder.model_id)
@@ -194,9 +201,11 @@ def identify(
                    "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in listed]})
     else:
         for group in groups:
+            shown = (f"fused scores (pair encoder) of the top {group.scoring['rescore_top']} by cosine, re-ranked"
+                     if group.scoring else "cosine scores")
             _print_candidates(f"{modality} query {path}: {group.trial_type} trials in the {group.space} space "
-                              f"(model {group.model_id[:16]}); {describe_condition(group.condition)}", group.candidates,
-                              group.judgements)
+                              f"(model {group.model_id[:16]}), {shown}; {describe_condition(group.condition)}",
+                              group.candidates, group.judgements)
         notes = sorted({j.note for _, j in listed})
         stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
     calibrated = [j for _, j in listed if j.decision is not None]
@@ -274,17 +283,23 @@ def verify(
     from fvmatch.matching import describe_condition, score_pair
     from fvmatch.scoring import judge
 
+    from fvmatch.fused_scoring import fused_pair
+
     embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     pair = score_pair(embedder, items, space)
-    judgement = judge(pair.score, pair.trial_type, embedder.card.get("calibration"), fmr, pair.space, pair.model_id,
+    score, judged_as, scoring = fused_pair(embedder, pair)  # the cosine, unless a pair encoder scores this pair
+    judgement = judge(score, pair.trial_type, embedder.card.get("calibration"), fmr, judged_as, pair.model_id,
                       pair.face_band)
     if as_json:
         emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality}
                              for (m, p), e in zip(items, pair.embeddings)],
-                   "model_id": embedder.model_id, "condition": pair.condition, **judgement.to_dict()})
+                   "model_id": embedder.model_id, "condition": pair.condition, "scoring": scoring,
+                   **judgement.to_dict()})
     else:
-        stdout.print(f"{judgement.trial_type} score {pair.score:.4f} (cosine in the {pair.space} space; model "
-                     f"{pair.model_id[:16]}); {describe_condition(pair.condition)}", highlight=False)
+        shown = (f"fused: the pair encoder's log-odds from the {pair.space} vectors, whose cosine is "
+                 f"{scoring['cosine']:.4f}" if scoring["score"] == "fused" else f"cosine in the {pair.space} space")
+        stdout.print(f"{judgement.trial_type} score {score:.4f} ({shown}; model {pair.model_id[:16]}); "
+                     f"{describe_condition(pair.condition)}", highlight=False)
         if judgement.decision is not None:
             stdout.print(f"log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                          highlight=False)

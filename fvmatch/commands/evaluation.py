@@ -190,7 +190,10 @@ def calibrate(
     split = _split(data, split, "val")
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
-    calibration = fit_calibration(corpora, seed=seed, face_band=face_band)
+    from fvmatch.fused_scoring import fused_scorer
+
+    # a fuse-after-align model: its face-voice trials are calibrated by the fused score too (what verify reports)
+    calibration = fit_calibration(corpora, seed=seed, face_band=face_band, fused=fused_scorer(embedder))
     if add:
         calibration = added_to(embedder.card.get("calibration"), calibration)
     write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)

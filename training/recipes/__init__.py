@@ -8,6 +8,10 @@ they take any checkpoint.
     wang2020   Wang et al., SIGIR 2020: face and voice subnets trained end to end on crops and log-mel (default)
     experts    frozen dlib-face and ge2e-voice vectors (computed once, cached), a small head per modality trained
                with the wang2020 objective: CPU minutes for thousands of identities
+    fuse-after-align
+               Peng et al. 2024: same-video pairs (no identity labels) aligned contrastively on the experts heads,
+               then a pair encoder trained as a same/different classifier on hard negatives (verify and identify
+               re-score with it)
 """
 from __future__ import annotations
 
@@ -49,9 +53,10 @@ class Recipe(Protocol):
 
 
 from .experts import ExpertsRecipe  # noqa: E402 (the recipes import nothing of this module)
+from .fuse_after_align import FuseAfterAlignRecipe  # noqa: E402
 from .wang2020 import Wang2020Recipe  # noqa: E402
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (Wang2020Recipe(), ExpertsRecipe())}
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (Wang2020Recipe(), ExpertsRecipe(), FuseAfterAlignRecipe())}
 
 
 def get_recipe(name: str) -> Recipe:
