@@ -45,10 +45,13 @@ def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:
 def train(
     data: Path = typer.Argument(..., help="Prepared shards (from fvmatch prepare), or a corpus to prepare first."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (.safetensors), updated every epoch."),
-    recipe: str = typer.Option("wang2020", "--recipe", help="Training recipe: wang2020 (end to end on media) or "
-                               "experts (a head on frozen dlib-face and ge2e-voice vectors)."),
-    config: Optional[str] = typer.Option(None, "--config", help="Model config: small or wang2020 (wang2020 recipe; "
-                                         "default small), experts (experts recipe, its default)."),
+    recipe: str = typer.Option("wang2020", "--recipe", help="Training recipe: wang2020 (end to end on media), "
+                               "experts (a head on frozen dlib-face and ge2e-voice vectors), fuse-after-align, "
+                               "wen2021 (Wen et al. 2021: two-level alignment, identities reweighted) or xiong2019 "
+                               "(Xiong et al. 2019: voice-anchored triplet loss on a sphere)."),
+    config: Optional[str] = typer.Option(None, "--config", help="Model config: small or wang2020 (media), experts "
+                                         "(frozen spaces), experts-fusion (fuse-after-align). Default: the recipe's "
+                                         "own (wang2020, xiong2019: small; experts, wen2021: experts)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=2, help="Identities per batch (one face-voice pair each)."),
     lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Starting learning rate (decays logarithmically)."),

@@ -12,6 +12,13 @@ they take any checkpoint.
                Peng et al. 2024: same-video pairs (no identity labels) aligned contrastively on the experts heads,
                then a pair encoder trained as a same/different classifier on hard negatives (verify and identify
                re-score with it)
+    wen2021    Wen et al., CVPR 2021: a shared identity classifier (global) and an N-pair term (local) align the
+               modalities; identities reweighted by difficulty, the hardest filtered out (config experts or small)
+    xiong2019  Xiong et al. 2019: voice-anchored triplet loss, embeddings constrained to a sphere of radius alpha
+               (config small or experts)
+
+`get_recipe` gives a new instance each time: a recipe may keep what it computed for one run (wen2021 keeps the
+identity weights its data() learned), and `recipe_card` adds what a recipe's `card()` says about its run.
 """
 from __future__ import annotations
 
@@ -55,19 +62,24 @@ class Recipe(Protocol):
 from .experts import ExpertsRecipe  # noqa: E402 (the recipes import nothing of this module)
 from .fuse_after_align import FuseAfterAlignRecipe  # noqa: E402
 from .wang2020 import Wang2020Recipe  # noqa: E402
+from .wen2021 import Wen2021Recipe  # noqa: E402
+from .xiong2019 import Xiong2019Recipe  # noqa: E402
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (Wang2020Recipe(), ExpertsRecipe(), FuseAfterAlignRecipe())}
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (Wang2020Recipe(), ExpertsRecipe(), FuseAfterAlignRecipe(),
+                                                                  Wen2021Recipe(), Xiong2019Recipe())}
 
 
 def get_recipe(name: str) -> Recipe:
-    """The named recipe; KeyError lists the known names."""
+    """A new instance of the named recipe (for one run); KeyError lists the known names."""
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
-    return RECIPES[name]
+    return type(RECIPES[name])()
 
 
 def recipe_card(recipe: Recipe) -> dict:
     """What the model card says about the recipe: its name, what it is, and its objective's settings."""
     from dataclasses import asdict
 
-    return {"name": recipe.name, "description": recipe.description, "objective": asdict(recipe.objective())}
+    card = getattr(recipe, "card", None)  # what a recipe says about its run (wen2021: its identity weighting)
+    return {"name": recipe.name, "description": recipe.description, "objective": asdict(recipe.objective()),
+            **(card() if card else {})}
