@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/audit_run.py [--identities 10000] [--real 125] [--batch-sizes 1 32] [--compare 200]
      .venv/bin/python benchmarks/audit_run.py --sizes 10000 1000000   (the full query file against each size)
+     .venv/bin/python benchmarks/audit_run.py --real-faces --sizes 10000 1000000 [--keep DIR]
 
 Set-up (not timed): a synthetic corpus of `--real` identities with 5 faces and 5 clips each (4 s); the first face and
 clip of each are enrolled for real (the shipped model, through the library), and the gallery is filled up to
@@ -22,6 +23,13 @@ pipeline, not evidence about real people).
 `--sizes A B ...` instead: one gallery per size (the same real identities and fillers drawn alike, in batches of
 10,000), the full query file once against each with the last batch size, one table and the rates' ratio to the
 first size. `--m` / `--ef-construction` build the indexes with other HNSW settings than the gallery's.
+
+`--real-faces --sizes A B ...`: the batch an analyst runs on real people. One gallery per size of face items built
+as benchmarks/gallery_cold_query.py builds its large one (clustered dlib-face and joint vectors, through the
+library), holding one photo of each of the 16 people of ../shared/realmedia/faces enrolled for real; the queries are
+their other photos, answered against faces (face-face trials in the dlib-face space), every size in the order
+A B .. B A. `--keep DIR` keeps each size's gallery as DIR/<size> and reuses it (a gallery_cold_query.py --keep
+gallery of that size can be given: its one real person is the same).
 """
 from __future__ import annotations
 
@@ -110,11 +118,12 @@ def _detectable(embedder, paths) -> list[Path]:
     return found
 
 
-def audit_run(queries: Path, gallery: Path, out: Path, batch_size: int) -> dict:
+def audit_run(queries: Path, gallery: Path, out: Path, batch_size: int, against: str | None = None) -> dict:
     """One `fvmatch audit run` process: its wall time, its summary and what its results say."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "fvmatch.cli", "audit", "run", "--queries", str(queries), "--out",
-                           str(out), "--gallery", str(gallery), "--batch-size", str(batch_size), "--json"],
+                           str(out), "--gallery", str(gallery), "--batch-size", str(batch_size), "--json",
+                           *(["--against", against] if against else [])],
                           capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode not in (0, 2):
@@ -152,6 +161,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", help="gallery sizes (identities) answered side by side")
     parser.add_argument("--m", type=int, help="HNSW M to build with (default: the gallery's)")
     parser.add_argument("--ef-construction", type=int, help="HNSW ef_construction to build with")
+    parser.add_argument("--real-faces", action="store_true", help="with --sizes: real photos against face galleries")
+    parser.add_argument("--keep", type=Path, help="with --real-faces: keep (and reuse) each size's gallery in DIR/<size>")
     args = parser.parse_args()
     import torch
 
@@ -161,6 +172,9 @@ def main() -> None:
     index_module.EF_CONSTRUCTION = args.ef_construction or index_module.EF_CONSTRUCTION
     print(f"machine: {torch.get_num_threads()} torch threads; HNSW M={index_module.M} "
           f"ef_construction={index_module.EF_CONSTRUCTION}", file=sys.stderr)
+    if args.sizes and args.real_faces:
+        compare_real_faces(args)
+        return
     if args.sizes:
         compare_sizes(args)
         return
@@ -185,6 +199,70 @@ def main() -> None:
     print_table(rows)
     print(f"\nratio of in-run rates, batch {rows[-1]['batch']} / batch {rows[0]['batch']}: "
           f"{rows[-1]['qps_run'] / rows[0]['qps_run']:.2f}")
+
+
+def build_real_faces(gallery: Path, items: int, seed: int, workdir: Path) -> Path:
+    """A gallery of `items` face items (16 real people, the rest clustered vectors) and the query file of the real
+    people's other photos; an existing gallery is reused (its missing real people enrolled)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gallery_cold_query import enroll_one, fill
+    from startup import DEFAULT_PHOTOS
+
+    from fvmatch.gallery import Gallery
+
+    photos = {person.name: sorted(p for p in person.iterdir() if p.suffix.lower() == ".jpg")
+              for person in sorted(DEFAULT_PHOTOS.iterdir()) if person.is_dir()}
+    first = next(iter(photos))
+    references = {name: files[1] if name == first else files[0] for name, files in photos.items()}  # as startup.py
+    if not (gallery / "gallery.db").exists():
+        enroll_one(gallery, first, references[first])
+        print(f"building {items:,} items in {gallery}", file=sys.stderr)
+        fill(gallery, items - len(references), seed)
+    with Gallery.open(gallery) as opened:
+        missing = [name for name in references if not opened.has_identity(name)]
+    if missing:
+        manifest = workdir / f"manifest-{items}.csv"
+        manifest.write_text("identity,modality,path\n" + "".join(f"{name},face,{references[name]}\n" for name in missing))
+        done = subprocess.run([sys.executable, "-m", "fvmatch.cli", "enroll", "--manifest", str(manifest), "--gallery",
+                               str(gallery)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"enrolling the real people failed: {done.stderr[-2000:]}")
+    queries = workdir / f"queries-{items}.csv"
+    queries.write_text("query_id,modality,path\n" + "".join(
+        f"{name}/{path.name},face,{path}\n" for name, files in photos.items() for path in files if path != references[name]))
+    return queries
+
+
+def compare_real_faces(args) -> None:
+    """The real people's photos against face galleries of each size, A B .. B A (see the module's docstring)."""
+    with tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        galleries, queries, built = {}, {}, {}
+        for size in args.sizes:
+            galleries[size] = (args.keep / str(size)) if args.keep else workdir / str(size)
+            began = time.perf_counter()
+            queries[size] = build_real_faces(galleries[size], size, args.seed, workdir)
+            built[size] = time.perf_counter() - began
+        order = list(args.sizes) + list(reversed(args.sizes))
+        runs = [(size, audit_run(queries[size], galleries[size], workdir / f"run-{i}.jsonl", args.batch_sizes[-1],
+                                 against="face")) for i, size in enumerate(order)]
+    print(f"\nreal photos of 16 people against face galleries, batch size {args.batch_sizes[-1]}, order "
+          f"{' '.join(f'{size:,}' for size in order)} (means of the two runs; build s: 0 = reused)")
+    print("| face items | build s | queries | failed | wall s | queries/s (wall) | queries/s (in run) | median embed ms "
+          "| median search ms | top-1 | top-10 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for size in args.sizes:
+        mine = [run for ran, run in runs if ran == size]
+        rows.append({"size": size, **mine[0], **{key: float(np.mean([run[key] for run in mine]))
+                                                 for key in ("wall_s", "qps_wall", "qps_run", "embed_ms", "search_ms")}})
+        row = rows[-1]
+        print(f"| {size:,} | {built[size]:.0f} | {row['queries']} | {row['failed']} | {row['wall_s']:.1f} | "
+              f"{row['qps_wall']:.2f} | {row['qps_run']:.2f} | {row['embed_ms']:.1f} | {row['search_ms']:.2f} | "
+              f"{row['top1']:.3f} | {row['top10']:.3f} |")
+    for row in rows[1:]:
+        print(f"in-run rate at {row['size']:,} / at {rows[0]['size']:,} items: {row['qps_run'] / rows[0]['qps_run']:.2f}; "
+              f"median search {row['search_ms'] / rows[0]['search_ms']:.2f}x")
 
 
 def compare_sizes(args) -> None:

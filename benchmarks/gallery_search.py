@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/gallery_search.py [--sizes 10000 100000 1000000] [--queries 500]
          [--efs 64 128 256] [--m M] [--ef-construction E]
+     .venv/bin/python benchmarks/gallery_search.py --gallery DIR [--space joint] [--modality face] [--efs ...]
 
 Vectors: 256-D unit vectors clustered like identities (PITFALLS.md): each identity's centre lies near a random
 32-D subspace of the space, 4 items per identity scattered around it (same-identity cosine about 0.65).
@@ -15,6 +16,12 @@ A second table sweeps the search ef (`--efs`): the index asked for the 100 items
 exactly, item recall@10 of their top 10 and the p50/p99 of the index call alone. `--m` and `--ef-construction`
 build with other HNSW settings than the gallery's (to compare them); the first table then uses the gallery's search
 ef (index.MIN_EF). Also printed: the build's seconds and the index file's size.
+
+`--gallery DIR` measures an existing gallery instead (one built by benchmarks/gallery_cold_query.py --keep, which
+takes long at 1M, so that the latencies can be taken later on a quiet machine): the ef sweep on its index of
+(`--space`, `--modality`), with the HNSW settings it was built with, and whole `Gallery.search` calls at the
+gallery's own search ef. Queries are stored items moved by noise (cosine about 0.8 to the item, as a fresh item of
+an enrolled identity), exact search over all its stored vectors.
 """
 from __future__ import annotations
 
@@ -119,6 +126,52 @@ def gallery_fetch() -> int:
     return max(MIN_FETCH, 10 * OVER_FETCH)
 
 
+def measure_gallery(directory: Path, space: str, modality: str, queries: int, seed: int, efs: list[int]) -> None:
+    """The ef sweep and Gallery.search latency of an existing gallery's index (see the module's docstring)."""
+    rng = np.random.default_rng(seed)
+    with Gallery.open(directory) as gallery:
+        started = time.perf_counter()
+        ids, vectors = gallery._all_vectors(modality, space)
+        read_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        index = gallery.index(modality, space, room=False)
+        load_seconds = time.perf_counter() - started
+        hnsw = index.index
+        picked = rng.choice(len(ids), size=queries, replace=False)
+        noise = 0.047 * rng.normal(size=(queries, vectors.shape[1])) * np.sqrt(256 / vectors.shape[1])
+        query_vectors = unit(vectors[picked] + noise)
+        exact = [set(ids[np.argpartition(-(vectors @ query), 10)[:10]].tolist()) for query in query_vectors]
+        position = {int(media_id): row for row, media_id in enumerate(ids)}
+        fetch = gallery_fetch()
+        print(f"gallery {directory}: {len(ids):,} {modality} items in {space} ({vectors.shape[1]}-D), HNSW M="
+              f"{hnsw.M} ef_construction={hnsw.ef_construction}; {queries} queries; stored vectors read in "
+              f"{read_seconds:.1f} s, index loaded in {load_seconds:.1f} s")
+        print(f"\nsearch ef sweep: the index asked for {fetch} items, re-scored exactly; recall@10 of their top 10")
+        print("| items | ef | item_recall10 | index call p50_ms | p99_ms |")
+        print("|---|---|---|---|---|")
+        for ef in efs:
+            hnsw.set_ef(max(ef, fetch))
+            recalls, call_ms = [], []
+            for query, truth in zip(query_vectors, exact):
+                t0 = time.perf_counter()
+                labels, _ = hnsw.knn_query(query[None, :], k=fetch)
+                call_ms.append((time.perf_counter() - t0) * 1000)
+                labels = labels[0].astype(np.int64)
+                rows = np.array([position[int(label)] for label in labels])
+                rescored = labels[np.argsort(-(vectors[rows] @ query))[:10]]
+                recalls.append(len(truth & set(rescored.tolist())) / 10)
+            print(f"| {len(ids):,} | {max(ef, fetch)} | {np.mean(recalls):.4f} | {np.percentile(call_ms, 50):.2f} | "
+                  f"{np.percentile(call_ms, 99):.2f} |", flush=True)
+        hnsw.set_ef(max(index_module.MIN_EF, fetch))
+        latencies = []
+        for query in query_vectors:
+            t0 = time.perf_counter()
+            gallery.search(query, [modality], top=10, space=space)
+            latencies.append((time.perf_counter() - t0) * 1000)
+        print(f"\nGallery.search (top 10 identities, search ef {max(index_module.MIN_EF, fetch)}): p50 "
+              f"{np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -128,7 +181,13 @@ def main() -> None:
     parser.add_argument("--m", type=int, help=f"HNSW M (the gallery's: {index_module.M})")
     parser.add_argument("--ef-construction", type=int,
                         help=f"HNSW ef_construction (the gallery's: {index_module.EF_CONSTRUCTION})")
+    parser.add_argument("--gallery", type=Path, help="measure this existing gallery instead of building new ones")
+    parser.add_argument("--space", default="joint", help="with --gallery: the space whose index is measured")
+    parser.add_argument("--modality", default="face", help="with --gallery: the modality whose index is measured")
     args = parser.parse_args()
+    if args.gallery:
+        measure_gallery(args.gallery, args.space, args.modality, args.queries, args.seed, args.efs)
+        return
     index_module.M = args.m or index_module.M
     index_module.EF_CONSTRUCTION = args.ef_construction or index_module.EF_CONSTRUCTION
     results = [run(size, args.queries, args.seed, args.efs) for size in args.sizes]

@@ -9,9 +9,9 @@ and stored like any other), computed once from its speech at enrolment; a questi
 is searched against the references of its condition.
 
 Measured with `benchmarks/degraded.py` (50 questions, degraded, against 50 clean references of 10 LibriSpeech
-speakers; GE2E EER, references as enrolled -> references of the question's condition): telephone band 16.0% ->
-6.4%, AMR-NB 14.9% -> 8.4%, white noise at 10 dB 12.9% -> 7.6%, at 5 dB 18.6% -> 10.0%, at 0 dB 29.6% -> 18.6%,
-telephone band plus noise at 10 dB 23.2% -> 17.8%. Band-limited references do not help noisy wideband questions
+speakers; GE2E EER, references as enrolled -> references of the question's condition): telephone band 14.4% ->
+6.4%, AMR-NB 16.0% -> 8.4%, white noise at 10 dB 11.2% -> 7.3%, at 5 dB 16.4% -> 10.0%, at 0 dB 28.6% -> 18.6%,
+telephone band plus noise at 10 dB 22.0% -> 17.8%. Band-limited references do not help noisy wideband questions
 (12.9% -> 20.1%, measured apart): each condition applies only where the question's measured quality calls for it
 (`reference_condition`).
 
