@@ -71,6 +71,10 @@ def test_a_recipe_refuses_a_config_it_cannot_train(prepared, tmp_path):
         train(prepared, tmp_path / "x.safetensors", TrainSettings(**{**EXPERTS.to_dict(), "config": "small"}))
     with pytest.raises(ValueError, match="use --recipe experts"):
         train(prepared, tmp_path / "y.safetensors", TrainSettings(config="experts"))
+    # a pair encoder only fuse-after-align trains: saved untrained, verify and identify would score pairs with it
+    with pytest.raises(ValueError, match="use --recipe fuse-after-align"):
+        train(prepared, tmp_path / "z.safetensors", TrainSettings(**{**EXPERTS.to_dict(), "config": "experts-fusion"}))
+    assert not (tmp_path / "z.safetensors").exists()
 
 
 def test_experts_head_beats_the_untrained_one_on_held_out_identities(prepared, tmp_path):

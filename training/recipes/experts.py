@@ -91,6 +91,9 @@ class ExpertsRecipe:
         if set(config.experts) != {config.face_input, config.voice_input}:
             raise ValueError(f"the {self.name} recipe trains a head on pretrained spaces; config {config.name!r} reads "
                              "media: use --config experts")
+        if config.fusion_layers:  # it would be saved untrained, and verify/identify would score pairs with it
+            raise ValueError(f"the {self.name} recipe does not train config {config.name!r}'s pair encoder: use "
+                             "--recipe fuse-after-align")
 
     def data(self, corpus: PreparedCorpus, config: JointModelConfig) -> ExpertData:
         from fvmatch.embedder import Embedder
