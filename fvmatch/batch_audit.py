@@ -273,6 +273,9 @@ class _Context:
         self.counts = gallery.counts()
         calibration = embedder.card.get("calibration")
         self.calibration = calibration
+        from fvmatch.fused_scoring import fused_scorer
+
+        self.fused = fused_scorer(embedder)  # a fuse-after-align model re-ranks face-voice searches, as identify does
         self.calibration_summary = None if not calibration else {
             "fmr": fmr, **{key: calibration.get(key) for key in ("data", "split", "created")},
             "trial_types": sorted(key for key in calibration if isinstance(calibration[key], dict) and "map" in calibration[key])}
@@ -413,7 +416,8 @@ class _Context:
             entry.pop("note")
             listed.append(entry)
         record = {**record, "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
-                                        "condition": g.condition} for g in groups]}
+                                        "condition": g.condition, "scoring": g.scoring or {"score": "cosine"}}
+                                       for g in groups]}
         matches = [c.identity for c, j in pairs if j.decision == "same person"]
         calibrated = any(j.decision is not None for j in judged)
         decision = None if not calibrated else ("same person" if matches else "different person")
@@ -429,7 +433,8 @@ class _Context:
         from fvmatch.matching import identify, verify_claim
 
         if not query.claimed_identity:
-            return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr), None
+            return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr,
+                            self.fused), None
         try:
             return verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
                                 self.calibration, self.fmr), None
@@ -481,7 +486,8 @@ class _Context:
                                                       "voice": evidence.voice.quality if evidence.voice else None},
                 "video": evidence.provenance(),
                 "trials": [{"query": part, "trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
-                            "condition": g.condition} for part, g in answered],
+                            "condition": g.condition, "scoring": g.scoring or {"score": "cosine"}}
+                           for part, g in answered],
                 "candidates": listed, "matches": matches,
                 "decision": None if not calibrated else ("same person" if matches else "different person"),
                 "notes": sorted({j.note for _, _, j in triples}) + evidence.notes, "answered_at": _utc_now(),

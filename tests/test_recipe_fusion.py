@@ -239,3 +239,17 @@ def test_calibrating_a_fusion_model_fits_the_fused_score_verify_reports(trained,
     result = run_cli_here("verify", "--model", calibrated, "--face", faces[0], "--voice", voice, "--json")
     answer = json.loads(result.stdout)
     assert answer["log10_lr"] is not None and f"calibrated: {FUSED} face-voice map" in answer["note"]
+
+
+def test_a_batch_audit_re_ranks_face_voice_searches_as_identify_does(gallery, tmp_path):
+    directory, _, _, voice = gallery
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"query_id,modality,path\nq1,voice,{voice}\n")
+    out = tmp_path / "results.jsonl"
+    ran = run_cli_here("audit", "run", "--queries", queries, "--out", out, "--gallery", directory, "--json")
+    assert ran.returncode == 0, ran.stderr
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    alone = json.loads(run_cli_here("identify", "--gallery", directory, "--voice", voice, "--json").stdout)
+    assert record["trials"][0]["scoring"]["score"] == "fused" and record["trials"][0]["scoring"]["rescore_top"] == 50
+    assert [(c["identity"], round(c["score"], 4)) for c in record["candidates"]] == \
+        [(c["identity"], round(c["score"], 4)) for c in alone["candidates"]]

@@ -161,7 +161,8 @@ def identify(
 
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
-            return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json)
+            return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json,
+                                  rescore_top)
     modality, path = _one_query(face, voice)
     refuse_video_as(path, f"--{modality}")
     targets = [("voice" if modality == "face" else "face")] if against is None else (
@@ -201,16 +202,20 @@ def identify(
                    "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in listed]})
     else:
         for group in groups:
-            shown = (f"fused scores (pair encoder) of the top {group.scoring['rescore_top']} by cosine, re-ranked"
-                     if group.scoring else "cosine scores")
             _print_candidates(f"{modality} query {path}: {group.trial_type} trials in the {group.space} space "
-                              f"(model {group.model_id[:16]}), {shown}; {describe_condition(group.condition)}",
+                              f"(model {group.model_id[:16]}), {scores_shown(group)}; {describe_condition(group.condition)}",
                               group.candidates, group.judgements)
         notes = sorted({j.note for _, j in listed})
         stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
     calibrated = [j for _, j in listed if j.decision is not None]
     if calibrated and not any(j.decision == "same person" for j in calibrated):
         raise typer.Exit(EXIT_NO_MATCH)
+
+
+def scores_shown(group) -> str:
+    """What a group's scores are, for its table's title."""
+    return (f"fused scores (pair encoder) of the top {group.scoring['rescore_top']} by cosine, re-ranked"
+            if group.scoring else "cosine scores")
 
 
 def _print_candidates(title: str, candidates, judgements) -> None:

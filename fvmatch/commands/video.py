@@ -16,10 +16,10 @@ PART = {"face": "face track", "voice": "soundtrack"}
 
 
 def identify_video(path: Path, fps: float, against: str | None, top: int, space: str | None, fmr: float,
-                   gallery, embedder, gallery_path: Path, as_json: bool) -> None:
+                   gallery, embedder, gallery_path: Path, as_json: bool, rescore_top: int = 50) -> None:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
-    from fvmatch.commands.analyst import _print_candidates
+    from fvmatch.commands.analyst import _print_candidates, scores_shown
     from fvmatch.matching import (check_gallery, describe_condition, identify as identify_query, merged, query_spaces,
                                   question_spaces, ranked)
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
@@ -44,15 +44,19 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
                               voice_spaces=spaces["voice"],
                               voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
     calibration = embedder.card.get("calibration")
+    from fvmatch.fused_scoring import fused_scorer
+
+    fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
     answered = []  # (part, groups)
     for query in evidence.embeddings():
         if parts[query.modality]:
-            answered.append((query, identify_query(gallery, query, parts[query.modality], top, space, calibration, fmr)))
+            answered.append((query, identify_query(gallery, query, parts[query.modality], top, space, calibration, fmr,
+                                                   fused)))
     groups = [group for _, found in answered for group in found]
     audit(gallery, "identify", [{**file_input(path), "video": evidence.provenance()}],
           {"modality": "video", "against": targets,
            "trials": [{"query": PART[query.modality], "trial_type": g.trial_type, "space": g.space,
-                       "model_id": g.model_id, "condition": g.condition,
+                       "model_id": g.model_id, "condition": g.condition, "scoring": g.scoring or {"score": "cosine"},
                        "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
                       for query, found in answered for g in found]},
           embedder.model_id)
@@ -71,7 +75,8 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
         for query, found in answered:
             for group in found:
                 _print_candidates(f"video {path}, {PART[query.modality]}: {group.trial_type} trials in the "
-                                  f"{group.space} space (model {group.model_id[:16]}); {describe_condition(group.condition)}",
+                                  f"{group.space} space (model {group.model_id[:16]}), {scores_shown(group)}; "
+                                  f"{describe_condition(group.condition)}",
                                   group.candidates, group.judgements)
         notes = sorted({j.note for _, j in listed})
         stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
