@@ -34,6 +34,9 @@ class JointSpace:
         config = checkpoint.model.config
         self.face_expert = _expert(checkpoint.card, config.face_input, space) if config.face_input != "crop" else None
         self.voice_expert = _expert(checkpoint.card, config.voice_input, space) if config.voice_input != "log-mel" else None
+        # the speech a window gives it (fvmatch.media.audio.SpeechWindow.speech_for): its voice expert's, as the head was
+        # trained on that space's vectors; silero-vad's for a model on log-mel
+        self.front_end = getattr(self.voice_expert, "front_end", "speech")
 
     def prepare(self, image: np.ndarray, face) -> np.ndarray:
         if self.face_expert is not None:
