@@ -206,7 +206,8 @@ def test_reindex_rebuilds_both_indexes_with_every_item(gallery):
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
         "reindexed": {"joint face": 8, "joint voice": 8, "dlib-face face": 8, "ge2e-voice voice": 8,
-                      "ge2e-voice@telephone voice": 8, "ge2e-voice@noisy voice": 8, "ge2e-voice@telephone-noisy voice": 8},
+                      "ge2e-voice@telephone voice": 8, "ge2e-voice@noisy voice": 8, "ge2e-voice@telephone-noisy voice": 8,
+                      "ge2e-voice@narrowband voice": 8},
         "replaced_spaces": {}, "filled": 0, "unavailable": 0, "unavailable_items": []}
     info = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
     assert all(index["state"] == "ok" and index["agrees_with_database"] for index in info["indexes"].values())

@@ -32,8 +32,10 @@ def test_the_reference_condition_follows_the_measured_quality():
     assert reference_condition({**call, "snr_db": NOISY_BELOW_DB + 1}) == "telephone"
     assert reference_condition({**call, "snr_db": 5.0}) == "telephone-noisy"
     assert reference_condition({"bandwidth_hz": 8000.0, "low_band_db": 8.0, "snr_db": NOISY_BELOW_DB - 5}) == "noisy"
-    # narrowband that kept its low end (no telephone channel's 300 Hz cut): compared with references as enrolled
-    assert reference_condition({**call, "low_band_db": CHANNEL_CUT_BELOW_DB + 5}) is None
+    # narrowband that kept its low end (no telephone channel's 300 Hz cut): references through 8 kHz sampling alone;
+    # with noise as well, the noisy references (there are no narrowband-noisy ones)
+    assert reference_condition({**call, "low_band_db": CHANNEL_CUT_BELOW_DB + 5}) == "narrowband"
+    assert reference_condition({**call, "low_band_db": CHANNEL_CUT_BELOW_DB + 5, "snr_db": 5.0}) == "noisy"
     assert reference_condition({**call, "bandwidth_hz": 8000.0}) is None  # a bass-less wideband microphone
     assert reference_condition({}) is None  # not measured (an older gallery's item): nothing assumed
 
@@ -46,6 +48,15 @@ def test_speech_brought_to_a_condition_keeps_its_length_and_loses_what_the_condi
     spectrum = np.abs(np.fft.rfft(narrow)) ** 2
     frequencies = np.fft.rfftfreq(len(narrow), 1 / 16000)
     assert spectrum[frequencies > 4200].sum() < 1e-3 * spectrum[(frequencies > 500) & (frequencies < 3000)].sum()
+    plain = bring_to_condition(speech, "narrowband")  # 8 kHz sampling alone: the telephone's low cut is not made
+    plain_spectrum = np.abs(np.fft.rfft(plain)) ** 2
+    assert plain.shape == speech.shape and plain.dtype == np.float32
+    assert plain_spectrum[frequencies > 4200].sum() < 1e-2 * plain_spectrum[(frequencies > 500) & (frequencies < 3000)].sum()
+
+    def low_to_voice(power):
+        return power[(frequencies > 100) & (frequencies < 250)].sum() / power[(frequencies > 300) & (frequencies < 450)].sum()
+
+    assert 0.8 < low_to_voice(plain_spectrum) < 1.25 and low_to_voice(spectrum) < 0.1
     noisy = bring_to_condition(speech, "noisy")
     added = noisy - speech
     assert 10 * np.log10(np.mean(speech**2) / np.mean(added**2)) == pytest.approx(VOICE_CONDITIONS["noisy"][1],

@@ -96,7 +96,7 @@ def test_an_old_gallery_upgrades_and_reindex_fills_the_new_spaces_from_intact_ev
     connection = sqlite3.connect(gallery / "gallery.db")
     counts = dict(connection.execute("SELECT space, count(*) FROM vectors GROUP BY space").fetchall())
     assert counts == {"joint": 6, "dlib-face": 2, "ge2e-voice": 2, "ge2e-voice@telephone": 2, "ge2e-voice@noisy": 2,
-                      "ge2e-voice@telephone-noisy": 2}  # and the voices' reference conditions
+                      "ge2e-voice@telephone-noisy": 2, "ge2e-voice@narrowband": 2}  # and the reference conditions
 
     # the filled vectors are the ones enrolling the file gives today
     enrolled_face = files_of(evidence, "faces", "id00001")[0]

@@ -28,7 +28,7 @@ CODECS = {
 MAX_CODEC_DELAY_SECONDS = 0.1  # the delay a codec may add (priming samples); it is removed by cross-correlation
 
 
-def _resample(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+def resample(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
     """scipy's polyphase resampler (its Kaiser anti-alias filter: nothing above the new Nyquist survives)."""
     from scipy.signal import resample_poly
 
@@ -60,7 +60,7 @@ def band_limit(samples: np.ndarray, rate: int, high_hz: float, low_hz: float = 0
 def telephone_band(samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     """(samples, 8000): a telephone call as intercepted, band-passed to 300-3400 Hz and sampled at 8 kHz."""
     low, high = TELEPHONE_BAND_HZ
-    return _resample(band_limit(samples, rate, high, low), rate, TELEPHONE_RATE), TELEPHONE_RATE
+    return resample(band_limit(samples, rate, high, low), rate, TELEPHONE_RATE), TELEPHONE_RATE
 
 
 def add_noise(samples: np.ndarray, snr_db: float, seed: int, kind: str = "white") -> np.ndarray:
@@ -93,7 +93,7 @@ def encode_with_codec(samples: np.ndarray, rate: int, codec: str, bitrate: int |
         raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
     container_format, rates = CODECS[codec]
     codec_rate = min(rates, key=lambda candidate: (abs(candidate - rate), -candidate))
-    pcm = np.clip(_resample(samples, rate, codec_rate), -1.0, 1.0)
+    pcm = np.clip(resample(samples, rate, codec_rate), -1.0, 1.0)
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container_format) as container:
         stream = container.add_stream(codec, rate=codec_rate)
@@ -136,7 +136,7 @@ def codec_round_trip(samples: np.ndarray, rate: int, codec: str, bitrate: int | 
     the codec's delay removed and the length made that of the input, so that the copy lines up sample for sample."""
     data, _ = encode_with_codec(samples, rate, codec, bitrate)
     decoded, decoded_rate = decode_audio(data)
-    decoded = _resample(decoded, decoded_rate, rate)
+    decoded = resample(decoded, decoded_rate, rate)
     delay = _delay(samples, decoded, int(MAX_CODEC_DELAY_SECONDS * rate))
     aligned = decoded[delay:] if delay >= 0 else np.concatenate([np.zeros(-delay, np.float32), decoded])
     return np.pad(aligned[: len(samples)], (0, max(0, len(samples) - len(aligned)))).astype(np.float32)

@@ -3,7 +3,7 @@
     joint       the trained checkpoint (faces and voices): scores face-voice trials
     dlib-face   dlib's ResNet face descriptor, 128-D (weights in `face-recognition-models`): face-face trials
     ge2e-voice  Resemblyzer's GE2E speaker encoder, 256-D (weights in the `resemblyzer` wheel): voice-voice trials
-    ge2e-voice@telephone, @noisy, @telephone-noisy
+    ge2e-voice@telephone, @noisy, @telephone-noisy, @narrowband
                 enrolled voices brought to a questioned voice's condition first (fvmatch.spaces.conditions): the
                 references a narrowband or noisy question is compared with
 
