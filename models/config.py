@@ -1,7 +1,7 @@
 """Model configurations: one dataclass names an architecture and its sizes."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -82,21 +82,10 @@ CONFIGS: dict[str, JointModelConfig] = {
         voice_subnet="mlp",
         description="experts recipe: frozen dlib-face and ge2e-voice vectors, a 2-layer MLP per modality, shared FC 256->256",
     ),
-    "experts-fusion": JointModelConfig(
-        name="experts-fusion",
-        face_subnet="mlp",
-        face_channels=(128, 512),
-        voice_channels=(256, 512),
-        subnet_dim=256,
-        embedding_dim=256,
-        subnet_batchnorm=True,
-        face_input="dlib-face",
-        voice_input="ge2e-voice",
-        voice_subnet="mlp",
-        fusion_layers=2,
-        description="fuse-after-align recipe: the experts heads, then a 2-layer pair encoder scoring (face, voice)",
-    ),
 }
+CONFIGS["experts-fusion"] = replace(
+    CONFIGS["experts"], name="experts-fusion", fusion_layers=2,
+    description="fuse-after-align recipe: the experts heads, then a 2-layer pair encoder scoring (face, voice)")
 
 
 def get_config(name: str) -> JointModelConfig:

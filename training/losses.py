@@ -39,16 +39,15 @@ def pairwise_distances(anchors: Tensor, candidates: Tensor) -> Tensor:
     )
 
 
-def _check_batch(anchors: Tensor, candidates: Tensor) -> None:
+def check_batch(anchors: Tensor, candidates: Tensor, unit: str = "identities") -> None:
+    """ValueError unless two (B, D) batches of one shape with B >= 2: every in-batch loss needs a negative."""
     if anchors.ndim != 2 or anchors.shape != candidates.shape:
         raise ValueError(
             f"expected two (B, D) batches of the same shape, got {tuple(anchors.shape)} "
             f"and {tuple(candidates.shape)}"
         )
     if anchors.shape[0] < 2:
-        raise ValueError(
-            f"hardest-negative mining needs at least 2 identities per batch, got {anchors.shape[0]}"
-        )
+        raise ValueError(f"in-batch negatives need at least 2 {unit} per batch, got {anchors.shape[0]}")
 
 
 def _hardest_in_rows(distances: Tensor) -> Tensor:
@@ -65,7 +64,7 @@ def hardest_negatives(anchors: Tensor, candidates: Tensor) -> Tensor:
     Row i of `anchors` and row i of `candidates` are the same identity, every other row a
     different one. Returns a LongTensor of shape (B,).
     """
-    _check_batch(anchors, candidates)
+    check_batch(anchors, candidates)
     return _hardest_in_rows(pairwise_distances(anchors, candidates))
 
 
@@ -91,7 +90,7 @@ def ranking_terms(
     face_within   = mean_i max(0, β + p_i - min_{k≠i} d(f_i, f_k))
     voice_within  = mean_i max(0, β + p_i - min_{k≠i} d(v_i, v_k))
     """
-    _check_batch(faces, voices)
+    check_batch(faces, voices)
     face_voice = pairwise_distances(faces, voices)
     positives = face_voice.diagonal()
 

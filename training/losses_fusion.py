@@ -22,24 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses import TERM_NAMES
+from .losses import TERM_NAMES, check_batch
 
 TEMPERATURE = 0.07  # of the cosines in the contrastive term (ALBEF's initial value, which the paper builds on)
 MATCHING_WEIGHT = 1.0
 
 
-def _check_pairs(faces: Tensor, voices: Tensor) -> None:
-    if faces.ndim != 2 or faces.shape != voices.shape:
-        raise ValueError(f"expected two (B, D) batches of the same shape, got {tuple(faces.shape)} and "
-                         f"{tuple(voices.shape)}")
-    if faces.shape[0] < 2:
-        raise ValueError(f"in-batch negatives need at least 2 pairs per batch, got {faces.shape[0]}")
-
-
 def contrastive_terms(faces: Tensor, voices: Tensor, temperature: float = TEMPERATURE) -> tuple[Tensor, Tensor]:
     """(face_to_voice, voice_to_face): mean over i of -log softmax_j(cos(f_i, v_j) / t)[i], and of
     -log softmax_j(cos(v_i, f_j) / t)[i]. Rows are L2-normalised, so the dot product is the cosine."""
-    _check_pairs(faces, voices)
+    check_batch(faces, voices, "pairs")
     logits = faces.float() @ voices.float().T / temperature
     targets = torch.arange(len(faces), device=faces.device)
     return F.cross_entropy(logits, targets), F.cross_entropy(logits.T, targets)
@@ -49,7 +41,7 @@ def contrastive_terms(faces: Tensor, voices: Tensor, temperature: float = TEMPER
 def hard_negatives(faces: Tensor, voices: Tensor) -> tuple[Tensor, Tensor]:
     """(voice of each face, face of each voice): the index j != i of the most similar other-video item by cosine
     (the first one on ties). Rows i of `faces` and `voices` share a video; every other row is another video."""
-    _check_pairs(faces, voices)
+    check_batch(faces, voices, "pairs")
     similarity = faces.float() @ voices.float().T
     similarity.fill_diagonal_(float("-inf"))
     return similarity.argmax(dim=1), similarity.argmax(dim=0)

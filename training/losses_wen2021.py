@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .losses import TERM_NAMES, CenterLoss
+from .losses import TERM_NAMES, CenterLoss, check_batch
 
 LOCAL_SCALE = 10.0  # s: unit vectors' cosines in [-1, 1] need a scale for a softmax over negatives to sharpen
 GLOBAL_WEIGHT = 1.0  # λ_g
@@ -44,7 +44,7 @@ def npair_terms(anchors: Tensor, candidates: Tensor, scale: float = LOCAL_SCALE)
     With unit vectors a·c is the cosine. Equal to the cross-entropy of row i of s·A·Cᵀ against column i, which is
     how it is computed (log-sum-exp: no overflow at large scales).
     """
-    _check_pairs(anchors, candidates)
+    check_batch(anchors, candidates)
     similarities = scale * anchors.float() @ candidates.float().T
     return F.cross_entropy(similarities, torch.arange(len(anchors), device=anchors.device), reduction="none")
 
@@ -104,14 +104,6 @@ def next_identity_weights(weights: Tensor, difficulty: Tensor, initial_ratio: fl
 def weighted_ratio(weights: Tensor) -> float:
     """The share of identities with a weight above 0."""
     return float((weights > 0).float().mean())
-
-
-def _check_pairs(anchors: Tensor, candidates: Tensor) -> None:
-    if anchors.ndim != 2 or anchors.shape != candidates.shape:
-        raise ValueError(f"expected two (B, D) batches of the same shape, got {tuple(anchors.shape)} and "
-                         f"{tuple(candidates.shape)}")
-    if anchors.shape[0] < 2:
-        raise ValueError(f"in-batch negatives need at least 2 identities per batch, got {anchors.shape[0]}")
 
 
 @dataclass
