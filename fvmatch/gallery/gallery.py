@@ -5,14 +5,15 @@
     face.hnsw, voice.hnsw   hnswlib indexes of the joint space, labels = media ids (+ .json sidecars)
     <space>-<modality>.hnsw the same for the other spaces (dlib-face-face.hnsw, ge2e-voice-voice.hnsw)
     write.lock              one writer at a time; readers never wait
+
+This module is the item store: identities, media and their vectors in the database, searched and changed in
+transactions. The indexes, and keeping them in step with the database, are indexes.py's GalleryIndexes.
 """
 from __future__ import annotations
 
 import json
-import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +23,9 @@ import sqlite_utils
 
 from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
 from fvmatch.gallery.database import DB_NAME, NotAGallery, Transaction, connect, create_database
-from fvmatch.gallery.files import make_private_directory, remove_leftovers, tighten, writing
-from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
+from fvmatch.gallery.files import make_private_directory, tighten, writing
+from fvmatch.gallery.index import ModalityIndex
+from fvmatch.gallery.indexes import GalleryIndexes
 from fvmatch.gallery.lock import WriteLock
 from fvmatch.gallery.schema import FORMAT_VERSION
 
@@ -32,15 +34,10 @@ SPACE = "joint"  # the space of the pinned checkpoint
 MISSING_SHOWN = 5  # items named in a "missing vectors" message
 OVER_FETCH = 10  # items fetched from HNSW per identity asked for: identities own several items each
 MIN_FETCH = 100
-BYTES_PER_ITEM = 1_400  # memory to open an index, per item (1.3 GiB per million): benchmarks/gallery_memory.py
 
 
 class UnknownIdentity(FvmatchError):
     """No identity with that label in the gallery."""
-
-
-class OutOfMemory(FvmatchError):
-    """An index of the gallery does not fit in the memory this process can have."""
 
 
 class MissingVectors(FvmatchError):
@@ -96,12 +93,13 @@ def _pinned(model_id: str, embedding_dim: int, model_path: str | None) -> dict[s
 
 
 class Gallery:
-    """Open with `Gallery.open(path)` (or `create=True` for a new one); use as a context manager."""
+    """Open with `Gallery.open(path)` (or `create=True` for a new one); use as a context manager. Its search
+    indexes are `gallery.indexes` (indexes.py)."""
 
     def __init__(self, directory: Path, db: sqlite_utils.Database) -> None:
         self.directory = directory
         self.db = db
-        self._indexes: dict[tuple[str, str], ModalityIndex] = {}
+        self.indexes = GalleryIndexes(self)
 
     # ----- opening, creating, pinning -------------------------------------------------------------------------
     @classmethod
@@ -194,8 +192,7 @@ class Gallery:
             dropped = self.db.execute("DELETE FROM vectors WHERE space = ?", [space]).rowcount
             self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)",
                             [json.dumps({**self.spaces, space: {"model_id": info["model_id"], "dim": int(info["dim"])}})])
-        for key in [key for key in self._indexes if key[0] == space]:  # their files are stale now: repaired on open
-            del self._indexes[key]
+        self.indexes.forget(space)
         return dropped
 
     def add_spaces(self, spaces: dict[str, dict]) -> None:
@@ -292,6 +289,7 @@ class Gallery:
         return [{"identity": label, "created": created, "faces": int(faces or 0), "voices": int(voices or 0)}
                 for label, created, faces, voices in rows]
 
+    # the stored vectors of one (space, modality), as the indexes are built, checked and sized from them
     _SPACE_ROWS = ("FROM vectors JOIN media ON media.id = vectors.media_id"
                    " WHERE vectors.space = ? AND media.modality = ? ORDER BY vectors.media_id")
 
@@ -316,75 +314,14 @@ class Gallery:
         vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dim(space))
         return ids, vectors
 
+    def _count(self, modality: str, space: str = SPACE) -> int:
+        """Items of a modality with a vector in `space`, counted in the vectors table."""
+        return self.db.execute(f"SELECT count(*) {self._SPACE_ROWS}", [space, modality]).fetchone()[0]
+
     def index(self, modality: str, space: str = SPACE, room: bool = True) -> ModalityIndex:
         """The checked index of one (space, modality): loaded if its file is sound, repaired or rebuilt if not.
         `room=False` (a search) loads it without the spare capacity a writer adds into."""
-        key = (space, modality)
-        if key not in self._indexes:
-            index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
-            expected = self._index_identity(space)
-            with self._memory(index, modality, space):
-                problem = index.load_checked(expected, room)
-                began = time.perf_counter()
-                with self._snapshot():
-                    index.synced = self._tally(space, modality)[1]
-                    if problem is not None:
-                        index.build(*self._all_vectors(modality, space))
-                        index.health = IndexHealth("rebuilt", problem)
-                    elif not index.holds(index.synced, modality):  # else it holds exactly the database's vectors
-                        index.reconcile(self._ids(modality, space), lambda wanted: self._vectors(wanted, space))
-                index.timings["compare"] = time.perf_counter() - began
-            self._indexes[key] = index
-            if index.dirty or index.refreshable(self._sidecar_fields(space, modality)):
-                self._save_if_free(index, space, modality)
-        return self._indexes[key]
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One read transaction, so that what is read inside it is one state of the database (WAL mode)."""
-        if self.db.conn.in_transaction:
-            yield
-            return
-        self.db.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.db.execute("COMMIT")
-
-    @contextmanager
-    def _memory(self, index: ModalityIndex, modality: str, space: str = SPACE) -> Iterator[None]:
-        """MemoryError inside becomes OutOfMemory: one line naming the index and its size (exit 2)."""
-        try:
-            yield
-        except MemoryError:
-            items = self.db.execute(f"SELECT count(*) {self._SPACE_ROWS}", [space, modality]).fetchone()[0]
-            needed = BYTES_PER_ITEM * items
-            size = f"{needed / 2**30:.1f} GiB" if needed >= 2**30 else f"{needed / 2**20:.0f} MiB"
-            raise OutOfMemory(index.path, f"not enough memory for this index of {items:,} items (it needs about "
-                              f"{size}; see README, Limits)") from None
-
-    def _index_identity(self, space: str) -> dict[str, str]:
-        return {"space": space, "model_id": self.spaces.get(space, {}).get("model_id", "")}
-
-    def _sidecar_fields(self, space: str, modality: str) -> dict[str, str]:
-        """What a save records: the index's identity and its modality (an older fvmatch's sidecars lack the
-        modality: such an index is compared with the database on open, never taken as current)."""
-        return {**self._index_identity(space), "modality": modality}
-
-    def _save_if_free(self, index: ModalityIndex, space: str, modality: str) -> None:
-        """A reader that repaired an index in memory writes it back only if no writer is at work; one that verified
-        a file or found it current records that in the sidecar."""
-        lock = WriteLock(self.directory)
-        try:
-            if lock.try_acquire():
-                if index.dirty:
-                    index.save(self._sidecar_fields(space, modality))
-                else:
-                    index.refresh_sidecar(self._sidecar_fields(space, modality))
-        except OSError:
-            pass  # a full or read-only disk: this reader still answers, from the in-memory repair
-        finally:
-            lock.release()
+        return self.indexes.open(modality, space, room)
 
     def _check_query(self, query: np.ndarray, space: str) -> np.ndarray:
         query = np.asarray(query, dtype=np.float32)
@@ -464,7 +401,7 @@ class Gallery:
             self.index(modality, space)  # checked before the change, so that a repair is not mistaken for it
         ids: list[int] = []
         with self.transaction():
-            before = self._versions(keys)
+            before = self.indexes.versions(keys)
             for item in items:
                 identity_id = self._identity_id(item.identity, create=True)
                 cursor = self.db.execute(
@@ -476,21 +413,9 @@ class Gallery:
                 self._insert_vectors(ids[-1], item.vectors)
             if record is not None:
                 record(ids)
-            after = self._versions(keys)
-        self._index_vectors([(media_id, item.modality, item.vectors) for media_id, item in zip(ids, items)],
-                            before, after)
+            after = self.indexes.versions(keys)
+        self.indexes.add([(media_id, item.modality, item.vectors) for media_id, item in zip(ids, items)], before, after)
         return ids
-
-    def _versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """The database version of each (space, modality): read inside a write transaction, before and after it."""
-        return {(space, modality): self._tally(space, modality)[1] for space, modality in keys}
-
-    def _track(self, key: tuple[str, str], before: dict, after: dict) -> None:
-        """After a change that moved the database from `before` to `after`, applied to the loaded index `key`:
-        it holds version `after` if it held `before` (or was loaded after the change); unknown otherwise."""
-        index = self._indexes.get(key)
-        if index is not None:
-            index.synced = after.get(key) if index.synced in (before.get(key), after.get(key)) else None
 
     def _check_vectors(self, source: str, vectors: dict[str, np.ndarray]) -> None:
         for space, vector in vectors.items():
@@ -506,18 +431,6 @@ class Gallery:
                             [media_id, space, self.spaces[space]["model_id"],
                              np.ascontiguousarray(vector, np.float32).tobytes()])
 
-    def _index_vectors(self, stored: Sequence[tuple[int, str, dict[str, np.ndarray]]], before: dict, after: dict) -> None:
-        """Add committed vectors to their indexes: [(media id, modality, {space: vector})]; the database versions
-        `before` and `after` the commit."""
-        for space, modality in sorted({(space, modality) for _, modality, vectors in stored for space in vectors}):
-            chosen = [(media_id, vectors[space]) for media_id, m, vectors in stored if m == modality and space in vectors]
-            index = self.index(modality, space)
-            held, index.synced = index.synced, None  # unknown until the addition is complete
-            with self._memory(index, modality, space):  # stored all the same: the next open repairs
-                index.add(np.array([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
-            index.synced = held
-            self._track((space, modality), before, after)
-
     def fill_vectors(self, filled: Sequence[tuple[int, dict[str, np.ndarray]]]) -> None:
         """Store vectors of spaces that existing items lack ([(media id, {space: vector})]), in one transaction.
 
@@ -530,14 +443,14 @@ class Gallery:
                     modality_of[media_id], source_of[media_id] = row
             keys = {(space, modality_of[media_id]) for media_id, vectors in filled if media_id in modality_of
                     for space in vectors}
-            before = self._versions(keys)
+            before = self.indexes.versions(keys)
             for media_id, vectors in filled:
                 if media_id in modality_of:
                     self._check_vectors(source_of[media_id], vectors)
                     self._insert_vectors(media_id, vectors)
-            after = self._versions(keys)
-        self._index_vectors([(media_id, modality_of[media_id], vectors) for media_id, vectors in filled
-                             if media_id in modality_of], before, after)
+            after = self.indexes.versions(keys)
+        self.indexes.add([(media_id, modality_of[media_id], vectors) for media_id, vectors in filled
+                          if media_id in modality_of], before, after)
 
     def _identity_id(self, label: str, create: bool = False) -> int:
         found = self._find_identity(label)
@@ -555,7 +468,7 @@ class Gallery:
             self.index(modality, space)
         indexed: dict[tuple[str, str], list[int]] = {}  # the items' labels in each index (those with a vector)
         with self.transaction():
-            before = self._versions(self.index_keys())
+            before = self.indexes.versions(self.index_keys())
             for modality in MODALITIES:
                 rows = self.db.execute("SELECT id FROM media WHERE identity_id = ? AND modality = ?",
                                        [identity_id, modality]).fetchall()
@@ -566,57 +479,23 @@ class Gallery:
                 indexed.setdefault((space, modality), []).append(int(media_id))
             self.db.execute("DELETE FROM media WHERE identity_id = ?", [identity_id])  # and its vectors (cascade)
             self.db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
-            after = self._versions(self.index_keys())
-        for key, ids in indexed.items():
-            if key in self._indexes:
-                self._indexes[key].remove(ids)
+            after = self.indexes.versions(self.index_keys())
+        self.indexes.remove(indexed)
         for key in self.index_keys():
-            self._track(key, before, after)
+            self.indexes.track(key, before, after)
         return {modality: len(ids) for modality, ids in removed.items()}
 
     def flush(self) -> None:
-        """Write changed indexes to disk (compacting one that is mostly deleted). Hold the write lock.
-
-        Temporary files that a killed save of any index left are removed too, also those of an index this
-        command did not open (each space has its own)."""
-        remove_leftovers(self.directory, "*.hnsw.tmp*")
-        remove_leftovers(self.directory, "*.hnsw.json.tmp*")
-        for (space, modality), index in self._indexes.items():
-            if index.needs_compaction:
-                with self._memory(index, modality, space), self._snapshot():
-                    index.synced = self._tally(space, modality)[1]
-                    index.build(*self._all_vectors(modality, space))
-            if index.dirty:
-                with writing(index.path):  # the database keeps the items; the next open repairs the index
-                    index.save(self._sidecar_fields(space, modality))
+        """Write changed indexes to disk (compacting one that is mostly deleted). Hold the write lock."""
+        self.indexes.flush()
 
     def reindex(self) -> dict[str, int]:
         """Rebuild every index from the stored embeddings. Hold the write lock."""
-        counts = {}
-        for space, modality in self.index_keys():
-            index = ModalityIndex(index_path(self.directory, space, modality), self.dim(space))
-            with self._memory(index, modality, space), self._snapshot():
-                index.synced = self._tally(space, modality)[1]
-                ids, vectors = self._all_vectors(modality, space)
-                index.build(ids, vectors)
-            index.health = IndexHealth("rebuilt", "reindex asked for")
-            with writing(index.path):
-                index.save(self._sidecar_fields(space, modality))
-            self._indexes[(space, modality)] = index
-            counts[f"{space} {modality}"] = len(ids)
-        return counts
+        return self.indexes.reindex()
 
     def info(self) -> dict:
         counts = self.counts()
-        health = {}
-        for space, modality in self.index_keys():
-            index = self.index(modality, space)
-            path = index.path
-            stored = self._tally(space, modality)[0]
-            health[f"{space} {modality}"] = {
-                "space": space, "modality": modality, "state": index.health.state, "detail": index.health.reason,
-                "live_items": index.live_count, "agrees_with_database": index.live_count == stored,
-                "missing_vectors": counts[modality] - stored, "file_bytes": path.stat().st_size if path.exists() else 0}
+        health = self.indexes.health(counts)
         db_bytes = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
         return {"gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
                 "embedding_dim": self.embedding_dim, "format_version": int(self.meta("format_version") or 0),
