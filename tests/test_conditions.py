@@ -320,3 +320,23 @@ def test_vectors_of_an_older_voice_model_are_refused_until_reindex_embeds_them_a
                                      "--json").stdout)
     assert answer["trials"][0]["space"] == "ge2e-voice"
     assert answer["trials"][0]["candidates"][0]["identity"] == SPEAKERS[2]
+
+
+def test_a_gallery_without_voices_takes_this_fvmatch_s_voice_model_as_it_is(tmp_path):
+    # no ge2e-voice vector to compare: a changed model is recorded on the next write, not refused
+    import matplotlib.cbook
+
+    from fvmatch.embedder import Embedder
+
+    photo = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    gallery = tmp_path / "faces-only"
+    assert run_cli_here("enroll", "--identity", "grace", "--face", photo, "--gallery", gallery).returncode == 0
+    with sqlite3.connect(gallery / "gallery.db") as db:  # as an fvmatch with another ge2e-voice front end wrote it
+        spaces = json.loads(db.execute("SELECT value FROM meta WHERE key = 'spaces'").fetchone()[0])
+        spaces["ge2e-voice"]["model_id"] = "0" * 64
+        db.execute("UPDATE meta SET value = ? WHERE key = 'spaces'", [json.dumps(spaces)])
+    again = run_cli_here("enroll", "--identity", "hopper", "--face", photo, "--force", "--gallery", gallery)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(gallery / "gallery.db") as db:
+        recorded = json.loads(db.execute("SELECT value FROM meta WHERE key = 'spaces'").fetchone()[0])
+    assert recorded["ge2e-voice"]["model_id"] == Embedder.load().space("ge2e-voice").model_id

@@ -640,7 +640,12 @@ def embed_voice_peak_rss(path: Path) -> tuple[dict, float]:
                " capture_output=True, text=True)\n"
                "print(json.dumps({'returncode': result.returncode, 'stdout': result.stdout, 'stderr': result.stderr,"
                " 'peak_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
-    outer = subprocess.run([sys.executable, "-c", wrapper, path], capture_output=True, text=True, timeout=1200)
+    # glibc keeps freed blocks of a few MB for reuse once its mmap threshold has risen (it rises each time such a block
+    # is freed), so the peak wandered by up to 100 MB between identical runs; a fixed threshold returns every large
+    # buffer when freed, and the comparison is about what the recording's length keeps alive
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    outer = subprocess.run([sys.executable, "-c", wrapper, path], capture_output=True, text=True, timeout=1200,
+                           env=environment)
     run = json.loads(outer.stdout)
     assert run["returncode"] == 0, run["stderr"][-2000:]
     return json.loads(run["stdout"]), run["peak_kb"] / 1024

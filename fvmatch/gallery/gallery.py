@@ -173,9 +173,10 @@ class Gallery:
         return int(self.spaces[space]["dim"]) if space in self.spaces else 0
 
     def check_space(self, space: str, model_id: str) -> None:
-        """Refuse a space's model other than the one the gallery's vectors of that space came from."""
+        """Refuse a space's model other than the one the gallery's vectors of that space came from (a space it holds
+        no vector of compares nothing: add_spaces records the new model)."""
         recorded = self.spaces.get(space)
-        if recorded is not None and recorded["model_id"] != model_id:
+        if recorded is not None and recorded["model_id"] != model_id and self._holds_vectors(space):
             raise ModelMismatch(self.directory, f"gallery's {space} vectors come from model {recorded['model_id'][:16]}, "
                                 f"but this fvmatch's {space} model is {model_id[:16]}; `fvmatch gallery reindex` embeds "
                                 "them again with this one from the evidence files (or use the fvmatch that built it)")
@@ -199,6 +200,8 @@ class Gallery:
         """Record spaces ({space: {"model_id", "dim"}}) the gallery will hold; ModelMismatch for a known one with
         another model. Hold the write lock."""
         for space, info in spaces.items():
+            if space in self.spaces and not self._holds_vectors(space):  # nothing of it to compare: take this model
+                self.replace_space_model(space, info)
             self.check_space(space, info["model_id"])
         new = {space: {"model_id": info["model_id"], "dim": int(info["dim"])} for space, info in spaces.items()
                if space not in self.spaces}
@@ -214,6 +217,9 @@ class Gallery:
     def _media_tallies(self) -> dict[str, int]:
         """Items per modality, kept by the database's triggers (schema.m004)."""
         return {modality: int(items) for modality, items in self.db.execute("SELECT modality, items FROM media_tallies")}
+
+    def _holds_vectors(self, space: str) -> bool:
+        return any(self._tally(space, modality)[0] for modality in MODALITIES)
 
     def _tally(self, space: str, modality: str) -> tuple[int, int]:
         """(vectors of a space and modality, their version): kept by the database's triggers (schema.m004)."""
