@@ -169,8 +169,15 @@ def test_a_gallery_refuses_another_model_of_a_space_naming_both(tmp_path):
     from fvmatch.errors import ModelMismatch
     from fvmatch.gallery import Gallery
 
-    with Gallery.open(tmp_path / "g", create=True, model_id="joint-a", embedding_dim=4) as gallery:
+    from fvmatch.gallery import NewItem
+
+    with Gallery.open(tmp_path / "g", create=True, model_id="joint-a", embedding_dim=4) as gallery, gallery.writer():
         gallery.add_spaces({"dlib-face": {"model_id": "face-model-a", "dim": 128}})
-        with pytest.raises(ModelMismatch, match="dlib-face vectors come from model face-model-a.*is face-model-b"):
-            gallery.add_spaces({"dlib-face": {"model_id": "face-model-b", "dim": 128}})
-        assert gallery.spaces["dlib-face"]["model_id"] == "face-model-a"
+        # no vector of the space yet: nothing to compare, so another model is simply recorded
+        gallery.add_spaces({"dlib-face": {"model_id": "face-model-b", "dim": 128}})
+        assert gallery.spaces["dlib-face"]["model_id"] == "face-model-b"
+        vectors = {"joint": np.full(4, 0.5, np.float32), "dlib-face": np.full(128, 128 ** -0.5, np.float32)}
+        gallery.add([NewItem("ann", "face", "/evidence/ann.jpg", "a" * 64, 1, 1.0, vectors)])
+        with pytest.raises(ModelMismatch, match="dlib-face vectors come from model face-model-b.*is face-model-c"):
+            gallery.add_spaces({"dlib-face": {"model_id": "face-model-c", "dim": 128}})
+        assert gallery.spaces["dlib-face"]["model_id"] == "face-model-b"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mediagen import run_cli_here
+from trainruns import stopped_after_first_epoch_then_resumed
 
 from fvmatch.embedder import Embedder
 from fvmatch.fused_scoring import FUSED, fused_scorer
@@ -134,14 +135,7 @@ def test_resume_continues_to_the_same_weights(prepared, tmp_path):
     settings = TrainSettings(**{**FUSION.to_dict(), "epochs": 2, "passes": 1})
     straight, stopped = tmp_path / "straight.safetensors", tmp_path / "stopped.safetensors"
     train(prepared, straight, settings)
-
-    def interrupt_after_first_epoch(record):
-        if record["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(prepared, stopped, settings, on_epoch=interrupt_after_first_epoch)
-    resumed = train(prepared, stopped, settings, resume=True)
+    resumed = stopped_after_first_epoch_then_resumed(prepared, stopped, settings)
     assert resumed.epochs_run == 1
     assert read_card(stopped)["model_id"] == read_card(straight)["model_id"]
 

@@ -8,6 +8,7 @@ import functools
 import pytest
 import torch
 from mediagen import run_cli_here
+from trainruns import stopped_after_first_epoch_then_resumed
 
 from fvmatch.models.checkpoint import load_checkpoint, read_card
 from fvmatch.models.config import get_config
@@ -102,14 +103,7 @@ def test_resume_continues_exactly_where_the_run_stopped(recipe, prepared, tmp_pa
     straight = tmp_path / "straight.safetensors"
     train(prepared, straight, settings)
     stopped = tmp_path / "stopped.safetensors"
-
-    def interrupt_after_first_epoch(record):
-        if record["epoch"] == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(prepared, stopped, settings, on_epoch=interrupt_after_first_epoch)
-    resumed = train(prepared, stopped, settings, resume=True)
+    resumed = stopped_after_first_epoch_then_resumed(prepared, stopped, settings)
     assert resumed.epochs_run == 1
     a, b = load_checkpoint(straight).model.state_dict(), load_checkpoint(stopped).model.state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)

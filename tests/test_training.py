@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from mediagen import run_cli_here
+from trainruns import stopped_after_first_epoch_then_resumed
 
 from fvmatch.models.checkpoint import load_checkpoint, read_card
 from fvmatch.synth import CorpusSpec, write_corpus
@@ -84,12 +85,8 @@ def test_resume_continues_exactly_where_the_run_stopped(prepared, tmp_path):
     one_epoch = TrainSettings(**{**TINY.to_dict(), "epochs": 2})
     # stop after the first epoch: run it as a one-epoch job would, then resume for the second
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        def interrupt_after_first_epoch(record):
-            if record["epoch"] == 0:
-                raise KeyboardInterrupt
-        train(prepared, stopped, one_epoch, on_epoch=interrupt_after_first_epoch)
-    resumed = train(prepared, stopped, one_epoch, resume=True, on_step=lambda r: steps.append((r.step, r.learning_rate)))
+    resumed = stopped_after_first_epoch_then_resumed(prepared, stopped, one_epoch,
+                                                     on_step=lambda r: steps.append((r.step, r.learning_rate)))
     first_resumed_step = len(IdentityBatches(PreparedCorpus(prepared), PreparedCorpus(prepared).split("train"),
                                              TINY.batch_size, TINY.crop_seconds, TINY.seed, 0)) + 1
     assert steps[0] == (first_resumed_step, pytest.approx(learning_rate(first_resumed_step - 1, resumed.steps,
