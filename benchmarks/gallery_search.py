@@ -34,6 +34,7 @@ import numpy as np
 
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.gallery import index as index_module
+from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
 
 DIM = 256
 SUBSPACE = 32
@@ -60,6 +61,7 @@ def run(size: int, queries: int, seed: int, efs: list[int]) -> tuple[dict, list[
     centres = make_identities(identities, rng)
     owner = np.repeat(np.arange(identities), PER_IDENTITY)
     vectors = items_of(centres[owner], rng)
+    mapped_before = anonymous_mappings()  # the index's block is mapped after this (huge pages: sweep_ef)
     with tempfile.TemporaryDirectory() as directory:
         gallery = Gallery.open(Path(directory) / "g", create=True, model_id="benchmark", embedding_dim=DIM)
         start = time.perf_counter()
@@ -96,20 +98,9 @@ def run(size: int, queries: int, seed: int, efs: list[int]) -> tuple[dict, list[
             identity_recall.append(len(exact_identities & set(found)) / 10)
             hit1.append(found[0] == true_owner)
             hit10.append(true_owner in found)
-        sweep = []
-        fetch = gallery_fetch()
-        for ef in efs:  # the index call a search makes (over-fetch), then the exact re-score, at each search ef
-            index.index.set_ef(max(ef, fetch))
-            recalls, call_ms = [], []
-            for query, exact in zip(query_vectors, exact_items):
-                t0 = time.perf_counter()
-                labels, _ = index.index.knn_query(query[None, :], k=fetch)
-                call_ms.append((time.perf_counter() - t0) * 1000)
-                labels = labels[0].astype(np.int64)
-                rescored = labels[np.argsort(-(vectors[labels - 1] @ query))[:10]]
-                recalls.append(len(exact & set(rescored.tolist())) / 10)
-            sweep.append({"items": size, "ef": max(ef, fetch), "item_recall10": float(np.mean(recalls)),
-                          "p50_ms": float(np.percentile(call_ms, 50)), "p99_ms": float(np.percentile(call_ms, 99))})
+        rows = media_ids - 1
+        sweep = sweep_ef(index.index, query_vectors, exact_items, vectors, dict(zip(media_ids.tolist(), rows.tolist())), efs,
+                         mapped_before)
         gallery.close()
     return ({"items": size, "identities": identities, "same_identity_cosine": same,
              "enrol_items_per_s": size / enrol_seconds, "enrol_seconds": enrol_seconds, "index_mib": file_bytes / 2**20,
@@ -117,6 +108,70 @@ def run(size: int, queries: int, seed: int, efs: list[int]) -> tuple[dict, list[
              "exact_p50_ms": float(np.percentile(exact_ms, 50)),
              "item_recall10": float(np.mean(item_recall)), "identity_recall10": float(np.mean(identity_recall)),
              "hit1": float(np.mean(hit1)), "hit10": float(np.mean(hit10))}, sweep)
+
+
+def sweep_ef(hnsw, query_vectors: np.ndarray, exact: list[set], vectors: np.ndarray, position: dict[int, int],
+             efs: list[int], mapped_before: set, whole_search=None) -> list[dict]:
+    """The index call a search makes (over-fetch) and the exact re-score, at each search ef: first on the index's
+    memory as loaded (4 KiB pages), then once more after moving it onto huge pages (huge_pages.py), in one process.
+    `whole_search()` (optional) times whole Gallery.search calls at the gallery's own ef, in both."""
+    fetch = gallery_fetch()
+    rows = []
+    for pages in ("4 KiB", "huge"):
+        if pages == "huge":
+            started = time.perf_counter()
+            moved = collapse_new_mappings(mapped_before)
+            print(f"moved {moved / 2**20:,.0f} MiB onto huge pages in {time.perf_counter() - started:.2f} s", flush=True)
+            if not moved:
+                break
+        for ef in efs:
+            hnsw.set_ef(max(ef, fetch))
+            recalls, call_ms = [], []
+            for query, truth in zip(query_vectors, exact):
+                t0 = time.perf_counter()
+                labels, _ = hnsw.knn_query(query[None, :], k=fetch)
+                call_ms.append((time.perf_counter() - t0) * 1000)
+                labels = labels[0].astype(np.int64)
+                stored = np.array([position[int(label)] for label in labels])
+                rescored = labels[np.argsort(-(vectors[stored] @ query))[:10]]
+                recalls.append(len(truth & set(rescored.tolist())) / 10)
+            rows.append({"items": len(vectors), "pages": pages, "ef": max(ef, fetch),
+                         "item_recall10": float(np.mean(recalls)), "p50_ms": float(np.percentile(call_ms, 50)),
+                         "p99_ms": float(np.percentile(call_ms, 99))})
+        if whole_search is not None:
+            hnsw.set_ef(max(index_module.MIN_EF, fetch))
+            latencies = whole_search()
+            rows.append({"items": len(vectors), "pages": pages, "ef": f"Gallery.search at {max(index_module.MIN_EF, fetch)}",
+                         "item_recall10": float("nan"), "p50_ms": float(np.percentile(latencies, 50)),
+                         "p99_ms": float(np.percentile(latencies, 99))})
+    return rows
+
+
+def search_latencies(gallery: Gallery, query_vectors: np.ndarray, modality: str, space: str) -> list[float]:
+    """Milliseconds of whole Gallery.search calls (index call, candidates' fetch from SQLite, exact re-score)."""
+    latencies = []
+    for query in query_vectors:
+        t0 = time.perf_counter()
+        gallery.search(query, [modality], top=10, space=space)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies
+
+
+def print_sweep(rows: list[dict]) -> None:
+    """The ef sweep as a table, each latency beside the same ef's on huge pages (their ratio: 4 KiB / huge)."""
+    print(f"\nsearch ef sweep: the index asked for {gallery_fetch()} items, re-scored exactly; recall@10 of their top 10")
+    print("| items | ef | item_recall10 | index call p50 / p99 ms, 4 KiB pages | on huge pages | p50 ratio |")
+    print("|---|---|---|---|---|---|")
+    huge = {row["ef"]: row for row in rows if row["pages"] == "huge"}
+    for row in rows:
+        if row["pages"] != "4 KiB":
+            continue
+        other = huge.get(row["ef"])
+        recall = "" if np.isnan(row["item_recall10"]) else f"{row['item_recall10']:.4f}"
+        on_huge = f"{other['p50_ms']:.2f} / {other['p99_ms']:.2f}" if other else "n/a"
+        ratio = f"{row['p50_ms'] / other['p50_ms']:.2f}x" if other else ""
+        print(f"| {row['items']:,} | {row['ef']} | {recall} | {row['p50_ms']:.2f} / {row['p99_ms']:.2f} | {on_huge} | "
+              f"{ratio} |", flush=True)
 
 
 def gallery_fetch() -> int:
@@ -134,6 +189,7 @@ def measure_gallery(directory: Path, space: str, modality: str, queries: int, se
         ids, vectors = gallery._all_vectors(modality, space)
         read_seconds = time.perf_counter() - started
         started = time.perf_counter()
+        mapped_before = anonymous_mappings()
         index = gallery.index(modality, space, room=False)
         load_seconds = time.perf_counter() - started
         hnsw = index.index
@@ -142,34 +198,11 @@ def measure_gallery(directory: Path, space: str, modality: str, queries: int, se
         query_vectors = unit(vectors[picked] + noise)
         exact = [set(ids[np.argpartition(-(vectors @ query), 10)[:10]].tolist()) for query in query_vectors]
         position = {int(media_id): row for row, media_id in enumerate(ids)}
-        fetch = gallery_fetch()
         print(f"gallery {directory}: {len(ids):,} {modality} items in {space} ({vectors.shape[1]}-D), HNSW M="
               f"{hnsw.M} ef_construction={hnsw.ef_construction}; {queries} queries; stored vectors read in "
               f"{read_seconds:.1f} s, index loaded in {load_seconds:.1f} s")
-        print(f"\nsearch ef sweep: the index asked for {fetch} items, re-scored exactly; recall@10 of their top 10")
-        print("| items | ef | item_recall10 | index call p50_ms | p99_ms |")
-        print("|---|---|---|---|---|")
-        for ef in efs:
-            hnsw.set_ef(max(ef, fetch))
-            recalls, call_ms = [], []
-            for query, truth in zip(query_vectors, exact):
-                t0 = time.perf_counter()
-                labels, _ = hnsw.knn_query(query[None, :], k=fetch)
-                call_ms.append((time.perf_counter() - t0) * 1000)
-                labels = labels[0].astype(np.int64)
-                rows = np.array([position[int(label)] for label in labels])
-                rescored = labels[np.argsort(-(vectors[rows] @ query))[:10]]
-                recalls.append(len(truth & set(rescored.tolist())) / 10)
-            print(f"| {len(ids):,} | {max(ef, fetch)} | {np.mean(recalls):.4f} | {np.percentile(call_ms, 50):.2f} | "
-                  f"{np.percentile(call_ms, 99):.2f} |", flush=True)
-        hnsw.set_ef(max(index_module.MIN_EF, fetch))
-        latencies = []
-        for query in query_vectors:
-            t0 = time.perf_counter()
-            gallery.search(query, [modality], top=10, space=space)
-            latencies.append((time.perf_counter() - t0) * 1000)
-        print(f"\nGallery.search (top 10 identities, search ef {max(index_module.MIN_EF, fetch)}): p50 "
-              f"{np.percentile(latencies, 50):.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms")
+        print_sweep(sweep_ef(hnsw, query_vectors, exact, vectors, position, efs, mapped_before,
+                             lambda: search_latencies(gallery, query_vectors, modality, space)))
 
 
 def main() -> None:
@@ -202,12 +235,8 @@ def main() -> None:
     print("|" + "---|" * len(columns))
     for row, _ in results:
         print("| " + " | ".join(fmt.format(row[name]) for name, fmt in columns) + " |")
-    print(f"\nsearch ef sweep: the index asked for {gallery_fetch()} items, re-scored exactly; recall@10 of their top 10")
-    print("| items | ef | item_recall10 | index call p50_ms | p99_ms |")
-    print("|---|---|---|---|---|")
     for _, sweep in results:
-        for row in sweep:
-            print(f"| {row['items']:,} | {row['ef']} | {row['item_recall10']:.4f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |")
+        print_sweep(sweep)
 
 
 if __name__ == "__main__":

@@ -104,9 +104,11 @@ class Gallery:
     # ----- opening, creating, pinning -------------------------------------------------------------------------
     @classmethod
     def open(cls, directory: str | Path, create: bool = False, model_id: str | None = None,
-             embedding_dim: int | None = None, model_path: str | None = None) -> "Gallery":
+             embedding_dim: int | None = None, model_path: str | None = None, huge_pages: bool = False) -> "Gallery":
         """Open a gallery. With `create`, make it if absent, pinned to `model_id` (required then; hold the
-        write lock while creating). GalleryUnwritable when the storage refuses a write it needs."""
+        write lock while creating). With `huge_pages`, each index is moved onto huge pages once loaded (for a
+        process that will search it many times: huge_pages.py). GalleryUnwritable when the storage refuses a write
+        it needs."""
         directory = Path(directory)
         db_path = directory / DB_NAME
         if not db_path.exists():
@@ -121,6 +123,7 @@ class Gallery:
             with writing(db_path):
                 create_database(db_path, _pinned(model_id, embedding_dim, model_path))
         gallery = cls(directory, connect(db_path))
+        gallery.indexes.huge_pages = huge_pages
         if gallery.meta("format_version") is None:
             gallery._initialise(model_id, embedding_dim, model_path)
         elif int(gallery.meta("format_version")) > FORMAT_VERSION:

@@ -15,6 +15,7 @@ import numpy as np
 
 from fvmatch.errors import FvmatchError
 from fvmatch.gallery.files import remove_leftovers, writing
+from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
 from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
 from fvmatch.gallery.lock import WriteLock
 
@@ -34,6 +35,7 @@ class GalleryIndexes:
     def __init__(self, gallery: Gallery) -> None:
         self.gallery = gallery
         self.loaded: dict[tuple[str, str], ModalityIndex] = {}
+        self.huge_pages = False  # Gallery.open(huge_pages=True)
 
     # ----- opening ----------------------------------------------------------------------------------------------
     def open(self, modality: str, space: str, room: bool = True) -> ModalityIndex:
@@ -44,6 +46,7 @@ class GalleryIndexes:
         if key not in self.loaded:
             index = ModalityIndex(index_path(gallery.directory, space, modality), gallery.dim(space))
             expected = self._identity(space)
+            mapped_before = anonymous_mappings() if self.huge_pages else set()
             with self.memory(index, modality, space):
                 problem = index.load_checked(expected, room)
                 began = time.perf_counter()
@@ -55,6 +58,10 @@ class GalleryIndexes:
                     elif not index.holds(index.synced, modality):  # else it holds exactly the database's vectors
                         index.reconcile(gallery._ids(modality, space), lambda wanted: gallery._vectors(wanted, space))
                 index.timings["compare"] = time.perf_counter() - began
+            if self.huge_pages:
+                began = time.perf_counter()
+                index.huge_page_bytes = collapse_new_mappings(mapped_before)
+                index.timings["huge_pages"] = time.perf_counter() - began
             self.loaded[key] = index
             if index.dirty or index.refreshable(self._sidecar_fields(space, modality)):
                 self._save_if_free(index, space, modality)

@@ -1,0 +1,86 @@
+"""Moving a loaded index's memory onto transparent huge pages: it happens where Linux allows it, and changes no result.
+
+Real memory of this process (a 64 MiB block mapped here) and a real gallery with real hnswlib indexes.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fvmatch.gallery import Gallery, NewItem
+from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
+
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def transparent_huge_pages_usable() -> str | None:
+    """Why this machine cannot collapse memory into huge pages, or None when it can."""
+    if not THP_SETTING.exists():
+        return "no transparent huge pages on this system"
+    if "[never]" in THP_SETTING.read_text():
+        return "transparent huge pages are disabled here ([never])"
+    major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    if (major, minor) < (6, 1):
+        return f"kernel {os.uname().release} has no MADV_COLLAPSE (6.1+)"
+    return None
+
+
+def huge_pages_under(address: int) -> int:
+    """AnonHugePages of the mapping holding this address (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                start, end = (int(part, 16) for part in fields[0].split("-"))
+                inside = start <= address < end
+            elif inside and fields[0] == "AnonHugePages:":
+                return int(fields[1]) * 1024
+    raise AssertionError("address not mapped")
+
+
+@pytest.mark.skipif(transparent_huge_pages_usable() is not None, reason=str(transparent_huge_pages_usable()))
+def test_a_block_mapped_after_the_snapshot_is_moved_onto_huge_pages_and_keeps_its_bytes():
+    before = anonymous_mappings()
+    # malloc'd as hnswlib's index is (numpy would advise huge pages itself); over glibc's largest mmap threshold,
+    # so a mapping of its own
+    block = ctypes.create_string_buffer(64 << 20)
+    pattern = bytes(range(256)) * 4096
+    ctypes.memmove(ctypes.addressof(block), pattern, len(pattern))
+    assert huge_pages_under(ctypes.addressof(block)) == 0
+    moved = collapse_new_mappings(before)
+    assert moved >= 32 << 20
+    # the advice splits the mapping at the first huge page boundary: look inside
+    assert huge_pages_under(ctypes.addressof(block) + (8 << 20)) >= 32 << 20
+    assert ctypes.string_at(ctypes.addressof(block), len(pattern)) == pattern
+
+
+def test_mappings_that_were_there_before_are_left_alone():
+    block = ctypes.create_string_buffer(64 << 20)
+    ctypes.memset(ctypes.addressof(block), 1, 64 << 20)
+    assert collapse_new_mappings(anonymous_mappings()) == 0
+    assert huge_pages_under(ctypes.addressof(block)) == 0
+
+
+def test_a_gallery_opened_for_many_searches_answers_exactly_as_without(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(600, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with Gallery.open(tmp_path / "g", create=True, model_id="model-a", embedding_dim=32) as gallery:
+        with gallery.writer():
+            gallery.add([NewItem(f"person{i // 3:03d}", "face", f"/evidence/{i}", f"sha-{i}", 100, 0.99, vector)
+                         for i, vector in enumerate(vectors)])
+            gallery.flush()
+    queries = vectors[:20] + 0.3 * rng.normal(size=(20, 32)).astype(np.float32)
+    answers = {}
+    for huge_pages in (False, True):
+        with Gallery.open(tmp_path / "g", huge_pages=huge_pages) as gallery:
+            answers[huge_pages] = [[(c.identity, round(c.score, 6)) for c in gallery.search(q, ["face"], top=5)]
+                                   for q in queries]
+            assert ("huge_pages" in gallery.index("face", room=False).timings) == huge_pages
+    assert answers[True] == answers[False]
+    assert answers[True][0][0][0] == "person000"
