@@ -15,7 +15,9 @@ identities. Exact search (numpy over all stored vectors) runs on the same querie
 A second table sweeps the search ef (`--efs`): the index asked for the 100 items a search fetches, those re-scored
 exactly, item recall@10 of their top 10 and the p50/p99 of the index call alone. `--m` and `--ef-construction`
 build with other HNSW settings than the gallery's (to compare them); the first table then uses the gallery's search
-ef (index.MIN_EF). Also printed: the build's seconds and the index file's size.
+ef (index.MIN_EF). Also printed: the build's seconds and the index file's size. Each sweep runs twice in one
+process: on the index's memory as loaded (4 KiB pages), then after moving it onto huge pages (what
+Gallery.open(huge_pages=True) does; where the system cannot, the second run is left out), with the ratio.
 
 `--gallery DIR` measures an existing gallery instead (one built by benchmarks/gallery_cold_query.py --keep, which
 takes long at 1M, so that the latencies can be taken later on a quiet machine): the ef sweep on its index of

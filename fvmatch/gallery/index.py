@@ -99,7 +99,6 @@ class ModalityIndex:
     hashed: os.stat_result | None = None  # the loaded file's status, when this open hashed it whole
     hash_began_ns: int = 0  # when that hash began (no write after this escapes a change time check)
     timings: dict[str, float] = field(default_factory=dict)  # seconds of each stage of opening
-    huge_page_bytes: int = 0  # of the process's memory moved onto huge pages when this index was opened
 
     def refreshable(self, fields: dict[str, str]) -> bool:
         """Whether the sidecar should be rewritten: the file newly verified whole, the database version it holds

@@ -60,7 +60,7 @@ class GalleryIndexes:
                 index.timings["compare"] = time.perf_counter() - began
             if self.huge_pages:
                 began = time.perf_counter()
-                index.huge_page_bytes = collapse_new_mappings(mapped_before)
+                collapse_new_mappings(mapped_before)
                 index.timings["huge_pages"] = time.perf_counter() - began
             self.loaded[key] = index
             if index.dirty or index.refreshable(self._sidecar_fields(space, modality)):
