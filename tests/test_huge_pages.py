@@ -13,6 +13,7 @@ import pytest
 
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
+from fvmatch.gallery.index import ModalityIndex
 
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
@@ -84,3 +85,35 @@ def test_a_gallery_opened_for_many_searches_answers_exactly_as_without(tmp_path)
             assert ("huge_pages" in gallery.index("face", room=False).timings) == huge_pages
     assert answers[True] == answers[False]
     assert answers[True][0][0][0] == "person000"
+
+
+def vm_flags_of_new_mappings(before: set) -> list[list[str]]:
+    """The VmFlags (/proc/self/smaps) of each large anonymous mapping made since `before`."""
+    new = {start for start, end in anonymous_mappings() - before if end - start >= 32 << 20}
+    flags, current = [], None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                current = int(fields[0].split("-")[0], 16)
+            elif fields[0] == "VmFlags:" and current in new:
+                flags.append(fields[1:])
+    return flags
+
+
+@pytest.mark.skipif(transparent_huge_pages_usable() is not None, reason=str(transparent_huge_pages_usable()))
+def test_a_new_index_is_advised_huge_pages_before_it_is_filled(tmp_path):
+    before = anonymous_mappings()
+    index = ModalityIndex(tmp_path / "face.hnsw", 256)._new(30_000)  # 30,000 x 1,292 bytes: 37 MiB, untouched
+    flags = vm_flags_of_new_mappings(before)
+    assert flags and all("hg" in mapping for mapping in flags)  # "hg": madvise(MADV_HUGEPAGE) holds for it
+    vectors = np.eye(256, dtype=np.float32)[:20]
+    index.add_items(vectors, np.arange(20))
+    assert index.knn_query(vectors[3], k=1)[0][0][0] == 3
+
+
+def test_an_unadvised_block_carries_no_huge_page_flag():
+    before = anonymous_mappings()
+    block = ctypes.create_string_buffer(64 << 20)
+    assert vm_flags_of_new_mappings(before) and not any("hg" in f for f in vm_flags_of_new_mappings(before))
+    del block

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.gallery.files import create_private_file, fsync_path, remove_leftovers
+from fvmatch.gallery.huge_pages import advise_new_mappings, anonymous_mappings
 
 INDEX_FORMAT = "fvmatch-hnsw/1"
 # At 1M clustered 256-D items (benchmarks/gallery_search.py) M=16, ef_construction=100 gave recall@10 0.965 at
@@ -122,8 +123,10 @@ class ModalityIndex:
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=self.dim)
+        mapped_before = anonymous_mappings()
         with memory_errors():
             index.init_index(max_elements=max(capacity, 16), ef_construction=EF_CONSTRUCTION, M=M)
+        advise_new_mappings(mapped_before)  # its pages, not yet touched, come as huge pages: faster inserts, searches
         index.set_ef(MIN_EF)
         return index
 
@@ -143,7 +146,9 @@ class ModalityIndex:
         needed = self.index.get_current_count() + len(ids)
         with memory_errors():
             if needed > self.index.get_max_elements():
+                mapped_before = anonymous_mappings()
                 self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
+                advise_new_mappings(mapped_before)  # pages touched from now on come as huge pages
             self.index.add_items(vectors, ids)
         self.dirty = True
 
