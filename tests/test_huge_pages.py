@@ -30,18 +30,29 @@ def transparent_huge_pages_usable() -> str | None:
     return None
 
 
-def huge_pages_under(address: int) -> int:
-    """AnonHugePages of the mapping holding this address (/proc/self/smaps)."""
-    inside = False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
+def smaps() -> list[tuple[int, int, dict[str, list[str]]]]:
+    """Each mapping of this process: (start, end, its /proc/self/smaps fields)."""
+    mappings = []
+    with open("/proc/self/smaps") as lines:
+        for line in lines:
             fields = line.split()
             if "-" in fields[0] and not fields[0].endswith(":"):
                 start, end = (int(part, 16) for part in fields[0].split("-"))
-                inside = start <= address < end
-            elif inside and fields[0] == "AnonHugePages:":
-                return int(fields[1]) * 1024
-    raise AssertionError("address not mapped")
+                mappings.append((start, end, {}))
+            else:
+                mappings[-1][2][fields[0].rstrip(":")] = fields[1:]
+    return mappings
+
+
+def huge_pages_under(address: int) -> int:
+    """AnonHugePages of the mapping holding this address."""
+    return next(int(fields["AnonHugePages"][0]) * 1024 for start, end, fields in smaps() if start <= address < end)
+
+
+def vm_flags_of_new_mappings(before: set) -> list[list[str]]:
+    """The VmFlags of each large anonymous mapping made since `before`."""
+    new = {(start, end) for start, end in anonymous_mappings() - before if end - start >= 32 << 20}
+    return [fields["VmFlags"] for start, end, fields in smaps() if (start, end) in new]
 
 
 @pytest.mark.skipif(transparent_huge_pages_usable() is not None, reason=str(transparent_huge_pages_usable()))
@@ -86,19 +97,6 @@ def test_a_gallery_opened_for_many_searches_answers_exactly_as_without(tmp_path)
     assert answers[True] == answers[False]
     assert answers[True][0][0][0] == "person000"
 
-
-def vm_flags_of_new_mappings(before: set) -> list[list[str]]:
-    """The VmFlags (/proc/self/smaps) of each large anonymous mapping made since `before`."""
-    new = {start for start, end in anonymous_mappings() - before if end - start >= 32 << 20}
-    flags, current = [], None
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and not fields[0].endswith(":"):
-                current = int(fields[0].split("-")[0], 16)
-            elif fields[0] == "VmFlags:" and current in new:
-                flags.append(fields[1:])
-    return flags
 
 
 @pytest.mark.skipif(transparent_huge_pages_usable() is not None, reason=str(transparent_huge_pages_usable()))
