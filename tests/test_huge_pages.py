@@ -1,11 +1,14 @@
 """Moving a loaded index's memory onto transparent huge pages: it happens where Linux allows it, and changes no result.
 
-Real memory of this process (a 64 MiB block mapped here) and a real gallery with real hnswlib indexes.
+Real memory (64 MiB blocks, a new hnswlib index) of fresh processes, and a real gallery with real hnswlib indexes.
 """
 from __future__ import annotations
 
-import ctypes
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -55,27 +58,43 @@ def vm_flags_of_new_mappings(before: set) -> list[list[str]]:
     return [fields["VmFlags"] for start, end, fields in smaps() if (start, end) in new]
 
 
+def in_fresh_process(body: str) -> dict:
+    """Run `body` (which sets `result`) in a new interpreter with this module's helpers, and return `result`.
+
+    A fresh heap, because in a long process glibc may hand a large block back out of memory it already holds (a
+    block freed earlier), where no new mapping appears: such a block is not found, and stays on 4 KiB pages (README).
+    """
+    code = (f"import ctypes, json, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            f"from test_huge_pages import *\n{textwrap.dedent(body)}\nprint(json.dumps(result))")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    return json.loads(finished.stdout.splitlines()[-1])
+
+
 @pytest.mark.skipif(transparent_huge_pages_usable() is not None, reason=str(transparent_huge_pages_usable()))
 def test_a_block_mapped_after_the_snapshot_is_moved_onto_huge_pages_and_keeps_its_bytes():
-    before = anonymous_mappings()
-    # malloc'd as hnswlib's index is (numpy would advise huge pages itself); over glibc's largest mmap threshold,
-    # so a mapping of its own
-    block = ctypes.create_string_buffer(64 << 20)
-    pattern = bytes(range(256)) * 4096
-    ctypes.memmove(ctypes.addressof(block), pattern, len(pattern))
-    assert huge_pages_under(ctypes.addressof(block)) == 0
-    moved = collapse_new_mappings(before)
-    assert moved >= 32 << 20
-    # the advice splits the mapping at the first huge page boundary: look inside
-    assert huge_pages_under(ctypes.addressof(block) + (8 << 20)) >= 32 << 20
-    assert ctypes.string_at(ctypes.addressof(block), len(pattern)) == pattern
+    result = in_fresh_process("""
+        before = anonymous_mappings()
+        block = ctypes.create_string_buffer(64 << 20)  # malloc'd as hnswlib's index is (numpy advises by itself)
+        pattern = bytes(range(256)) * 4096
+        ctypes.memmove(ctypes.addressof(block), pattern, len(pattern))
+        inside = ctypes.addressof(block) + (8 << 20)  # the advice splits the mapping at its first huge page boundary
+        result = {"huge_before": huge_pages_under(inside), "moved": collapse_new_mappings(before),
+                  "huge_after": huge_pages_under(inside),
+                  "kept": ctypes.string_at(ctypes.addressof(block), len(pattern)) == pattern}
+    """)
+    assert result["huge_before"] == 0 and result["kept"]
+    assert result["moved"] >= 32 << 20 and result["huge_after"] >= 32 << 20
 
 
 def test_mappings_that_were_there_before_are_left_alone():
-    block = ctypes.create_string_buffer(64 << 20)
-    ctypes.memset(ctypes.addressof(block), 1, 64 << 20)
-    assert collapse_new_mappings(anonymous_mappings()) == 0
-    assert huge_pages_under(ctypes.addressof(block)) == 0
+    result = in_fresh_process("""
+        block = ctypes.create_string_buffer(64 << 20)
+        ctypes.memset(ctypes.addressof(block), 1, 64 << 20)
+        result = {"moved": collapse_new_mappings(anonymous_mappings()),
+                  "huge": huge_pages_under(ctypes.addressof(block) + (8 << 20))}
+    """)
+    assert result == {"moved": 0, "huge": 0}
 
 
 def test_a_gallery_opened_for_many_searches_answers_exactly_as_without(tmp_path):
@@ -100,18 +119,24 @@ def test_a_gallery_opened_for_many_searches_answers_exactly_as_without(tmp_path)
 
 
 @pytest.mark.skipif(transparent_huge_pages_usable() is not None, reason=str(transparent_huge_pages_usable()))
-def test_a_new_index_is_advised_huge_pages_before_it_is_filled(tmp_path):
-    before = anonymous_mappings()
-    index = ModalityIndex(tmp_path / "face.hnsw", 256)._new(30_000)  # 30,000 x 1,292 bytes: 37 MiB, untouched
-    flags = vm_flags_of_new_mappings(before)
-    assert flags and all("hg" in mapping for mapping in flags)  # "hg": madvise(MADV_HUGEPAGE) holds for it
-    vectors = np.eye(256, dtype=np.float32)[:20]
-    index.add_items(vectors, np.arange(20))
-    assert index.knn_query(vectors[3], k=1)[0][0][0] == 3
+def test_a_new_index_is_advised_huge_pages_before_it_is_filled():
+    result = in_fresh_process("""
+        import numpy as np
+        before = anonymous_mappings()
+        index = ModalityIndex(Path("unsaved.hnsw"), 256)._new(30_000)  # 30,000 x 1,292 bytes: 37 MiB, untouched
+        flags = vm_flags_of_new_mappings(before)
+        vectors = np.eye(256, dtype=np.float32)[:20]
+        index.add_items(vectors, np.arange(20))
+        result = {"flags": flags, "nearest": int(index.knn_query(vectors[3], k=1)[0][0][0])}
+    """)
+    assert result["flags"] and all("hg" in flags for flags in result["flags"])  # "hg": MADV_HUGEPAGE holds
+    assert result["nearest"] == 3
 
 
 def test_an_unadvised_block_carries_no_huge_page_flag():
-    before = anonymous_mappings()
-    block = ctypes.create_string_buffer(64 << 20)
-    assert vm_flags_of_new_mappings(before) and not any("hg" in f for f in vm_flags_of_new_mappings(before))
-    del block
+    result = in_fresh_process("""
+        before = anonymous_mappings()
+        block = ctypes.create_string_buffer(64 << 20)
+        result = vm_flags_of_new_mappings(before)
+    """)
+    assert result and not any("hg" in flags for flags in result)
