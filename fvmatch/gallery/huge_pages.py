@@ -3,7 +3,9 @@
 A search at a million items visits a few thousand vectors and links scattered over a gigabyte; with 4 KiB pages
 most of those reads also miss the TLB. On 2 MiB pages the same searches measured 1.3-1.8x faster (README, "A
 million items"), and inserting, which searches, gains too. hnswlib allocates the index itself (malloc, which maps
-a block this large anew), so its mappings are found in /proc/self/maps, as those that appeared since a snapshot:
+a block this large anew unless it holds enough freed memory already), so its mappings are found in /proc/self/maps,
+as those that appeared since a snapshot (a block handed out of memory the process held is not found, and stays on
+4 KiB pages):
 - a block just allocated and not yet filled (a new or resized index) is advised (madvise MADV_HUGEPAGE): its pages
   then come as huge pages when first touched, at no extra cost;
 - a block already filled (an index loaded from its file) must be collapsed in place (MADV_COLLAPSE, Linux 6.1+),
