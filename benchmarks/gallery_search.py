@@ -100,9 +100,8 @@ def run(size: int, queries: int, seed: int, efs: list[int]) -> tuple[dict, list[
             identity_recall.append(len(exact_identities & set(found)) / 10)
             hit1.append(found[0] == true_owner)
             hit10.append(true_owner in found)
-        rows = media_ids - 1
-        sweep = sweep_ef(index.index, query_vectors, exact_items, vectors, dict(zip(media_ids.tolist(), rows.tolist())), efs,
-                         mapped_before)
+        position = dict(zip(media_ids.tolist(), range(size)))  # media id -> row of `vectors`
+        sweep = sweep_ef(index.index, query_vectors, exact_items, vectors, position, efs, mapped_before)
         gallery.close()
     return ({"items": size, "identities": identities, "same_identity_cosine": same,
              "enrol_items_per_s": size / enrol_seconds, "enrol_seconds": enrol_seconds, "index_mib": file_bytes / 2**20,
@@ -123,7 +122,8 @@ def sweep_ef(hnsw, query_vectors: np.ndarray, exact: list[set], vectors: np.ndar
         if pages == "huge":
             started = time.perf_counter()
             moved = collapse_new_mappings(mapped_before)
-            print(f"moved {moved / 2**20:,.0f} MiB onto huge pages in {time.perf_counter() - started:.2f} s", flush=True)
+            print(f"moved {moved / 2**20:,.0f} MiB onto huge pages in {time.perf_counter() - started:.2f} s",
+                  flush=True)
             if not moved:
                 break
         for ef in efs:
@@ -143,9 +143,9 @@ def sweep_ef(hnsw, query_vectors: np.ndarray, exact: list[set], vectors: np.ndar
         if whole_search is not None:
             hnsw.set_ef(max(index_module.MIN_EF, fetch))
             latencies = whole_search()
-            rows.append({"items": len(vectors), "pages": pages, "ef": f"Gallery.search at {max(index_module.MIN_EF, fetch)}",
-                         "item_recall10": float("nan"), "p50_ms": float(np.percentile(latencies, 50)),
-                         "p99_ms": float(np.percentile(latencies, 99))})
+            rows.append({"items": len(vectors), "pages": pages, "item_recall10": float("nan"),
+                         "ef": f"Gallery.search at {max(index_module.MIN_EF, fetch)}",
+                         "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))})
     return rows
 
 
