@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.gallery.files import create_private_file, fsync_path, remove_leftovers
-from fvmatch.gallery.huge_pages import advise_new_mappings, anonymous_mappings
+from fvmatch.gallery.huge_pages import MIN_BYTES, advise_new_mappings, anonymous_mappings
 
 INDEX_FORMAT = "fvmatch-hnsw/1"
 # At 1M clustered 256-D items (benchmarks/gallery_search.py) M=16, ef_construction=100 gave recall@10 0.965 at
@@ -123,12 +123,19 @@ class ModalityIndex:
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=self.dim)
-        mapped_before = anonymous_mappings()
+        mapped_before = self._mappings_if_large(capacity)
         with memory_errors():
             index.init_index(max_elements=max(capacity, 16), ef_construction=EF_CONSTRUCTION, M=M)
-        advise_new_mappings(mapped_before)  # its pages, not yet touched, come as huge pages: faster inserts, searches
+        if mapped_before is not None:  # its pages, not yet touched, come as huge pages: faster inserts and searches
+            advise_new_mappings(mapped_before)
         index.set_ef(MIN_EF)
         return index
+
+    def _mappings_if_large(self, capacity: int) -> set | None:
+        """The process's mappings before an index of this capacity is allocated, when its block is large enough
+        for huge pages (huge_pages.MIN_BYTES); None for a small one (reading them costs about 2 ms)."""
+        per_item = 4 * self.dim + 8 * M + 16  # vector, level-0 links (2M of 4 bytes), label and link count
+        return anonymous_mappings() if capacity * per_item >= MIN_BYTES else None
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.index = self._new(int(len(ids) * 1.25) + 16)
@@ -146,9 +153,11 @@ class ModalityIndex:
         needed = self.index.get_current_count() + len(ids)
         with memory_errors():
             if needed > self.index.get_max_elements():
-                mapped_before = anonymous_mappings()
-                self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
-                advise_new_mappings(mapped_before)  # pages touched from now on come as huge pages
+                capacity = max(needed, int(self.index.get_max_elements() * 1.5))
+                mapped_before = self._mappings_if_large(capacity)
+                self.index.resize_index(capacity)
+                if mapped_before is not None:  # pages touched from now on come as huge pages
+                    advise_new_mappings(mapped_before)
             self.index.add_items(vectors, ids)
         self.dirty = True
 
