@@ -1,6 +1,6 @@
 """An audit's results file read back for a report, without changing it, and checked against the gallery.
 
-`fvmatch.batch_audit.ResultsFile` repairs a partial last line on open, which a report must never do to evidence:
+`fvmatch.audit_files.ResultsFile` repairs a partial last line on open, which a report must never do to evidence:
 this reader only reads, and refuses what is not a complete fvmatch results file. The checks name what a report
 must not hide: results from another model (refused), results of no audit run recorded in this gallery's trail
 (refused), and lines that disagree with what the trail recorded when they were answered (shown, per query).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fvmatch.batch_audit import parse_results
+from fvmatch.audit_files import parse_results
 from fvmatch.errors import BadArgument, ModelMismatch
 
 RUN_COMMAND = "audit run"

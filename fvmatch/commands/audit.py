@@ -45,7 +45,8 @@ def audit_run(
     """
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
-    from fvmatch.batch_audit import ResultsFile, read_queries, run_audit
+    from fvmatch.audit_files import ResultsFile, read_queries
+    from fvmatch.batch_audit import run_audit
     from fvmatch.paths import check_root
     from fvmatch.spaces import SPACE_MODALITIES
 
