@@ -226,3 +226,30 @@ def test_training_with_telephone_voices_records_the_share_in_the_card(prepared, 
     settings = TrainSettings(**{**TINY.to_dict(), "epochs": 1, "telephone_fraction": 0.5})
     train(prepared, tmp_path / "model.safetensors", settings)
     assert read_card(tmp_path / "model.safetensors")["training"]["settings"]["telephone_fraction"] == 0.5
+
+
+@pytest.mark.parametrize("crop_seconds,telephone", [(1.0, 0.0), (3.0, 0.5)])  # 3 s: longer than the 2 s clips
+def test_batches_assembled_in_device_memory_equal_the_dataloaders(prepared, crop_seconds, telephone):
+    from fvmatch.training.device_data import DeviceCorpus
+
+    corpus = PreparedCorpus(prepared)
+    batches = IdentityBatches(corpus, corpus.split("train"), 4, crop_seconds, seed=1, epoch=2, passes=3,
+                              telephone_fraction=telephone)
+    held = DeviceCorpus(corpus, "cpu")
+    flipped = 0
+    for k in range(len(batches)):
+        expected, got = batches[k], held.batch(batches.plan(k), batches.crop_samples)
+        assert torch.equal(got.faces, expected.faces) and torch.equal(got.waveforms, expected.waveforms)
+        assert torch.equal(got.labels, expected.labels) and torch.equal(got.bands, expected.bands)
+        assert got.faces.is_contiguous(memory_format=torch.channels_last)
+        flipped += sum(batches.plan(k).flips)
+    assert 0 < flipped  # the flip path was exercised
+
+
+def test_training_from_device_memory_learns_exactly_what_the_dataloader_teaches(prepared, tmp_path):
+    one_epoch = TrainSettings(**{**TINY.to_dict(), "epochs": 1})
+    loaded, held = tmp_path / "loaded.safetensors", tmp_path / "held.safetensors"
+    train(prepared, loaded, one_epoch, data_on_device=False)
+    train(prepared, held, one_epoch, data_on_device=True)
+    a, b = load_checkpoint(loaded).model.state_dict(), load_checkpoint(held).model.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)

@@ -65,6 +65,11 @@ class PreparedCorpus:
         offsets = self.voice_offsets[shard]
         return np.asarray(self.voices[shard][offsets[row] : offsets[row + 1]])
 
+    def voice_length(self, reference: tuple[int, int]) -> int:
+        shard, row = reference
+        offsets = self.voice_offsets[shard]
+        return int(offsets[row + 1] - offsets[row])
+
     def description(self) -> str:
         """What the model card says about the training data; a synthetic corpus says so."""
         counts = self.plan.get("counts", {})
@@ -85,6 +90,11 @@ def crop_voice(samples: np.ndarray, length: int, rng: np.random.Generator | None
     a shorter clip is repeated to fill it."""
     spare = max(0, len(samples) - length)
     start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
+    return voice_window(samples, start, length)
+
+
+def voice_window(samples: np.ndarray, start: int, length: int) -> np.ndarray:
+    """`length` int16 samples from `start`, as float32 in [-1, 1]; a clip too short is repeated to fill it."""
     return np.resize(samples[start : start + length], length).astype(np.float32) / INT16_SCALE
 
 
@@ -132,21 +142,42 @@ class IdentityBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def __getitem__(self, k: int) -> Batch:
+    def plan(self, k: int) -> "BatchPlan":
+        """What batch k takes: drawn from its own generator, in one fixed order, wherever it is assembled."""
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, k])
-        faces, waveforms, labels, bands = [], [], [], []
+        plan = BatchPlan([], [], [], [], [], [])
         for identity in self.groups[k].tolist():
             face_refs, voice_refs = self.corpus.faces_of[identity], self.corpus.voices_of[identity]
-            face = self.corpus.face(face_refs[int(rng.integers(len(face_refs)))])
-            if self.flip_faces and rng.random() < 0.5:
-                face = face[:, ::-1]
-            faces.append(face)
-            waveforms.append(crop_voice(self.corpus.voice(voice_refs[int(rng.integers(len(voice_refs)))]),
-                                        self.crop_samples, rng))
-            labels.append(self.class_of[identity])
+            plan.faces.append(face_refs[int(rng.integers(len(face_refs)))])
+            plan.flips.append(bool(self.flip_faces and rng.random() < 0.5))
+            voice = voice_refs[int(rng.integers(len(voice_refs)))]
+            plan.voices.append(voice)
+            plan.starts.append(int(rng.integers(0, max(0, self.corpus.voice_length(voice) - self.crop_samples) + 1)))
+            plan.labels.append(self.class_of[identity])
             # (drawn only when asked for, so that a run without it sees the batches it always saw)
             telephone = bool(self.telephone_fraction) and rng.random() < self.telephone_fraction
-            bands.append(draw_band(rng) if telephone else FULL_BAND)
+            plan.bands.append(draw_band(rng) if telephone else FULL_BAND)
+        return plan
+
+    def __getitem__(self, k: int) -> Batch:
+        plan = self.plan(k)
+        faces = [self.corpus.face(ref)[:, ::-1] if flip else self.corpus.face(ref)
+                 for ref, flip in zip(plan.faces, plan.flips)]
+        waveforms = [voice_window(self.corpus.voice(ref), start, self.crop_samples)
+                     for ref, start in zip(plan.voices, plan.starts)]
         return Batch(faces=torch.from_numpy(np.ascontiguousarray(np.stack(faces))).permute(0, 3, 1, 2),
                      waveforms=torch.from_numpy(np.stack(waveforms)),
-                     labels=torch.tensor(labels, dtype=torch.int64), bands=torch.tensor(bands, dtype=torch.float32))
+                     labels=torch.tensor(plan.labels, dtype=torch.int64),
+                     bands=torch.tensor(plan.bands, dtype=torch.float32))
+
+
+@dataclass
+class BatchPlan:
+    """One batch's draws, per pair: which face (flipped or not), which voice clip and where its crop starts."""
+
+    faces: list[tuple[int, int]]
+    flips: list[bool]
+    voices: list[tuple[int, int]]
+    starts: list[int]
+    labels: list[int]
+    bands: list[tuple[float, float]]

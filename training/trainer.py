@@ -33,7 +33,10 @@ from fvmatch.models.face import load_face_weights
 from fvmatch.models.joint import IdentityClassifier, build_model
 
 from .data import PreparedCorpus
-from .losses import TERM_NAMES, CenterLoss
+from .device_data import device_corpus_for
+from .cuda_graph import GraphedStep
+from .losses import TERM_NAMES, CenterLoss, JointLoss
+from .step import make_step
 from .recipes import get_recipe, recipe_card
 
 STATE_SUFFIX = ".trainer.safetensors"
@@ -183,10 +186,15 @@ def _check_same_recipe(out: Path, recipe: str) -> None:
 
 def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: str = "cpu", resume: bool = False,
           training_data: str | None = None, on_step: Callable[[StepReport], None] | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, data_on_device: bool | None = None,
+          cuda_graph: bool | None = None) -> TrainResult:
     """Train on prepared shards, writing `out` (checkpoint) and `out`.trainer.safetensors (state) every epoch.
 
     With `resume`, continue from the last saved epoch: same step, same learning rate, same batches.
+    `data_on_device`: hold the corpus in the device's memory and assemble batches there (training/device_data.py;
+    the same batches as through the DataLoader). None: on CUDA, when the recipe trains on media and the corpus
+    fits; False: always the DataLoader. `cuda_graph`: capture the step as a CUDA graph (training/cuda_graph.py);
+    None: on one CUDA device with the seed's objective; False: eager steps.
     """
     out = Path(out)
     state_path = out.with_name(out.name + STATE_SUFFIX)
@@ -217,8 +225,9 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
     centers = CenterLoss(len(train_ids), config.embedding_dim).to(torch_device)
     if cuda:
         net.model.face.to(memory_format=torch.channels_last)
+    # fused: one kernel updates every parameter (on CUDA), instead of a few per parameter group
     optimizer = torch.optim.SGD(net.parameters(), lr=settings.lr_start, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
+                                weight_decay=settings.weight_decay, fused=cuda or None)
     objective = recipe.objective()
     if hasattr(objective, "bind"):  # an objective that also scores pairs with a part of the model (fuse-after-align)
         objective = objective.bind(net.model)
@@ -238,49 +247,58 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
         face_weights_sha256 = info.get("face_weights_sha256")
 
     model_for_step: nn.Module = net
+    # one CUDA graph per run (training/cuda_graph.py): one process, the seed's objective (whose terms never wait
+    # for the host); other recipes' objectives are not checked for capture and run eagerly
+    use_graph = cuda and world == 1 and type(objective) is JointLoss and cuda_graph is not False
     if world > 1:
         model_for_step = nn.parallel.DistributedDataParallel(net, device_ids=[local_rank] if cuda else None)
 
-    steps_per_epoch = len(recipe.batches(data, train_ids, settings, 0, rank, world))
+    first_batches = recipe.batches(data, train_ids, settings, 0, rank, world)
+    steps_per_epoch = len(first_batches)
+    # every rank applies every rank's batch to the centers, so that they stay identical
+    run_step = make_step(model_for_step, objective, centers, optimizer, torch_device,
+                         gather=_gathered if world > 1 else None, autocast_cache=not use_graph)
+    graphed = GraphedStep(run_step, optimizer, torch_device) if use_graph else None
+    device_corpus = None
+    if data_on_device or (data_on_device is None and cuda):
+        device_corpus = device_corpus_for(first_batches, data, torch_device)
     total_steps = steps_per_epoch * settings.epochs
     description = training_data or corpus.description()
     checkpoint_card = {}
     experts = data.description["model_ids"] if config.experts else None  # the frozen spaces the model reads
     for epoch in range(start_epoch, settings.epochs):
         batches = recipe.batches(data, train_ids, settings, epoch, rank, world)
-        loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=settings.workers,
-                                             pin_memory=cuda, persistent_workers=False,
-                                             prefetch_factor=4 if settings.workers else None)
+        if device_corpus is not None:
+            loader = (device_corpus.batch(batches.plan(k), batches.crop_samples) for k in range(len(batches)))
+        else:
+            loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False,
+                                                 num_workers=settings.workers, pin_memory=cuda,
+                                                 persistent_workers=False,
+                                                 prefetch_factor=4 if settings.workers else None)
         net.train()
         nonfinite = torch.zeros((), dtype=torch.bool, device=torch_device)  # any non-finite loss since the last check
         checked = step
         started = time.perf_counter()
         for batch in loader:
             lr = learning_rate(step, total_steps, settings.lr_start, settings.lr_end)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             face_inputs, voice_inputs = recipe.inputs(batch, torch_device, settings)
             labels = batch.labels.to(torch_device, non_blocking=True)
-            with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=cuda):
-                face_vectors, voice_vectors, face_logits, voice_logits = model_for_step(face_inputs, voice_inputs)
-            loss, terms = objective.on_device(face_vectors.float(), voice_vectors.float(), face_logits.float(),
-                                              voice_logits.float(), labels, centers)
-            nonfinite |= ~torch.isfinite(loss.detach())
+            if graphed is not None:
+                graphed.set_learning_rate(lr)
+                loss, terms = graphed(face_inputs, voice_inputs, labels)
+            else:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss, terms = run_step(face_inputs, voice_inputs, labels)
+            nonfinite |= ~torch.isfinite(loss)
             if not cuda or step + 1 - checked >= FINITE_CHECK_STEPS:  # (on CPU checking costs nothing)
                 _check_finite(nonfinite, checked + 1, step + 1, epoch)
                 checked = step + 1
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            both = torch.cat([face_vectors.detach().float(), voice_vectors.detach().float()])
-            both_labels = labels.repeat(2)
-            if world > 1:  # every rank applies every rank's batch, so that the centers stay identical
-                both, both_labels = _gathered(both), _gathered(both_labels)
-            centers.update_centers(both, both_labels)
             step += 1
             now = time.perf_counter()
             if on_step and rank == 0:
-                on_step(StepReport(epoch, step, total_steps, lr, torch.cat([loss.detach()[None], terms]),
+                on_step(StepReport(epoch, step, total_steps, lr, torch.cat([loss[None], terms]),
                                    len(labels) * world / (now - started)))
             started = now
         _check_finite(nonfinite, checked + 1, step, epoch)  # before anything is validated or saved
