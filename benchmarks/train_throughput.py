@@ -269,6 +269,8 @@ def main() -> None:
         except Exception as error:  # noqa: BLE001 - as in attempt()
             figures["graph_check"] = {"error": f"{type(error).__name__}: {error}"}
         print("  graph check:", {k: v for k, v in figures["graph_check"].items() if k != "losses"}, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
 
     if "full" in args.parts:
         with tempfile.TemporaryDirectory() as scratch:

@@ -253,3 +253,24 @@ def test_training_from_device_memory_learns_exactly_what_the_dataloader_teaches(
     train(prepared, held, one_epoch, data_on_device=True)
     a, b = load_checkpoint(loaded).model.state_dict(), load_checkpoint(held).model.state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device (CI has none; "
+                    "benchmarks/train_throughput.py --parts graph checks them on a lent GPU)")
+def test_training_as_a_cuda_graph_follows_eager_training(prepared, tmp_path):
+    eager, graphed = tmp_path / "eager.safetensors", tmp_path / "graphed.safetensors"
+    train(prepared, eager, TINY, device="cuda", cuda_graph=False)
+    train(prepared, graphed, TINY, device="cuda", cuda_graph=True)
+    from fvmatch.models.config import get_config
+    from fvmatch.models.joint import JointModel
+
+    a, b = load_checkpoint(eager).model.state_dict(), load_checkpoint(graphed).model.state_dict()
+    torch.manual_seed(TINY.seed)  # the trainer's starting weights
+    start = JointModel(get_config(TINY.config)).state_dict()
+
+    def distance(x: dict, y: dict) -> float:
+        return float(sum((x[k].float().cpu() - y[k].float().cpu()).norm() ** 2 for k in a
+                         if a[k].is_floating_point()) ** 0.5)
+
+    moved, apart = distance(a, start), distance(a, b)
+    assert apart < 0.1 * moved  # the graph trained as eager steps do (bf16 rounding apart), not from elsewhere
