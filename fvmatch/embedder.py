@@ -19,7 +19,9 @@ from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
 from fvmatch.quality.minimums import QualityMinimums
-from fvmatch.spaces import CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE, VOICE_SPACE, spaces_of
+from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE, VOICE_SPACE,
+                            spaces_of)
+from fvmatch.spaces.conditions import split
 
 # a recording's windows of speech (WINDOW_SECONDS each: 2 minutes, both speech streams about 15 MB) held until its
 # quality is known, so that a question is embedded only in the spaces its quality picks (Embedder.embed_voice)
@@ -141,10 +143,16 @@ class Embedder:
                 self._spaces[name] = Ge2eVoiceSpace()
             elif name == SPEECH_VOICE_SPACE:  # the same encoder (loaded once) on silero-vad's speech
                 self._spaces[name] = self.space(VOICE_SPACE).reading_speech()
-            elif name in CONDITIONED_SPACES:
-                from fvmatch.spaces.conditions import ConditionedVoiceSpace, split
+            elif name in COMPOSITE_SPACES:
+                from fvmatch.spaces.conditions import CompositeVoiceSpace
 
-                self._spaces[name] = ConditionedVoiceSpace(self.space(CONDITIONED_SPACES[name]), split(name)[1])
+                self._spaces[name] = CompositeVoiceSpace(name, [self.space(part) for part in COMPOSITE_SPACES[name]])
+            elif name in CONDITIONED_SPACES or split(name)[0] == SPEECH_VOICE_SPACE:
+                # a reference condition, or the condition's own part of a fused one ("ge2e-voice/speech@telephone")
+                from fvmatch.spaces.conditions import ConditionedVoiceSpace
+
+                self._spaces[name] = ConditionedVoiceSpace(self.space(SPEECH_VOICE_SPACE), split(name)[1])
+                self._spaces[name].name = name
             else:
                 raise KeyError(name)
         return self._spaces[name]
@@ -217,7 +225,11 @@ class Embedder:
     def _voice_embedding(self, path: str | Path, summary: SpeechSummary, windows: Iterable[SpeechWindow],
                          spaces: Sequence[str] | None, pick: Callable[[dict], Sequence[str]] | None = None) -> Embedding:
         spaces = list(spaces) if spaces is not None else spaces_of("voice")
-        totals = {name: np.zeros(self.space(name).dim, dtype=np.float64) for name in spaces}
+
+        def parts(names: Sequence[str]) -> list[str]:  # a composite space's vector is made of its parts' vectors
+            return list(dict.fromkeys(part for name in names for part in COMPOSITE_SPACES.get(name, (name,))))
+
+        totals = {name: np.zeros(self.space(name).dim, dtype=np.float64) for name in parts(spaces)}
 
         def add(window: SpeechWindow, names: Sequence[str]) -> None:
             for name in names:  # each space its own speech of the window (SpeechWindow.speech_for), by its length
@@ -230,12 +242,12 @@ class Embedder:
         for window in windows:  # (a generator fills in `summary` as it goes)
             count += 1
             if pick is None:
-                add(window, spaces)
+                add(window, parts(spaces))
                 continue
             held.append(window)
             if len(held) > DEFERRED_WINDOWS:  # a long recording: every space, window by window
                 for waiting in held:
-                    add(waiting, spaces)
+                    add(waiting, parts(spaces))
                 held, pick = [], None
         require_speech(path, summary, self.min_speech_seconds)
         quality = {**summary.quality(), "windows": count}
@@ -244,8 +256,10 @@ class Embedder:
             wanted = set(pick(quality))
             spaces = [name for name in spaces if name in wanted]
             for window in held:
-                add(window, spaces)
-        vectors = {name: (totals[name] / np.linalg.norm(totals[name])).astype(np.float32) for name in spaces}
+                add(window, parts(spaces))
+        vectors = {name: (totals[name] / np.linalg.norm(totals[name])).astype(np.float32) for name in parts(spaces)}
+        vectors = {name: self.space(name).combine([vectors[part] for part in COMPOSITE_SPACES[name]])
+                   if name in COMPOSITE_SPACES else vectors[name] for name in spaces}
         return Embedding(vectors=vectors, modality="voice", source=str(path),
                          model_ids={name: self.space(name).model_id for name in spaces}, quality=quality)
 
@@ -275,6 +289,7 @@ def embedder_for_gallery(gallery, model_path: str | Path | None = None, device: 
                                 f"{gallery.model_path or '(no recorded path)'} nor the shipped default; give it with --model")
     embedder = Embedder.load(model_path, device=device, **options)
     gallery.check_model(embedder.model_id)
+    gallery.space_models = lambda name: embedder.space(name).model_id  # loads a space only when asked
     return embedder
 
 

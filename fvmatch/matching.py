@@ -136,11 +136,15 @@ def _reference_space(gallery, modality: str, quality: dict, target: str, space: 
     candidate = conditioned(chosen, wanted) if wanted else None
     if candidate not in CONDITIONED_SPACES:
         return chosen, None
+    note = (f"references not brought to the {wanted} condition: the gallery lacks their {candidate} vectors "
+            "(fvmatch gallery reindex fills them)")
     if candidate in gallery.spaces and not gallery.missing_count(candidate, target):
-        return candidate, {"questioned": wanted, "references": wanted, "chosen_by": "measured quality"}
-    return chosen, {"questioned": wanted, "references": None, "chosen_by": "measured quality",
-                    "note": f"references not brought to the {wanted} condition: the gallery lacks their {candidate} "
-                            "vectors (fvmatch gallery reindex fills them)"}
+        recorded = gallery.spaces[candidate]["model_id"]
+        if gallery.space_models is None or gallery.space_models(candidate) == recorded:
+            return candidate, {"questioned": wanted, "references": wanted, "chosen_by": "measured quality"}
+        note = (f"references not brought to the {wanted} condition: the gallery's {candidate} vectors come from an "
+                f"older model ({recorded[:16]}; fvmatch gallery reindex embeds them again)")
+    return chosen, {"questioned": wanted, "references": None, "chosen_by": "measured quality", "note": note}
 
 
 @dataclass

@@ -151,6 +151,34 @@ def test_a_gallery_without_condition_vectors_says_so_and_reindex_fills_them(gall
     assert again["trials"][0]["space"] == "ge2e-voice@telephone"
 
 
+def test_condition_vectors_of_an_older_model_are_not_searched_until_reindex_embeds_them_again(gallery, questioned,
+                                                                                                tmp_path):
+    # a gallery enrolled before the telephone references were held beside the enrolled ones: its vectors of that
+    # space came from another model (256-D then), which a question read as this fvmatch reads it cannot meet
+    import shutil
+
+    old = tmp_path / "older"
+    shutil.copytree(gallery, old)
+    with sqlite3.connect(old / "gallery.db") as db:
+        spaces = json.loads(db.execute("SELECT value FROM meta WHERE key = 'spaces'").fetchone()[0])
+        spaces["ge2e-voice@telephone"]["model_id"] = "0" * 64
+        db.execute("UPDATE meta SET value = ? WHERE key = 'spaces'", [json.dumps(spaces)])
+    answer = json.loads(run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice",
+                                     "--gallery", old, "--json").stdout)
+    (trials,) = answer["trials"]
+    assert trials["space"] == "ge2e-voice" and trials["condition"]["references"] is None
+    assert "older model (0000000000000000" in trials["condition"]["note"]
+    refused = run_cli_here("enroll", "--identity", "late", "--voice", clips_of(SPEAKERS[0])[2], "--gallery", old)
+    assert refused.returncode == 2 and "gallery reindex" in refused.stderr  # no vectors of two models in one space
+    reindexed = run_cli_here("gallery", "reindex", "--gallery", old, "--json")
+    assert reindexed.returncode == 0, reindexed.stderr
+    replaced = json.loads(reindexed.stdout)["replaced_spaces"]
+    assert list(replaced) == ["ge2e-voice@telephone"] and replaced["ge2e-voice@telephone"]["vectors_dropped"] == 8
+    again = json.loads(run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice",
+                                    "--gallery", old, "--json").stdout)
+    assert again["trials"][0]["space"] == "ge2e-voice@telephone" and again["trials"][0]["candidates"][0]["identity"] == SPEAKERS[1]
+
+
 def calibration_of(space: str, data: str, shift: float) -> dict:
     """A calibration entry of `space` voice-voice as `fvmatch calibrate` writes it, fitted on drawn scores."""
     from fvmatch.calibration import FORMAT, fit
@@ -212,39 +240,73 @@ def test_calibrate_takes_a_face_band_for_face_face_trials_only(tmp_path):
 
 def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
     # ge2e-voice reads its speech trimmed (Resemblyzer's way); its reference conditions read silero-vad's speech, as
-    # before, through an internal space on the same encoder, whose vector is a question's own in those conditions
+    # before, through an internal space on the same encoder, whose vector is a question's own in those conditions;
+    # the fused conditions hold that vector beside the enrolled one, and a question is read both ways for them
     import hashlib
 
     from fvmatch.embedder import Embedder
     from fvmatch.matching import query_spaces
-    from fvmatch.spaces import CONDITIONED_SPACES, SPEECH_VOICE_SPACE, SPACE_MODALITIES, query_space
+    from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE,
+                                SPACE_MODALITIES, query_space)
+    from fvmatch.spaces.conditions import FUSED_CONDITIONS, conditioned, split
 
     embedder = Embedder.load()
     base, speech = embedder.space("ge2e-voice"), embedder.space(SPEECH_VOICE_SPACE)
     assert (base.front_end, speech.front_end) == ("trimmed", "speech") and speech.encoder is base.encoder
     assert speech.model_id == base.weights_sha256 != base.model_id and SPEECH_VOICE_SPACE not in SPACE_MODALITIES
+    assert FUSED_QUERY_SPACE not in SPACE_MODALITIES and set(FUSED_CONDITIONS) == {"telephone", "narrowband"}
     for name in CONDITIONED_SPACES:
+        condition = split(name)[1]
+        own = embedder.space(conditioned(SPEECH_VOICE_SPACE, condition) if condition in FUSED_CONDITIONS else name)
+        assert own.front_end == "speech"
+        recipe = f"{base.weights_sha256} {condition} {VOICE_CONDITIONS[condition]} v1"
+        assert own.model_id == hashlib.sha256(recipe.encode()).hexdigest()  # as before the trimmed front end
         space = embedder.space(name)
-        assert space.name == name and space.front_end == "speech" and query_space(name) == SPEECH_VOICE_SPACE
-        recipe = f"{base.weights_sha256} {space.condition} {VOICE_CONDITIONS[space.condition]} v1"
-        assert space.model_id == hashlib.sha256(recipe.encode()).hexdigest()  # as before the trimmed front end
-    # a question's quality picks its condition after it is embedded: it is embedded for both front ends by default
-    assert query_spaces("voice", ["voice"]) == ["ge2e-voice", SPEECH_VOICE_SPACE]
+        assert space.name == name
+        if condition in FUSED_CONDITIONS:
+            assert COMPOSITE_SPACES[name] == (own.name, "ge2e-voice") and space.dim == 512
+            assert query_space(name) == FUSED_QUERY_SPACE
+            parts = f"side by side v1 {own.model_id} {base.model_id}"
+            assert space.model_id == hashlib.sha256(parts.encode()).hexdigest()
+        else:
+            assert space.dim == 256 and query_space(name) == SPEECH_VOICE_SPACE
+    # a question's quality picks its condition after it is embedded: it is embedded for every reading by default
+    assert query_spaces("voice", ["voice"]) == ["ge2e-voice", FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE]
     assert query_spaces("voice", ["voice"], "ge2e-voice") == ["ge2e-voice"]
-    assert query_spaces("voice", ["voice"], "ge2e-voice@telephone") == [SPEECH_VOICE_SPACE]
+    assert query_spaces("voice", ["voice"], "ge2e-voice@telephone") == [FUSED_QUERY_SPACE]
+    assert query_spaces("voice", ["voice"], "ge2e-voice@noisy") == [SPEECH_VOICE_SPACE]
     assert SPEECH_VOICE_SPACE not in query_spaces("face", ["voice"])
+
+
+@needs_real_media
+def test_a_fused_condition_scores_the_mean_of_its_two_cosines(questioned):
+    from fvmatch.embedder import Embedder
+    from fvmatch.spaces import FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE
+
+    embedder = Embedder.load()
+    call = embedder.embed_voice(questioned / "call.wav", spaces=[FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE, "ge2e-voice"])
+    reference = embedder.embed_voice(clips_of(SPEAKERS[1])[0],
+                                     spaces=["ge2e-voice@telephone", "ge2e-voice/speech@telephone", "ge2e-voice"])
+    fused = call.vectors[FUSED_QUERY_SPACE]
+    assert fused.shape == (512,) and abs(float(np.linalg.norm(fused)) - 1) < 1e-5
+    np.testing.assert_allclose(fused[:256] * np.sqrt(2), call.vectors[SPEECH_VOICE_SPACE], atol=1e-6)
+    np.testing.assert_allclose(fused[256:] * np.sqrt(2), call.vectors["ge2e-voice"], atol=1e-6)
+    brought, enrolled = (float(call.vectors[SPEECH_VOICE_SPACE] @ reference.vectors["ge2e-voice/speech@telephone"]),
+                         float(call.vectors["ge2e-voice"] @ reference.vectors["ge2e-voice"]))
+    assert float(fused @ reference.vectors["ge2e-voice@telephone"]) == pytest.approx((brought + enrolled) / 2, abs=1e-5)
+    assert abs(brought - enrolled) > 0.01  # two different readings: the mean is not either one
 
 
 @needs_real_media
 def test_a_call_in_verify_is_read_as_the_telephone_references_are(questioned):
     from fvmatch.embedder import Embedder
     from fvmatch.matching import score_pair
-    from fvmatch.spaces import SPEECH_VOICE_SPACE
+    from fvmatch.spaces import FUSED_QUERY_SPACE
 
     embedder, reference = Embedder.load(), clips_of(SPEAKERS[1])[0]
     pair = score_pair(embedder, [("voice", questioned / "call.wav"), ("voice", reference)])
     assert pair.space == "ge2e-voice@telephone"
-    call = embedder.embed_voice(questioned / "call.wav", spaces=[SPEECH_VOICE_SPACE]).vectors[SPEECH_VOICE_SPACE]
+    call = embedder.embed_voice(questioned / "call.wav", spaces=[FUSED_QUERY_SPACE]).vectors[FUSED_QUERY_SPACE]
     brought = embedder.embed_voice(reference, spaces=["ge2e-voice@telephone"]).vectors["ge2e-voice@telephone"]
     assert pair.score == pytest.approx(float(call @ brought), abs=1e-6)
 
@@ -252,12 +314,13 @@ def test_a_call_in_verify_is_read_as_the_telephone_references_are(questioned):
 @needs_real_media
 def test_a_question_is_embedded_only_in_the_space_its_quality_picks(gallery, questioned, monkeypatch):
     # clean: ge2e-voice (trimmed speech); a call: the space its telephone references are searched from (silero's
-    # speech); the encoder runs for that one alone, unless the recording is too long to wait for its quality
+    # speech beside the trimmed); the encoder runs for those alone, unless the recording is too long to wait for its
+    # quality
     from fvmatch import embedder as embedder_module
     from fvmatch.embedder import Embedder
     from fvmatch.gallery import Gallery
     from fvmatch.matching import query_spaces, question_spaces
-    from fvmatch.spaces import SPEECH_VOICE_SPACE
+    from fvmatch.spaces import FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE
 
     embedder, calls = Embedder.load(), []
     voice_spaces = {name: embedder.space(name) for name in (SPEECH_VOICE_SPACE, "ge2e-voice")}  # (the copy first)
@@ -271,12 +334,13 @@ def test_a_question_is_embedded_only_in_the_space_its_quality_picks(gallery, que
         assert set(clean.vectors) == set(calls) == {"ge2e-voice"}
         calls.clear()
         call = embedder.embed_voice(questioned / "call.wav", spaces=spaces, pick=pick)
-        assert set(call.vectors) == set(calls) == {SPEECH_VOICE_SPACE}
+        # the telephone references sit beside the enrolled ones: the call is read both ways, one vector of the two
+        assert set(call.vectors) == {FUSED_QUERY_SPACE} and set(calls) == {SPEECH_VOICE_SPACE, "ge2e-voice"}
     monkeypatch.setattr(embedder_module, "DEFERRED_WINDOWS", 0)
     calls.clear()
     long = embedder.embed_voice(questioned / "call.wav", spaces=spaces, pick=pick)
-    assert set(long.vectors) == set(calls) == set(spaces)
-    np.testing.assert_allclose(long.vectors[SPEECH_VOICE_SPACE], call.vectors[SPEECH_VOICE_SPACE], atol=1e-6)
+    assert set(long.vectors) == set(spaces) and set(calls) == {SPEECH_VOICE_SPACE, "ge2e-voice"}
+    np.testing.assert_allclose(long.vectors[FUSED_QUERY_SPACE], call.vectors[FUSED_QUERY_SPACE], atol=1e-6)
     alone = embedder.embed_voice(clips_of(SPEAKERS[2])[4], spaces=["ge2e-voice"])
     np.testing.assert_allclose(clean.vectors["ge2e-voice"], alone.vectors["ge2e-voice"], atol=1e-6)
 

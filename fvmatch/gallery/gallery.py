@@ -99,6 +99,9 @@ class Gallery:
     def __init__(self, directory: Path, db: sqlite_utils.Database) -> None:
         self.directory = directory
         self.db = db
+        # this fvmatch's model id of a space, where an embedder was chosen for the gallery (embedder_for_gallery):
+        # a reference condition whose stored vectors came from another model is not searched (fvmatch.matching)
+        self.space_models: Callable[[str], str] | None = None
         self.indexes = GalleryIndexes(self)
 
     # ----- opening, creating, pinning -------------------------------------------------------------------------

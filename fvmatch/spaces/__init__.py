@@ -5,7 +5,8 @@
     ge2e-voice  Resemblyzer's GE2E speaker encoder, 256-D (weights in the `resemblyzer` wheel): voice-voice trials
     ge2e-voice@telephone, @noisy, @telephone-noisy, @narrowband
                 enrolled voices brought to a questioned voice's condition first (fvmatch.spaces.conditions): the
-                references a narrowband or noisy question is compared with
+                references a narrowband or noisy question is compared with; @telephone and @narrowband hold the
+                brought vector beside the enrolled one (512-D: the score is the mean of the two cosines)
 
 A face space turns one detected face of a decoded image into a small prepared input (`prepare`: an aligned chip,
 kept instead of the whole image) and prepared inputs into unit vectors, in batches (`embed`). A voice space turns
@@ -19,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fvmatch.spaces.conditions import VOICE_CONDITIONS, conditioned
+from fvmatch.spaces.conditions import FUSED_CONDITIONS, VOICE_CONDITIONS, conditioned
 
 JOINT = "joint"
 FACE_SPACE = "dlib-face"
@@ -29,7 +30,18 @@ VOICE_SPACE = "ge2e-voice"
 # base the conditioned references are made from and the one a question compared with them is embedded in. Not a
 # --space choice, never stored in a gallery
 SPEECH_VOICE_SPACE = "ge2e-voice/speech"
-CONDITIONED_SPACES = {conditioned(VOICE_SPACE, condition): SPEECH_VOICE_SPACE for condition in VOICE_CONDITIONS}
+# a question compared in a fused condition (FUSED_CONDITIONS): its vector read as the condition's references are
+# beside its vector read as the enrolled ones are; internal, never stored in a gallery
+FUSED_QUERY_SPACE = "ge2e-voice/speech+trimmed"
+# reference condition -> the space of a question's vector compared with its references
+CONDITIONED_SPACES = {conditioned(VOICE_SPACE, condition): FUSED_QUERY_SPACE if condition in FUSED_CONDITIONS
+                      else SPEECH_VOICE_SPACE for condition in VOICE_CONDITIONS}
+# spaces made of other spaces' vectors side by side (fvmatch.spaces.conditions.CompositeVoiceSpace) -> their parts; a
+# fused condition's references: the condition's own vector (an internal space, "ge2e-voice/speech@narrowband") and
+# the enrolled one
+COMPOSITE_SPACES = {FUSED_QUERY_SPACE: (SPEECH_VOICE_SPACE, VOICE_SPACE),
+                    **{conditioned(VOICE_SPACE, condition): (conditioned(SPEECH_VOICE_SPACE, condition), VOICE_SPACE)
+                       for condition in FUSED_CONDITIONS}}
 SPACE_MODALITIES = {JOINT: ("face", "voice"), FACE_SPACE: ("face",), VOICE_SPACE: ("voice",),
                     **{name: ("voice",) for name in CONDITIONED_SPACES}}
 PRETRAINED_SPACES = (FACE_SPACE, VOICE_SPACE, *CONDITIONED_SPACES)  # the spaces whose weights ship in packages
@@ -49,8 +61,9 @@ def reference_spaces(modality: str) -> list[str]:
 
 
 def query_space(name: str) -> str:
-    """The space a query's own vector comes from when it is searched in `name`: the base of a reference condition
-    (SPEECH_VOICE_SPACE: the question is never degraded further, and read as its references are), else `name`."""
+    """The space a query's own vector comes from when it is searched in `name`: for a reference condition the
+    question read as its references are (SPEECH_VOICE_SPACE; FUSED_QUERY_SPACE beside the enrolled references too),
+    never degraded further; else `name`."""
     return CONDITIONED_SPACES.get(name, name)
 
 
