@@ -1,9 +1,9 @@
 """A training step captured once as a CUDA graph and replayed for every batch.
 
-Measured on one H200 (benchmarks/train_throughput.py): the wang2020 step at batch 256 ran at 3,509 pairs/s eagerly
-and 6,790 pairs/s at batch 512, nearly twice as fast per pair: the GPU waited on the host, which launches some
-3,000 kernels per step (Inception-ResNet-v1's many small layers, forward and backward). Replaying a graph launches
-them all at once. What a graph needs, and how it is met here:
+Measured on one H200 (benchmarks/train_throughput.py): the wang2020 step at batch 256 ran at 3,666 pairs/s eagerly
+and 7,120 pairs/s at batch 512, nearly twice as fast per pair: the GPU waited on the host, which launches thousands
+of kernels per step (Inception-ResNet-v1's many small layers, forward and backward). Replaying a graph launches
+them all at once: 8,492 pairs/s at 256. What a graph needs, and how it is met here:
 - fixed input addresses and shapes: each batch is copied into the buffers the graph reads (every batch of a run
   has the same size: IdentityBatches drops the tails);
 - no host synchronisation inside the step: the loss and its terms stay on the device (training/losses.py);

@@ -36,12 +36,12 @@ from fvmatch.models.config import get_config
 from fvmatch.models.face import load_face_weights
 from fvmatch.models.joint import IdentityClassifier, build_model
 
+from .cuda_graph import GraphedStep
 from .data import PreparedCorpus
 from .device_data import device_corpus_for
-from .cuda_graph import GraphedStep
 from .losses import TERM_NAMES, CenterLoss, JointLoss
-from .step import make_step
 from .recipes import get_recipe, recipe_card
+from .step import make_step
 
 STATE_SUFFIX = ".trainer.safetensors"
 FINITE_CHECK_STEPS = 20  # on CUDA the loss is checked for NaN/inf every this many steps (each check waits for the GPU)
