@@ -173,7 +173,8 @@ def seconds_per_call(call, steps: int, warmup: int, device: str) -> float:
 
 
 def where_time_goes(step: Step, steps: int, warmup: int) -> dict[str, float]:
-    """Milliseconds per step of each part of the trainer's step run alone (the device synchronised before and after)."""
+    """Milliseconds per step of each part of the trainer's step run alone (the device synchronised before and
+    after)."""
     model, device = step.net.model, step.device
     autocast = dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=step.cuda)
 
