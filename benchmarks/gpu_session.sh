@@ -2,8 +2,11 @@
 # The GPU measurements of training in one command, for a lent GPU machine (its own python3 with PyTorch; nothing
 # can be downloaded there). Run from the repository root:
 #   bash benchmarks/gpu_session.sh            (figures and logs under $OUT, default /tmp/fvmatch-gpu)
-# Wheels of the packages that machine lacks go in .whl/ (facenet-pytorch 2.5.3, soundfile, cffi, silero-vad, for
-# its Python). fvmatch is copied into a site folder as the installed layout has it (models/ and training/ inside).
+# Wheels of the packages that machine lacks go in .whl/ (ignored by git; carried with the call), for its Python 3.12:
+#   for p in facenet-pytorch==2.5.3 soundfile cffi silero-vad; do .venv/bin/python -m pip download --no-deps \
+#     --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $p; done
+# fvmatch is copied into a site folder as the installed layout has it (models/ and training/ inside).
 # Stages, each under its own time limit, figures written as they come:
 #   1. a synthetic corpus of $IDENTITIES identities generated and prepared on the CPUs (nothing else running, so
 #      that the timings after it have the host to themselves);
