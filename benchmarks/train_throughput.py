@@ -38,19 +38,9 @@ from fvmatch.training.losses import CenterLoss, JointLoss
 from fvmatch.training.cuda_graph import GraphedStep
 from fvmatch.training.step import make_step
 from fvmatch.training.trainer import TrainSettings, TrainNet, train
+from train_run import generated_cache  # (a sibling script: benchmarks/ is on the path)
 
 SAMPLES = 48000  # 3 s crops, the trainer's default
-
-
-def prepared_cache(directory: Path, identities: int, workers: int) -> Path:
-    from fvmatch.synth import CorpusSpec, write_corpus
-    from fvmatch.training.prepare import prepare_corpus
-
-    corpus, cache = directory / "corpus", directory / "cache"
-    write_corpus(corpus, CorpusSpec(identities=identities, seed=0, faces_per_identity=2, clips_per_identity=2,
-                                    clip_seconds=4.0), workers=workers)
-    prepare_corpus(corpus, cache, workers=workers)
-    return cache
 
 
 def synchronize(device: str) -> None:
@@ -276,7 +266,7 @@ def main() -> None:
     if "full" in args.parts:
         with tempfile.TemporaryDirectory() as scratch:
             started = time.perf_counter()
-            cache = args.cache or prepared_cache(Path(scratch), args.identities, workers=args.workers)
+            cache = args.cache or generated_cache(Path(scratch), args.identities, workers=args.workers)
             figures["prepare_seconds"] = time.perf_counter() - started
             loops = [(f"full loop, DataLoader ({args.workers} workers, pinned), eager, batch {batch}", batch, False,
                       False)]

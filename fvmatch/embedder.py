@@ -229,7 +229,8 @@ class Embedder:
         def parts(names: Sequence[str]) -> list[str]:  # a composite space's vector is made of its parts' vectors
             return list(dict.fromkeys(part for name in names for part in COMPOSITE_SPACES.get(name, (name,))))
 
-        totals = {name: np.zeros(self.space(name).dim, dtype=np.float64) for name in parts(spaces)}
+        embedded = parts(spaces)  # the spaces whose encoders run, window by window
+        totals = {name: np.zeros(self.space(name).dim, dtype=np.float64) for name in embedded}
 
         def add(window: SpeechWindow, names: Sequence[str]) -> None:
             for name in names:  # each space its own speech of the window (SpeechWindow.speech_for), by its length
@@ -242,12 +243,12 @@ class Embedder:
         for window in windows:  # (a generator fills in `summary` as it goes)
             count += 1
             if pick is None:
-                add(window, parts(spaces))
+                add(window, embedded)
                 continue
             held.append(window)
             if len(held) > DEFERRED_WINDOWS:  # a long recording: every space, window by window
                 for waiting in held:
-                    add(waiting, parts(spaces))
+                    add(waiting, embedded)
                 held, pick = [], None
         require_speech(path, summary, self.min_speech_seconds)
         quality = {**summary.quality(), "windows": count}
@@ -255,9 +256,10 @@ class Embedder:
         if pick is not None:
             wanted = set(pick(quality))
             spaces = [name for name in spaces if name in wanted]
+            embedded = parts(spaces)
             for window in held:
-                add(window, parts(spaces))
-        vectors = {name: (totals[name] / np.linalg.norm(totals[name])).astype(np.float32) for name in parts(spaces)}
+                add(window, embedded)
+        vectors = {name: (totals[name] / np.linalg.norm(totals[name])).astype(np.float32) for name in embedded}
         vectors = {name: self.space(name).combine([vectors[part] for part in COMPOSITE_SPACES[name]])
                    if name in COMPOSITE_SPACES else vectors[name] for name in spaces}
         return Embedding(vectors=vectors, modality="voice", source=str(path),

@@ -3,6 +3,7 @@
     results.py   an audit's JSON-lines results read back (read-only) and checked against the gallery's trail
     pictures.py  the report's pictures as data: URIs: candidates' enrolled faces, the query, the score plots
     page.py      the page itself: every value from the data escaped, a CSP that forbids anything external
+    output.py    the page written: checked before the work, then atomically, readable by its owner only
 
 A report never loads anything: every picture is inline, and its Content-Security-Policy forbids scripts and any
 external resource, so it looks the same on a machine without network and cannot call home. Evidence files are
@@ -10,7 +11,8 @@ shown only while they still match the sha256 recorded when they were used; other
 """
 from __future__ import annotations
 
-from fvmatch.case_report.page import check_out, render_report, write_report
+from fvmatch.case_report.output import check_out, write_report
+from fvmatch.case_report.page import render_report
 from fvmatch.case_report.results import (Results, answer_summary, calibration_findings, check_model, read_results,
                                          run_rows, select_details)
 

@@ -8,18 +8,12 @@ cannot call home even if a value slipped through unescaped.
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-
-from fvmatch.errors import BadArgument
-from fvmatch.gallery.files import fsync_path
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 DETAIL_LIMIT = 50
@@ -451,38 +445,3 @@ def _audit_section(rows: Sequence[dict], chain, kind: str) -> str:
     return (f'<section id="audit"><h2>Audit trail</h2>{verdict}<p>Below: {what}. The row recording this report '
             "(its path and sha256) is appended after the file is written, so it cannot be inside it.</p>"
             f"{table}</section>")
-
-
-# ----- writing --------------------------------------------------------------------------------------------------
-def check_out(out: str | Path) -> None:
-    """BadArgument unless a report can be written at `out` (checked before the work, and again when writing)."""
-    out = Path(out)
-    if out.exists() and not out.is_file():
-        raise BadArgument(out, "exists and is not a regular file")
-    if not out.parent.is_dir():
-        raise BadArgument(out, "its directory does not exist")
-
-
-def write_report(page: str, out: str | Path) -> tuple[str, int]:
-    """Write the page atomically (temporary file, fsync, rename), readable by its owner only; (sha256, bytes)."""
-    out = Path(out)
-    data = page.encode("utf-8")
-    check_out(out)
-    try:
-        descriptor, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")  # mode 0600
-    except OSError as error:
-        raise BadArgument(out, f"cannot write the report ({error.strerror or error})") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, out)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise BadArgument(out, f"cannot write the report ({error.strerror or error})") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_path(out.parent)
-    return hashlib.sha256(data).hexdigest(), len(data)

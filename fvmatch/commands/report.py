@@ -38,7 +38,7 @@ def report(
     """
     if sum([results is not None, face is not None, voice is not None, video is not None]) != 1:
         raise BadArgument("report", "give one of: --results RESULTS.jsonl, --face IMG, --voice AUDIO, --video FILE")
-    from fvmatch.case_report.page import check_out
+    from fvmatch.case_report.output import check_out
 
     check_out(out)
     if results is not None:

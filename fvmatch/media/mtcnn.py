@@ -10,29 +10,8 @@ probabilities and landmarks are those of `facenet_pytorch.MTCNN(...).detect(imag
 rounding (tests/test_mtcnn.py compares them).
 
 Adapted from facenet-pytorch (https://github.com/timesler/facenet-pytorch), models/mtcnn.py and
-models/utils/detect_face.py, under its licence:
-
-    MIT License
-
-    Copyright (c) 2019 Timothy Esler
-
-    Permission is hereby granted, free of charge, to any person obtaining a copy
-    of this software and associated documentation files (the "Software"), to deal
-    in the Software without restriction, including without limitation the rights
-    to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
-    copies of the Software, and to permit persons to whom the Software is
-    furnished to do so, subject to the following conditions:
-
-    The above copyright notice and this permission notice shall be included in all
-    copies or substantial portions of the Software.
-
-    THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
-    IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
-    FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
-    AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
-    LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
-    OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
-    SOFTWARE.
+models/utils/detect_face.py, Copyright (c) 2019 Timothy Esler, under the MIT License, whose full text is in
+mtcnn_nets.py (the two modules ship together).
 """
 from __future__ import annotations
 
