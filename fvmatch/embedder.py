@@ -151,8 +151,7 @@ class Embedder:
                 # a reference condition, or the condition's own part of a fused one ("ge2e-voice/speech@telephone")
                 from fvmatch.spaces.conditions import ConditionedVoiceSpace
 
-                self._spaces[name] = ConditionedVoiceSpace(self.space(SPEECH_VOICE_SPACE), split(name)[1])
-                self._spaces[name].name = name
+                self._spaces[name] = ConditionedVoiceSpace(self.space(SPEECH_VOICE_SPACE), split(name)[1], name)
             else:
                 raise KeyError(name)
         return self._spaces[name]

@@ -135,12 +135,14 @@ class CompositeVoiceSpace:
 class ConditionedVoiceSpace:
     """A voice space whose inputs are first brought to a condition: the references' side of a condition match."""
 
-    def __init__(self, base, condition: str) -> None:
+    def __init__(self, base, condition: str, name: str | None = None) -> None:
+        """`name`: the space's name where it is not its base family's condition (a fused condition's own part,
+        "ge2e-voice/speech@telephone", beside the reference condition "ge2e-voice@telephone")."""
         if condition not in VOICE_CONDITIONS:
             raise KeyError(condition)
         self.base = base
         self.condition = condition
-        self.name = conditioned(getattr(base, "family", base.name), condition)
+        self.name = name or conditioned(getattr(base, "family", base.name), condition)
         self.dim = base.dim
         self.front_end = getattr(base, "front_end", "speech")  # reads the speech its base reads (silero-vad's)
         recipe = f"{base.model_id} {condition} {VOICE_CONDITIONS[condition]} v{RECIPE_VERSION}"
