@@ -8,8 +8,10 @@ Variants (each built once from the gallery's stored vectors and kept in WORK, so
 - `rcm:M:EFC`: the same graph with its items renumbered in reverse Cuthill-McKee order of the level-0 graph (scipy),
   so that neighbours lie near each other in memory (graph reordering; the search visits the same items, only the
   memory it reads is less scattered). hnswlib 0.8's file layout is rewritten; the results must equal the source's;
-- `faiss-sq8:M:EFC`: faiss HNSW over 8-bit scalar-quantised codes (128 bytes a 128-D vector instead of 512), only if
-  faiss-cpu is installed (it is not a dependency of fvmatch).
+- `faiss-sq8:M:EFC`: faiss HNSW over 8-bit scalar-quantised codes (128 bytes a 128-D vector instead of 512), and
+  `faiss-flat:M:EFC`: faiss HNSW over the float32 vectors, only if faiss-cpu is installed (it is not a dependency);
+- `usearch:M:EFC`: USearch's HNSW (float32, inner product; connectivity M, expansion_add EFC), only if usearch is
+  installed (not a dependency either).
 Queries and measures are `benchmarks/gallery_search.py --gallery`'s: 500 stored items moved by noise, the index
 asked for the 100 items a search fetches, those re-scored exactly from the stored float32 vectors, item recall@10
 against exact search, index-call p50 / p99. Every index is moved onto huge pages, and the variants are called in turn
@@ -44,29 +46,56 @@ def stored_vectors(gallery: Path, space: str, modality: str, work: Path) -> tupl
     return np.load(ids_file), np.load(vectors_file)
 
 
-def build_hnsw(ids: np.ndarray, vectors: np.ndarray, m: int, efc: int, path: Path) -> float:
+def hnsw_index(ids: np.ndarray, vectors: np.ndarray, m: int, efc: int):
+    """An hnswlib index over the vectors, as the gallery builds its own (inner product, 2 threads)."""
     import hnswlib
 
     index = hnswlib.Index(space="ip", dim=vectors.shape[1])
     index.init_index(max_elements=len(ids), M=m, ef_construction=efc)
-    started = time.perf_counter()
     index.add_items(vectors, ids)
+    return index
+
+
+def build_hnsw(ids: np.ndarray, vectors: np.ndarray, m: int, efc: int, path: Path) -> float:
+    started = time.perf_counter()
+    index = hnsw_index(ids, vectors, m, efc)
     seconds = time.perf_counter() - started
     index.save_index(str(path))
     return seconds
 
 
-def build_faiss_sq8(ids: np.ndarray, vectors: np.ndarray, m: int, efc: int, path: Path) -> float:
+def faiss_hnsw(vectors: np.ndarray, m: int, efc: int, codes: str):
+    """A faiss HNSW over 8-bit codes (`sq8`) or the float32 vectors (`flat`), trained, not yet filled."""
     import faiss
 
-    inner = faiss.IndexHNSWSQ(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
-    inner.hnsw.efConstruction = efc
+    if codes == "sq8":
+        index = faiss.IndexHNSWSQ(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = efc
+    index.train(vectors[:100_000])
+    return index
+
+
+def build_faiss(ids: np.ndarray, vectors: np.ndarray, m: int, efc: int, path: Path, codes: str) -> float:
+    import faiss
+
     started = time.perf_counter()
-    inner.train(vectors[:100_000])
-    index = faiss.IndexIDMap2(inner)
+    index = faiss.IndexIDMap2(faiss_hnsw(vectors, m, efc, codes))
     index.add_with_ids(vectors, ids)
     seconds = time.perf_counter() - started
     faiss.write_index(index, str(path))
+    return seconds
+
+
+def build_usearch(ids: np.ndarray, vectors: np.ndarray, m: int, efc: int, path: Path) -> float:
+    from usearch.index import Index
+
+    index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32", connectivity=m, expansion_add=efc)
+    started = time.perf_counter()
+    index.add(ids.astype(np.uint64), vectors, threads=2)
+    seconds = time.perf_counter() - started
+    index.save(str(path))
     return seconds
 
 
@@ -132,6 +161,14 @@ def searcher(path: Path, dim: int):
         def call(vector, ef):
             labels = index.search(vector[None, :], FETCH, params=faiss.SearchParametersHNSW(efSearch=ef))[1][0]
             return labels[labels >= 0]
+    elif path.suffix == ".usearch":
+        from usearch.index import Index
+
+        index = Index.restore(str(path))
+
+        def call(vector, ef):
+            index.expansion_search = max(ef, FETCH)
+            return index.search(vector, FETCH, threads=1).keys.astype(np.int64)
     else:
         import hnswlib
 
@@ -145,6 +182,34 @@ def searcher(path: Path, dim: int):
     print(f"{path.name}: {path.stat().st_size / 2**20:,.0f} MiB file, {moved / 2**20:,.0f} MiB moved onto huge pages",
           flush=True)
     return call
+
+
+def variant_path(work: Path, space: str, variant: str) -> Path:
+    kind, m, efc = variant.split(":")
+    suffix = "faiss" if kind.startswith("faiss-") else "usearch" if kind == "usearch" else "hnsw"
+    return work / f"{space}-{kind}-m{m}-efc{efc}.{suffix}"
+
+
+def build_variant(variant: str, ids: np.ndarray, vectors: np.ndarray, work: Path, space: str) -> float:
+    """Build `variant` (kind:M:EFC) over the vectors into its file in `work`; the seconds it took."""
+    kind, m, efc = variant.split(":")
+    path = variant_path(work, space, variant)
+    if kind == "rcm":
+        source = variant_path(work, space, f"hnsw:{m}:{efc}")
+        if not source.exists():
+            build_hnsw(ids, vectors, int(m), int(efc), source)
+        return reorder_rcm(source, path)
+    if kind.startswith("faiss-"):
+        return build_faiss(ids, vectors, int(m), int(efc), path, kind.removeprefix("faiss-"))
+    return (build_usearch if kind == "usearch" else build_hnsw)(ids, vectors, int(m), int(efc), path)
+
+
+def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Stored vectors moved by noise to a cosine of about 0.8 (gallery_search.py --gallery's queries), unit length."""
+    picked = rng.choice(len(vectors), size=count, replace=False)
+    noise = 0.047 * rng.normal(size=(count, vectors.shape[1])) * np.sqrt(256 / vectors.shape[1])
+    queries = vectors[picked] + noise
+    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
 
 
 def main() -> None:
@@ -162,25 +227,14 @@ def main() -> None:
     ids, vectors = stored_vectors(args.gallery, args.space, args.modality, args.work)
     files = []
     for variant in args.variants:
-        kind, m, efc = variant.split(":")
-        path = args.work / f"{args.space}-{kind}-m{m}-efc{efc}.{'faiss' if kind == 'faiss-sq8' else 'hnsw'}"
+        path = variant_path(args.work, args.space, variant)
         if not path.exists():
-            if kind == "rcm":
-                source = args.work / f"{args.space}-hnsw-m{m}-efc{efc}.hnsw"
-                if not source.exists():
-                    build_hnsw(ids, vectors, int(m), int(efc), source)
-                seconds = reorder_rcm(source, path)
-            else:
-                build = build_faiss_sq8 if kind == "faiss-sq8" else build_hnsw
-                seconds = build(ids, vectors, int(m), int(efc), path)
-            print(f"{variant}: built in {seconds:,.0f} s", flush=True)
+            print(f"{variant}: built in {build_variant(variant, ids, vectors, args.work, args.space):,.0f} s",
+                  flush=True)
         files.append(path)
 
     rng = np.random.default_rng(args.seed)
-    picked = rng.choice(len(ids), size=args.queries, replace=False)
-    noise = 0.047 * rng.normal(size=(args.queries, vectors.shape[1])) * np.sqrt(256 / vectors.shape[1])
-    queries = vectors[picked] + noise
-    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    queries = noisy_queries(vectors, args.queries, rng)
     truth = [set(ids[np.argpartition(-(vectors @ query), 10)[:10]].tolist()) for query in queries]
     row_of = np.full(int(ids.max()) + 1, -1)
     row_of[ids] = np.arange(len(ids))
