@@ -7,9 +7,9 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/search_cost.py --gallery DIR 
 For each variant of benchmarks/index_variants.py (its file in WORK, built there if missing), the same kind of index
 is also built in memory over the first `--small` stored vectors (20,000 128-D items with their links take about
 15 MiB: they stay in a 32 MiB L3 cache). Both are asked the same kind of question (a stored item moved by noise,
-the 100 items a search fetches) at each ef, in blocks of all queries (alternating which goes first), on huge pages. Printed per ef: p50 ms of the index call at
-1M and in cache; for faiss variants also the vectors compared per query (faiss's own counter, hnsw_stats.ndis) and
-the time per vector compared. hnswlib keeps no such counter; faiss-cpu is not a dependency of fvmatch, so the
+the 100 items a search fetches) at each ef, in blocks of all queries (alternating which goes first), both on
+huge pages. Printed per ef: p50 ms of the index call at 1M and in cache; for faiss variants also the vectors
+compared per query (faiss's own counter, hnsw_stats.ndis) and the time per vector compared. hnswlib keeps no such counter; faiss-cpu is not a dependency of fvmatch, so the
 counted columns need it installed (for example `pip install --target DIR faiss-cpu` and PYTHONPATH=DIR).
 
 A search's time at 1M over its time in cache, per vector compared, is what memory adds to the work of comparing
@@ -24,12 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
+from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
 from index_variants import (FETCH, build_variant, faiss_hnsw, hnsw_index, noisy_queries, searcher, stored_vectors,
                             variant_path)
 
 
 def build_in_memory(kind: str, m: int, efc: int, vectors: np.ndarray):
-    """An index of this kind over `vectors` in memory, and a function (vector, ef) -> labels."""
+    """An index of this kind over `vectors` in memory, moved onto huge pages as the large one is (else the smaller
+    index would also pay for address translation), and a function (vector, ef) -> labels."""
+    before = anonymous_mappings()
+    call = _build_in_memory(kind, m, efc, vectors)
+    collapse_new_mappings(before)
+    return call
+
+
+def _build_in_memory(kind: str, m: int, efc: int, vectors: np.ndarray):
     if kind.startswith("faiss-"):
         import faiss
 
