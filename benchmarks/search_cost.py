@@ -5,13 +5,13 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/search_cost.py --gallery DIR 
          [--variants hnsw:32:200 faiss-flat:32:200] [--efs 100 160 224] [--small 20000]
 
 For each variant of benchmarks/index_variants.py (its file in WORK, built there if missing), the same kind of index
-is also built in memory over the first `--small` stored vectors (20,000 128-D items with their links take about 15
-MiB: they stay in a 32 MiB L3 cache). Both are asked the same kind of question (a stored item moved by noise, the
+is also built in memory over the first `--small` stored vectors (20,000 128-D items with their links take about
+15 MiB: they stay in a 32 MiB L3 cache). Both are asked the same kind of question (a stored item moved by noise, the
 100 items a search fetches) at each ef, in blocks of all queries (alternating which goes first), both on huge pages.
 Printed per ef: p50 ms of the index call at 1M and in cache; for faiss variants also the vectors compared per query
 (faiss's own counter, hnsw_stats.ndis) and the time per vector compared. hnswlib keeps no such counter; faiss-cpu is
-not a dependency of fvmatch, so the counted columns need it installed (for example `pip install --target DIR faiss-
-cpu` and PYTHONPATH=DIR).
+not a dependency of fvmatch, so the counted columns need it installed (for example `pip install --target DIR
+faiss-cpu` and PYTHONPATH=DIR).
 
 A search's time at 1M over its time in cache, per vector compared, is what memory adds to the work of comparing
 (the visited check, the distance, the candidate heaps): it says whether fewer bytes per vector or fewer vectors
