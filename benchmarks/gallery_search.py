@@ -47,6 +47,12 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Stored vectors moved by noise to a cosine of about 0.8 to the item (as a fresh item of an enrolled identity)."""
+    picked = rng.choice(len(vectors), size=count, replace=False)
+    return unit(vectors[picked] + 0.047 * rng.normal(size=(count, vectors.shape[1])) * np.sqrt(256 / vectors.shape[1]))
+
+
 def make_identities(count: int, rng: np.random.Generator) -> np.ndarray:
     basis = np.linalg.qr(rng.normal(size=(DIM, SUBSPACE)))[0]  # DIM x SUBSPACE, orthonormal
     return unit(rng.normal(size=(count, SUBSPACE)) @ basis.T + 0.1 * rng.normal(size=(count, DIM)))
@@ -195,9 +201,7 @@ def measure_gallery(directory: Path, space: str, modality: str, queries: int, se
         index = gallery.index(modality, space, room=False)
         load_seconds = time.perf_counter() - started
         hnsw = index.index
-        picked = rng.choice(len(ids), size=queries, replace=False)
-        noise = 0.047 * rng.normal(size=(queries, vectors.shape[1])) * np.sqrt(256 / vectors.shape[1])
-        query_vectors = unit(vectors[picked] + noise)
+        query_vectors = noisy_queries(vectors, queries, rng)
         exact = [set(ids[np.argpartition(-(vectors @ query), 10)[:10]].tolist()) for query in query_vectors]
         position = {int(media_id): row for row, media_id in enumerate(ids)}
         print(f"gallery {directory}: {len(ids):,} {modality} items in {space} ({vectors.shape[1]}-D), HNSW M="

@@ -28,6 +28,7 @@ import numpy as np
 
 from fvmatch.gallery import Gallery
 from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
+from gallery_search import noisy_queries
 
 FETCH = 100
 # hnswlib 0.8 saveIndex: offsetLevel0, max_elements, cur_element_count, size_data_per_element, label_offset,
@@ -202,14 +203,6 @@ def build_variant(variant: str, ids: np.ndarray, vectors: np.ndarray, work: Path
     if kind.startswith("faiss-"):
         return build_faiss(ids, vectors, int(m), int(efc), path, kind.removeprefix("faiss-"))
     return (build_usearch if kind == "usearch" else build_hnsw)(ids, vectors, int(m), int(efc), path)
-
-
-def noisy_queries(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Stored vectors moved by noise to a cosine of about 0.8 (gallery_search.py --gallery's queries), unit length."""
-    picked = rng.choice(len(vectors), size=count, replace=False)
-    noise = 0.047 * rng.normal(size=(count, vectors.shape[1])) * np.sqrt(256 / vectors.shape[1])
-    queries = vectors[picked] + noise
-    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
 
 
 def main() -> None:

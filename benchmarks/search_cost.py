@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
-from index_variants import (FETCH, build_variant, faiss_hnsw, hnsw_index, noisy_queries, searcher, stored_vectors,
-                            variant_path)
+from gallery_search import noisy_queries
+from index_variants import FETCH, build_variant, faiss_hnsw, hnsw_index, searcher, stored_vectors, variant_path
 
 
 def build_in_memory(kind: str, m: int, efc: int, vectors: np.ndarray):
