@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
-from fvmatch.paths import read_listing, resolve_listed_path
+from fvmatch.paths import input_file_problem, read_listing, resolve_listed_path
 
 QUERY_COLUMNS = ("query_id", "modality", "path")
 OPTIONAL_COLUMNS = ("claimed_identity",)
@@ -38,6 +38,15 @@ class Query:
     @property
     def key(self) -> str:
         return resume_key(self.query_id, self.line, self.problem_kind)
+
+    def file_problem(self) -> str | None:
+        """Why the row's file cannot be read ("no such file", "is a directory, not a file"), naming the path as
+        written and as resolved when the row is a line of a query file ("queries.csv:6: a.wav (/case/a.wav): ...")."""
+        problem = input_file_problem(self.path)
+        if problem is None or self.origin == self.raw_path:
+            return problem
+        resolved = str(self.path.resolve())
+        return f"{self.raw_path}{'' if resolved == self.raw_path else f' ({resolved})'}: {problem}"
 
 
 def resume_key(query_id: str, line: int, problem_kind: str | None) -> str:

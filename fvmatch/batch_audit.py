@@ -85,7 +85,7 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
     final = [results.latest[query.key] for query in queries if query.key in results.latest]
     summary.ok = sum(record["status"] == "ok" for record in final)
     summary.failed = len(final) - summary.ok
-    if embedder.card.get("calibration"):
+    if embedder.calibration:
         summary.matches = sum(record["status"] == "ok" and record["decision"] == "same person" for record in final)
     return summary
 
@@ -109,23 +109,28 @@ class _Context:
         self.checked: dict[str, FvmatchError | None] = {}  # per query modality: what the gallery lacks for it
         self.digest = input_digest or file_digest
         self.counts = gallery.counts()
-        calibration = embedder.card.get("calibration")
+        from fvmatch.evidence import joint_label, video_targets
+
+        # per query modality, what it is weighed against (fvmatch.evidence: only trial types whose evidence holds)
+        self.parts, self.left_out = video_targets(against, self.counts, embedder.card, space)
+        self.joint_warning = joint_label(embedder.card)
+        calibration = embedder.calibration
         self.calibration = calibration
         from fvmatch.fused_scoring import fused_scorer
 
         self.fused = fused_scorer(embedder)  # a fuse-after-align model re-ranks face-voice searches, as identify does
         self.calibration_summary = None if not calibration else {
-            "fmr": fmr, **{key: calibration.get(key) for key in ("data", "split", "created")},
-            "trial_types": sorted(key for key in calibration if isinstance(calibration[key], dict) and "map" in calibration[key])}
+            "fmr": fmr, **{key: (embedder.card.get("calibration") or {}).get(key) for key in ("data", "split", "created")},
+            "trial_types": sorted(key for key in calibration if isinstance(calibration[key], dict) and "map" in calibration[key]),
+            "reference": sorted({entry["data"] for entry in calibration.values()
+                                 if isinstance(entry, dict) and entry.get("reference")})}
 
     fps = 2.0  # a video row's frames sampled a second
 
     def targets(self, modality: str) -> list[str]:
-        if modality == "video":  # its face track and soundtrack, each against both modalities by default
-            return ["face", "voice"] if self.against in (None, "all") else [self.against]
-        if self.against is None:
-            return ["voice" if modality == "face" else "face"]
-        return ["face", "voice"] if self.against == "all" else [self.against]
+        if modality == "video":  # its face track and soundtrack, each weighed against what holds for it
+            return sorted({target for part in self.parts.values() for target in part})
+        return self.parts[modality]
 
     def spaces(self, modality: str) -> list[str]:
         from fvmatch.matching import query_spaces
@@ -165,14 +170,15 @@ class _Context:
             try:
                 if query.problem is not None:
                     raise BadArgument(query.origin, query.problem)
-                if not query.path.is_file():
-                    raise BadArgument(query.origin, "no such file" if not query.path.exists() else "not a regular file")
+                if (problem := query.file_problem()) is not None:
+                    raise BadArgument(query.origin, problem)
                 if query.modality == "video":
                     records[position] = self._answer_video(query, record, began)
                     continue
                 if not any(self.counts[target] for target in self.targets(query.modality)):
-                    raise BadArgument(query.origin, f"gallery holds no {' or '.join(self.targets(query.modality))} "
-                                      "items to search")
+                    from fvmatch.evidence import require_targets
+
+                    require_targets(query.modality, [], self.left_out, query.origin)
                 self.check_gallery(query.modality)
                 record["sha256"], record["size"] = self.digest(query.path)
                 if query.modality == "voice":
@@ -242,9 +248,10 @@ class _Context:
         groups, failure = self._groups(embedding, query, targets, record)
         if failure is not None:
             return failure
-        if query.claimed_identity and not groups:
-            return self._failed(record, f"claimed identity {query.claimed_identity!r} has no "
-                                f"{' or '.join(targets)} items", "UnknownIdentity")
+        notes = list(self.left_out)
+        if query.claimed_identity and not groups:  # answered with what holds: nothing, and why
+            notes.insert(0, f"no evidence: claimed identity {query.claimed_identity!r} has no {' or '.join(targets)} "
+                            f"items to weigh this {query.modality} against")
         search_seconds = time.perf_counter() - began
         pairs = ranked(groups)
         judged = [j for _, j in pairs]
@@ -254,13 +261,13 @@ class _Context:
             entry.pop("note")
             listed.append(entry)
         record = {**record, "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
-                                        "condition": g.condition, "scoring": g.scoring or {"score": "cosine"}}
-                                       for g in groups]}
+                                        "condition": g.condition, "scoring": g.scoring or {"score": "cosine"},
+                                        "warning": g.warning} for g in groups]}
         matches = [c.identity for c, j in pairs if j.decision == "same person"]
         calibrated = any(j.decision is not None for j in judged)
         decision = None if not calibrated else ("same person" if matches else "different person")
         return {**record, "status": "ok", "candidates": listed, "decision": decision, "matches": matches,
-                "notes": sorted({j.note for j in judged}), "answered_at": _utc_now(),
+                "notes": list(dict.fromkeys([*notes, *(j.note for j in judged)])), "answered_at": _utc_now(),
                 "timing_ms": {"embed": round(embed_seconds * 1000, 2), "search": round(search_seconds * 1000, 2)}}
 
 
@@ -272,10 +279,10 @@ class _Context:
 
         if not query.claimed_identity:
             return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr,
-                            self.fused), None
+                            self.fused, self.joint_warning), None
         try:
             return verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
-                                self.calibration, self.fmr), None
+                                self.calibration, self.fmr, self.joint_warning), None
         except UnknownIdentity:
             return [], self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
                                     "UnknownIdentity")
@@ -284,27 +291,33 @@ class _Context:
         """A video row: its main face track and its soundtrack each searched (or scored against the claim), the
         candidates of both in one list (by likelihood ratio when every group is calibrated), each naming its part."""
         from fvmatch.matching import check_gallery, merged, query_spaces, question_spaces
+        from fvmatch.spaces import spaces_of
         from fvmatch.video import embed_video
 
-        targets = [target for target in self.targets("video") if self.counts[target]]
-        if not targets:
-            raise BadArgument(query.origin, f"gallery holds no {' or '.join(self.targets('video'))} items to search")
+        parts = {part: [target for target in self.parts[part] if self.counts[target]] for part in ("face", "voice")}
+        if not any(parts.values()):
+            from fvmatch.evidence import require_targets
+
+            require_targets("video's face or voice", [], self.left_out, query.origin)
         spaces = {}
-        for part in ("face", "voice"):
-            check_gallery(self.gallery, part, targets, self.space)
-            spaces[part] = query_spaces(part, targets, self.space)
+        for part, targets in parts.items():
+            if targets:
+                check_gallery(self.gallery, part, targets, self.space)
+            spaces[part] = query_spaces(part, targets, self.space) if targets else []
             for name in spaces[part]:
                 self.gallery.check_space(name, self.embedder.space(name).model_id)
         record["sha256"], record["size"] = self.digest(query.path)
-        evidence = embed_video(self.embedder, query.path, fps=self.fps, face_spaces=spaces["face"],
+        evidence = embed_video(self.embedder, query.path, fps=self.fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                                voice_spaces=spaces["voice"],
-                               voice_pick=question_spaces(self.gallery, "voice", targets, self.space))
+                               voice_pick=question_spaces(self.gallery, "voice", parts["voice"], self.space))
         embed_seconds = time.perf_counter() - began
         began = time.perf_counter()
         answered = []  # (part, group)
         for embedding in evidence.embeddings():
+            if not parts[embedding.modality]:
+                continue
             part = "face track" if embedding.modality == "face" else "soundtrack"
-            found, failure = self._groups(embedding, query, targets, record)
+            found, failure = self._groups(embedding, query, parts[embedding.modality], record)
             if failure is not None:
                 return failure
             answered.extend((part, group) for group in found)
@@ -324,11 +337,12 @@ class _Context:
                                                       "voice": evidence.voice.quality if evidence.voice else None},
                 "video": evidence.provenance(),
                 "trials": [{"query": part, "trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
-                            "condition": g.condition, "scoring": g.scoring or {"score": "cosine"}}
+                            "condition": g.condition, "scoring": g.scoring or {"score": "cosine"}, "warning": g.warning}
                            for part, g in answered],
                 "candidates": listed, "matches": matches,
                 "decision": None if not calibrated else ("same person" if matches else "different person"),
-                "notes": sorted({j.note for _, _, j in triples}) + evidence.notes, "answered_at": _utc_now(),
+                "notes": list(dict.fromkeys([*self.left_out, *(j.note for _, _, j in triples), *evidence.notes])),
+                "answered_at": _utc_now(),
                 "timing_ms": {"embed": round(embed_seconds * 1000, 2), "search": round(search_seconds * 1000, 2)}}
 
 

@@ -10,8 +10,9 @@ per (space, trial type):
   subtracted: ln LR = w * score + b - ln(n_same / n_diff). It is stored in log10 units:
   log10 LR = slope * score + intercept;
 - bounds on log10 LR: no further than log10 of the number of trials of the other hypothesis (N different-
-  person trials cannot show an LR above N; in the spirit of Vergeer et al.'s empirical bounds), so a steep
-  map on well-separated data does not claim more than the data can support;
+  person trials cannot show an LR above N), or tighter bounds `fit` is given (the shipped reference calibrations
+  use ELUB, Vergeer et al.'s empirical lower and upper bounds, from NFI's lir), so a steep map on well-separated
+  data does not claim more than the data can support;
 - score thresholds at stated false-match rates (decision "same person" when score > threshold), where there
   are enough different-person trials: at least ERRORS_AT_THRESHOLD / FMR of them, i.e. ten false matches at
   the threshold (1,000 for 1%, 10,000 for 0.1%); and the EER point;
@@ -22,8 +23,9 @@ MIN_SAME_TRIALS same-person and MIN_DIFFERENT_TRIALS different-person trials, fr
 
 The result is JSON and lives in the joint checkpoint's model card as card["calibration"] (see `calibrate`), each
 entry under fvmatch.scoring.calibration_key(space, trial type) and recording the model id of its space; writing it
-into a checkpoint does not change the model id, which hashes the weights alone. Nothing ships calibrated: an LR
-needs trials like the case's, so analysts calibrate on data of their own.
+into a checkpoint does not change the model id, which hashes the weights alone. fvmatch ships reference entries of
+its pretrained spaces, fitted on named public real data (fvmatch.evidence.reference_calibration); an LR is best
+calibrated on trials like the case's, so an analyst's own entry (`calibrate --add`) supersedes a reference one.
 """
 from __future__ import annotations
 
@@ -99,8 +101,12 @@ def shortfall(same: int, different: int, identities: int | None = None) -> str |
     return "; ".join(problems) or None
 
 
-def fit(same_scores: Sequence[float], different_scores: Sequence[float], identities: int | None = None) -> dict:
-    """Calibrate one trial type from its same-person and different-person scores (module docstring)."""
+def fit(same_scores: Sequence[float], different_scores: Sequence[float], identities: int | None = None,
+        bound: Callable[[np.ndarray, np.ndarray], tuple[float, float]] | None = None) -> dict:
+    """Calibrate one trial type from its same-person and different-person scores (module docstring).
+
+    `bound`: (log10 LRs of the trials under the map, labels 1 same / 0 different) -> (lowest, highest) log10 LR the
+    data support, e.g. ELUB (NFI's lir: `lir.algorithms.bayeserror.elub`); default: the numbers of trials."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
@@ -119,9 +125,11 @@ def fit(same_scores: Sequence[float], different_scores: Sequence[float], identit
         model = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(((scores - centre) / spread)[:, None], labels)
     weight = float(model.coef_[0, 0] / spread)
     bias = float(model.intercept_[0] - weight * centre) - math.log(len(same) / len(different))
+    slope, intercept = weight / math.log(10), bias / math.log(10)
+    bounds = ([-math.log10(len(same)), math.log10(len(different))] if bound is None
+              else [float(value) for value in bound(slope * scores + intercept, labels)])
     entry = {"map": {"log10_lr": "slope * score + intercept, clipped to bounds",
-                     "slope": weight / math.log(10), "intercept": bias / math.log(10),
-                     "bounds": [-math.log10(len(same)), math.log10(len(different))]},
+                     "slope": slope, "intercept": intercept, "bounds": bounds},
              "trials": {"same": len(same), "different": len(different), "identities": identities}}
     rate, threshold = equal_error_rate(labels.astype(bool), scores)
     entry["operating_points"] = [_operating_point(entry, same, different, fmr) for fmr in FALSE_MATCH_RATES

@@ -117,6 +117,14 @@ class Embedder:
         return self._card
 
     @property
+    def calibration(self) -> dict:
+        """The calibration its scores are judged by: fvmatch's reference entries under the card's own
+        (fvmatch.evidence.effective_calibration)."""
+        from fvmatch.evidence import effective_calibration
+
+        return effective_calibration(self._card)
+
+    @property
     def embedding_dim(self) -> int:
         return int(self.card["embedding_dim"])
 

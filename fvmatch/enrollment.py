@@ -18,7 +18,7 @@ from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
 from fvmatch.media.video import DEFAULT_FPS, is_video
-from fvmatch.paths import read_listing, resolve_listed_path
+from fvmatch.paths import input_file_problem, read_listing, resolve_listed_path
 
 MAX_LABEL_LENGTH = 200
 JOINERS = ("\u200c", "\u200d")  # zero-width non-joiner and joiner
@@ -215,8 +215,7 @@ def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollRe
     from fvmatch.video import embed_video
 
     try:
-        if not item.path.is_file():
-            raise BadArgument(item.origin, "no such file" if not item.path.exists() else "not a regular file")
+        _check_file(item)
         sha256, size = file_digest(item.path)
         owners = {label for modality in ("face", "voice") for _, label in gallery.media_by_sha256(sha256, modality)}
         if item.identity in owners:
@@ -256,8 +255,7 @@ def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple
     ("ready", (item, new row without its vectors, PreparedFace or None)), or ("skipped", record) when the item is
     already enrolled for this identity.
     """
-    if not item.path.is_file():
-        raise BadArgument(item.origin, "no such file" if not item.path.exists() else "not a regular file")
+    _check_file(item)
     if is_video(item.path):
         raise BadArgument(item.origin, f"a video file, not {'an image' if item.modality == 'face' else 'a recording'}: "
                           "enroll it with --video (modality video)")
@@ -273,6 +271,12 @@ def _prepare(gallery: Gallery, embedder, item: EnrollItem, force: bool) -> tuple
     face = embedder.prepare_face(item.path, spaces_of("face"))[0]
     return "ready", (item, NewItem(item.identity, "face", source, sha256, size, face.crop.probability, None,
                                    face.quality()), face)
+
+
+def _check_file(item: EnrollItem) -> None:
+    """BadArgument for an item whose path is no file (missing, a directory); a manifest's row names the path too."""
+    if (problem := input_file_problem(item.path)) is not None:
+        raise BadArgument(item.origin, problem if item.origin == str(item.path) else f"{item.path}: {problem}")
 
 
 def _problem(item: EnrollItem, error: FvmatchError) -> str:

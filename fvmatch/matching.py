@@ -33,10 +33,11 @@ class TrialGroup:
     judgements: list[Judgement]
     condition: dict | None = None  # the questioned item's condition and whether the references were brought to it
     scoring: dict | None = None  # fused scores (fvmatch.fused_scoring): the kind, K re-scored, the cosines; None: cosine
+    warning: str | None = None  # what the scores cannot show (fvmatch.evidence.joint_label), said beside them
 
     def to_dict(self) -> dict:
         return {"trial_type": self.trial_type, "space": self.space, "model_id": self.model_id, "against": self.against,
-                "condition": self.condition, "scoring": self.scoring or {"score": "cosine"},
+                "condition": self.condition, "scoring": self.scoring or {"score": "cosine"}, "warning": self.warning,
                 "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(self.candidates, self.judgements)]}
 
 
@@ -80,11 +81,13 @@ def check_gallery(gallery, modality: str, targets: Sequence[str], space: str | N
 
 
 def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: str | None = None,
-             calibration: dict | None = None, fmr: float = 0.01, fused=None) -> list[TrialGroup]:
+             calibration: dict | None = None, fmr: float = 0.01, fused=None,
+             joint_warning: str | None = None) -> list[TrialGroup]:
     """One group per target modality that holds items: the top identities by their best item in the trial's space.
 
     `fused` (a fvmatch.fused_scoring.FusedScorer): a face-voice trial of the joint space takes the top
-    `fused.rescore_top` identities of the cosine search and ranks them by the pair encoder's fused score."""
+    `fused.rescore_top` identities of the cosine search and ranks them by the pair encoder's fused score.
+    `joint_warning`: said with every group scored in the joint space (fvmatch.evidence.joint_label)."""
     counts = gallery.counts()
     groups = []
     for target in same_modality_first(embedding.modality, targets):
@@ -98,12 +101,14 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
         if rescore:
             candidates, scoring = fused.rescore(gallery, embedding.modality, query, candidates)
             candidates, scoring["cosines"] = candidates[:top], scoring["cosines"][:top]
-        groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring))
+        groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring,
+                             joint_warning))
     return groups
 
 
 def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: str | None = None,
-                 calibration: dict | None = None, fmr: float = 0.01) -> list[TrialGroup]:
+                 calibration: dict | None = None, fmr: float = 0.01,
+                 joint_warning: str | None = None) -> list[TrialGroup]:
     """The claimed identity's best item of each target modality, scored exactly (UnknownIdentity: no such label;
     an empty list: it has no item of those modalities)."""
     groups = []
@@ -111,7 +116,8 @@ def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: 
         chosen, condition = reference_space(gallery, embedding, target, space)
         found = gallery.score_identity(embedding.vectors[query_space(chosen)], label, [target], space=chosen)
         if found is not None:
-            groups.append(_group(gallery, embedding, target, chosen, [found], calibration, fmr, condition))
+            groups.append(_group(gallery, embedding, target, chosen, [found], calibration, fmr, condition,
+                                 joint_warning=joint_warning))
     return groups
 
 
@@ -229,7 +235,7 @@ def describe_condition(condition: dict | None) -> str:
 
 
 def _group(gallery, embedding, target: str, space: str, candidates: list[Candidate], calibration, fmr: float,
-           condition: dict | None, scoring: dict | None = None) -> TrialGroup:
+           condition: dict | None, scoring: dict | None = None, joint_warning: str | None = None) -> TrialGroup:
     kind = trial_type(embedding.modality, target)
     model_id = embedding.model_ids.get(space) or gallery.spaces[space]["model_id"]
     # a face question's size band picks its calibration (the references are enrolled, good photos: the question is
@@ -238,7 +244,7 @@ def _group(gallery, embedding, target: str, space: str, candidates: list[Candida
     judged_as = scoring["space"] if scoring else space  # a fused score is judged by the fused calibration alone
     return TrialGroup(kind, space, model_id, target, candidates,
                       [judge(c.score, kind, calibration, fmr, judged_as, model_id, band) for c in candidates], condition,
-                      scoring)
+                      scoring, joint_warning if space == JOINT else None)
 
 
 def merged(groups: Sequence[TrialGroup]) -> bool:

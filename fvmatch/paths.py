@@ -16,6 +16,16 @@ from pathlib import Path
 from fvmatch.errors import BadArgument
 
 
+def input_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as an input file, in the words every command uses; None when it is a regular file."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "is a directory, not a file"
+    return "not a regular file" if path.exists() else "no such file"
+
+
 def check_root(root: Path | None) -> Path | None:
     """The resolved --root directory (BadArgument when it is not one)."""
     if root is None:
@@ -53,8 +63,8 @@ def read_listing(listing: Path, columns: tuple[str, ...], optional: tuple[str, .
     The header must start with `columns` in order; any of `optional` may follow, in any order. A row shorter
     than `columns` is returned with the key "_short" holding how many cells it had, for the caller to record.
     """
-    if not Path(listing).is_file():
-        raise BadArgument(listing, "no such file" if not Path(listing).exists() else "not a regular file")
+    if (problem := input_file_problem(listing)) is not None:
+        raise BadArgument(listing, problem)
     try:
         with open(listing, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)

@@ -8,7 +8,7 @@ from rich.text import Text
 
 
 class RateColumn(ProgressColumn):
-    """Items per second, from rich's own speed estimate."""
+    """Items per second, from rich's own speed estimate; blank until there is one (no "- items/s")."""
 
     def __init__(self, unit: str = "items") -> None:
         super().__init__()
@@ -16,7 +16,7 @@ class RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s")
+        return Text(f"{speed:.1f} {self.unit}/s" if speed else "")
 
 
 def item_progress(console: Console, label: str, unit: str = "items", transient: bool = False) -> Progress:

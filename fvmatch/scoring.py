@@ -38,11 +38,12 @@ class Judgement:
     verbal: str | None = None  # ENFSI verbal equivalent of the LR, None when uncalibrated
     space: str = JOINT
     model_id: str = ""  # of the space that scored it
+    calibration: str | None = None  # which calibration gave the LR: "reference: <its data>" or "model card: <data>"
 
     def to_dict(self) -> dict:
         return {"score": round(self.score, 6), "trial_type": self.trial_type, "space": self.space,
                 "space_model_id": self.model_id, "log10_lr": self.log10_lr, "verbal": self.verbal,
-                "decision": self.decision, "note": self.note}
+                "decision": self.decision, "calibration": self.calibration, "note": self.note}
 
 
 def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, space: str = JOINT,
@@ -70,13 +71,23 @@ def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, 
     value = round(float(log10_lr(score, entry)), 4)
     decision = "same person" if score > point["threshold"] else "different person"
     trials = entry["trials"]
-    source = ", ".join(f"{label}{entry.get(key, calibration.get(key))}"
-                       for key, label in (("data", ""), ("split", "split "), ("created", ""))
-                       if entry.get(key, calibration.get(key)))
     sizes = (f" for {band} faces" if banded else
              f" (faces of every size: none for {band} faces like this pair's smaller one)" if band else "")
-    note = (f"calibrated: {space} {kind} map{sizes} from {trials['same']:,} same-person and {trials['different']:,} "
-            f"different-person trials{f' ({source})' if source else ''}; decision at the {point['fmr_target']:.1%} false-match-rate "
-            f"operating point (same person when score > {point['threshold']:.4f}; {point['fnmr']:.1%} of the "
-            "same-person trials scored at or below it)")
-    return Judgement(score, kind, value, decision, note, verbal_equivalent(value), space, model_id)
+    low, high = entry["map"]["bounds"]
+    if entry.get("reference"):
+        named = f"reference: {entry['data']}"
+        fitted = (f"fvmatch's reference {space} {kind} calibration{sizes}, fitted on {entry['data']}: "
+                  f"{trials['same']:,} same-person and {trials['different']:,} different-person trials, log10 LR "
+                  f"bounded to [{low:+.2f}, {high:+.2f}] by {entry.get('bounds_method', 'the number of trials')}; a "
+                  "case-relevant calibration (fvmatch calibrate --add) supersedes it")
+    else:
+        source = ", ".join(f"{label}{entry.get(key, calibration.get(key))}"
+                           for key, label in (("data", ""), ("split", "split "), ("created", ""))
+                           if entry.get(key, calibration.get(key)))
+        named = f"model card: {entry.get('data', calibration.get('data'))}"
+        fitted = (f"{space} {kind} map{sizes} from {trials['same']:,} same-person and {trials['different']:,} "
+                  f"different-person trials{f' ({source})' if source else ''}")
+    note = (f"calibrated: {fitted}; decision at the {point['fmr_target']:.1%} false-match-rate operating point "
+            f"(same person when score > {point['threshold']:.4f}; {point['fnmr']:.1%} of the same-person trials "
+            "scored at or below it)")
+    return Judgement(score, kind, value, decision, note, verbal_equivalent(value), space, model_id, named)

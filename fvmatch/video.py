@@ -27,8 +27,6 @@ from fvmatch.media.video import DEFAULT_FPS, VideoInfo, probe_video, sampled_fra
 from fvmatch.spaces import FACE_SPACE, spaces_of
 
 FRAME_BATCH = 16  # sampled frames whose faces are embedded together
-SYNTHETIC_JOINT_NOTE = ("the shipped joint model was trained on synthetic data: its face-voice score says nothing "
-                        "about real people")
 
 
 @dataclass

@@ -68,15 +68,16 @@ def test_an_old_gallery_upgrades_and_reindex_fills_the_new_spaces_from_intact_ev
     version_1_gallery(gallery, evidence, embedder)
     query = files_of(evidence, "faces", "id00001")[1]
 
-    # opening migrates: the joint vectors are kept, face-voice search works as before
-    cross = run_cli_here("identify", "--face", query, "--gallery", gallery, "--json")
+    # opening migrates: the joint vectors are kept, face-voice search (asked for by name) works as before
+    cross = run_cli_here("identify", "--face", query, "--against", "voice", "--space", "joint", "--gallery", gallery,
+                         "--json")
     assert cross.returncode == 0, cross.stderr
     assert json.loads(cross.stdout)["trials"][0]["space"] == "joint"
     info = json.loads(run_cli_here("gallery", "info", "--gallery", gallery, "--json").stdout)
     assert info["format_version"] == 2 and list(info["spaces"]) == ["joint"]
 
-    # a face-face query needs the face space's vectors: refused, naming the items and how to fill them
-    refused = run_cli_here("identify", "--face", query, "--against", "face", "--gallery", gallery)
+    # a face-face query (the default) needs the face space's vectors: refused, naming the items and how to fill them
+    refused = run_cli_here("identify", "--face", query, "--gallery", gallery)
     assert refused.returncode == 2
     assert "3 face item(s) have no dlib-face vectors: id00000" in refused.stderr
     assert "fvmatch gallery reindex" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
@@ -139,16 +140,59 @@ def test_another_item_of_a_real_person_ranks_them_first_in_the_space_of_its_moda
 
 
 @needs_real_media
-def test_against_all_lists_each_trial_type_apart_in_its_own_space(real_gallery):
+@pytest.mark.parametrize("modality, folder", [("face", "faces"), ("voice", "voices")])
+def test_identify_without_options_answers_the_same_modality_and_leaves_the_synthetic_joint_space_out(
+        real_gallery, modality, folder):
+    gallery, people, speakers = real_gallery
+    person = (people if modality == "face" else speakers)[1]
+    query = sorted((REAL_MEDIA / folder / person).iterdir())[1]
+    result = run_cli_here("identify", f"--{modality}", query, "--gallery", gallery, "--json")
+    assert result.returncode in (0, 1), result.stderr
+    document = json.loads(result.stdout)
+    assert [(t["trial_type"], t["space"]) for t in document["trials"]] == [
+        (f"{modality}-{modality}", "dlib-face" if modality == "face" else "ge2e-voice")]
+    assert document["candidates"][0]["identity"] == person
+    assert {c["space"] for c in document["candidates"]} == {document["trials"][0]["space"]}
+    (left_out,) = document["left_out"]
+    assert left_out.startswith("face-voice trials left out: no face-voice evidence that holds on real people")
+    text = run_cli_here("identify", f"--{modality}", query, "--gallery", gallery)
+    assert "in the joint space" not in text.stdout and "note: face-voice trials left out" in text.stdout
+
+
+@needs_real_media
+def test_a_face_against_voices_is_refused_naming_why_unless_the_joint_space_is_asked_for_and_then_labelled(
+        real_gallery):
+    gallery, people, _ = real_gallery
+    query = sorted((REAL_MEDIA / "faces" / people[0]).iterdir())[1]
+    refused = run_cli_here("identify", "--face", query, "--against", "voice", "--gallery", gallery)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.strip().startswith("fvmatch: error: --against voice: no face-voice evidence that holds on "
+                                             "real people: the joint model ")
+    assert refused.stderr.strip().endswith("give --against voice --space joint")
+    asked = run_cli_here("identify", "--face", query, "--against", "voice", "--space", "joint", "--gallery", gallery,
+                         "--json")
+    assert asked.returncode == 0, asked.stderr
+    (trial,) = json.loads(asked.stdout)["trials"]
+    assert (trial["trial_type"], trial["space"]) == ("face-voice", "joint")
+    assert trial["warning"].startswith("SYNTHETIC-TRAINED joint space")
+    text = run_cli_here("identify", "--face", query, "--against", "voice", "--space", "joint", "--gallery", gallery)
+    assert "WARNING: SYNTHETIC-TRAINED joint space: these scores carry no weight on real people" in text.stdout
+    verify = run_cli_here("verify", "--face", query, "--voice", sorted((REAL_MEDIA / "voices" / "librispeech_1688").iterdir())[0])
+    assert verify.returncode == 2 and "no face-voice evidence that holds on real people" in verify.stderr
+
+
+@needs_real_media
+def test_against_all_lists_each_trial_type_with_evidence_apart_and_names_what_it_left_out(real_gallery):
     gallery, people, _ = real_gallery
     query = sorted((REAL_MEDIA / "faces" / people[0]).iterdir())[1]
     result = run_cli_here("identify", "--face", query, "--against", "all", "--gallery", gallery, "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 1), result.stderr
     document = json.loads(result.stdout)
-    assert [(t["trial_type"], t["space"]) for t in document["trials"]] == [("face-face", "dlib-face"),
-                                                                           ("face-voice", "joint")]
-    assert document["merged_by_likelihood_ratio"] is False  # uncalibrated: raw scores of two spaces never mixed
-    assert [c["space"] for c in document["candidates"]] == ["dlib-face"] * 4 + ["joint"] * 4
+    assert [(t["trial_type"], t["space"]) for t in document["trials"]] == [("face-face", "dlib-face")]
+    assert document["left_out"][0].startswith("face-voice trials left out")
+    joint = json.loads(run_cli_here("identify", "--face", query, "--against", "all", "--space", "joint", "--gallery",
+                                    gallery, "--json").stdout)
+    assert [(t["trial_type"], t["space"]) for t in joint["trials"]] == [("face-face", "joint"), ("face-voice", "joint")]
 
 
 @needs_real_media

@@ -163,7 +163,8 @@ def gallery(prepared, trained, tmp_path_factory):
 
 def test_verify_reports_the_fused_score_of_a_face_and_a_voice(trained, gallery):
     _, _, faces, voice = gallery
-    result = run_cli_here("verify", "--model", trained, "--face", faces[0], "--voice", voice, "--json")
+    result = run_cli_here("verify", "--model", trained, "--face", faces[0], "--voice", voice, "--space", "joint",
+                          "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     embedder = Embedder.load(trained)
@@ -172,14 +173,14 @@ def test_verify_reports_the_fused_score_of_a_face_and_a_voice(trained, gallery):
     assert answer["scoring"]["score"] == "fused" and answer["space"] == FUSED
     assert answer["score"] == pytest.approx(fused_scorer(embedder).pair(face_vector, voice_vector), abs=1e-4)
     assert answer["scoring"]["cosine"] == pytest.approx(float(face_vector @ voice_vector), abs=1e-4)
-    text = run_cli_here("verify", "--model", trained, "--face", faces[0], "--voice", voice)
+    text = run_cli_here("verify", "--model", trained, "--face", faces[0], "--voice", voice, "--space", "joint")
     assert "fused: the pair encoder's log-odds" in text.stdout
 
 
 def test_identify_re_ranks_the_cosine_top_k_by_fused_score(trained, gallery):
     directory, people, faces, voice = gallery
-    result = run_cli_here("identify", "--gallery", directory, "--voice", voice, "--rescore-top", "4", "--top", "3",
-                          "--json")
+    result = run_cli_here("identify", "--gallery", directory, "--voice", voice, "--space", "joint", "--rescore-top", "4",
+                          "--top", "3", "--json")
     assert result.returncode == 0, result.stderr
     group = json.loads(result.stdout)["trials"][0]
     assert group["scoring"]["score"] == "fused" and group["scoring"]["rescore_top"] == 4
@@ -196,7 +197,7 @@ def test_identify_re_ranks_the_cosine_top_k_by_fused_score(trained, gallery):
     assert [c["identity"] for c in candidates] == expected
     assert [c["score"] for c in candidates] == pytest.approx([fused[p] for p in expected], abs=1e-4)
     assert group["scoring"]["cosines"] == pytest.approx([float(stored[p] @ question) for p in expected], abs=1e-4)
-    text = run_cli_here("identify", "--gallery", directory, "--voice", voice, "--rescore-top", "4")
+    text = run_cli_here("identify", "--gallery", directory, "--voice", voice, "--space", "joint", "--rescore-top", "4")
     assert "fused scores (pair encoder) of the top 4 by cosine" in " ".join(text.stdout.split())
 
 
@@ -230,7 +231,8 @@ def test_calibrating_a_fusion_model_fits_the_fused_score_verify_reports(trained,
     calibrated = tmp_path / "calibrated.safetensors"
     write_calibrated_checkpoint(trained, calibrated, calibration)
     _, _, faces, voice = gallery
-    result = run_cli_here("verify", "--model", calibrated, "--face", faces[0], "--voice", voice, "--json")
+    result = run_cli_here("verify", "--model", calibrated, "--face", faces[0], "--voice", voice, "--space", "joint",
+                          "--json")
     answer = json.loads(result.stdout)
     assert answer["log10_lr"] is not None and f"calibrated: {FUSED} face-voice map" in answer["note"]
 
@@ -240,10 +242,12 @@ def test_a_batch_audit_re_ranks_face_voice_searches_as_identify_does(gallery, tm
     queries = tmp_path / "queries.csv"
     queries.write_text(f"query_id,modality,path\nq1,voice,{voice}\n")
     out = tmp_path / "results.jsonl"
-    ran = run_cli_here("audit", "run", "--queries", queries, "--out", out, "--gallery", directory, "--json")
+    ran = run_cli_here("audit", "run", "--queries", queries, "--out", out, "--gallery", directory, "--space", "joint",
+                       "--json")
     assert ran.returncode == 0, ran.stderr
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
-    alone = json.loads(run_cli_here("identify", "--gallery", directory, "--voice", voice, "--json").stdout)
+    alone = json.loads(run_cli_here("identify", "--gallery", directory, "--voice", voice, "--space", "joint",
+                                    "--json").stdout)
     assert record["trials"][0]["scoring"]["score"] == "fused" and record["trials"][0]["scoring"]["rescore_top"] == 50
     assert [(c["identity"], round(c["score"], 4)) for c in record["candidates"]] == \
         [(c["identity"], round(c["score"], 4)) for c in alone["candidates"]]

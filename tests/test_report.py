@@ -75,12 +75,12 @@ def calibrated(tmp_path_factory) -> Path:
     from fvmatch.calibration import fit, write_calibrated_checkpoint
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
     from fvmatch.spaces.dlib_face import weight_files, weights_sha256
-    from fvmatch.spaces.ge2e_voice import resemblyzer_weights_path
+    from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace
 
     rng = np.random.default_rng(0)
     calibration = {"model_id": read_card(DEFAULT_CHECKPOINT)["model_id"], "data": "synthetic test scores",
                    "split": "val", "created": "2026-01-02T03:04:05+00:00"}
-    space_ids = {"dlib-face": weights_sha256(weight_files()), "ge2e-voice": weights_sha256((resemblyzer_weights_path(),))}
+    space_ids = {"dlib-face": weights_sha256(weight_files()), "ge2e-voice": Ge2eVoiceSpace().model_id}
     for key, space in (("face-voice", None), ("face-face", None), ("voice-voice", None),
                        ("dlib-face face-face", "dlib-face"), ("ge2e-voice voice-voice", "ge2e-voice")):
         calibration[key] = fit(np.clip(rng.normal(0.85, 0.08, 600), -1, 1), np.clip(rng.normal(0.0, 0.3, 6000), -1, 1),
@@ -134,6 +134,14 @@ def audit_report(case, calibrated):
     return {"path": out, "document": json.loads(result.stdout), "html": out.read_text(encoding="utf-8")}
 
 
+@pytest.fixture
+def no_reference(monkeypatch):
+    """No shipped reference calibration: only the model card's own judges scores."""
+    from fvmatch import evidence
+
+    monkeypatch.setattr(evidence, "reference_calibration", lambda: {})
+
+
 def section(page: str, anchor: str) -> str:
     """The HTML of one query's detail article."""
     match = re.search(rf'<article class="query [a-z]+" id="{anchor}">(.*?)</article>', page, re.S)
@@ -161,7 +169,8 @@ def test_audit_report_lists_every_query_and_details_the_answered_ones(audit_repo
             assert f'<td class="identity"><bdi>{escaped(candidate["identity"])}</bdi></td>' in article
             assert f'<td class="num">{candidate["score"]:.4f}</td>' in article
         assert "<img src=\"data:image/" in article and "Decision at 1.0% false-match rate" in article
-    assert escaped("the shaded areas are the calibration's score distributions") in page
+    assert escaped("the shaded areas are the score distributions of same-person and different-person trials of "
+                   "the model card's calibration (synthetic test scores, val, 2026-01-02T03:04:05+00:00)") in page
 
 
 def test_audit_report_is_self_contained_and_escapes_every_label(audit_report):
@@ -268,7 +277,7 @@ def test_the_audit_report_renders_in_chromium_with_its_pictures_names_and_errors
 
 
 # ----- one query --------------------------------------------------------------------------------------------------
-def test_a_face_query_report_answers_now_and_shows_both_trial_types(case, corpus, calibrated, tmp_path):
+def test_a_face_query_report_answers_now_with_the_trial_types_that_hold(case, corpus, calibrated, tmp_path):
     out = tmp_path / "face.html"
     face = corpus / "faces/id00003/v0/00000.jpg"
     result = fvmatch("report", "--face", face, "--against", "all", "--top", "3", "--out", out, "--gallery",
@@ -281,10 +290,11 @@ def test_a_face_query_report_answers_now_and_shows_both_trial_types(case, corpus
     article = section(page, "q1")
     assert "with the face that was compared boxed" in article
     kinds = set(re.findall(r"<td>(face-face|face-voice) <span class='small'>\((dlib-face|joint) ", article))
-    assert kinds == {("face-face", "dlib-face"), ("face-voice", "joint")}
-    assert escaped("dlib-face face-face: the shaded areas are the calibration's score distributions") in article
-    assert escaped("face-voice: the shaded areas are the calibration's score distributions") in article
-    assert "<dt>searched</dt><dd>face + voice</dd>" in article
+    assert kinds == {("face-face", "dlib-face")}  # the synthetic joint space's face-voice trials are left out
+    assert escaped("face-voice trials left out: no face-voice evidence that holds on real people") in article
+    assert escaped("dlib-face face-face: the shaded areas are the score distributions of same-person and "
+                   "different-person trials of the model card's calibration") in article
+    assert "<dt>searched</dt><dd>face</dd>" in article
     # the query went into the trail first (the report shows that row), then the report's own row
     answered, reported = audit_log(case["gallery"], "report query")[-1], audit_log(case["gallery"], "report")[-1]
     assert reported["id"] == answered["id"] + 1 == document["audit_row"]
@@ -294,7 +304,8 @@ def test_a_face_query_report_answers_now_and_shows_both_trial_types(case, corpus
     assert reported["result"]["report"]["sha256"] == document["sha256"]
 
 
-def test_a_voice_query_report_draws_the_recording_and_says_there_is_no_calibration(case, corpus, tmp_path):
+def test_a_voice_query_report_draws_the_recording_and_says_there_is_no_calibration(case, corpus, no_reference,
+                                                                                     tmp_path):
     out = tmp_path / "voice.html"
     result = fvmatch("report", "--voice", corpus / "voices/id00002/v0/00000.wav", "--out", out,
                      "--gallery", case["gallery"])
@@ -303,8 +314,11 @@ def test_a_voice_query_report_draws_the_recording_and_says_there_is_no_calibrati
     page = out.read_text(encoding="utf-8")
     assert re.search(r'<img src="data:image/jpeg;base64,[^"]+" alt="the query"><figcaption>the query recording, '
                      r"all 3\.0 s \(16000 Hz\)", page)
-    assert "Uncalibrated model." in page and "face-voice: this model has no face-voice calibration" in page
-    assert "No calibration." in page and "log10 LR" in page
+    assert ("<strong>Uncalibrated:</strong> the 4 <strong>ge2e-voice voice-voice</strong> scores shown here have no "
+            "calibration") in page
+    assert escaped("ge2e-voice voice-voice: there is no ge2e-voice voice-voice calibration") in page
+    assert ("<tr><td>ge2e-voice voice-voice<br><span class='small muted'>4 shown</span></td><td colspan='7' "
+            "class='warning'>not calibrated") in page
 
 
 def test_a_query_that_cannot_be_answered_is_one_line_and_writes_nothing(case, media_dir, tmp_path):
@@ -382,8 +396,8 @@ def test_a_gone_or_changed_enrolled_face_or_query_is_named_not_shown(case, corpu
     result = fvmatch("report", "--results", results, "--out", out, "--gallery", gallery, "--model", calibrated)
     assert result.returncode == 0, result.stderr
     page = out.read_text(encoding="utf-8")
-    assert "enrolled face not shown: the file is gone: " + str(evidence / "faces/id00001") in page
-    assert re.search(r"enrolled face not shown: " + re.escape(str(evidence / "faces/id00002")) + r"\S+ no longer "
+    assert re.search(r"enrolled face #\d+ not shown: the file is gone: " + re.escape(str(evidence / "faces/id00001")), page)
+    assert re.search(r"enrolled face #\d+ not shown: " + re.escape(str(evidence / "faces/id00002")) + r"\S+ no longer "
                      "matches the sha256 recorded at enrolment", page)
     assert len(re.findall(r"\.f\d+\{background-image", page)) == 2  # only the two intact identities' faces
     assert "query not shown: " + str(changed_query) + " no longer matches the sha256 recorded when the query was " \
@@ -410,4 +424,196 @@ def test_a_report_read_with_another_calibration_than_the_audit_used_says_so(case
                "card read for this report has no calibration")
     assert any(finding.startswith(warning) for finding in json.loads(result.stdout)["findings"])
     page = out.read_text(encoding="utf-8")
-    assert escaped(warning) in page and "Uncalibrated model." in page
+    # the scores shown were judged by the calibration the audit used: not uncalibrated, though the card has none now
+    assert escaped(warning) in page and "Uncalibrated:" not in page
+    assert "ge2e-voice</strong> (" in page and "calibrated by <bdi>model card: synthetic test scores</bdi>" in page
+
+
+# ----- what the scores shown rest on, per space -----------------------------------------------------------------
+def dlib_face_id() -> str:
+    from fvmatch.spaces.dlib_face import weight_files, weights_sha256
+
+    return weights_sha256(weight_files())
+
+
+def header(page: str) -> str:
+    return page[page.index("<header>"): page.index("</header>")]
+
+
+def test_a_face_face_report_describes_dlib_face_and_says_nothing_of_the_joint_space(case, corpus, no_reference,
+                                                                                    tmp_path):
+    out = tmp_path / "face.html"
+    result = fvmatch("report", "--face", corpus / "faces/id00003/v0/00000.jpg", "--against", "face", "--out", out,
+                     "--gallery", case["gallery"])
+    assert result.returncode == 0, result.stderr
+    page, model_id = out.read_text(encoding="utf-8"), dlib_face_id()
+    assert "face-face in <strong>dlib-face</strong> (<code>" + model_id[:16] + "</code>): 4 scores, " \
+           '<span class="warning">4 uncalibrated</span>' in header(page)
+    assert ("<strong>Uncalibrated:</strong> the 4 <strong>dlib-face face-face</strong> scores shown here have no "
+            "calibration") in header(page)
+    assert "joint" not in header(page).replace("pinned to the joint checkpoint", "")
+    assert "Synthetic-trained" not in page
+    # the joint checkpoint's card (its synthetic training data) only folded away, as what the gallery is pinned to
+    card = re.search(r"no score shown here came from it\.</p><details><summary>its model card</summary>(.*?)</details>",
+                     page, re.S)
+    assert card and page.count("SYNTHETIC DATA ONLY") == card.group(1).count("SYNTHETIC DATA ONLY") == 1
+    row = re.search(r"<tr><td class='space'><strong>dlib-face</strong></td>(.*?)</tr>", page).group(1)
+    assert row == ("<td>face-face</td><td><bdi>dlib&#x27;s ResNet face descriptor (128-D, weights from "
+                   "face-recognition-models), pretrained on real faces</bdi></td><td class='small'><code>"
+                   f"{model_id}</code></td><td class='num'>4</td><td class='small'>"
+                   '<span class="warning">none</span></td>')
+    assert "No calibration judged the scores of dlib-face face-face" in section(page, "q1")
+
+
+def test_a_score_judged_by_the_reference_calibration_names_it_and_no_uncalibrated_banner(case, corpus, monkeypatch,
+                                                                                          tmp_path):
+    from fvmatch import evidence
+    from fvmatch.calibration import fit
+
+    rng = np.random.default_rng(1)
+    entry = fit(rng.normal(0.8, 0.08, 400), rng.normal(0.1, 0.25, 4000), identities=40) | {
+        "reference": True, "data": "a named public set (test)", "space": "dlib-face",
+        "space_model_id": dlib_face_id()}
+    monkeypatch.setattr(evidence, "reference_calibration", lambda: {"dlib-face face-face": entry})
+    out = tmp_path / "face.html"
+    result = fvmatch("report", "--face", corpus / "faces/id00003/v0/00000.jpg", "--against", "face", "--out", out,
+                     "--gallery", case["gallery"])
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "Uncalibrated" not in page and "Synthetic-trained" not in page
+    assert "4 scores, 4 calibrated by <bdi>reference: a named public set (test)</bdi>" in header(page)
+    assert ("<tr><td>dlib-face face-face<br><span class='small muted'>4 shown</span></td><td class='small'>reference: "
+            "<bdi>a named public set (test)</bdi></td><td class='num'>400 / 4,000 / 40</td>") in page
+    article = section(page, "q1")
+    assert escaped("dlib-face face-face: the shaded areas are the score distributions of same-person and "
+                   "different-person trials of fvmatch's reference calibration (a named public set (test))") in article
+    assert len(re.findall(r'<td class="num">[+-]\d+\.\d\d</td>', article)) == 4  # every candidate has its LR
+
+
+def test_joint_space_scores_carry_the_synthetic_warning_and_name_the_checkpoint(case, corpus, no_reference,
+                                                                                tmp_path):
+    from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
+
+    gallery = tmp_path / "gallery"
+    shutil.copytree(case["gallery"], gallery)
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"query_id,modality,path\nj,face,{corpus / 'faces/id00001/v0/00000.jpg'}\n", encoding="utf-8")
+    results = tmp_path / "results.jsonl"
+    run = fvmatch("audit", "run", "--queries", queries, "--out", results, "--gallery", gallery, "--space", "joint",
+                  "--against", "all", "--top", "2")
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "r.html"
+    result = fvmatch("report", "--results", results, "--out", out, "--gallery", gallery)
+    assert result.returncode == 0, result.stderr
+    page, card = out.read_text(encoding="utf-8"), read_card(DEFAULT_CHECKPOINT)
+    banner = ('<div class="banner bad"><strong>Synthetic-trained joint space.</strong> 4 joint face-face and joint '
+              f"face-voice scores shown here come from the joint checkpoint <code>{card['model_id'][:16]}</code>, "
+              f"trained on <bdi>{escaped(card['training_data'])}</bdi>: they carry no weight on real people.")
+    assert banner in header(page)
+    assert ("<strong>Uncalibrated:</strong> the 2 <strong>joint face-face</strong> scores; the 2 <strong>joint "
+            "face-voice</strong> scores shown here have no calibration") in header(page)
+    assert "It scored the joint scores shown, and the gallery is pinned to it." in page
+    assert "fvmatch&#x27;s joint face-voice checkpoint, trained on SYNTHETIC DATA ONLY" in page
+
+
+# ----- the candidates' faces: the matched item ------------------------------------------------------------------
+def test_a_candidate_shows_the_face_that_matched_and_a_voice_match_its_identity_face(case, corpus, tmp_path):
+    from PIL import Image, ImageOps
+
+    gallery = tmp_path / "gallery"
+    shutil.copytree(case["gallery"], gallery)
+    original = corpus / "faces/id00003/v0/00000.jpg"
+    mirrored = tmp_path / "zoe-mirrored.jpg"
+    ImageOps.mirror(Image.open(original)).save(mirrored, quality=95)
+    enrolled = fvmatch("enroll", "--identity", LABELS["id00003"], "--face", mirrored, "--gallery", gallery)
+    assert enrolled.returncode == 0, enrolled.stderr
+    connection = sqlite3.connect(gallery / "gallery.db")
+    with connection:  # the mirrored copy becomes the identity's best-detected face
+        connection.execute("UPDATE media SET quality = 2 WHERE source_path = ?", [str(mirrored.resolve())])
+        (mirrored_id,) = connection.execute("SELECT id FROM media WHERE source_path = ?",
+                                            [str(mirrored.resolve())]).fetchone()
+        (original_id,) = connection.execute("SELECT id FROM media WHERE source_path = ?", [str(original)]).fetchone()
+    connection.close()
+    face_page, voice_page = tmp_path / "face.html", tmp_path / "voice.html"
+    assert fvmatch("report", "--face", original, "--against", "face", "--out", face_page, "--gallery",
+                   gallery).returncode == 0
+    assert fvmatch("report", "--voice", corpus / "voices/id00003/v0/00000.wav", "--against", "voice", "--out",
+                   voice_page, "--gallery", gallery).returncode == 0
+
+    def first_row(page: str) -> str:
+        return re.search(r'<table class="candidates">.*?<tbody><tr>(.*?)</tr>', section(page, "q1"), re.S).group(1)
+
+    matched = first_row(face_page.read_text(encoding="utf-8"))
+    assert f"face #{original_id}: <code" in matched  # the item that matched ...
+    assert re.search(rf'aria-label="the matched face of Zoë" title="face #{original_id}: {re.escape(str(original))}">'
+                     r'</span><span class="facecap">matched face</span>', matched)  # ... is the face shown
+    voice = first_row(voice_page.read_text(encoding="utf-8"))
+    assert re.search(rf'aria-label="the enrolled face of Zoë, not the matched item \(a voice\)" title="face '
+                     rf'#{mirrored_id}: {re.escape(str(mirrored.resolve()))}"></span><span class="facecap">enrolled '
+                     r"face; the match was a voice</span>", voice)
+
+
+# ----- pictures -------------------------------------------------------------------------------------------------
+def test_rank_numbers_of_ten_scores_within_a_hundredth_do_not_overlap():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.text import Annotation
+
+    from fvmatch.case_report.pictures import LABEL_GAP, _number_lines, _spread, score_plot
+
+    scores = [(rank, 0.95 - 0.001 * rank) for rank in range(1, 11)]
+    for xlim in ((-1.0, 1.0), (0.93, 0.96)):  # the whole axis, and the close-up strip
+        figure = Figure(figsize=(7.5, 2.6), dpi=100)
+        canvas = FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.set_xlim(*xlim)
+        _number_lines(axes, scores)
+        canvas.draw()
+        boxes = sorted(((text.get_bbox_patch().get_window_extent(canvas.get_renderer()), text.get_text())
+                        for text in axes.texts if isinstance(text, Annotation)), key=lambda item: item[0].x0)
+        assert [label for _, label in boxes] == [str(rank) for rank in range(10, 0, -1)]  # still in score order
+        assert all(left.x1 <= right.x0 for (left, _), (right, _) in zip(boxes, boxes[1:]))
+    places = _spread([0.5] * 10, LABEL_GAP)
+    assert places == pytest.approx([0.5 + LABEL_GAP * (k - 4.5) for k in range(10)])
+    assert _spread([0.99, 0.995, 1.0], LABEL_GAP)[-1] == pytest.approx(1 - LABEL_GAP / 2)  # kept inside the plot
+    record = {"candidates": [{"rank": rank, "score": score, "space": "dlib-face", "trial_type": "face-face"}
+                             for rank, score in scores]}
+    _, sentences = score_plot(record, {})
+    assert sentences == ["dlib-face face-face: there is no dlib-face face-face calibration (neither fvmatch's "
+                         "reference calibration nor the model card's): no same-person and different-person score "
+                         "distributions to compare with, no likelihood ratios and no decisions. The plot shows the "
+                         "candidates' raw scores only; the 10 best lie within 0.0090 of each other, so the strip "
+                         "beneath spreads them out, numbered by rank."]
+
+
+@pytest.mark.parametrize("size, shown, scale", [((2000, 1125), (720, 405), 0.36), ((128, 100), (384, 300), 3)])
+def test_the_query_photo_is_shown_at_a_useful_size_with_its_face_boxed(tmp_path, size, shown, scale):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from fvmatch.case_report.pictures import BOX_COLOUR, query_picture
+
+    path = tmp_path / "query.png"
+    Image.new("RGB", size, (90, 90, 90)).save(path)
+    box = [size[0] * 0.25, size[1] * 0.25, size[0] * 0.75, size[1] * 0.75]
+    picture = query_picture({"modality": "face", "resolved_path": str(path), "sha256": sha256(path),
+                             "quality": {"box": box, "faces_in_image": 1}})
+    image = Image.open(io.BytesIO(base64.b64decode(picture.uri.split(",", 1)[1]))).convert("RGB")
+    assert image.size == shown
+    assert picture.note.startswith(f"the query image ({size[0]}x{size[1]}, shown ")
+    x, y = round(box[0] * scale) + 1, round((box[1] + box[3]) / 2 * scale)  # on the box's left edge
+    assert all(abs(a - b) < 40 for a, b in zip(image.getpixel((x, y)), BOX_COLOUR))
+    assert all(abs(a - 90) < 10 for a in image.getpixel((shown[0] // 2, shown[1] // 2)))  # inside: the photo
+
+
+def test_results_answered_under_other_reference_calibrations_are_a_finding(no_reference):
+    from fvmatch.case_report import calibration_findings
+
+    record = {"status": "ok", "calibration": {"fmr": 0.01, "created": None, "reference": ["a named public set"]}}
+    assert calibration_findings([record], {"model_id": "m"}) == [
+        "WARNING: some results were answered under fvmatch reference calibrations (a named public set) other than "
+        "this fvmatch's (none), which the score plots use"]
+    assert calibration_findings([{**record, "calibration": {**record["calibration"], "reference": []}}],
+                                {"model_id": "m"}) == []

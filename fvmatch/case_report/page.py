@@ -12,6 +12,7 @@ import html
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,8 +55,10 @@ figcaption { color: var(--muted); font-size: .85em; margin-top: .2rem; max-width
         border-radius: 4px; border: 1px solid var(--line); }
 .noface { display: inline-block; max-width: 220px; font-size: .78em; color: var(--bad); overflow-wrap: anywhere; }
 .noface.plain { color: var(--muted); }
+.facecap { display: block; font-size: .72em; color: var(--muted); max-width: 110px; line-height: 1.2; }
 .cc { font: .75em ui-monospace, monospace; background: #ffe9a8; color: #000; border-radius: 2px; padding: 0 .15em; }
 details > summary { cursor: pointer; color: var(--muted); }
+details { margin-bottom: 1rem; } td.space { white-space: nowrap; } table.calibration th { white-space: normal; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa; padding: .5rem; font-size: .8em;
       max-height: 30rem; overflow: auto; }
 footer { margin-top: 3rem; color: var(--muted); font-size: .85em; }
@@ -111,23 +114,31 @@ def render_report(records: Sequence[dict], gallery, card: dict, audit_rows: Sequ
     produced the results.
     """
     from fvmatch.audit import verify_chain
-    from fvmatch.case_report.pictures import identity_faces
+    from fvmatch.case_report.pictures import best_faces, enrolled_faces
+    from fvmatch.case_report.spaces import spaces_used
+    from fvmatch.evidence import effective_calibration
 
     detailed = list(detailed) if detailed is not None else [r for r in records if r["status"] == "ok"][:DETAIL_LIMIT]
     anchors = {id(record): f"q{number}" for number, record in enumerate(records, start=1)}
     if any(id(record) not in anchors for record in detailed):
         raise ValueError("detailed records must be records of the report (the same dicts)")
-    labels = {c["identity"] for record in detailed for c in record.get("candidates") or []}
-    faces = identity_faces(gallery, labels)
-    face_class = {label: f"f{number}" for number, label in enumerate(sorted(faces)) if faces[label].uri}
-    calibration = card.get("calibration") or None
+    candidates = [c for record in detailed for c in record.get("candidates") or []]
+    labels = {c["identity"] for c in candidates}
+    best = best_faces(gallery, labels)
+    gone = {label for label in labels if best[label] is None and not gallery.has_identity(label)}
+    faces = enrolled_faces(gallery, {media_id for c in candidates if (media_id := _face_of(c, best)) is not None})
+    face_class = {media_id: f"f{number}" for number, media_id in enumerate(sorted(faces))
+                  if faces[media_id].picture.uri}
+    calibration = effective_calibration(card)
+    uses = spaces_used(records, detailed)
     chain = verify_chain(gallery)
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ok = sum(record["status"] == "ok" for record in records)
     title = (f"fvmatch report: audit run, {len(records)} queries" if kind == "audit run"
              else f"fvmatch report: {records[0].get('modality', '')} query {records[0]['query_id']}")
 
-    face_css = "".join(f'.{face_class[label]}{{background-image:url("{faces[label].uri}")}}\n' for label in face_class)
+    face_css = "".join(f'.{face_class[media_id]}{{background-image:url("{faces[media_id].picture.uri}")}}\n'
+                       for media_id in face_class)
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
@@ -142,11 +153,12 @@ def render_report(records: Sequence[dict], gallery, card: dict, audit_rows: Sequ
             ("its sha256", f"<code>{esc(source.get('sha256'))}</code>"),
             ("queries", f"{len(records)}: <span class='status-ok'>{ok} answered</span>, "
                         f"<span class='status-failed'>{len(records) - ok} failed</span>; {len(detailed)} in detail"),
-            ("gallery", f"<code>{bdi(gallery.directory)}</code>"),
-            ("model", f"<code>{esc(card.get('model_id'))}</code>"),
+            ("gallery", f"<code>{bdi(gallery.directory)}</code>, pinned to the joint checkpoint "
+                        f"<code>{esc(card.get('model_id'))}</code>"),
+            ("scores shown", _uses_summary(uses)),
         ]),
-        _banners(card, calibration, chain, findings),
-        '<nav><a href="#summary">Queries</a><a href="#details">Details</a><a href="#model">Model</a>'
+        _banners(card, uses, chain, findings),
+        '<nav><a href="#summary">Queries</a><a href="#details">Details</a><a href="#model">Spaces and models</a>'
         '<a href="#gallery">Gallery</a><a href="#audit">Audit trail</a></nav>',
         "</header>",
         _summary(records, anchors, {id(r) for r in detailed}, verdicts),
@@ -155,8 +167,8 @@ def render_report(records: Sequence[dict], gallery, card: dict, audit_rows: Sequ
     if not detailed:
         parts.append('<p class="muted">No query is shown in detail (none answered, or --detail-limit 0).</p>')
     for record in detailed:
-        parts.append(_detail(record, anchors[id(record)], faces, face_class, calibration))
-    parts += ["</section>", _model_section(card), _gallery_section(gallery, labels),
+        parts.append(_detail(record, anchors[id(record)], _CandidateFaces(faces, face_class, best, gone), calibration))
+    parts += ["</section>", _model_section(card, uses, calibration), _gallery_section(gallery, labels),
               _audit_section(audit_rows, chain, kind),
               "<footer>Self-contained: every picture is inline and the page loads nothing. fvmatch appends this "
               "file's sha256 to the gallery's audit trail (command <code>report</code>) once it is written; check "
@@ -171,14 +183,48 @@ def _version() -> str:
     return __version__
 
 
-def _banners(card: dict, calibration: dict | None, chain, findings: Sequence[str]) -> str:
+def _uses_summary(uses) -> str:
+    """Per (space, trial type) shown: how many scores, the space's model id and what judged them."""
+    if not uses:
+        return '<span class="muted">none</span>'
+    lines = []
+    for use in uses:
+        models = ", ".join(f"<code>{esc(model_id[:16])}</code>" for model_id in use.model_ids) or "no model id"
+        judged = [f"{use.shown - use.uncalibrated} calibrated by " + "; ".join(bdi(c) for c in use.calibrations)
+                  ] if use.calibrations else []
+        if use.uncalibrated:
+            judged.append(f'<span class="warning">{use.uncalibrated} uncalibrated</span>')
+        lines.append(f"{esc(use.trial_type)} in <strong>{esc(use.space)}</strong> ({models}): {use.shown} "
+                     f"{'score' if use.shown == 1 else 'scores'}, {', '.join(judged)}")
+    return "<br>".join(lines) + ' <a class="small" href="#model">(what each space is)</a>'
+
+
+def _banners(card: dict, uses, chain, findings: Sequence[str]) -> str:
+    """What the reader must know first: a shown score of a synthetic-trained joint space, shown scores that no
+    calibration judged (naming their spaces), the audit trail's state, the findings."""
+    from fvmatch.evidence import joint_trained_on_synthetic
+    from fvmatch.spaces import JOINT
+
     items = []
-    if not calibration:
-        items.append('<div class="banner"><strong>Uncalibrated model.</strong> Scores are cosine similarities in the '
-                     "joint space: there are no likelihood ratios and no decisions. Calibrate the model on labelled "
-                     "data of the case type (<code>fvmatch calibrate</code>) before reading scores as evidence.</div>")
-    if card.get("training_data"):
-        items.append(f'<div class="banner">Model trained on: {bdi(card["training_data"])}</div>')
+    joint = [use for use in uses if use.space == JOINT]
+    if joint and joint_trained_on_synthetic(card):
+        count = sum(use.shown for use in joint)
+        warnings = sorted({warning for use in joint for warning in use.warnings})
+        items.append(f'<div class="banner bad"><strong>Synthetic-trained joint space.</strong> {count} '
+                     f"{' and '.join(esc(use.name) for use in joint)} {'score' if count == 1 else 'scores'} shown "
+                     f"here come from the joint checkpoint <code>{esc(str(card.get('model_id'))[:16])}</code>, "
+                     f"trained on {bdi(card.get('training_data'))}: they carry no weight on real people."
+                     + "".join(f"<br>{esc(warning)}" for warning in warnings) + "</div>")
+    uncalibrated = [use for use in uses if use.uncalibrated]
+    if uncalibrated:
+        which = "; ".join(f"{'the' if use.uncalibrated == use.shown else f'{use.uncalibrated} of the'} {use.shown} "
+                          f"<strong>{esc(use.name)}</strong> {'score' if use.shown == 1 else 'scores'}"
+                          for use in uncalibrated)
+        items.append(f'<div class="banner"><strong>Uncalibrated:</strong> {which} shown here '
+                     f"{'has' if sum(u.uncalibrated for u in uncalibrated) == 1 else 'have'} no calibration (no "
+                     "reference calibration of fvmatch and none of the model card applies): cosine similarities "
+                     "only, with no likelihood ratio and no decision. Calibrate on labelled data of the case type "
+                     "(<code>fvmatch calibrate</code>) before reading them as evidence.</div>")
     if chain.ok:
         items.append(f'<div class="banner good">Audit trail intact: {chain.rows} rows, hash chain verified.</div>')
     else:
@@ -203,7 +249,8 @@ def _decision(record: dict, judgement: dict | None = None) -> str:
 
 
 def _summary(records: Sequence[dict], anchors: dict, detailed: set, verdicts: Sequence[str | None] | None) -> str:
-    head = ["#", "query id", "line", "modality", "task", "status", "top candidate", "score", "log10 LR", "decision"]
+    head = ["#", "query id", "line", "modality", "task", "status", "top candidate", "score", "scored in", "log10 LR",
+            "decision"]
     if verdicts is not None:
         head.append("audit trail")
     rows = []
@@ -222,9 +269,10 @@ def _summary(records: Sequence[dict], anchors: dict, detailed: set, verdicts: Se
             top = _top(record)
             cells += [f'<td class="identity">{bdi(top.get("identity", "–"))}</td>',
                       f'<td class="num">{_number(top.get("score"), ".4f")}</td>',
+                      f"<td class='small'>{esc(top.get('trial_type', '–'))} ({esc(top.get('space', 'joint'))})</td>",
                       f'<td class="num">{_number(top.get("log10_lr"), "+.2f")}</td>', f"<td>{_decision(record)}</td>"]
         else:
-            cells.append(f'<td colspan="4" class="error">{_error(record)}</td>')
+            cells.append(f'<td colspan="5" class="error">{_error(record)}</td>')
         if verdicts is not None:
             verdict = verdicts[number - 1]
             css = "error" if verdict and verdict.startswith("differs") else "muted"
@@ -248,7 +296,7 @@ def _quality(record: dict) -> str:
         return "; ".join(f"{esc(part)}: " + (", ".join(f"{esc(k)} {esc(v)}" for k, v in figures.items() if k != "video")
                                              if isinstance(figures, dict) else "none")
                          for part, figures in quality.items())
-    return ", ".join(f"{esc(key)} {esc(value)}" for key, value in quality.items())
+    return ", ".join(f"{esc(key)} {esc('–' if value is None else value)}" for key, value in quality.items())
 
 
 def _conditions(record: dict) -> str:
@@ -260,7 +308,7 @@ def _conditions(record: dict) -> str:
                      for trial in trials if isinstance(trial.get("condition"), dict)) or "–"
 
 
-def _detail(record: dict, anchor: str, faces: dict, face_class: dict, calibration: dict | None) -> str:
+def _detail(record: dict, anchor: str, faces: _CandidateFaces, calibration: dict) -> str:
     from fvmatch.case_report.pictures import query_picture, score_plot
 
     status = record["status"]
@@ -288,11 +336,14 @@ def _detail(record: dict, anchor: str, faces: dict, face_class: dict, calibratio
         return "\n".join(parts)
     picture = query_picture(record)
     parts.append(_figure(picture, "the query"))
-    parts.append(_candidates(record, faces, face_class))
+    parts.append(_candidates(record, faces))
     decision = record.get("decision")
     if decision is None:
-        parts.append('<p><strong>Decision:</strong> none. The model has no calibration for this trial type, so the '
-                     "scores carry no likelihood ratio and no decision.</p>")
+        unjudged = dict.fromkeys(f"{c.get('space', 'joint')} {c.get('trial_type')}"
+                                 for c in record.get("candidates") or [] if c.get("log10_lr") is None)
+        parts.append(f"<p><strong>Decision:</strong> none. No calibration judged the scores of "
+                     f"{' and '.join(esc(name) for name in unjudged) or 'the candidates'}, so they carry no "
+                     "likelihood ratio and no decision.</p>")
     else:
         fmr = (record.get("calibration") or {}).get("fmr")
         matches = ", ".join(bdi(m) for m in record.get("matches") or []) or "none"
@@ -314,25 +365,57 @@ def _figure(picture, alternative: str) -> str:
             f"<figcaption>{esc(picture.note)}</figcaption></figure>")
 
 
-def _candidates(record: dict, faces: dict, face_class: dict) -> str:
-    head = ("rank", "enrolled face", "identity", "score", "trial type (space)", "log10 LR", "verbal", "decision",
+@dataclass(frozen=True)
+class _CandidateFaces:
+    """The faces the candidates' rows show: thumbnails by media id (pictures.EnrolledFace), their CSS classes, each
+    identity's best face (for a candidate matched by a voice) and the identities no longer in the gallery."""
+
+    faces: dict
+    classes: dict
+    best: dict
+    gone: set
+
+
+def _face_of(candidate: dict, best: dict) -> int | None:
+    """The face a candidate's row shows: the matched item where it is a face, else the identity's best face."""
+    if candidate.get("matched_modality") == "face" and isinstance(candidate.get("media_id"), int):
+        return candidate["media_id"]
+    return best.get(candidate["identity"])
+
+
+def _face_cell(candidate: dict, shown: _CandidateFaces) -> str:
+    label = candidate["identity"]
+    matched = candidate.get("matched_modality") == "face" and isinstance(candidate.get("media_id"), int)
+    media_id = _face_of(candidate, shown.best)
+    face = shown.faces.get(media_id)
+    if face is None:
+        note = "no longer in the gallery" if label in shown.gone else "no enrolled face"
+        return f'<span class="noface plain">{esc(note)}</span>'
+    if matched and face.label is not None and (face.label != label or face.source_path != candidate.get("source_path")):
+        return (f'<span class="noface">the matched face #{esc(media_id)} not shown: the gallery now holds another '
+                "item under that id</span>")
+    if face.picture.uri is None:
+        return f'<span class="noface">{esc(face.picture.note)}</span>'
+    if matched:
+        what, caption = f"the matched face of {label}", "matched face"
+    else:
+        what = f"the enrolled face of {label}, not the matched item (a {candidate.get('matched_modality')})"
+        caption = f"enrolled face; the match was a {esc(candidate.get('matched_modality'))}"
+    return (f'<span class="face {shown.classes[media_id]}" role="img" aria-label="{attr(what)}" '
+            f'title="{attr(face.picture.note)}"></span><span class="facecap">{caption}</span>')
+
+
+def _candidates(record: dict, faces: _CandidateFaces) -> str:
+    head = ("rank", "face", "identity", "score", "trial type (space)", "log10 LR", "verbal", "decision",
             "matched item")
     rows = []
     for candidate in record.get("candidates") or []:
         label = candidate["identity"]
-        face = faces.get(label)
-        if face is not None and face.uri:
-            picture = (f'<span class="face {face_class[label]}" role="img" '
-                       f'aria-label="{attr("enrolled face of " + label)}" title="{attr(face.note)}"></span>')
-        else:
-            note = face.note if face is not None else "not looked up"
-            plain = " plain" if note in ("no enrolled face", "no longer in the gallery") else ""
-            picture = f'<span class="noface{plain}">{esc(note)}</span>'
         source = candidate.get("source_path")
         matched = (f"{esc(candidate.get('matched_modality'))} #{esc(candidate.get('media_id'))}: "
                    f'<code title="{attr(source)}">{bdi(Path(str(source)).name if source else "–")}</code>')
         rows.append("<tr>" + "".join([
-            f'<td class="num">{esc(candidate.get("rank"))}</td>', f"<td>{picture}</td>",
+            f'<td class="num">{esc(candidate.get("rank"))}</td>', f"<td>{_face_cell(candidate, faces)}</td>",
             f'<td class="identity">{bdi(label)}</td>', f'<td class="num">{_number(candidate.get("score"), ".4f")}</td>',
             f"<td>{esc(candidate['query']) + ': ' if candidate.get('query') else ''}"
             f"{esc(candidate.get('trial_type'))} <span class='small'>({esc(candidate.get('space', 'joint'))}"
@@ -350,7 +433,44 @@ def _candidates(record: dict, faces: dict, face_class: dict) -> str:
 CARD_FIELDS = ("model_id", "format", "created", "embedding_dim", "training_data", "notes")
 
 
-def _model_section(card: dict) -> str:
+def _model_section(card: dict, uses, calibration: dict) -> str:
+    """Each space a shown score came from (its model, what it is, the calibration that judged it), the joint
+    checkpoint's card, and the calibration scores are judged by."""
+    from fvmatch.case_report.spaces import describe_space
+    from fvmatch.spaces import JOINT
+
+    parts = ['<section id="model"><h2>Spaces and models</h2>']
+    if uses:
+        rows = []
+        for use in uses:
+            judged = [bdi(c) for c in use.calibrations]
+            if use.uncalibrated:
+                judged.append('<span class="warning">none</span>' if use.uncalibrated == use.shown
+                              else f'<span class="warning">none for {use.uncalibrated} of them</span>')
+            rows.append("<tr>" + "".join([
+                f"<td class='space'><strong>{esc(use.space)}</strong></td>", f"<td>{esc(use.trial_type)}</td>",
+                f"<td>{bdi(describe_space(use.space, card))}</td>",
+                "<td class='small'>" + "<br>".join(f"<code>{esc(m)}</code>" for m in use.model_ids) + "</td>",
+                f"<td class='num'>{use.shown}</td>", f"<td class='small'>{'<br>'.join(judged)}</td>"]) + "</tr>")
+        parts.append("<p>The spaces that scored the results shown here, each with its own model:</p><table "
+                     "class='spaces'><thead><tr><th>space</th><th>trial type</th><th>what it is</th><th>model id</th>"
+                     "<th>scores shown</th><th>calibration used</th></tr></thead><tbody>" + "".join(rows)
+                     + "</tbody></table>")
+    else:
+        parts.append('<p class="muted">No score is shown.</p>')
+    joint_used = any(use.space == JOINT for use in uses)
+    facts = _facts(_card_facts(card))
+    if joint_used:
+        parts.append("<h3>The joint checkpoint</h3><p>It scored the joint scores shown, and the gallery is pinned "
+                     f"to it.</p>{facts}")
+    else:
+        parts.append("<h3>The joint checkpoint</h3><p>The gallery is pinned to it; no score shown here came from it."
+                     f"</p><details><summary>its model card</summary>{facts}</details>")
+    parts.append("<h3>Calibration</h3>" + _calibration(calibration, uses) + "</section>")
+    return "".join(parts)
+
+
+def _card_facts(card: dict) -> list[tuple[str, str]]:
     config = card.get("config") if isinstance(card.get("config"), dict) else {}
     pairs = [(key.replace("_", " "), f"<code>{esc(card[key])}</code>" if key == "model_id" else bdi(card[key]))
              for key in CARD_FIELDS if card.get(key) not in (None, "")]
@@ -370,24 +490,41 @@ def _model_section(card: dict) -> str:
     if card.get("metrics") not in (None, {}):
         metrics = json.dumps(card["metrics"], ensure_ascii=False, sort_keys=True)
         pairs.append(("metrics", f"<code>{esc(metrics)}</code>"))
-    return ('<section id="model"><h2>Model</h2>' + _facts(pairs) + "<h3>Calibration</h3>"
-            + _calibration(card.get("calibration")) + "</section>")
+    return pairs
 
 
-def _calibration(calibration: dict | None) -> str:
-    if not calibration:
-        return ("<p><strong>No calibration.</strong> This model card holds no calibration: its scores have no "
-                "likelihood ratios, no thresholds and no decisions.</p>")
-    source = ", ".join(f"{key} {esc(calibration[key])}" for key in ("data", "split", "seed", "created", "format")
-                       if calibration.get(key) is not None)
+def _entry_name(key: str) -> str:
+    """A calibration key as the reader knows it: the joint space's entries are keyed by trial type alone."""
+    from fvmatch.scoring import TRIAL_TYPES
+
+    return f"joint {key}" if key.split(" @")[0] in TRIAL_TYPES else key
+
+
+def _calibration(calibration: dict, uses) -> str:
+    """The calibration scores are judged by (fvmatch.evidence.effective_calibration): one row per entry, where it
+    comes from, and a row saying so for each (space, trial type) shown that has none."""
+    from fvmatch.scoring import calibration_key
+
+    entries = {key: value for key, value in calibration.items() if isinstance(value, dict) and "map" in value}
+    shown = {calibration_key(use.space, use.trial_type): use for use in uses}
+    intro = ("<p>Scores are judged by fvmatch's reference calibrations (fitted on named public real data) and the "
+             "model card's own (<code>fvmatch calibrate</code>, case-relevant data), which supersede a reference entry "
+             "of the same space and trial type. Each row: a logistic-regression map from score to log10 LR, bounded "
+             "by what its trials support.</p>")
+    if not entries and not shown:
+        return ("<p><strong>No calibration.</strong> Neither fvmatch's reference calibration nor this model card "
+                "holds one: scores have no likelihood ratios, no thresholds and no decisions.</p>")
     rows = []
-    # the joint space's trial types (keyed by trial type), then any other space's entries ("dlib-face face-face")
-    others = sorted(key for key, value in calibration.items() if isinstance(value, dict) and "map" in value
-                    and key not in ("face-voice", "face-face", "voice-voice"))
-    for kind in ("face-voice", "face-face", "voice-voice", *others):
-        entry = calibration.get(kind)
-        if not isinstance(entry, dict):
-            rows.append(f"<tr><td>{kind}</td><td colspan='6' class='muted'>not calibrated</td></tr>")
+    for key in [*sorted(shown), *sorted(set(entries) - set(shown))]:
+        name = esc(_entry_name(key)) + (f"<br><span class='small muted'>{shown[key].shown} shown</span>"
+                                         if key in shown else "")
+        entry = entries.get(key)
+        if entry is not None and key in shown and shown[key].uncalibrated:  # e.g. made with another model
+            name += (f"<br><span class='small warning'>not applied to {shown[key].uncalibrated} of them (their notes "
+                     "say why)</span>")
+        if entry is None:
+            rows.append(f"<tr><td>{name}</td><td colspan='7' class='warning'>not calibrated: its scores have no "
+                        "likelihood ratio and no decision</td></tr>")
             continue
         trials = entry.get("trials") or {}
         points = "; ".join(f"{_number(p.get('fmr_target'), '.1%')}: score &gt; {_number(p.get('threshold'), '.4f')}"
@@ -395,7 +532,7 @@ def _calibration(calibration: dict | None) -> str:
         eer = entry.get("eer") or {}
         bounds = (entry.get("map") or {}).get("bounds") or []
         rows.append("<tr>" + "".join([
-            f"<td>{kind}</td>",
+            f"<td>{name}</td>", f"<td class='small'>{_entry_source(entry, calibration)}</td>",
             f"<td class='num'>{_number(trials.get('same'), ',')} / {_number(trials.get('different'), ',')}"
             f" / {_number(trials.get('identities'), ',')}</td>",
             f"<td class='num'>{_number(eer.get('value'), '.2%')} at {_number(eer.get('threshold'), '.4f')}</td>",
@@ -404,10 +541,19 @@ def _calibration(calibration: dict | None) -> str:
             f"<td>{points or '–'}</td>",
             f"<td class='num'>{', '.join(_number(b, '+.2f') for b in bounds)}</td>",
         ]) + "</tr>")
-    return (f"<p>Calibration: {source or 'source not stated'}.</p><table><thead><tr><th>trial type</th>"
+    return (intro + "<table class='calibration'><thead><tr><th>space and trial type</th><th>calibration</th>"
             "<th>trials same / different / people</th><th>EER</th><th>Cllr</th><th>Cllr min</th>"
             "<th>operating points</th><th>log10 LR bounds</th></tr></thead><tbody>" + "".join(rows)
             + "</tbody></table>")
+
+
+def _entry_source(entry: dict, calibration: dict) -> str:
+    """Where a calibration entry comes from: fvmatch's reference (its data), or the model card (data, split, date)."""
+    if entry.get("reference"):
+        return f"reference: {bdi(entry.get('data') or 'data not stated')}"
+    source = ", ".join(f"{key} {bdi(value)}" if key != "data" else bdi(value) for key in ("data", "split", "created")
+                       if (value := entry.get(key, calibration.get(key))) is not None)
+    return f"model card: {source or 'source not stated'}"
 
 
 def _gallery_section(gallery, labels: set) -> str:

@@ -1,4 +1,7 @@
-"""The report's pictures, each a data: URI: candidates' enrolled faces, the query (face or voice), the score plots.
+"""The report's pictures, each a data: URI: candidates' faces, the query (face or voice), the score plots.
+
+A candidate is shown by the face item that matched; one matched by a voice, by its identity's best-detected face
+(the page says which).
 
 Evidence is shown only while it is what was used: a file is opened once, hashed, compared with the sha256 the
 gallery (or the results) recorded, and decoded from that same open file. A file that is gone or changed is not
@@ -21,15 +24,21 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from fvmatch.media.image import MAX_IMAGE_PIXELS
+from fvmatch.spaces import JOINT
 
-THUMBNAIL_PIXELS = 96  # candidates' enrolled faces
+THUMBNAIL_PIXELS = 96  # candidates' faces
 FACE_MARGIN = 0.3  # thumbnail crop: the detected box grown by this share of its size on each side
-QUERY_PIXELS = 360  # the query image, longest side
+QUERY_PIXELS = 720  # the query image shown at most this long on its longest side
+QUERY_MIN_PIXELS = 360  # a smaller one is enlarged a whole number of times, its pixels repeated (no detail invented)
 VOICE_SECONDS = 20.0  # the part of a query recording drawn
 KEYFRAMES = 4  # frames of a video's face track drawn, spread over the track
 SOUNDTRACK_SECONDS = 60.0  # the part of a video's soundtrack drawn
 WAVEFORM_COLUMNS = 1200  # the waveform is drawn as a min/max envelope over this many columns
-PLOT_DPI = 80
+PLOT_DPI = 100
+NUMBERED_RANKS = 10  # candidates numbered on a score plot; the others are drawn unnumbered (their scores are tabled)
+CLOSE_UP_SPAN = 0.1  # numbered scores within this of each other get a close-up strip beneath their plot
+LINE_TOP = 0.78  # candidates' lines end at this height of a plot; their rank numbers sit in the band above
+LABEL_GAP = 0.045  # rank numbers at least this share of a plot's width apart
 BOX_COLOUR = (0, 229, 255)
 SAME_COLOUR, DIFFERENT_COLOUR, CANDIDATE_COLOUR = "#2a9d8f", "#e76f51", "#1d3557"
 
@@ -88,9 +97,10 @@ def _decode_image(handle: BinaryIO) -> Image.Image:
         raise _NotShown(f"cannot decode the image ({error})") from None
 
 
-def _jpeg(image: Image.Image, quality: int) -> str:
+def _jpeg(image: Image.Image, quality: int, full_colour: bool = False) -> str:
+    """A JPEG data: URI; `full_colour`: no chroma subsampling (4:4:4), so thin coloured lines stay sharp."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0 if full_colour else -1)
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
@@ -102,48 +112,76 @@ def _box(value: object) -> tuple[float, float, float, float] | None:
     return None
 
 
-# ----- candidates' enrolled faces --------------------------------------------------------------------------------
-def identity_faces(gallery, labels: Iterable[str]) -> dict[str, Picture]:
-    """One enrolled face per identity (its best-detected one), as a thumbnail cropped around the face."""
+# ----- candidates' faces ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnrolledFace:
+    """A face item of the gallery as the report shows it: its thumbnail (or why not) and whose it is."""
+
+    media_id: int
+    label: str | None  # None: the item is no longer in the gallery
+    source_path: str | None
+    picture: Picture
+
+
+def best_faces(gallery, labels: Iterable[str]) -> dict[str, int | None]:
+    """Each identity's best-detected enrolled face (its media id), None where it has none."""
     labels = sorted(set(labels))
-    best: dict[str, tuple] = {}
+    best: dict[str, int | None] = dict.fromkeys(labels)
     for start in range(0, len(labels), 900):  # SQLite's bound-parameter limit
         chunk = labels[start : start + 900]
         rows = gallery.db.execute(
-            "SELECT identities.label, media.id, media.source_path, media.sha256, media.quality_json FROM media"
+            "SELECT identities.label, media.id FROM media JOIN identities ON identities.id = media.identity_id"
+            f" WHERE media.modality = 'face' AND identities.label IN ({','.join('?' * len(chunk))})"
+            " ORDER BY media.quality DESC, media.id", chunk).fetchall()
+        for label, media_id in rows:
+            if best[label] is None:
+                best[label] = media_id
+    return best
+
+
+def enrolled_faces(gallery, media_ids: Iterable[int]) -> dict[int, EnrolledFace]:
+    """Thumbnails of these face items, each cropped around its face, keyed by media id."""
+    media_ids = sorted(set(media_ids))
+    rows = {}
+    for start in range(0, len(media_ids), 900):
+        chunk = media_ids[start : start + 900]
+        rows.update((row[0], row[1:]) for row in gallery.db.execute(
+            "SELECT media.id, identities.label, media.source_path, media.sha256, media.quality_json FROM media"
             " JOIN identities ON identities.id = media.identity_id WHERE media.modality = 'face'"
-            f" AND identities.label IN ({','.join('?' * len(chunk))}) ORDER BY media.quality DESC, media.id",
-            chunk).fetchall()
-        for label, *rest in rows:
-            best.setdefault(label, tuple(rest))
+            f" AND media.id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
     faces = {}
-    for label in labels:
-        if label not in best:
-            faces[label] = Picture(None, "no enrolled face" if gallery.has_identity(label)
-                                   else "no longer in the gallery")
+    for media_id in media_ids:
+        if media_id not in rows:
+            faces[media_id] = EnrolledFace(media_id, None, None,
+                                           Picture(None, f"face #{media_id} is no longer in the gallery"))
             continue
-        media_id, source_path, sha256, quality_json = best[label]
-        try:
-            try:
-                quality = json.loads(quality_json)
-                box = _box(quality.get("box"))
-            except (ValueError, AttributeError):
-                quality, box = {}, None
-            with _evidence(source_path, sha256, "at enrolment") as handle:
-                if isinstance(quality.get("video"), dict):  # a face track of a video: its first frame
-                    image, box = _track_frame(source_path, quality["video"])
-                else:
-                    image = _decode_image(handle)
-            if box is not None:
-                x1, y1, x2, y2 = box
-                grow_x, grow_y = FACE_MARGIN * (x2 - x1), FACE_MARGIN * (y2 - y1)
-                image = image.crop((max(0, int(x1 - grow_x)), max(0, int(y1 - grow_y)),
-                                    min(image.width, int(x2 + grow_x)), min(image.height, int(y2 + grow_y))))
-            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS), Image.Resampling.LANCZOS)
-            faces[label] = Picture(_jpeg(image, 80), f"enrolled face, media {media_id}: {source_path}")
-        except _NotShown as reason:
-            faces[label] = Picture(None, f"enrolled face not shown: {reason}")
+        label, source_path, sha256, quality_json = rows[media_id]
+        faces[media_id] = EnrolledFace(media_id, label, source_path,
+                                       _thumbnail(media_id, source_path, sha256, quality_json))
     return faces
+
+
+def _thumbnail(media_id: int, source_path: str, sha256: str, quality_json: str) -> Picture:
+    try:
+        try:
+            quality = json.loads(quality_json)
+            box = _box(quality.get("box"))
+        except (ValueError, AttributeError):
+            quality, box = {}, None
+        with _evidence(source_path, sha256, "at enrolment") as handle:
+            if isinstance(quality.get("video"), dict):  # a face track of a video: its first frame
+                image, box = _track_frame(source_path, quality["video"])
+            else:
+                image = _decode_image(handle)
+        if box is not None:
+            x1, y1, x2, y2 = box
+            grow_x, grow_y = FACE_MARGIN * (x2 - x1), FACE_MARGIN * (y2 - y1)
+            image = image.crop((max(0, int(x1 - grow_x)), max(0, int(y1 - grow_y)),
+                                min(image.width, int(x2 + grow_x)), min(image.height, int(y2 + grow_y))))
+        image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS), Image.Resampling.LANCZOS)
+        return Picture(_jpeg(image, 80), f"face #{media_id}: {source_path}")
+    except _NotShown as reason:
+        return Picture(None, f"enrolled face #{media_id} not shown: {reason}")
 
 
 # ----- the query -------------------------------------------------------------------------------------------------
@@ -260,17 +298,24 @@ def _video_query(path: str, record: dict) -> Picture:
 def _face_query(handle: BinaryIO, quality: object) -> Picture:
     image = _decode_image(handle)
     width, height = image.size
-    scale = min(1.0, QUERY_PIXELS / max(width, height))
-    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    longest = max(width, height)
+    if longest < QUERY_MIN_PIXELS:
+        scale = float(min(-(-QUERY_MIN_PIXELS // longest), QUERY_PIXELS // longest))
+        image = image.resize((width * int(scale), height * int(scale)), Image.Resampling.NEAREST)
+    else:
+        scale = min(1.0, QUERY_PIXELS / longest)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS)
+    shown = (f"shown {int(scale)}x enlarged, its pixels repeated" if scale > 1
+             else f"shown at {image.width}x{image.height}" if scale < 1 else "shown at its size")
     box = _box(quality.get("box")) if isinstance(quality, dict) else None
     if box is None:
-        return Picture(_jpeg(image, 85), f"the query image ({width}x{height}); no face box recorded")
-    line = max(2, round(image.width / 120))
+        return Picture(_jpeg(image, 90, True), f"the query image ({width}x{height}, {shown}); no face box recorded")
+    line = max(2, round(max(image.size) / 240))
     ImageDraw.Draw(image).rectangle([v * scale for v in box], outline=BOX_COLOUR, width=line)
     faces = quality.get("faces_in_image")
     others = f"; {faces - 1} other face(s) in the image not boxed" if isinstance(faces, int) and faces > 1 else ""
-    return Picture(_jpeg(image, 85), f"the query image ({width}x{height}) with the face that was compared "
-                                     f"boxed{others}")
+    return Picture(_jpeg(image, 90, True),
+                   f"the query image ({width}x{height}, {shown}) with the face that was compared boxed{others}")
 
 
 def _voice_query(handle: BinaryIO) -> Picture:
@@ -339,84 +384,178 @@ def _rendered(figure, kind: str = "png") -> str:
 
 # ----- where the scores fall -------------------------------------------------------------------------------------
 def score_plot(record: dict, calibration: dict | None) -> tuple[Picture, list[str]]:
-    """The calibration's same/different score distributions of each trial type in the answer, with the candidates'
-    scores marked (numbers are ranks); without a calibration, the scores alone. Returns the plot and, per trial
-    type, a sentence saying what it shows."""
+    """The calibration's same/different score distributions of each (space, trial type) in the answer, with the
+    candidates' scores marked (numbers are ranks); without a calibration, the scores alone. `calibration`: the one
+    scores are judged by (fvmatch.evidence.effective_calibration). Returns the plot and, per (space, trial type), a
+    sentence saying what it shows."""
     from matplotlib.figure import Figure
 
-    candidates = [c for c in record.get("candidates") or [] if isinstance(c.get("score"), (int, float))]
     from fvmatch.scoring import calibration_key
 
+    candidates = [c for c in record.get("candidates") or [] if isinstance(c.get("score"), (int, float))]
     # one panel per (space, trial type): each has its own score distributions and calibration entry
-    kinds = sorted({calibration_key(str(c.get("space", "joint")), str(c.get("trial_type"))) for c in candidates})
-    if not kinds:
+    panels = sorted({(str(c.get("space", JOINT)), str(c.get("trial_type"))) for c in candidates})
+    if not panels:
         return Picture(None, "no candidates to plot"), []
     calibration = calibration or {}
     fmr = (record.get("calibration") or {}).get("fmr", 0.01)
-    figure = Figure(figsize=(7.5, 2.6 * len(kinds) + 0.4), layout="constrained")
+    scores = {panel: sorted(((c.get("rank"), float(c["score"])) for c in candidates
+                             if (str(c.get("space", JOINT)), str(c.get("trial_type"))) == panel),
+                            key=lambda item: (-item[1], _rank_order(item[0])))
+              for panel in panels}
+    close_ups = {panel: _needs_close_up(scores[panel]) for panel in panels}
+    rows = [row for panel in panels for row in ((panel, "main"), (panel, "close-up"))[: 1 + close_ups[panel]]]
+    figure = Figure(figsize=(7.5, sum(2.8 if part == "main" else 1.2 for _, part in rows) + 0.3),
+                    layout="constrained")
+    grid = figure.add_gridspec(len(rows), 1, height_ratios=[2.8 if part == "main" else 1.2 for _, part in rows])
     sentences = []
-    for axes, kind in zip(np.atleast_1d(figure.subplots(len(kinds), 1)), kinds):
-        scores = [(c.get("rank"), float(c["score"])) for c in candidates
-                  if calibration_key(str(c.get("space", "joint")), str(c.get("trial_type"))) == kind]
-        entry = calibration.get(kind) if isinstance(calibration.get(kind), dict) else None
-        sentences.append(_draw_kind(axes, kind, scores, entry, fmr, calibration))
+    for number, (panel, part) in enumerate(rows):
+        if part == "close-up":
+            continue
+        key = calibration_key(*panel)
+        entry = calibration.get(key) if isinstance(calibration.get(key), dict) else None
+        close_up = figure.add_subplot(grid[number + 1, 0]) if close_ups[panel] else None
+        sentences.append(_draw_panel(figure.add_subplot(grid[number, 0]), close_up, " ".join(panel), scores[panel],
+                                     entry, fmr, calibration))
     return Picture(_rendered(figure), " ".join(sentences)), sentences
 
 
-def _draw_kind(axes, kind: str, scores: list[tuple], entry: dict | None, fmr: float, calibration: dict) -> str:
+def _rank_order(rank: object) -> float:
+    return rank if isinstance(rank, (int, float)) else float("inf")
+
+
+def _needs_close_up(scores: list[tuple]) -> bool:
+    """Whether the numbered scores lie too close together to be told apart on the whole axis."""
+    numbered = [score for _, score in scores[:NUMBERED_RANKS]]
+    return len(numbered) > 1 and max(numbered) - min(numbered) < CLOSE_UP_SPAN
+
+
+def _draw_panel(axes, close_up, name: str, scores: list[tuple], entry: dict | None, fmr: float,
+                calibration: dict) -> str:
+    """One (space, trial type): its distributions, threshold and the candidates' scores, numbered by rank (the
+    first NUMBERED_RANKS; in a close-up strip beneath when they lie close together). The sentence says what it shows."""
     values = [score for _, score in scores]
     low, high = min(values), max(values)
     histogram = (entry or {}).get("score_histogram")
-    axes.set_xlabel(f"{kind} score (cosine)")
+    threshold = _threshold(entry, fmr) if entry is not None else None
+    axes.set_xlabel(f"{name} score (cosine)")
     if entry is not None and histogram:
         edges = np.asarray(histogram["edges"], dtype=float)
+        peak = 0.0
         for key, colour, label in (("different", DIFFERENT_COLOUR, "different person"),
                                    ("same", SAME_COLOUR, "same person")):
             counts = np.asarray(histogram[key], dtype=float)
             if counts.sum() == 0:
                 continue
-            axes.stairs(counts / (counts.sum() * np.diff(edges)), edges, fill=True, alpha=0.45, color=colour,
+            density = counts / (counts.sum() * np.diff(edges))
+            peak = max(peak, float(density.max()))
+            axes.stairs(density, edges, fill=True, alpha=0.45, color=colour,
                         label=f"{label} ({int(counts.sum()):,} trials)")
             used = np.nonzero(counts)[0]
             low, high = min(low, edges[used[0]]), max(high, edges[used[-1] + 1])
+        axes.set_ylim(0, peak / LINE_TOP if peak > 0 else 1)  # the band above LINE_TOP holds the rank numbers
         axes.set_ylabel("density")
-        threshold = _threshold(entry, fmr)
-        if threshold is not None:
-            axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
-                         label=f"threshold at {fmr:.1%} false-match rate")
-        axes.set_title(f"{kind}: the candidates' scores among the calibration trials", fontsize=10)
-        provenance = {key: (entry or {}).get(key, calibration.get(key)) for key in ("data", "split", "created")}
-        source = ", ".join(str(value) for value in provenance.values() if value)
-        sentence = (f"{kind}: the shaded areas are the calibration's score distributions for same-person and "
-                    f"different-person trials{f' ({source})' if source else ''}; the vertical lines mark the "
-                    "candidates' scores, numbered by rank.")
+        axes.set_title(f"{name}: the candidates' scores among the calibration trials", fontsize=10)
+        what = "fvmatch's reference calibration" if entry.get("reference") else "the model card's calibration"
+        provenance = [entry.get(key, calibration.get(key)) for key in ("data", "split", "created")]
+        source = ", ".join(str(value) for value in provenance if value)
+        sentence = (f"{name}: the shaded areas are the score distributions of same-person and different-person trials "
+                    f"of {what}{f' ({source})' if source else ''}; the vertical lines mark the candidates' scores")
     elif entry is not None:
         axes.set_yticks([])
-        axes.set_title(f"{kind}: the candidates' scores (calibration holds no score distributions)", fontsize=10)
-        threshold = _threshold(entry, fmr)
-        if threshold is not None:
-            axes.axvline(threshold, color="black", linestyle="--", label=f"threshold at {fmr:.1%} false-match rate")
-            low, high = min(low, threshold), max(high, threshold)
-        sentence = (f"{kind}: this calibration predates stored score distributions, so only the candidates' scores "
-                    "and the decision threshold are shown.")
+        axes.set_title(f"{name}: the candidates' scores (calibration holds no score distributions)", fontsize=10)
+        sentence = (f"{name}: this calibration predates stored score distributions, so only the candidates' scores "
+                    "and the decision threshold are shown")
     else:
         axes.set_yticks([])
-        axes.set_title(f"{kind}: NO CALIBRATION, scores only", fontsize=10)
+        axes.set_title(f"{name}: NO CALIBRATION, scores only", fontsize=10)
         low, high = min(low, -1.0), max(high, 1.0)  # the whole cosine range: a score alone has no scale
-        sentence = (f"{kind}: this model has no {kind} calibration: there are no same-person and different-person "
-                    "score distributions to compare with, no likelihood ratios and no decisions. The plot shows "
-                    "the candidates' raw scores only, numbered by rank.")
+        sentence = (f"{name}: there is no {name} calibration (neither fvmatch's reference calibration nor the model "
+                    "card's): no same-person and different-person score distributions to compare with, no likelihood "
+                    "ratios and no decisions. The plot shows the candidates' raw scores only")
+    if threshold is not None:
+        axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2,
+                     label=f"threshold at {fmr:.1%} false-match rate")
+        low, high = min(low, threshold), max(high, threshold)
     margin = max(0.02, 0.05 * (high - low))
     axes.set_xlim(low - margin, high + margin)
-    for position, (rank, score) in enumerate(sorted(scores, key=lambda item: item[1], reverse=True)):
-        top = rank == 1
-        axes.axvline(score, color=CANDIDATE_COLOUR, linewidth=2.0 if top else 0.9, alpha=1.0 if top else 0.7,
-                     label="candidates' scores" if position == 0 else None)
-        axes.annotate(str(rank), (score, 0.96 - 0.09 * (position % 6)), xycoords=("data", "axes fraction"),
-                      fontsize=8, ha="center", va="top", color=CANDIDATE_COLOUR,
-                      bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=7, frameon=False)
-    return sentence
+    numbered = scores[:NUMBERED_RANKS]
+    for position, (rank, score) in enumerate(scores):
+        axes.axvline(score, ymax=LINE_TOP, color=CANDIDATE_COLOUR, linewidth=2.0 if position == 0 else 0.9,
+                     alpha=1.0 if position == 0 else 0.7, label="candidates' scores" if position == 0 else None)
+    if close_up is None:
+        _number_lines(axes, numbered)
+    else:
+        first, last = min(s for _, s in numbered), max(s for _, s in numbered)
+        axes.axvspan(first, last, ymax=LINE_TOP, color="#f4a261", alpha=0.35, linewidth=0)
+        axes.annotate(f"{len(numbered)} scores within {last - first:.4f}: close-up below", (last, LINE_TOP),
+                      xycoords=("data", "axes fraction"), xytext=(0, 4), textcoords="offset points", fontsize=7.5,
+                      ha="right" if last > sum(axes.get_xlim()) / 2 else "left", va="bottom", color=CANDIDATE_COLOUR)
+        _draw_close_up(close_up, name, scores, numbered, threshold, fmr)
+        sentence += (f"; the {len(numbered)} best lie within {last - first:.4f} of each other, so the strip beneath "
+                     "spreads them out")
+    sentence += ", numbered by rank"
+    if len(scores) > len(numbered):
+        sentence += (f" (the first {len(numbered)}; the other {len(scores) - len(numbered)} are drawn unnumbered, "
+                     "their scores are in the table)")
+    below = close_up if close_up is not None else axes  # the legend under the close-up, which belongs to the plot
+    below.legend(*axes.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, -0.45 if close_up
+                 is not None else -0.3), ncol=4, fontsize=7, frameon=False)
+    return sentence + "."
+
+
+def _draw_close_up(axes, name: str, scores: list[tuple], numbered: list[tuple], threshold: float | None,
+                   fmr: float) -> None:
+    """The numbered scores spread across a strip of their own, the threshold too if it falls among them."""
+    first, last = min(s for _, s in numbered), max(s for _, s in numbered)
+    pad = max(0.001, 0.15 * (last - first))
+    axes.set_xlim(first - pad, last + pad)
+    axes.set_ylim(0, 1)
+    axes.set_yticks([])
+    axes.set_facecolor("#fdf3ea")
+    axes.set_xlabel(f"{name} score (cosine), close-up of the numbered candidates", fontsize=8)
+    axes.tick_params(axis="x", labelsize=7)
+    for position, (_, score) in enumerate(scores):
+        if first - pad <= score <= last + pad:
+            axes.axvline(score, ymax=LINE_TOP, color=CANDIDATE_COLOUR, linewidth=2.0 if position == 0 else 0.9,
+                         alpha=1.0 if position == 0 else 0.7)
+    if threshold is not None and first - pad <= threshold <= last + pad:
+        axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2)
+    _number_lines(axes, numbered)
+
+
+def _number_lines(axes, numbered: list[tuple]) -> None:
+    """Each score's rank in the band above its line, spread apart so no two overlap, joined to its line."""
+    low, high = axes.get_xlim()
+    ascending = sorted(numbered, key=lambda item: (item[1], -_rank_order(item[0])))
+    places = _spread([(score - low) / (high - low) for _, score in ascending], LABEL_GAP)
+    for (rank, score), place in zip(ascending, places):
+        axes.annotate(str(rank), (score, LINE_TOP), xycoords=("data", "axes fraction"),
+                      xytext=(low + place * (high - low), (1 + LINE_TOP) / 2),
+                      textcoords=("data", "axes fraction"), fontsize=8, ha="center", va="center",
+                      color=CANDIDATE_COLOUR, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"},
+                      arrowprops={"arrowstyle": "-", "color": CANDIDATE_COLOUR, "linewidth": 0.6, "shrinkA": 0,
+                                  "shrinkB": 0})
+
+
+def _spread(places: list[float], gap: float) -> list[float]:
+    """Ascending positions in [0, 1] moved apart to at least `gap`, each crowded run centred where its members are
+    and kept inside [gap / 2, 1 - gap / 2]: label positions that never overlap and keep their order."""
+    runs = [[place] for place in places]
+
+    def start(run: list[float]) -> float:
+        width = gap * (len(run) - 1)
+        return min(max(sum(run) / len(run) - width / 2, gap / 2), max(gap / 2, 1 - gap / 2 - width))
+
+    merged = True
+    while merged:
+        merged = False
+        for index in range(len(runs) - 1):
+            if start(runs[index]) + gap * len(runs[index]) > start(runs[index + 1]) + 1e-9:
+                runs[index : index + 2] = [runs[index] + runs[index + 1]]
+                merged = True
+                break
+    return [start(run) + gap * offset for run in runs for offset in range(len(run))]
 
 
 def _threshold(entry: dict, fmr: float) -> float | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fvmatch.audit_files import parse_results
 from fvmatch.errors import BadArgument, ModelMismatch
+from fvmatch.paths import input_file_problem
 
 RUN_COMMAND = "audit run"
 SCORE_TOLERANCE = 1e-6  # the trail stores scores rounded to 6 decimals, as the results file does
@@ -55,7 +56,7 @@ def read_results(path: str | Path) -> Results:
     """
     path = Path(path)
     if not path.is_file():
-        raise BadArgument(path, "no such results file" if not path.exists() else "not a regular file")
+        raise BadArgument(path, "no such results file" if not path.exists() else input_file_problem(path))
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -162,16 +163,27 @@ def select_details(records: Sequence[dict], query_ids: Sequence[str], limit: int
 
 
 def calibration_findings(records: Sequence[dict], card: dict) -> list[str]:
-    """Say so when the results were answered under another calibration than the card the report reads."""
+    """Say so when the results were answered under another calibration than the report reads: another of the
+    model card's own, or other reference calibrations of fvmatch (fvmatch.evidence.effective_calibration)."""
+    from fvmatch.evidence import effective_calibration
+
+    findings = []
+    answered = [record.get("calibration") or {} for record in records if record["status"] == "ok"]
     current = (card.get("calibration") or {}).get("created")
-    used = {(record.get("calibration") or {}).get("created") for record in records if record["status"] == "ok"}
-    others = sorted(used - {current}, key=str)
-    if not others:
-        return []
-    now = f"calibration created {current}" if current else "no calibration"
-    then = ", ".join(f"calibration created {created}" if created else "no calibration" for created in others)
-    return [f"WARNING: some results were answered under {then}; the model card read for this report has {now}, "
-            "and the score plots use the card's (give the checkpoint the audit used with --model)"]
+    others = sorted({summary.get("created") for summary in answered} - {current}, key=str)
+    if others:
+        now = f"calibration created {current}" if current else "no calibration"
+        then = ", ".join(f"calibration created {created}" if created else "no calibration" for created in others)
+        findings.append(f"WARNING: some results were answered under {then}; the model card read for this report has "
+                        f"{now}, and the score plots use the card's (give the checkpoint the audit used with --model)")
+    references = sorted({entry["data"] for entry in effective_calibration(card).values()
+                         if isinstance(entry, dict) and entry.get("reference") and entry.get("data")})
+    then = {tuple(summary["reference"]) for summary in answered if isinstance(summary.get("reference"), list)}
+    if then - {tuple(references)}:
+        findings.append(f"WARNING: some results were answered under fvmatch reference calibrations "
+                        f"({'; '.join(', '.join(used) or 'none' for used in sorted(then - {tuple(references)}))}) "
+                        f"other than this fvmatch's ({', '.join(references) or 'none'}), which the score plots use")
+    return findings
 
 
 def answer_summary(record: dict) -> dict:

@@ -9,8 +9,9 @@ import typer
 
 from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOption, LockTimeoutOption,
                                      MinBandwidthOption, MinFacePxOption, MinSnrOption, ModelOption, RootOption,
-                                     SpaceOption, app, audit, emit_json, file_input, open_gallery, quality_minimums,
-                                     refuse_video_as, say_line, say_waiting, stderr, stdout)
+                                     ShortPath, SpaceOption, app, audit, emit_json, file_input, open_gallery, plural,
+                                     quality_minimums, refuse_video_as, require_file, say_line, say_waiting, stderr,
+                                     stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
 
@@ -106,7 +107,8 @@ def enroll(
         emit_json({"gallery": str(gallery_path), "model_id": embedder.model_id, **report.to_dict(), "gallery_counts": counts})
     else:
         stdout.print(f"enrolled {len(report.enrolled)}, already there {len(report.skipped)}, failed {len(report.failed)}; "
-                     f"gallery now holds {counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices")
+                     f"gallery now holds {plural(counts['identities'], 'identity', 'identities')}, "
+                     f"{plural(counts['face'], 'face')}, {plural(counts['voice'], 'voice')}")
     for path, notes in {e["path"]: e["notes"] for e in report.enrolled if e.get("notes")}.items():
         for note in notes:  # a video's: no audio track (face only), no face (voice only), damage
             say_line(stderr, f"fvmatch: {path}: {note}")
@@ -128,8 +130,9 @@ def identify(
     voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
     video: Optional[Path] = typer.Option(None, "--video", help="Query video: its face track and its soundtrack."),
     fps: float = FpsOption,
-    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality; "
-                                          "for a video, all)."),
+    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: every trial type "
+                                          "whose evidence holds on real people: the query's own modality, and the "
+                                          "other only where face-voice evidence holds)."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities to list (per trial type)."),
     rescore_top: int = typer.Option(50, "--rescore-top", min=1, max=10000, help="With a fuse-after-align model: "
                                     "identities of the cosine search whose best items the pair encoder re-scores "
@@ -143,13 +146,20 @@ def identify(
     min_bandwidth: Optional[float] = MinBandwidthOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Who in the gallery is this? Ranks identities by their best-matching item (cross-modal by default).
+    """Who in the gallery is this? Ranks identities by their best-matching item, with a likelihood ratio.
 
-    Face-face trials are scored in the face space, voice-voice in the voice space, face-voice in the joint space;
-    with --against all each trial type is listed apart (merged by likelihood ratio only when all are calibrated).
-    With a calibrated model, exit 1 when no candidate reaches the decision threshold.
-    A --video query is its main face track and its soundtrack, each searched against --against (default both).
-    A fuse-after-align model re-ranks the top --rescore-top identities of a face-voice search by its fused score.
+    By default a face is compared with the enrolled faces (dlib-face space) and a voice with the enrolled voices
+    (ge2e-voice space): the evidence that holds on real people. The other modality is searched only where
+    face-voice evidence holds (a joint model trained and calibrated on real pairs); the shipped joint model was
+    trained on synthetic people, so its face-voice scores are shown only with --space joint, and labelled.
+
+    Each score comes with its log10 likelihood ratio and ENFSI verbal equivalent, from fvmatch's reference
+    calibration (named public data) or the model card's own (fvmatch calibrate --add), which supersedes it. Each
+    trial type is listed apart (merged by likelihood ratio only when all are calibrated). Exit 1 when no candidate
+    reaches the decision threshold.
+
+    A --video query is its main face track and its soundtrack, each answered as above. A fuse-after-align model
+    re-ranks the top --rescore-top identities of a face-voice search by its fused score.
     """
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
@@ -159,57 +169,78 @@ def identify(
         from fvmatch.commands.video import identify_video
         from fvmatch.embedder import embedder_for_gallery
 
+        require_file(video)
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
             return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json,
                                   rescore_top)
     modality, path = _one_query(face, voice)
     refuse_video_as(path, f"--{modality}")
-    targets = [("voice" if modality == "face" else "face")] if against is None else (
-        ["face", "voice"] if against == "all" else [against])
     from fvmatch.matching import query_spaces
 
-    spaces = query_spaces(modality, targets, space)  # a bad --space is refused before anything loads
+    if space is not None:
+        query_spaces(modality, [modality if against in (None, "all") else against], space)  # a bad one: refused first
     from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.matching import (check_gallery, describe_condition, identify as identify_query, merged,
-                                  question_spaces, ranked)
+    from fvmatch.evidence import answered_targets, joint_label, require_targets
+    from fvmatch.matching import check_gallery, identify as identify_query, merged, question_spaces, ranked
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+        targets, left_out = answered_targets(modality, against, gallery.counts(), embedder.card, space)
+        require_targets(modality, targets, left_out, gallery.directory)
+        spaces = query_spaces(modality, targets, space)
         check_gallery(gallery, modality, targets, space)
         for name in spaces:
             gallery.check_space(name, embedder.space(name).model_id)
         query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
                  else embedder.embed_voice(path, spaces=spaces, pick=question_spaces(gallery, modality, targets, space)))
-        calibration = embedder.card.get("calibration")
         from fvmatch.fused_scoring import fused_scorer
 
         fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
-        groups = identify_query(gallery, query, targets, top, space, calibration, fmr, fused)
+        groups = identify_query(gallery, query, targets, top, space, embedder.calibration, fmr, fused,
+                                joint_label(embedder.card))
         audit(gallery, "identify", [file_input(path)],
                {"modality": modality, "against": targets,
                 "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
                             "condition": g.condition, "scoring": g.scoring or {"score": "cosine"},
                             "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
-                           for g in groups]},
+                           for g in groups], "left_out": left_out},
                embedder.model_id)
     listed = ranked(groups)
     if as_json:
         emit_json({"query": {"modality": modality, "path": str(path), "quality": query.quality},
                    "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
-                   "trials": [group.to_dict() for group in groups],
+                   "trials": [group.to_dict() for group in groups], "left_out": left_out,
                    "merged_by_likelihood_ratio": merged(groups),
                    "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in listed]})
     else:
         for group in groups:
-            _print_candidates(f"{modality} query {path}: {group.trial_type} trials in the {group.space} space "
-                              f"(model {group.model_id[:16]}), {scores_shown(group)}; {describe_condition(group.condition)}",
-                              group.candidates, group.judgements)
-        notes = sorted({j.note for _, j in listed})
-        stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+            print_group(f"{modality} query {path}", group)
+        print_notes([j.note for _, j in listed] + left_out)
     calibrated = [j for _, j in listed if j.decision is not None]
     if calibrated and not any(j.decision == "same person" for j in calibrated):
         raise typer.Exit(EXIT_NO_MATCH)
+
+
+def print_group(query: str, group) -> None:
+    """One trial group as a table titled with what scored it, its warning (if any) beneath."""
+    from fvmatch.matching import describe_condition
+
+    _print_candidates(f"{query}: {group.trial_type} trials in the {group.space} space (model {group.model_id[:16]}), "
+                      f"{scores_shown(group)}; {describe_condition(group.condition)}", group.candidates,
+                      group.judgements)
+    top = group.judgements[0] if group.judgements else None
+    if top is not None and top.log10_lr is not None:
+        say_line(stdout, f"rank 1, {group.candidates[0].identity}: log10 LR {top.log10_lr:+.2f}, {top.verbal} "
+                         f"({top.calibration})")
+    if group.warning:
+        say_line(stdout, f"WARNING: {group.warning}")
+
+
+def print_notes(notes) -> None:
+    """The notes of an answer, each once, one line each."""
+    for note in dict.fromkeys(notes):
+        say_line(stdout, f"note: {note}")
 
 
 def scores_shown(group) -> str:
@@ -224,12 +255,13 @@ def _print_candidates(title: str, candidates, judgements) -> None:
 
     table = Table(title=Text(title))
     for column in ("rank", "identity", "score", "log10 LR", "decision", "matched", "source file"):
-        table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left")
+        table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left",
+                         no_wrap=column != "source file")
     for candidate, judgement in zip(candidates, judgements):
         # Text(): labels and paths are data, never rich markup ("[/]" in a label must print as it is)
         table.add_row(str(candidate.rank), Text(candidate.identity), f"{candidate.score:.4f}",
                       "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
-                      judgement.decision or "-", candidate.modality, Text(candidate.source_path))
+                      judgement.decision or "-", candidate.modality, ShortPath(candidate.source_path))
     stdout.print(table)
 
 
@@ -253,10 +285,12 @@ def verify(
 ) -> None:
     """Do two items (a face and a voice, two faces or two voices) belong to one person?
 
-    Two faces are compared in the face space, two voices in the voice space, a face and a voice in the joint space
-    (--space overrides). With a calibrated model: the log10 LR, its verbal equivalent and the decision; exit 1 for
-    "different person". A --video gives its face track and soundtrack; --video alone scores its face against its
-    soundtrack in the joint space.
+    Two faces are compared in the face space (dlib-face), two voices in the voice space (ge2e-voice): the score, its
+    log10 likelihood ratio with the ENFSI verbal equivalent (fvmatch's reference calibration, or the model card's
+    own), and the decision; exit 1 for "different person". A face and a voice are scored only where face-voice
+    evidence holds on real people, or with --space joint (labelled: the shipped joint model was trained on
+    synthetic people). A --video gives its face track and soundtrack; --video alone scores its face against its
+    soundtrack (face-voice, so likewise).
     """
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
     for modality, path in items:
@@ -268,6 +302,7 @@ def verify(
         from fvmatch.commands.video import verify_video_claim
         from fvmatch.embedder import embedder_for_gallery
 
+        require_file(video[0])
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
             return verify_video_claim(video[0], claim, fps, space, fmr, gallery, embedder, as_json)
@@ -285,21 +320,24 @@ def verify(
 
     space_for(items[0][0], items[1][0], space)  # a bad --space is refused before anything loads
     from fvmatch.embedder import Embedder
+    from fvmatch.evidence import cross_modal_refusal, joint_holds, joint_label
+    from fvmatch.fused_scoring import fused_pair
     from fvmatch.matching import describe_condition, score_pair
     from fvmatch.scoring import judge
-
-    from fvmatch.fused_scoring import fused_pair
+    from fvmatch.spaces import JOINT
 
     embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
+    if items[0][0] != items[1][0] and space is None and joint_holds(embedder.card) is not None:
+        raise BadArgument("verify", cross_modal_refusal(embedder.card))
     pair = score_pair(embedder, items, space)
     score, judged_as, scoring = fused_pair(embedder, pair)  # the cosine, unless a pair encoder scores this pair
-    judgement = judge(score, pair.trial_type, embedder.card.get("calibration"), fmr, judged_as, pair.model_id,
-                      pair.face_band)
+    judgement = judge(score, pair.trial_type, embedder.calibration, fmr, judged_as, pair.model_id, pair.face_band)
+    warning = joint_label(embedder.card) if pair.space == JOINT else None
     if as_json:
         emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality}
                              for (m, p), e in zip(items, pair.embeddings)],
                    "model_id": embedder.model_id, "condition": pair.condition, "scoring": scoring,
-                   **judgement.to_dict()})
+                   "warning": warning, **judgement.to_dict()})
     else:
         shown = (f"fused: the pair encoder's log-odds from the {pair.space} vectors, whose cosine is "
                  f"{scoring['cosine']:.4f}" if scoring["score"] == "fused" else f"cosine in the {pair.space} space")
@@ -308,6 +346,8 @@ def verify(
         if judgement.decision is not None:
             stdout.print(f"log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                          highlight=False)
-        stdout.print(judgement.note, highlight=False)
+        if warning:
+            say_line(stdout, f"WARNING: {warning}")
+        print_notes([judgement.note])
     if judgement.decision == "different person":
         raise typer.Exit(EXIT_NO_MATCH)

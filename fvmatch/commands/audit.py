@@ -21,7 +21,8 @@ def audit_run(
     queries_file: Path = typer.Option(..., "--queries", help="CSV: query_id,modality,path[,claimed_identity]; "
                                                              "paths relative to it."),
     out: Path = typer.Option(..., "--out", help="Results, one JSON line per query; appended to when it exists."),
-    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
+    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: every "
+                                          "trial type whose evidence holds on real people, as identify)."),
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities listed per query."),
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
@@ -38,7 +39,7 @@ def audit_run(
 ) -> None:
     """Answer every query of a CSV file like identify (or verify, when the row claims an identity).
 
-    Modality face, voice or video (a video's face track and soundtrack, each against both modalities by default).
+    Modality face, voice or video (a video's face track and soundtrack, each answered as identify answers it).
 
     Resumable: query ids already in RESULTS are skipped. A bad row is recorded as a failed result and the run
     carries on. Exit 2 when any query of the file has failed.

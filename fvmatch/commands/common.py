@@ -1,16 +1,53 @@
 """What every command shares: the Typer app, the consoles, the common options and small helpers."""
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
+from rich.text import Text
+from typer.core import TyperGroup, TyperOption
 
-from fvmatch.errors import BadArgument
+from fvmatch.errors import BadArgument, UnreadableMedia
+
+
+def _whole_paragraphs(help_text: str | None) -> str | None:
+    """A command's docstring, each paragraph on one line for the terminal to wrap (a "\\b" paragraph as written)."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
+class Commands(TyperGroup):
+    """fvmatch's command tree, its help texts read as whole sentences: typer's rich help keeps a docstring's line
+    breaks after the first paragraph, so a sentence wrapped in the source broke mid-sentence on the terminal."""
+
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        pending = [self]
+        while pending:
+            command = pending.pop()
+            command.help = _whole_paragraphs(command.help)
+            pending.extend(getattr(command, "commands", {}).values())
+
+
+def _flag_type(self: TyperOption, ctx) -> str | None:
+    """A flag's help shows no type: it takes no value (typer 0.29 shows `--json <bool>`, and `--json true` fails)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+# typer makes every option a TyperOption itself (help included, no class to pass), hence the method replaced here
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type
 
 app = typer.Typer(
+    cls=Commands,
     name="fvmatch",
     help="Forensic face-voice matching: enroll faces and voices, verify, identify across modalities.\n\n"
     "Exit codes: 0 success; 1 nothing met the decision threshold; 2 bad usage or bad input; 3 internal failure.",
@@ -57,6 +94,44 @@ def emit_json(document: object) -> None:
     """The one JSON document a --json command writes to stdout."""
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`count` with the noun that agrees with it: "1 identity", "2 identities", "1,024 faces" (`words`: the plural,
+    `word` + "s" by default)."""
+    return f"{count:,} {word if count == 1 else words or word + 's'}"
+
+
+def short_path(path: str, width: int) -> str:
+    """`path` in at most `width` terminal cells, its file name kept: the folders nearest the file, the rest elided
+    ("…/case/photos/obama3.jpg"); a name too long alone keeps its end, extension and all ("…ma3.jpg")."""
+    if cell_len(path) <= width:
+        return path
+    *folders, name = path.split("/")
+    shown = name
+    for folder in reversed(folders):
+        if cell_len(f"…/{folder}/{shown}") > width:
+            break
+        shown = f"{folder}/{shown}"
+    if cell_len(f"…/{shown}") <= width:
+        return f"…/{shown}"
+    while name and cell_len(name) > width - 1:
+        name = name[1:]
+    return f"…{name}" if width > 0 else ""
+
+
+class ShortPath:
+    """A table cell holding a path: whole where the column is wide enough, else `short_path` to the column's width
+    (rich's own overflow would keep the start, "/home/analyst/c…", and lose the file name)."""
+
+    def __init__(self, path: object) -> None:
+        self.path = printable(path)
+
+    def __rich_measure__(self, console, options) -> Measurement:
+        whole = cell_len(self.path)
+        return Measurement(min(whole, cell_len("…/" + self.path.rsplit("/", 1)[-1])), whole)
+
+    def __rich_console__(self, console, options):
+        yield Text(short_path(self.path, options.max_width), no_wrap=True)
 
 
 GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
@@ -109,11 +184,24 @@ VideoOption = typer.Option(None, "--video", help="Video file (MP4, MOV, MKV, Web
 FpsOption = typer.Option(2.0, "--fps", min=0.01, max=30.0, help="Video frames sampled per second.")
 
 
+def require_file(path: Path) -> None:
+    """UnreadableMedia for a path that is no file (missing, a directory), in the words every command uses: called
+    before a gallery or a model is opened, so a mistyped path is the one error said."""
+    from fvmatch.paths import input_file_problem
+
+    if (problem := input_file_problem(path)) is not None:
+        raise UnreadableMedia(path, problem)
+
+
 def refuse_video_as(path: Path | None, option: str) -> None:
-    """BadArgument for a video given where an image or a recording is expected (its content, whatever its name)."""
+    """`require_file`; then BadArgument for a video given where an image or a recording is expected (its content,
+    whatever its name)."""
     from fvmatch.media.video import is_video
 
-    if path is not None and is_video(path):
+    if path is None:
+        return
+    require_file(path)
+    if is_video(path):
         raise BadArgument(path, f"a video file, not {'an image' if option == '--face' else 'an audio file'}: "
                           "give it with --video")
 

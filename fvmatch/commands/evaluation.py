@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import JsonOption, ModelOption, app, emit_json, printable, say_line, stderr, stdout
+from fvmatch.commands.common import (JsonOption, ModelOption, app, emit_json, plural, printable, say_line, stderr,
+                                     stdout)
 from fvmatch.progress import item_progress
 
 DataArgument = typer.Argument(..., help="Labelled media: a corpus with meta.csv (faces/<id>/<video>/<file>, "
@@ -60,14 +61,14 @@ def _read_trial_list(path: Path, data: Path, split: Optional[str]):
     if not trial_list.trials:
         raise BadArgument(path, "lists no trials")
     if trial_list.list_format != FORMAT:
-        say_line(stderr, f"fvmatch: {path}: {len(trial_list.trials):,} trials, read as a {trial_list.list_format}")
+        say_line(stderr, f"fvmatch: {path}: {plural(len(trial_list.trials), 'trial')}, read as a {trial_list.list_format}")
     absent, files = absent_items(trial_list, data)
     if absent == len(trial_list.trials):
         raise BadArgument(path, f"none of its {absent:,} trials names files in {data} ({len(files):,} files absent, "
                                 f"first {files[0]}): another corpus, or faces or voices not imported")
     if absent:
-        note = (f"{absent:,} of {len(trial_list.trials):,} trials name files absent from {data} ({len(files):,} "
-                f"files, first {files[0]}): skipped")
+        note = (f"{absent:,} of {len(trial_list.trials):,} trials name files absent from {data} "
+                f"({plural(len(files), 'file')}, first {files[0]}): skipped")
         trial_list.shortfalls.append(note)
         say_line(stderr, f"fvmatch: {path}: {note}")
     outside = _outside_split(trial_list, rows, split)
@@ -127,7 +128,8 @@ def evaluate(
     from rich.table import Table
 
     where = f"split {results['split']}" if results["split"] is not None else "(plain folder, every person)"
-    title = f"{results['data']} {where} ({results['identities']} identities, seed {results['seed']})"
+    people = plural(results["identities"], "identity", "identities")
+    title = f"{results['data']} {where} ({people}, seed {results['seed']})"
     # no column rules and single spaces between columns: six columns fit in 80 characters
     table = Table(title=printable(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in ("protocol", "stratum", "space", "ours %", "95% CI", "published %"):
@@ -143,12 +145,13 @@ def evaluate(
     for name, entry in results["spaces"].items():
         scored = ", ".join(entry["trial_types"]) or "nothing (the other spaces score its trial types)"
         say_line(stdout, f"space {name}: model {entry['model_id'][:16]}, {entry['dim']}-D; scored {scored}; "
-                         f"{entry['items']['faces']} faces, {entry['items']['voices']} voices")
+                         f"{plural(entry['items']['faces'], 'face')}, {plural(entry['items']['voices'], 'voice')}")
     for skipped in results["not_evaluated"]:
         say_line(stdout, f"not evaluated: {skipped['protocols']} ({skipped['reason']})")
     counts = results["trials"]["counts"]
-    say_line(stdout, f"{sum(counts.values()):,} trials in {len(counts)} blocks, {results['trials']['skipped']} skipped; "
-                     f"{len(results['failures'])} files failed to embed; published: Wang et al. 2020, Table 2. "
+    say_line(stdout, f"{plural(sum(counts.values()), 'trial')} in {plural(len(counts), 'block')}, "
+                     f"{results['trials']['skipped']} skipped; {plural(len(results['failures']), 'file')} failed to "
+                     "embed; published: Wang et al. 2020, Table 2. "
                      + results["note"])
     for path in written:
         say_line(stdout, f"plot: {path}")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import (GalleryOption, JsonOption, LockTimeoutOption, ModelOption, app, audit, emit_json,
-                                     open_gallery, say_line, say_waiting, stderr, stdout)
+                                     open_gallery, plural, say_line, say_waiting, stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT
 from fvmatch.progress import item_progress
 
@@ -31,13 +31,15 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
     stdout.print(f"model {info['model_id']} ({info['embedding_dim']}-D) at {info['model_path'] or '?'}", highlight=False)
     for space, recorded in info["spaces"].items():
         stdout.print(f"space {space}: model {recorded['model_id'][:16]}, {recorded['dim']}-D", highlight=False)
-    stdout.print(f"{counts['identities']} identities, {counts['face']} faces, {counts['voice']} voices; "
+    stdout.print(f"{plural(counts['identities'], 'identity', 'identities')}, {plural(counts['face'], 'face')}, "
+                 f"{plural(counts['voice'], 'voice')}; "
                  f"database {info['database_bytes']:,} bytes", highlight=False)
     for name, health in info["indexes"].items():
-        missing = (f"; {health['missing_vectors']} {health['modality']} items lack its vectors (fvmatch gallery reindex)"
-                   if health["missing_vectors"] else "")
+        lacking = health["missing_vectors"]
+        missing = (f"; {plural(lacking, health['modality'] + ' item')} {'lacks' if lacking == 1 else 'lack'} "
+                   "its vectors (fvmatch gallery reindex)" if lacking else "")
         stdout.print(f"{name} index: {health['state']}{' (' + health['detail'] + ')' if health['detail'] else ''}, "
-                     f"{health['live_items']} items, {health['file_bytes']:,} bytes, "
+                     f"{plural(health['live_items'], 'item')}, {health['file_bytes']:,} bytes, "
                      f"{'agrees with' if health['agrees_with_database'] else 'DISAGREES with'} the database{missing}",
                      highlight=False)
 
@@ -75,7 +77,8 @@ def gallery_remove(identity: str = typer.Option(..., "--identity", "-i", help="L
     if as_json:
         emit_json({"identity": identity, "removed": removed})
     else:
-        stdout.print(f"removed {identity}: {removed['face']} faces, {removed['voice']} voices", highlight=False)
+        stdout.print(f"removed {identity}: {plural(removed['face'], 'face')}, {plural(removed['voice'], 'voice')}",
+                     highlight=False)
 
 
 @gallery_app.command("reindex")
@@ -112,8 +115,8 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
     else:
         for name, change in replaced.items():
             stdout.print(f"{name}: this fvmatch's model {change['to'][:16]} replaces {change['from'][:16]}; "
-                         f"{change['vectors_dropped']} vectors embedded again from their evidence", highlight=False)
-        stdout.print(f"filled {report.filled} missing vectors; rebuilt indexes: "
+                         f"{plural(change['vectors_dropped'], 'vector')} embedded again from their evidence", highlight=False)
+        stdout.print(f"filled {plural(report.filled, 'missing vector')}; rebuilt indexes: "
                      + ", ".join(f"{key} {count}" for key, count in counts.items()), highlight=False)
     for item in report.unavailable:
         say_line(stderr, f"fvmatch: not filled: {item['identity']} {item['modality']} {item['source_path']}: "

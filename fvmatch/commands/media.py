@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import (FpsOption, JsonOption, MinBandwidthOption, MinFacePxOption, MinSnrOption,
-                                     ModelOption, VideoOption, app, emit_json, quality_minimums, refuse_video_as,
-                                     say_line, stderr, stdout)
+                                     ModelOption, VideoOption, app, emit_json, plural, quality_minimums,
+                                     refuse_video_as, say_line, stderr, stdout)
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -43,7 +43,8 @@ def synth(
 @app.command()
 def embed(
     face: Optional[Path] = typer.Option(None, "--face", help="Image file."),
-    voice: Optional[Path] = typer.Option(None, "--voice", help="Audio file (WAV, FLAC, OGG)."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="Audio file (WAV, FLAC, OGG, MP3, AIFF, AU; "
+                                         "not M4A/AAC: convert those first)."),
     video: Optional[Path] = VideoOption,
     fps: float = FpsOption,
     model: Optional[Path] = ModelOption,
@@ -81,7 +82,8 @@ def embed(
         emit_json(documents if all_faces else documents[0])
         return
     for embedding in embeddings:
-        quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items())
+        # a figure that is unknown (jpeg_quality of a PNG) is left out here; --json gives it as null
+        quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items() if value is not None)
         say_line(stdout, f"{embedding.modality} {embedding.source}  ({quality})")  # a path may hold [markup]
         for name, vector in embedding.vectors.items():
             stdout.print(f"{name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:")
@@ -114,17 +116,17 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
     say_line(stdout, f"video {video}  ({figures['container']} {figures['video_codec']}"
                      f"{'+' + figures['audio_codec'] if figures['audio_codec'] else ', no audio'}, "
                      f"{figures['width']}x{figures['height']}, {figures['duration_seconds']} s, "
-                     f"{figures['frames_sampled']} frames sampled at {fps:g}/s; sha256 {evidence.sha256[:16]})")
+                     f"{plural(figures['frames_sampled'], 'frame')} sampled at {fps:g}/s; sha256 {evidence.sha256[:16]})")
     for track in evidence.tracks if all_faces else evidence.tracks[:1]:
-        say_line(stdout, f"face track {track.number}{' (main)' if track.number == 1 else ''}: {track.frames} frames, "
+        say_line(stdout, f"face track {track.number}{' (main)' if track.number == 1 else ''}: {plural(track.frames, 'frame')}, "
                          f"{track.seconds_on_screen(fps):.1f} s on screen ({track.first_seen:.1f}-{track.last_seen:.1f} s), "
                          f"mean detection probability {track.mean_probability:.3f}")
     if len(evidence.tracks) > 1 and not all_faces:
-        stdout.print(f"{len(evidence.tracks) - 1} other face track(s) (--all-faces lists them)", highlight=False)
+        stdout.print(f"{plural(len(evidence.tracks) - 1, 'other face track')} (--all-faces lists them)", highlight=False)
     if evidence.voice is not None:
         segments = evidence.speech_segments
-        say_line(stdout, f"soundtrack: {evidence.voice.quality['speech_seconds']} s of speech in {len(segments)} "
-                         f"segment(s) ({', '.join(f'{a:.1f}-{b:.1f}' for a, b in segments[:6])}"
+        say_line(stdout, f"soundtrack: {evidence.voice.quality['speech_seconds']} s of speech in "
+                         f"{plural(len(segments), 'segment')} ({', '.join(f'{a:.1f}-{b:.1f}' for a, b in segments[:6])}"
                          f"{' ...' if len(segments) > 6 else ''} s)")
     shown = [e for e in (evidence.track_faces if all_faces else [evidence.face]) if e is not None]
     for embedding in shown + ([evidence.voice] if evidence.voice is not None else []):

@@ -23,7 +23,8 @@ def report(
     video: Optional[Path] = typer.Option(None, "--video", help="Answer this video now (its face track and soundtrack) "
                                          "and report it."),
     claim: Optional[str] = typer.Option(None, "--claim", help="With --face/--voice: verify this claimed identity."),
-    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: the other modality)."),
+    against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: every "
+                                          "trial type whose evidence holds on real people, as identify)."),
     top: Optional[int] = typer.Option(None, "--top", "-k", min=1, max=1000, help="Identities listed (default 10)."),
     fmr: Optional[float] = typer.Option(None, "--fmr", help="Decision's false-match rate (0.01 default, or 0.001)."),
     gallery_path: Path = GalleryOption,

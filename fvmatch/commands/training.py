@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import JsonOption, app, emit_json, say_line, stderr, stdout
+from fvmatch.commands.common import JsonOption, app, emit_json, plural, say_line, stderr, stdout
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -26,8 +26,9 @@ def prepare(
         emit_json(summary)
         return
     counts = summary["counts"]
-    stdout.print(f"prepared {counts['identities']} identities: {counts['faces']} faces, {counts['voices']} voice clips "
-                 f"({counts['voice_seconds']:.0f} s of speech), {counts['failures']} failures, in {cache}", highlight=False)
+    stdout.print(f"prepared {plural(counts['identities'], 'identity', 'identities')}: {plural(counts['faces'], 'face')}, "
+                 f"{plural(counts['voices'], 'voice clip')} ({counts['voice_seconds']:.0f} s of speech), "
+                 f"{plural(counts['failures'], 'failure')}, in {cache}", highlight=False)
     for failure in summary["failures"]:
         say_line(stderr, f"fvmatch: skipped: {failure['item']}: {failure['error']}")
 

@@ -19,21 +19,20 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
                    gallery, embedder, gallery_path: Path, as_json: bool, rescore_top: int = 50) -> None:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
-    from fvmatch.commands.analyst import _print_candidates, scores_shown
-    from fvmatch.matching import (check_gallery, describe_condition, identify as identify_query, merged, query_spaces,
-                                  question_spaces, ranked)
+    from fvmatch.commands.analyst import print_group, print_notes
+    from fvmatch.evidence import joint_label, video_targets
+    from fvmatch.matching import check_gallery, identify as identify_query, merged, query_spaces, question_spaces, ranked
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
 
-    targets = ["face", "voice"] if against in (None, "all") else [against]
     if space is not None and space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
-    # --space scores the trials it can (it embeds both of their modalities); the others are left out
-    parts = {m: [t for t in targets if space is None or {m, t} <= set(SPACE_MODALITIES[space])] for m in ("face", "voice")}
-    if not any(parts.values()):
-        raise BadArgument("--space", f"the {space} space scores none of this video's trials against {', '.join(targets)}")
     counts = gallery.counts()
-    if not any(counts[target] for target in targets):
-        raise BadArgument(gallery.directory, f"gallery holds no {' or '.join(targets)} items to search")
+    parts, left_out = video_targets(against, counts, embedder.card, space)
+    targets = sorted({target for part in parts.values() for target in part})
+    if not targets:
+        asked = ["face", "voice"] if against in (None, "all") else [against]
+        raise BadArgument(gallery.directory, "; ".join([f"nothing of this video can be weighed against the gallery's "
+                                                        f"{' or '.join(asked)} items", *left_out]))
     spaces = {m: query_spaces(m, parts[m], space) if parts[m] else [] for m in parts}
     for modality in parts:
         if parts[modality]:
@@ -43,22 +42,21 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                               voice_spaces=spaces["voice"],
                               voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
-    calibration = embedder.card.get("calibration")
     from fvmatch.fused_scoring import fused_scorer
 
     fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
     answered = []  # (part, groups)
     for query in evidence.embeddings():
         if parts[query.modality]:
-            answered.append((query, identify_query(gallery, query, parts[query.modality], top, space, calibration, fmr,
-                                                   fused)))
+            answered.append((query, identify_query(gallery, query, parts[query.modality], top, space,
+                                                   embedder.calibration, fmr, fused, joint_label(embedder.card))))
     groups = [group for _, found in answered for group in found]
     audit(gallery, "identify", [{**file_input(path), "video": evidence.provenance()}],
           {"modality": "video", "against": targets,
            "trials": [{"query": PART[query.modality], "trial_type": g.trial_type, "space": g.space,
                        "model_id": g.model_id, "condition": g.condition, "scoring": g.scoring or {"score": "cosine"},
                        "candidates": [{"identity": c.identity, "score": round(c.score, 6)} for c in g.candidates]}
-                      for query, found in answered for g in found]},
+                      for query, found in answered for g in found], "left_out": left_out},
           embedder.model_id)
     listed = ranked(groups)
     if as_json:
@@ -68,18 +66,14 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
                              "voice_quality": evidence.voice.quality if evidence.voice is not None else None},
                    "against": targets, "model_id": embedder.model_id, "gallery": str(gallery_path),
                    "trials": [{"query": PART[query.modality], **group.to_dict()} for query, found in answered
-                              for group in found],
+                              for group in found], "left_out": left_out,
                    "merged_by_likelihood_ratio": merged(groups),
                    "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in listed]})
     else:
         for query, found in answered:
             for group in found:
-                _print_candidates(f"video {path}, {PART[query.modality]}: {group.trial_type} trials in the "
-                                  f"{group.space} space (model {group.model_id[:16]}), {scores_shown(group)}; "
-                                  f"{describe_condition(group.condition)}",
-                                  group.candidates, group.judgements)
-        notes = sorted({j.note for _, j in listed})
-        stdout.print(f"model {embedder.model_id[:16]}; " + " ".join(notes), highlight=False)
+                print_group(f"video {path}, {PART[query.modality]}", group)
+        print_notes([j.note for _, j in listed] + left_out)
     calibrated = [j for _, j in listed if j.decision is not None]
     if calibrated and not any(j.decision == "same person" for j in calibrated):
         raise typer.Exit(EXIT_NO_MATCH)
@@ -89,13 +83,16 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                  embedder, as_json: bool) -> None:
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
+    from fvmatch.evidence import cross_modal_refusal, joint_holds, joint_label
     from fvmatch.scoring import judge, trial_type
     from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of
-    from fvmatch.video import SYNTHETIC_JOINT_NOTE
 
     if space is not None and space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
-    calibration = embedder.card.get("calibration")
+    cross_held = space is not None or joint_holds(embedder.card) is None
+    if len(videos) == 1 and not others and not cross_held:  # its face against its soundtrack: face-voice alone
+        raise BadArgument(videos[0], cross_modal_refusal(embedder.card))
+    calibration = embedder.calibration
     first = video_evidence(embedder, videos[0], fps)
     left = [(f"video {videos[0]} {PART[e.modality]}", e) for e in first.embeddings()]
     if len(videos) == 2:
@@ -114,9 +111,12 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
         if not left or not right:
             raise BadArgument(videos[0], "the video gives no " + ("face" if not left else "speech") + " to compare "
                               f"with its {'soundtrack' if not left else 'face'} ({'; '.join(first.notes)})")
-    trials = []
+    trials, left_out = [], []
     for left_label, a in left:
         for right_label, b in right:
+            if a.modality != b.modality and not cross_held:
+                left_out = [f"face-voice trials left out: {cross_modal_refusal(embedder.card)}"]
+                continue
             try:
                 chosen = space_for(a.modality, b.modality, space)
             except BadArgument:
@@ -126,14 +126,15 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                               embedder.space(chosen).model_id)
             trials.append((left_label, right_label, chosen, score, judgement))
     if not trials:
-        raise BadArgument("verify", "no trial between these items can be scored" + (f" in the {space} space" if space else ""))
-    joint_used = any(chosen == JOINT for _, _, chosen, _, _ in trials)
+        raise BadArgument("verify", "; ".join(["no trial between these items can be scored"
+                                               + (f" in the {space} space" if space else ""), *left_out]))
+    warning = joint_label(embedder.card) if any(chosen == JOINT for _, _, chosen, _, _ in trials) else None
     if as_json:
         emit_json({"items": [{"path": str(p), "modality": "video"} for p in videos]
                    + [{"path": str(p), "modality": m} for m, p in others],
                    "model_id": embedder.model_id,
                    "trials": [{"first": l, "second": r, "space": chosen, **j.to_dict()} for l, r, chosen, _, j in trials],
-                   "notes": first.notes + ([SYNTHETIC_JOINT_NOTE] if joint_used else [])})
+                   "warning": warning, "notes": first.notes + left_out})
     else:
         for left_label, right_label, chosen, score, judgement in trials:
             say_line(stdout, f"{judgement.trial_type}: {left_label} vs {right_label}: score {score:.4f} (cosine in the "
@@ -141,10 +142,11 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
             if judgement.decision is not None:
                 stdout.print(f"  log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                              highlight=False)
-        for note in sorted({j.note for *_, j in trials}):
-            stdout.print(note, highlight=False)
-        if joint_used:
-            stdout.print(f"note: {SYNTHETIC_JOINT_NOTE}", highlight=False)
+        from fvmatch.commands.analyst import print_notes
+
+        if warning:
+            say_line(stdout, f"WARNING: {warning}")
+        print_notes([j.note for *_, j in trials] + left_out)
     decided = [j for *_, j in trials if j.decision is not None]
     if decided and not any(j.decision == "same person" for j in decided):
         raise typer.Exit(EXIT_NO_MATCH)
@@ -154,6 +156,8 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
                        as_json: bool) -> None:
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
+    from fvmatch.commands.analyst import print_notes
+    from fvmatch.evidence import joint_label, video_targets
     from fvmatch.gallery.gallery import UnknownIdentity
     from fvmatch.matching import describe_condition, query_spaces, question_spaces, verify_claim
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
@@ -162,31 +166,29 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
     if not gallery.has_identity(claim):
         raise UnknownIdentity(claim, "no such identity in the gallery")
-    counts = gallery.counts()
-    targets = [t for t in ("face", "voice") if counts[t]]
-    parts = {m: [t for t in targets if space is None or {m, t} <= set(SPACE_MODALITIES[space])] for m in ("face", "voice")}
+    parts, left_out = video_targets(None, gallery.counts(), embedder.card, space)
     spaces = {m: query_spaces(m, parts[m], space) if parts[m] else [] for m in parts}
     for name in {name for names in spaces.values() for name in names}:
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                               voice_spaces=spaces["voice"],
                               voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
-    calibration = embedder.card.get("calibration")
     answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
-                for group in verify_claim(gallery, query, claim, parts[query.modality], space, calibration, fmr)]
+                for group in verify_claim(gallery, query, claim, parts[query.modality], space, embedder.calibration,
+                                          fmr, joint_label(embedder.card))]
     if not answered:
-        raise BadArgument(claim, "the claimed identity has no item this video's face track or soundtrack can be "
-                          "scored against")
+        raise BadArgument(claim, "; ".join(["the claimed identity has no item this video's face track or soundtrack "
+                                            "can be weighed against", *left_out]))
     audit(gallery, "verify", [{**file_input(path), "video": evidence.provenance()}],
           {"modality": "video", "claimed_identity": claim,
            "trials": [{"query": PART[q.modality], "trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
                        "score": round(g.candidates[0].score, 6), "decision": g.judgements[0].decision}
                       for q, g in answered]}, embedder.model_id)
     if as_json:
-        emit_json({"video": str(path), "sha256": evidence.sha256, "claimed_identity": claim, "notes": evidence.notes,
-                   "model_id": embedder.model_id,
+        emit_json({"video": str(path), "sha256": evidence.sha256, "claimed_identity": claim,
+                   "notes": evidence.notes + left_out, "model_id": embedder.model_id,
                    "trials": [{"query": PART[q.modality], "trial_type": g.trial_type, "space": g.space,
-                               "model_id": g.model_id, "condition": g.condition,
+                               "model_id": g.model_id, "condition": g.condition, "warning": g.warning,
                                **g.candidates[0].to_dict(), **g.judgements[0].to_dict()} for q, g in answered]})
     else:
         for query, group in answered:
@@ -197,8 +199,9 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
             if judgement.decision is not None:
                 stdout.print(f"  log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                              highlight=False)
-        for note in sorted({g.judgements[0].note for _, g in answered}):
-            stdout.print(note, highlight=False)
+            if group.warning:
+                say_line(stdout, f"  WARNING: {group.warning}")
+        print_notes([g.judgements[0].note for _, g in answered] + left_out)
     decided = [g.judgements[0] for _, g in answered if g.judgements[0].decision is not None]
     if decided and not any(j.decision == "same person" for j in decided):
         raise typer.Exit(EXIT_NO_MATCH)

@@ -18,6 +18,7 @@ import numpy as np
 
 from fvmatch.errors import TooLittleSpeech, UnreadableMedia
 from fvmatch.media.vad import speech_only, speech_probabilities, trimmed_speech
+from fvmatch.paths import input_file_problem
 from fvmatch.quality.voice import VoiceQualityMeter
 
 SAMPLE_RATE = 16000
@@ -135,7 +136,7 @@ def _format_hint(path: Path) -> str:
 
     suffix = path.suffix.lower()
     if suffix in {".m4a", ".aac", ".mp4"}:
-        return " (M4A/AAC is not supported: convert to WAV or FLAC)"
+        return " (M4A/AAC is not read: convert to WAV, FLAC, OGG or MP3)"
     if suffix == ".mp3" and "MP3" not in soundfile.available_formats():
         return f" (MP3 needs libsndfile >= 1.1; this is {soundfile.__libsndfile_version__})"
     return ""
@@ -150,8 +151,8 @@ def _open_audio(path: Path) -> Iterator:
     """
     import soundfile
 
-    if not path.is_file():
-        raise UnreadableMedia(path, "no such file")
+    if (problem := input_file_problem(path)) is not None:
+        raise UnreadableMedia(path, problem)
     if path.stat().st_size == 0:
         raise UnreadableMedia(path, "file is empty")
     try:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from fvmatch.errors import NoFaceFound, UnreadableMedia
+from fvmatch.paths import input_file_problem
 from fvmatch.quality.face import face_quality, jpeg_quality_estimate
 
 FACE_SIZE = 160
@@ -62,8 +63,8 @@ def load_image(path: str | Path) -> Image.Image:
     Raises UnreadableMedia naming the file for a missing, empty, truncated, oversized or non-image file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UnreadableMedia(path, "no such file")
+    if (problem := input_file_problem(path)) is not None:
+        raise UnreadableMedia(path, problem)
     if path.stat().st_size == 0:
         raise UnreadableMedia(path, "file is empty")
     try:

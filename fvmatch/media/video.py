@@ -239,9 +239,11 @@ class _open:
     def __enter__(self):
         import av
 
+        from fvmatch.paths import input_file_problem
+
         path = self.path
-        if not path.is_file():
-            raise UnreadableMedia(path, "no such file" if not path.exists() else "not a regular file")
+        if (problem := input_file_problem(path)) is not None:
+            raise UnreadableMedia(path, problem)
         if path.stat().st_size == 0:
             raise UnreadableMedia(path, "file is empty")
         try:
