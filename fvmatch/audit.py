@@ -5,23 +5,38 @@ Each row stores `previous_hash` (the row_hash of the row before it, 64 zeros for
 are also kept in `meta` under "audit_head", written in the same transaction, so that removing the last
 rows is detected too. Anyone who can rewrite the database can rewrite the whole chain and its head: the
 trail makes edits evident, it does not make them impossible (export the head elsewhere to pin it).
+
+A gallery opened read-only cannot take a row: the rows of the commands that read it go to an audit log file the
+analyst names instead (`gallery.audit_log`; the CLI's --audit-log), and to that file as well as the trail on a
+writable gallery. The file holds one JSON row per line, chained the same way (`previous_hash` of the line before,
+64 zeros for the first; ids count lines from 1), each naming the gallery and its trail's head at the time, so the
+query is pinned to the very trail it read. Verified with `verify_log`; a removed last line is not detectable there
+(no head outside the file): keep the last row's hash elsewhere to pin it.
 """
 from __future__ import annotations
 
+import fcntl
 import getpass
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
-from fvmatch.gallery import Gallery
+from fvmatch.errors import BadArgument
+from fvmatch.gallery import Gallery, GalleryUnwritable
+from fvmatch.gallery.files import FILE_MODE, storage_failure
 
 GENESIS_HASH = "0" * 64
 HEAD_KEY = "audit_head"
 CONTENT_FIELDS = ("id", "time", "user", "command", "arguments", "inputs", "result", "model_id")
 JSON_FIELDS = ("arguments", "inputs", "result")
 COLUMNS = CONTENT_FIELDS + ("previous_hash", "row_hash")
+# a row of an audit log file also names the gallery read and the head of that gallery's trail when it was read
+LOG_CONTENT_FIELDS = CONTENT_FIELDS + ("gallery", "gallery_audit_head")
+LOG_COLUMNS = LOG_CONTENT_FIELDS + ("previous_hash", "row_hash")
+TAIL_CHUNK_BYTES = 1 << 16  # read backwards in steps of this to find a log's last line
 
 
 @dataclass
@@ -38,9 +53,9 @@ def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def row_hash(previous_hash: str, row: dict) -> str:
-    """sha256 hex of the previous row's hash followed by the canonical JSON of this row's content."""
-    content = {name: row[name] for name in CONTENT_FIELDS}
+def row_hash(previous_hash: str, row: dict, fields: tuple[str, ...] = CONTENT_FIELDS) -> str:
+    """sha256 hex of the previous row's hash followed by the canonical JSON of this row's content (`fields`)."""
+    content = {name: row[name] for name in fields}
     return hashlib.sha256((previous_hash + _canonical(content)).encode("utf-8")).hexdigest()
 
 
@@ -72,15 +87,27 @@ def _decode(values: tuple) -> dict:
 
 def append_audit(gallery: Gallery, command: str, arguments: list[str], inputs: list[dict], result: dict,
                  model_id: str, user: str | None = None) -> dict:
-    """Append one chained row and move the head, atomically; returns the row as stored.
+    """Append one chained row and move the head, atomically; returns the row as stored. With `gallery.audit_log`,
+    the row goes to that file too, or, on a read-only gallery, to that file alone (the file's row is returned then).
 
     Runs in its own BEGIN IMMEDIATE transaction, so concurrent writers queue instead of chaining onto the same
     row; called inside a transaction the caller already holds, it joins that one (the caller's must be IMMEDIATE).
+    GalleryUnwritable on a read-only gallery without an audit log: a row is never dropped.
     """
+    user = user if user is not None else _current_user()
+    if gallery.read_only:
+        if gallery.audit_log is None:
+            raise GalleryUnwritable(gallery.directory, "read-only gallery: give --audit-log FILE to record this "
+                                    "command's audit row elsewhere (or work on a writable copy)")
+        return append_to_log(gallery.audit_log, gallery, command, arguments, inputs, result, model_id, user)
     if gallery.db.conn.in_transaction:
-        return _append(gallery, command, arguments, inputs, result, model_id, user)
-    with gallery.transaction():
-        return _append(gallery, command, arguments, inputs, result, model_id, user)
+        row = _append(gallery, command, arguments, inputs, result, model_id, user)
+    else:
+        with gallery.transaction():
+            row = _append(gallery, command, arguments, inputs, result, model_id, user)
+    if gallery.audit_log is not None:
+        append_to_log(gallery.audit_log, gallery, command, arguments, inputs, result, model_id, user)
+    return row
 
 
 def _append(gallery: Gallery, command: str, arguments: list[str], inputs: list[dict], result: dict,
@@ -91,7 +118,7 @@ def _append(gallery: Gallery, command: str, arguments: list[str], inputs: list[d
     else:
         last = gallery.db.execute("SELECT row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
         previous_hash = GENESIS_HASH if last is None else last[0]
-    row = {"time": _now(), "user": user if user is not None else _current_user(), "command": command,
+    row = {"time": _now(), "user": user, "command": command,
            "arguments": list(arguments), "inputs": list(inputs), "result": dict(result), "model_id": model_id,
            "previous_hash": previous_hash}
     # the id is part of the hashed content, so insert first, then hash and fill in
@@ -115,7 +142,24 @@ def audit_rows(gallery: Gallery, since: str | None = None, until: str | None = N
 
     `identity` matches rows whose arguments or result contain the label as a whole JSON string ("alice" as a
     list element or value, not "--identity=alice"); the match is exact and case-sensitive.
+
+    On a read-only gallery with an audit log, the log's rows that name this gallery follow the trail's (they are
+    where its reads were recorded), each with its `gallery` and `gallery_audit_head`.
     """
+    rows = _trail_rows(gallery, since, until, command, identity, limit)
+    if gallery.read_only and gallery.audit_log is not None and gallery.audit_log.exists():
+        here = str(gallery.directory.resolve())
+        quoted = json.dumps(identity)
+        logged = [row for row in log_rows(gallery.audit_log) if row.get("gallery") == here
+                  and (since is None or row["time"] >= since) and (until is None or row["time"] < until)
+                  and (command is None or row["command"] == command)
+                  and (identity is None or quoted in _canonical(row["arguments"]) + _canonical(row["result"]))]
+        rows = (rows + logged)[-limit:] if limit is not None else rows + logged
+    return rows
+
+
+def _trail_rows(gallery: Gallery, since: str | None, until: str | None, command: str | None, identity: str | None,
+                limit: int | None) -> list[dict]:
     conditions, parameters = [], []
     if since is not None:
         conditions.append("time >= ?")
@@ -178,3 +222,128 @@ def verify_chain(gallery: Gallery) -> ChainCheck:
     if head_hash != previous_hash:
         return bad(head_id, f"row {head_id} was altered (its hash differs from the head's)")
     return ChainCheck(True, count, None, "")
+
+
+# ----- the audit log file (--audit-log) ---------------------------------------------------------------------------
+def check_audit_log(path: Path, gallery: Gallery) -> None:
+    """Refuse, before any work, an audit log that could not take a row: one inside the gallery (it would change
+    it), in a folder that is not there or cannot be written, that cannot be opened for appending, or whose last line
+    is no whole row. Nothing is created or written."""
+    path = Path(path)
+    if path.resolve().parent == gallery.directory.resolve():
+        raise BadArgument(path, "the audit log must be outside the gallery's folder (it would change the gallery)")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise BadArgument(path, f"no folder {path.parent} for the audit log")
+        if not os.access(path.parent, os.W_OK):
+            raise BadArgument(path, f"cannot write the audit log: its folder {path.parent} cannot be written")
+        return
+    with _open_log(path, create=False) as handle:
+        _last_row(handle, path)
+
+
+def append_to_log(path: Path, gallery: Gallery, command: str, arguments: list[str], inputs: list[dict],
+                  result: dict, model_id: str, user: str) -> dict:
+    """Append one row to the audit log file at `path` (created 0600), chained to its last line; the row as written.
+
+    Appenders queue on an exclusive lock of the file, so that two never chain onto the same line; the line is
+    written in one call and fsynced before the lock is let go.
+    """
+    with _open_log(path) as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        last = _last_row(handle, path)
+        row = {"id": 1 if last is None else int(last["id"]) + 1, "time": _now(), "user": user, "command": command,
+               "arguments": list(arguments), "inputs": list(inputs), "result": dict(result), "model_id": model_id,
+               "gallery": str(gallery.directory.resolve()), "gallery_audit_head": _head_dict(gallery),
+               "previous_hash": GENESIS_HASH if last is None else last["row_hash"]}
+        row["row_hash"] = row_hash(row["previous_hash"], row, LOG_CONTENT_FIELDS)
+        try:
+            os.write(handle.fileno(), (_canonical({name: row[name] for name in LOG_COLUMNS}) + "\n").encode("utf-8"))
+            os.fsync(handle.fileno())
+        except OSError as error:
+            raise (storage_failure(path, error) or error) from None
+    return row
+
+
+def log_rows(path: Path) -> list[dict]:
+    """Every row of an audit log file, in order (BadArgument naming the first line that is not a row)."""
+    rows = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                rows.append(_log_row(line))
+            except ValueError:
+                raise BadArgument(path, f"line {number} is not an audit row") from None
+    return rows
+
+
+def verify_log(path: Path) -> ChainCheck:
+    """Recompute every row's hash of an audit log file, check each link and the ids' continuity (1, 2, ...)."""
+    previous_id, previous_hash, count = 0, GENESIS_HASH, 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            count += 1
+            try:
+                row = _log_row(line)
+            except ValueError:
+                return ChainCheck(False, count, previous_id + 1, f"line {count} is not an audit row (altered or cut)")
+            row_id = row["id"]
+            if row_id != previous_id + 1:
+                problem = (f"row {previous_id + 1} was removed (ids jump from {previous_id} to {row_id})"
+                           if row_id > previous_id + 1 else f"row {row_id} is out of place (after row {previous_id})")
+                return ChainCheck(False, count, previous_id + 1, problem)
+            if row_hash(row["previous_hash"], row, LOG_CONTENT_FIELDS) != row["row_hash"]:
+                return ChainCheck(False, count, row_id, f"row {row_id} was altered (its content no longer matches "
+                                  "its hash)")
+            if row["previous_hash"] != previous_hash:
+                # this row's own content is intact, so the one before it was rewritten (its hash recomputed)
+                altered = previous_id or row_id
+                return ChainCheck(False, count, altered, f"row {altered} was altered (row {row_id} chains to a "
+                                  "different hash)")
+            previous_id, previous_hash = row_id, row["row_hash"]
+    return ChainCheck(True, count, None, "")
+
+
+def _open_log(path: Path, create: bool = True):
+    """The audit log opened for appending and reading, created owner-only (its rows name evidence files)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT if create else 0), FILE_MODE)
+    except OSError as error:
+        raise BadArgument(path, f"cannot write the audit log: {error.strerror}") from None
+    return open(descriptor, "rb+", buffering=0)
+
+
+def _last_row(handle, path: Path) -> dict | None:
+    """The last row of the open log (None when it is empty); BadArgument when its last line is not a whole row."""
+    end = handle.seek(0, os.SEEK_END)
+    if end == 0:
+        return None
+    tail, position = b"", end
+    while position > 0 and b"\n" not in tail[:-1]:
+        step = min(TAIL_CHUNK_BYTES, position)
+        position -= step
+        handle.seek(position)
+        tail = handle.read(step) + tail
+    try:
+        if not tail.endswith(b"\n"):
+            raise ValueError("no line end")
+        return _log_row(tail[:-1].rsplit(b"\n", 1)[-1])
+    except ValueError:
+        raise BadArgument(path, "its last line is not a whole audit row (cut short, or not an audit log); check it "
+                          "with `fvmatch --audit-log FILE audit log --verify`") from None
+
+
+def _log_row(line: bytes) -> dict:
+    """One line of an audit log as a row; ValueError when it is not one."""
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(str(error)) from None
+    if not isinstance(row, dict) or any(name not in row for name in LOG_COLUMNS) or not isinstance(row["id"], int):
+        raise ValueError("not an audit row")
+    return row
+
+
+def _head_dict(gallery: Gallery) -> dict | None:
+    head = _head(gallery)
+    return None if head is None else {"id": head[0], "hash": head[1]}

@@ -109,11 +109,12 @@ class _Context:
         self.checked: dict[str, FvmatchError | None] = {}  # per query modality: what the gallery lacks for it
         self.digest = input_digest or file_digest
         self.counts = gallery.counts()
-        from fvmatch.evidence import joint_label, video_targets
+        from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
 
         # per query modality, what it is weighed against (fvmatch.evidence: only trial types whose evidence holds)
         self.parts, self.left_out = video_targets(against, self.counts, embedder.card, space)
         self.joint_warning = joint_label(embedder.card)
+        self.cross_by = cross_modal_scoring(embedder.card, space)  # what scores face-voice trials, if anything
         calibration = embedder.calibration
         self.calibration = calibration
         from fvmatch.fused_scoring import fused_scorer
@@ -135,7 +136,7 @@ class _Context:
     def spaces(self, modality: str) -> list[str]:
         from fvmatch.matching import query_spaces
 
-        return query_spaces(modality, self.targets(modality), self.space)
+        return query_spaces(modality, self.targets(modality), self.space, self.cross_by)
 
     def pick(self, modality: str):
         """The spaces a question of a given measured quality needs (Embedder.embed_voice's `pick`)."""
@@ -149,7 +150,7 @@ class _Context:
 
         if modality not in self.checked:
             try:
-                check_gallery(self.gallery, modality, self.targets(modality), self.space)
+                check_gallery(self.gallery, modality, self.targets(modality), self.space, self.cross_by)
                 for name in self.spaces(modality):
                     self.gallery.check_space(name, self.embedder.space(name).model_id)
                 self.checked[modality] = None
@@ -279,10 +280,10 @@ class _Context:
 
         if not query.claimed_identity:
             return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr,
-                            self.fused, self.joint_warning), None
+                            self.fused, self.joint_warning, self.cross_by), None
         try:
             return verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
-                                self.calibration, self.fmr, self.joint_warning), None
+                                self.calibration, self.fmr, self.joint_warning, self.cross_by), None
         except UnknownIdentity:
             return [], self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
                                     "UnknownIdentity")
@@ -302,8 +303,8 @@ class _Context:
         spaces = {}
         for part, targets in parts.items():
             if targets:
-                check_gallery(self.gallery, part, targets, self.space)
-            spaces[part] = query_spaces(part, targets, self.space) if targets else []
+                check_gallery(self.gallery, part, targets, self.space, self.cross_by)
+            spaces[part] = query_spaces(part, targets, self.space, self.cross_by) if targets else []
             for name in spaces[part]:
                 self.gallery.check_space(name, self.embedder.space(name).model_id)
         record["sha256"], record["size"] = self.digest(query.path)

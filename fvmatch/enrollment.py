@@ -17,7 +17,7 @@ from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
-from fvmatch.media.video import DEFAULT_FPS, is_video
+from fvmatch.media.video import DEFAULT_FPS, audio_demuxer, is_video, media_kind
 from fvmatch.paths import input_file_problem, read_listing, resolve_listed_path
 
 MAX_LABEL_LENGTH = 200
@@ -77,9 +77,13 @@ def _joins_letters(label: str, position: int) -> bool:
 
 
 def modality_of(path: Path) -> str | None:
-    """face, voice or video: a video container by its content (whatever its name), else by the file's suffix."""
-    if is_video(path):
+    """face, voice or video: a container by its content (whatever its name: an MP4 with sound only is a voice),
+    else by the file's suffix."""
+    kind = media_kind(path)
+    if kind == "video":
         return "video"
+    if kind == "audio" and audio_demuxer(path) is not None:
+        return "voice"
     suffix = path.suffix.lower()
     return "face" if suffix in IMAGE_SUFFIXES else "voice" if suffix in AUDIO_SUFFIXES else None
 
@@ -212,10 +216,12 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
 def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollReport, force: bool,
                   record_batch: Callable[[list[dict]], object] | None, fps: float) -> None:
     """Embed one video and store its face track and soundtrack as items of its identity, in one transaction."""
+    from fvmatch.media.video import probe_video
     from fvmatch.video import embed_video
 
     try:
         _check_file(item)
+        info = probe_video(item.path)  # what the file is comes first: an image named .mp4 is no duplicate video
         sha256, size = file_digest(item.path)
         owners = {label for modality in ("face", "voice") for _, label in gallery.media_by_sha256(sha256, modality)}
         if item.identity in owners:
@@ -224,7 +230,7 @@ def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollRe
         if owners and not force:
             raise BadArgument(item.origin, _already_enrolled(sorted(owners)[0], item))
         evidence = embed_video(embedder, item.path, fps=fps, face_spaces=spaces_of("face"),
-                               voice_spaces=reference_spaces("voice"))
+                               voice_spaces=reference_spaces("voice"), info=info)
     except FvmatchError as error:
         report.fail(item.origin, _problem(item, error))
         return

@@ -6,6 +6,8 @@ Two rules (ARCHITECTURE.md section 6):
   people. A face-voice score of the joint space holds only when its checkpoint was trained on real pairs and
   calibrated for face-voice trials; the shipped one was trained on synthetic people, so its face-voice cosine is
   shown only when the analyst names the joint space (`--space joint`), and then labelled (`SYNTHETIC_JOINT_LABEL`).
+  Without such a checkpoint, face-voice trials are weighed by the sex read from each side (fvmatch.attributes),
+  where its heads ship; with neither, they are left out and the answer says so.
 - **Likelihood ratios out of the box.** fvmatch ships reference calibrations of its pretrained spaces, fitted on
   named public real data (`reference/calibration.json`, built by `benchmarks/reference_calibration.py`); the
   model card's own calibration (`fvmatch calibrate`, case-relevant data) supersedes an entry of the same space and
@@ -68,6 +70,19 @@ def joint_holds(card: dict) -> str | None:
     return None
 
 
+def cross_modal_scoring(card: dict, space: str | None = None) -> str | None:
+    """What scores a face-voice trial: "joint" (asked for by name, or a joint model trained and calibrated on real
+    pairs), "sex" (the sex read from each side, fvmatch.attributes, where its heads ship), or None (nothing that
+    holds on real people: the trial is left out)."""
+    from fvmatch.attributes import ATTRIBUTE_SPACE, sex_heads
+
+    if space == JOINT or (space is None and joint_holds(card) is None):
+        return JOINT
+    if space is None and sex_heads():
+        return ATTRIBUTE_SPACE
+    return None
+
+
 def cross_modal_refusal(card: dict, ask: str = "--space joint") -> str:
     """What to say when a face-voice answer was asked for and none holds; `ask`: the options that show it anyway."""
     return (f"no face-voice evidence that holds on real people: {joint_holds(card)}; to see its scores anyway, "
@@ -79,13 +94,13 @@ def answered_targets(modality: str, against: str | None, counts: dict, card: dic
     """The modalities a `modality` query is compared with, and notes on what was left out and why.
 
     No `against` (or "all"): every modality the gallery holds items of, the same modality first, less the other
-    modality where no face-voice evidence holds (a note says so). `against` the other modality: refused
-    (BadArgument) where none holds. `space` joint: the analyst named the joint space itself, so its face-voice
+    modality where no face-voice evidence holds (`cross_modal_scoring`: neither a joint model trained on real pairs
+    nor the sex heads; a note says so). `against` the other modality: refused (BadArgument) where none holds. `space` joint: the analyst named the joint space itself, so its face-voice
     scores are answered (the caller labels them); another `space`: the modalities it embeds. A video query
     answers each of its parts in turn (`modality` face, then voice).
     """
     other = "voice" if modality == "face" else "face"
-    cross_holds = space == JOINT or joint_holds(card) is None
+    cross_holds = cross_modal_scoring(card, space) is not None
     if against == other and not cross_holds:
         raise BadArgument(f"--against {other}", cross_modal_refusal(card, f"--against {other} --space joint"))
     if against in (modality, other):

@@ -13,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fvmatch.attributes import ATTRIBUTE_SPACE
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
 from fvmatch.scoring import Judgement, judge, trial_type
 from fvmatch.quality.face import face_band
-from fvmatch.spaces import CONDITIONED_SPACES, JOINT, condition_query_spaces, query_space, space_for
+from fvmatch.spaces import (CONDITIONED_SPACES, FACE_SPACE, JOINT, VOICE_SPACE, condition_query_spaces, query_space,
+                            space_for)
 from fvmatch.spaces.conditions import conditioned, reference_condition, split
+
+
+HEAD_SPACE = {"face": FACE_SPACE, "voice": VOICE_SPACE}  # the space each modality's sex head reads
 
 
 @dataclass
@@ -41,12 +46,17 @@ class TrialGroup:
                 "candidates": [{**c.to_dict(), **j.to_dict()} for c, j in zip(self.candidates, self.judgements)]}
 
 
-def query_spaces(modality: str, targets: Sequence[str], space: str | None = None) -> list[str]:
+def query_spaces(modality: str, targets: Sequence[str], space: str | None = None,
+                 cross_by: str | None = None) -> list[str]:
     """The spaces a query may need to be embedded in to be compared with `targets` (BadArgument for a bad `space`):
     a voice against voices, by default, in the base space and in the one its reference conditions are searched from
-    (`question_spaces` picks one of them from the question's measured quality)."""
+    (`question_spaces` picks one of them from the question's measured quality); a face-voice trial scored by the sex
+    readings (`cross_by` "sex") in the space its head reads."""
     names = []
     for target in targets:
+        if cross_by == ATTRIBUTE_SPACE and modality != target:
+            names.append(HEAD_SPACE[modality])
+            continue
         chosen = space_for(modality, target, space)
         names.append(query_space(chosen))
         if space is None and modality == target == "voice":  # its quality may pick a reference condition
@@ -70,28 +80,37 @@ def same_modality_first(modality: str, targets: Sequence[str]) -> list[str]:
     return sorted(targets, key=lambda target: target != modality)
 
 
-def check_gallery(gallery, modality: str, targets: Sequence[str], space: str | None = None) -> None:
-    """Refuse before embedding: a target with no items, or items lacking the vectors of a space to be searched."""
+def check_gallery(gallery, modality: str, targets: Sequence[str], space: str | None = None,
+                  cross_by: str | None = None) -> None:
+    """Refuse before embedding: a target with no items, or items lacking the vectors of a space to be searched (for
+    face-voice trials weighed by sex, `cross_by` "sex", the space its head reads)."""
     counts = gallery.counts()
     if not any(counts[target] for target in targets):
         raise BadArgument(gallery.directory, f"gallery holds no {' or '.join(targets)} items to search")
     for target in targets:
         if counts[target]:
-            gallery.require_vectors(space_for(modality, target, space), [target])
+            searched = (HEAD_SPACE[target] if cross_by == ATTRIBUTE_SPACE and modality != target
+                        else space_for(modality, target, space))
+            gallery.require_vectors(searched, [target])
 
 
 def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: str | None = None,
              calibration: dict | None = None, fmr: float = 0.01, fused=None,
-             joint_warning: str | None = None) -> list[TrialGroup]:
+             joint_warning: str | None = None, cross_by: str | None = None,
+             population: dict | None = None) -> list[TrialGroup]:
     """One group per target modality that holds items: the top identities by their best item in the trial's space.
 
     `fused` (a fvmatch.fused_scoring.FusedScorer): a face-voice trial of the joint space takes the top
     `fused.rescore_top` identities of the cosine search and ranks them by the pair encoder's fused score.
-    `joint_warning`: said with every group scored in the joint space (fvmatch.evidence.joint_label)."""
+    `joint_warning`: said with every group scored in the joint space (fvmatch.evidence.joint_label). `cross_by`
+    "sex": face-voice trials scored by the sex read from each side (`attribute_group`), in `population`."""
     counts = gallery.counts()
     groups = []
     for target in same_modality_first(embedding.modality, targets):
         if not counts[target]:
+            continue
+        if cross_by == ATTRIBUTE_SPACE and target != embedding.modality:
+            groups.append(attribute_group(gallery, embedding, target, top, population))
             continue
         chosen, condition = reference_space(gallery, embedding, target, space)
         query = embedding.vectors[query_space(chosen)]
@@ -108,17 +127,59 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
 
 def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: str | None = None,
                  calibration: dict | None = None, fmr: float = 0.01,
-                 joint_warning: str | None = None) -> list[TrialGroup]:
+                 joint_warning: str | None = None, cross_by: str | None = None,
+                 population: dict | None = None) -> list[TrialGroup]:
     """The claimed identity's best item of each target modality, scored exactly (UnknownIdentity: no such label;
     an empty list: it has no item of those modalities)."""
     groups = []
     for target in same_modality_first(embedding.modality, targets):
+        if cross_by == ATTRIBUTE_SPACE and target != embedding.modality:
+            if not gallery.has_identity(label):
+                from fvmatch.gallery.gallery import UnknownIdentity
+
+                raise UnknownIdentity(label, "no such identity in the gallery")
+            group = attribute_group(gallery, embedding, target, 1, population, label)
+            if group.candidates:
+                groups.append(group)
+            continue
         chosen, condition = reference_space(gallery, embedding, target, space)
         found = gallery.score_identity(embedding.vectors[query_space(chosen)], label, [target], space=chosen)
         if found is not None:
             groups.append(_group(gallery, embedding, target, chosen, [found], calibration, fmr, condition,
                                  joint_warning=joint_warning))
     return groups
+
+
+def attribute_group(gallery, embedding, target: str, top: int, population: dict | None = None,
+                    identity: str | None = None) -> TrialGroup:
+    """Face-voice trials scored by the sex read from each side (fvmatch.attributes): every `target` item of the
+    gallery (of one `identity`, if given) read by its head, the identities ranked by their best item's LR, equal LRs
+    by the probability of the item's reading. (Not by the joint space's cosine: it carries no weight on real people,
+    and reading it would load torch and the joint model into every cold face query, seconds and hundreds of MB.)"""
+    from fvmatch.attributes import (DEFAULT_POPULATION, HEAD_OF, attributes_model_id, judgement, read_sex, readings_of,
+                                    sex_heads)
+    from fvmatch.gallery.scan import ranked_by, stored_vectors
+
+    population = population or DEFAULT_POPULATION
+    question = read_sex(embedding.modality, embedding.vectors, embedding.model_ids)
+    if question is None:
+        raise BadArgument(embedding.source, f"its sex cannot be read: no {HEAD_SPACE[embedding.modality]} vector "
+                                            "of the model its head was trained on")
+    head = sex_heads()[HEAD_OF[target]]
+    if gallery.spaces.get(head["space"], {}).get("model_id") not in (None, head["space_model_id"]):
+        raise BadArgument(gallery.directory, f"the gallery's {head['space']} vectors come from another model than the "
+                                             "sex head's: fvmatch gallery reindex embeds them again")
+    ids, vectors = stored_vectors(gallery, target, head["space"], identity)
+    readings = readings_of(target, vectors) if len(ids) else []
+    pairs = [(question, reading) if embedding.modality == "face" else (reading, question) for reading in readings]
+    judged = [judgement(face, voice, population) for face, voice in pairs]
+    keys = [(j.log10_lr, reading.probability) for j, reading in zip(judged, readings)]
+    candidates = ranked_by(gallery, ids, keys, lambda key: key[0], ATTRIBUTE_SPACE, top)
+    judgement_of = dict(zip(ids.tolist(), judged))
+    return TrialGroup("face-voice", ATTRIBUTE_SPACE, attributes_model_id(), target, candidates,
+                      [judgement_of[c.media_id] for c in candidates], None,
+                      {"score": "sex evidence", "space": ATTRIBUTE_SPACE, "question": question.to_dict(),
+                       "population": population, "ties": "ordered by the probability of the item's reading"})
 
 
 def reference_space(gallery, embedding, target: str, space: str | None = None) -> tuple[str, dict | None]:
@@ -248,8 +309,10 @@ def _group(gallery, embedding, target: str, space: str, candidates: list[Candida
 
 
 def merged(groups: Sequence[TrialGroup]) -> bool:
-    """Whether several groups can be ranked as one: every candidate of every group has a likelihood ratio."""
-    return len(groups) > 1 and all(j.log10_lr is not None for group in groups for j in group.judgements)
+    """Whether several groups can be ranked as one: every candidate of every group has a likelihood ratio of
+    identity evidence (sex evidence, which cannot tell people of one sex apart, is never ranked among them)."""
+    return len(groups) > 1 and all(j.log10_lr is not None for group in groups for j in group.judgements) and \
+        all(group.space != ATTRIBUTE_SPACE for group in groups)
 
 
 def ranked(groups: Sequence[TrialGroup]) -> list[tuple[Candidate, Judgement]]:

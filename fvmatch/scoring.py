@@ -39,11 +39,13 @@ class Judgement:
     space: str = JOINT
     model_id: str = ""  # of the space that scored it
     calibration: str | None = None  # which calibration gave the LR: "reference: <its data>" or "model card: <data>"
+    readings: dict | None = None  # sex evidence (fvmatch.attributes): each side's reading
 
     def to_dict(self) -> dict:
         return {"score": round(self.score, 6), "trial_type": self.trial_type, "space": self.space,
                 "space_model_id": self.model_id, "log10_lr": self.log10_lr, "verbal": self.verbal,
-                "decision": self.decision, "calibration": self.calibration, "note": self.note}
+                "decision": self.decision, "calibration": self.calibration, "note": self.note,
+                **({"readings": self.readings} if self.readings is not None else {})}
 
 
 def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, space: str = JOINT,

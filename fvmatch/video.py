@@ -86,7 +86,7 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
     sha256, size = file_digest(path)
     timings = {"decode": 0.0, "detection": 0.0, "embedding": 0.0, "speech": 0.0}
     tracks = face_tracks(embedder, path, info, fps, face_spaces, timings, progress)
-    notes = list(info.damage)
+    notes: list[str] = []  # filled once both passes are read: the soundtrack's damage is found as it is read
     evidence = VideoEvidence(str(path), sha256, size, fps, info, tracks, None, None, [], notes, timings)
 
     face_problem = None
@@ -101,6 +101,7 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
         except PoorQuality as error:
             face_problem = f"main face track refused: {error.problem}"
     voice_problem = None
+    picture_damage = len(info.damage)
     if not info.has_audio:
         voice_problem = "no audio track"
     elif voice_spaces:
@@ -115,6 +116,9 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
         except (TooLittleSpeech, PoorQuality) as error:
             voice_problem = f"soundtrack: {error.problem}"
         timings["speech"] = time.perf_counter() - started
+    notes.extend([*info.notes, *info.damage])
+    if evidence.voice is not None and len(info.damage) > picture_damage:
+        notes.append(f"voice from {evidence.voice.quality['speech_seconds']:.2f} s of speech, up to the damage")
     if face_problem and (voice_problem or not voice_spaces):
         raise NoFaceFound(path, f"nothing usable: {face_problem}; {voice_problem or 'soundtrack not read'}")
     if face_problem and voice_spaces:

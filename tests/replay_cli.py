@@ -201,6 +201,12 @@ class ReplayEmbedder:
             raise UnreadableMedia(path, f"not in the replay table as a {modality}")
         return row
 
+    @property
+    def calibration(self) -> dict:
+        from fvmatch.evidence import effective_calibration
+
+        return effective_calibration(self.card)
+
     def space(self, name: str) -> _Space:
         return self.spaces[name]
 

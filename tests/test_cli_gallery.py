@@ -65,13 +65,15 @@ def test_identify_returns_the_enrolled_identity_first_for_its_own_items(enrolled
         assert [c["rank"] for c in answer["candidates"]] == [1, 2, 3, 4]
 
 
-def test_identify_weighs_the_same_modality_by_default_and_prints_a_table(enrolled, corpus):
+def test_identify_weighs_the_same_modality_then_the_other_by_sex_and_prints_a_table_each(enrolled, corpus):
     result = run_cli("identify", "--voice", corpus / "voices/id00002/v1/00001.wav", "--top", "3", "--gallery", enrolled)
     assert result.returncode in (0, 1), result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("│")]
-    assert len(lines) == 3 and all(" voice " in line for line in lines)
-    assert "voice-voice trials in the ge2e-voice space" in result.stdout.replace("\n", " ")
-    assert "note: face-voice trials left out" in result.stdout
+    assert len(lines) == 6 and all(" voice " in line for line in lines[:3]) and all(" face " in line for line in lines[3:])
+    assert all(" male " in line or " female " in line for line in lines[3:])  # each face's sex reading
+    text = " ".join(result.stdout.split())
+    assert "voice-voice trials in the ge2e-voice space" in text
+    assert "face-voice trials weighed by the sex read from each side" in text
 
 
 def test_enrolling_the_same_file_again_is_a_no_op(gallery, corpus):
@@ -165,10 +167,13 @@ def test_bad_items_are_listed_the_rest_enrolled_and_nothing_half_done(gallery, c
     assert after == before  # no identity row for 'newcomer' or 'ghost', whose every item failed
 
 
-def test_verify_of_a_face_and_a_voice_needs_the_joint_space_named_and_is_then_labelled_uncalibrated(corpus):
+def test_verify_of_a_face_and_a_voice_weighs_sex_and_the_joint_space_only_named_and_labelled_uncalibrated(corpus):
     pair = ("--face", corpus / "faces/id00000/v0/00000.jpg", "--voice", corpus / "voices/id00000/v0/00000.wav")
-    refused = run_cli("verify", *pair)
-    assert refused.returncode == 2 and "no face-voice evidence that holds on real people" in refused.stderr
+    by_sex = run_cli("verify", *pair, "--json")
+    assert by_sex.returncode == 0, by_sex.stderr
+    answer = json.loads(by_sex.stdout)
+    assert (answer["space"], answer["decision"]) == ("sex", None) and answer["log10_lr"] is not None
+    assert set(answer["readings"]) == {"face", "voice", "population"}
     result = run_cli("verify", *pair, "--space", "joint", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)

@@ -94,7 +94,7 @@ def gallery(tmp_path_factory):
 def test_a_telephone_call_is_searched_against_references_brought_to_the_telephone_band(gallery, questioned):
     result = run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice", "--gallery", gallery,
                           "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 1), result.stderr  # 1: below the telephone map's 1% FMR threshold
     answer = json.loads(result.stdout)
     assert answer["query"]["quality"]["bandwidth_hz"] < NARROWBAND_BELOW_HZ
     (trials,) = answer["trials"]
@@ -102,6 +102,9 @@ def test_a_telephone_call_is_searched_against_references_brought_to_the_telephon
     assert trials["condition"] == {"questioned": "telephone", "references": "telephone",
                                    "chosen_by": "measured quality"}
     assert trials["candidates"][0]["identity"] == SPEAKERS[1]
+    # judged by the telephone condition's own reference map, never by the clean one
+    assert trials["candidates"][0]["calibration"].startswith("reference: fvmatch reference voices 1 brought to the "
+                                                            "telephone condition")
     text = run_cli_here("identify", "--voice", questioned / "call.wav", "--against", "voice", "--gallery", gallery)
     assert "references brought to the telephone condition" in text.stdout
 
@@ -123,9 +126,9 @@ def test_a_clean_question_and_a_named_space_use_the_references_as_enrolled(galle
 def test_a_noisy_call_is_compared_with_noisy_telephone_references_in_verify(questioned):
     reference = clips_of(SPEAKERS[1])[0]
     result = run_cli_here("verify", "--voice", questioned / "noisy-call.wav", "--voice", reference, "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 1), result.stderr  # 1: "different person" at the condition map's threshold
     answer = json.loads(result.stdout)
-    assert answer["space"] == "ge2e-voice@telephone-noisy"
+    assert answer["space"] == "ge2e-voice@telephone-noisy" and "telephone-noisy condition" in answer["calibration"]
     assert answer["condition"]["references"] == "telephone-noisy"
     assert answer["items"][0]["quality"]["snr_db"] < NOISY_BELOW_DB
 

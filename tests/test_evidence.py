@@ -1,6 +1,8 @@
 """What fvmatch answers by default: trial types whose evidence holds on real people, judged by a named calibration."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,14 @@ from fvmatch.evidence import (SYNTHETIC_JOINT_LABEL, answered_targets, effective
 
 SYNTHETIC = {"model_id": "a" * 64, "training_data": "SYNTHETIC DATA ONLY: fvmatch synth corpus (seed 7)"}
 BOTH = {"face": 3, "voice": 2}
+
+
+@pytest.fixture()
+def no_sex_heads(monkeypatch):
+    """fvmatch as if it shipped no sex heads: the joint space alone could carry face-voice evidence."""
+    from fvmatch import attributes
+
+    monkeypatch.setattr(attributes, "sex_heads", lambda: {})
 
 
 def real_joint(calibrated: bool = True) -> dict:
@@ -26,7 +36,7 @@ def test_the_synthetic_joint_model_holds_no_face_voice_evidence_and_says_why():
     assert joint_holds(real_joint()) is None and joint_label(real_joint()) is None
 
 
-def test_a_query_is_weighed_against_its_own_modality_by_default_and_the_other_left_out_with_a_note():
+def test_a_query_is_weighed_against_its_own_modality_by_default_and_the_other_left_out_with_a_note(no_sex_heads):
     assert answered_targets("face", None, BOTH, SYNTHETIC) == (["face"], [
         "face-voice trials left out: no face-voice evidence that holds on real people: the joint model aaaaaaaaaaaaaaaa "
         "was trained on synthetic people only, so its face-voice scores are at chance on real people; to see its "
@@ -35,12 +45,12 @@ def test_a_query_is_weighed_against_its_own_modality_by_default_and_the_other_le
     assert answered_targets("voice", None, {"face": 0, "voice": 4}, SYNTHETIC) == (["voice"], [])
 
 
-def test_a_joint_model_trained_and_calibrated_on_real_pairs_answers_both_same_modality_first():
+def test_a_joint_model_trained_and_calibrated_on_real_pairs_answers_both_same_modality_first(no_sex_heads):
     assert answered_targets("voice", None, BOTH, real_joint()) == (["voice", "face"], [])
     assert answered_targets("face", "voice", BOTH, real_joint()) == (["voice"], [])
 
 
-def test_asking_for_the_other_modality_is_refused_unless_the_joint_space_is_named():
+def test_asking_for_the_other_modality_is_refused_unless_the_joint_space_is_named(no_sex_heads):
     with pytest.raises(BadArgument, match="give --against voice --space joint"):
         answered_targets("face", "voice", BOTH, SYNTHETIC)
     assert answered_targets("face", "voice", BOTH, SYNTHETIC, space="joint") == (["voice"], [])
@@ -48,7 +58,7 @@ def test_asking_for_the_other_modality_is_refused_unless_the_joint_space_is_name
     assert answered_targets("face", None, BOTH, SYNTHETIC, space="dlib-face") == (["face"], [])
 
 
-def test_a_video_leaves_out_the_part_whose_only_trial_has_no_evidence():
+def test_a_video_leaves_out_the_part_whose_only_trial_has_no_evidence(no_sex_heads):
     parts, notes = video_targets("face", BOTH, SYNTHETIC)
     assert parts == {"face": ["face"], "voice": []} and len(notes) == 1 and notes[0].startswith("face-voice trials left out")
     assert video_targets(None, BOTH, real_joint())[0] == {"face": ["face", "voice"], "voice": ["voice", "face"]}
@@ -81,3 +91,111 @@ def test_every_reference_entry_names_its_data_is_bounded_by_elub_and_validated_o
         assert log10_lr(1.0, entry) == pytest.approx(high) and log10_lr(-1.0, entry) == pytest.approx(low)
         held = entry["held_out"]
         assert held["people"] >= 12 and 0 < held["cllr_min"] <= held["cllr"] < 1
+
+
+def fake_heads(face_right: float = 0.95, voice_right: float = 0.98) -> dict:
+    def head(space, right):
+        return {"space": space, "space_model_id": space[0] * 64, "weights": [1.0, -1.0], "bias": 0.0,
+                "confusion": {"female": {"female": right, "male": 1 - right},
+                              "male": {"male": right, "female": 1 - right}},
+                "trained_on": f"{space} training people", "measured_on": f"{space} other people"}
+    return {"face-sex": head("dlib-face", face_right), "voice-sex": head("ge2e-voice", voice_right),
+            "bounds": [-2.0, 1.0], "bounds_method": "ELUB (test)"}
+
+
+def test_with_sex_heads_a_face_is_weighed_against_voices_by_sex_and_the_joint_space_only_when_named(monkeypatch):
+    from fvmatch import attributes
+    from fvmatch.evidence import cross_modal_scoring
+
+    monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads())
+    assert answered_targets("face", None, BOTH, SYNTHETIC) == (["face", "voice"], [])
+    assert answered_targets("face", "voice", BOTH, SYNTHETIC) == (["voice"], [])
+    assert cross_modal_scoring(SYNTHETIC) == "sex" and cross_modal_scoring(SYNTHETIC, "joint") == "joint"
+    assert cross_modal_scoring(real_joint()) == "joint" and cross_modal_scoring(SYNTHETIC, "dlib-face") is None
+
+
+def test_sex_evidence_is_the_ratio_of_the_readings_under_one_and_two_people(monkeypatch):
+    import math
+
+    from fvmatch import attributes
+
+    monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads())
+    woman = attributes.SexReading("face", "female", 0.97, "dlib-face", "d" * 64)
+    man_voice = attributes.SexReading("voice", "male", 0.01, "ge2e-voice", "g" * 64)
+    woman_voice = attributes.SexReading("voice", "female", 0.9, "ge2e-voice", "g" * 64)
+    # same sex read: (0.5*0.95*0.98 + 0.5*0.05*0.02) / (0.5 * 0.5)
+    assert attributes.log10_lr(woman, woman_voice) == pytest.approx(math.log10((0.5 * 0.95 * 0.98 + 0.5 * 0.05 * 0.02) / 0.25))
+    # different sexes read: (0.5*0.95*0.02 + 0.5*0.05*0.98) / 0.25 = 0.234 -> log10 -0.63
+    assert attributes.log10_lr(woman, man_voice) == pytest.approx(math.log10((0.5 * 0.95 * 0.02 + 0.5 * 0.05 * 0.98) / 0.25))
+    # a population of 80% men makes two female readings rarer by chance, so stronger evidence
+    assert attributes.log10_lr(woman, woman_voice, attributes.population_of("male=0.8")) > attributes.log10_lr(woman, woman_voice)
+    # the ELUB bounds hold: confusions of 1.0 would claim more than the validation supports
+    monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads(1.0, 1.0))
+    assert attributes.log10_lr(woman, woman_voice) == pytest.approx(math.log10(2.0))
+    monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads(0.999, 0.999))
+    assert attributes.log10_lr(woman, man_voice) == -2.0
+
+
+def test_sex_evidence_names_both_readings_the_population_and_what_it_cannot_show(monkeypatch):
+    from fvmatch import attributes
+
+    monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads())
+    face = attributes.SexReading("face", "female", 0.97, "dlib-face", "d" * 64)
+    voice = attributes.SexReading("voice", "male", 0.02, "ge2e-voice", "g" * 64)
+    found = attributes.evidence(face, voice)
+    assert (found["face"]["sex"], found["face"]["probability"], found["voice"]["sex"], found["voice"]["probability"]) == \
+        ("female", 0.97, "male", 0.98)
+    assert found["population"] == {"female": 0.5, "male": 0.5} and found["verbal"].endswith("different-person proposition")
+    assert "measured on dlib-face other people" in found["rests_on"] and "not people of one sex" in found["limits"]
+    with pytest.raises(ValueError):
+        attributes.population_of("female=1.2")
+
+
+def test_reference_entries_cover_the_face_size_bands_and_the_voice_reference_conditions():
+    reference = reference_calibration()
+    if not reference:
+        pytest.skip("this checkout ships no reference calibration (fvmatch/reference/calibration.json)")
+    for key in ("dlib-face face-face @small", "dlib-face face-face @medium", "ge2e-voice@telephone voice-voice",
+                "ge2e-voice@noisy voice-voice", "ge2e-voice@telephone-noisy voice-voice",
+                "ge2e-voice@narrowband voice-voice"):
+        entry = reference[key]
+        assert entry["reference"] and entry["bounds_method"].startswith("ELUB") and entry["held_out"]["people"] >= 12
+        assert "shrunk to the" in entry["data"] or "brought to the" in entry["data"]
+
+
+def test_a_small_face_question_is_judged_by_the_small_face_map_and_says_so(tmp_path):
+    from PIL import Image
+
+    from mediagen import REALMEDIA, run_cli_here
+
+    from fvmatch.media.degrade import shrink_face
+
+    folder = REALMEDIA / "faces" / "fr_barack_obama"
+    if not folder.is_dir():
+        pytest.skip(f"{REALMEDIA} is absent: the real photos of ../shared/realmedia are needed (CI always has them)")
+    reference, question = folder / "obama.jpg", folder / "obama2.jpg"
+    box = json.loads(run_cli_here("embed", "--face", question, "--space", "dlib-face", "--json").stdout)["quality"]
+    with Image.open(question) as image:
+        shrink_face(image.convert("RGB"), box["box"], (box["box"][2] - box["box"][0]) * 10 / box["eye_distance_px"]
+                    ).save(tmp_path / "small.png")
+    answer = json.loads(run_cli_here("verify", "--face", tmp_path / "small.png", "--face", reference, "--json").stdout)
+    assert answer["space"] == "dlib-face" and answer["log10_lr"] is not None
+    assert "reference dlib-face face-face calibration for small faces" in answer["note"]
+
+
+def test_embed_reads_the_sex_of_a_real_face_and_a_real_voice():
+    from mediagen import REALMEDIA, run_cli_here
+
+    face = REALMEDIA / "faces" / "vox1_Freida_Pinto"
+    voice = REALMEDIA / "voices" / "librispeech_2033" / "2033-164914-0001.flac"
+    if not face.is_dir() or not voice.is_file():
+        pytest.skip(f"{REALMEDIA} is absent: the real photos and recordings of ../shared/realmedia are needed")
+    read_face = json.loads(run_cli_here("embed", "--face", sorted(face.iterdir())[0], "--json").stdout)["sex"]
+    read_voice = json.loads(run_cli_here("embed", "--voice", voice, "--json").stdout)["sex"]
+    assert (read_face["sex"], read_face["estimator"], read_voice["sex"], read_voice["estimator"]) == \
+        ("female", "dlib-face sex head", "male", "ge2e-voice sex head")
+    assert read_face["probability"] > 0.5 and read_voice["probability"] > 0.5
+    text = run_cli_here("embed", "--voice", voice, "--space", "ge2e-voice").stdout
+    assert f"voice: male {read_voice['probability']:.2f} (ge2e-voice sex head)" in text
+    joint_only = json.loads(run_cli_here("embed", "--voice", voice, "--space", "joint", "--json").stdout)
+    assert joint_only["sex"] is None  # not embedded in the head's space: nothing read

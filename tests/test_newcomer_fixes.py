@@ -80,8 +80,8 @@ def voice_help() -> str:
     return next(param.help for param in embed.params if param.name == "voice")
 
 
-def test_embed_voice_help_names_the_formats_read_and_m4a_as_not_read():
-    assert voice_help() == "Audio file (WAV, FLAC, OGG, MP3, AIFF, AU; not M4A/AAC: convert those first)."
+def test_embed_voice_help_names_the_formats_read():
+    assert voice_help() == "Audio file (WAV, FLAC, OGG, MP3, AIFF, AU, M4A/AAC; or an MP4 with sound only)."
 
 
 def test_every_audio_format_the_help_names_is_read(tmp_path):
@@ -89,7 +89,7 @@ def test_every_audio_format_the_help_names_is_read(tmp_path):
 
     from fvmatch.media.audio import SpeechSummary, load_audio
 
-    names = re.match(r"Audio file \((.*); not M4A/AAC", voice_help()).group(1).split(", ")
+    names = re.match(r"Audio file \((.*), M4A/AAC;", voice_help()).group(1).split(", ")
     assert names == ["WAV", "FLAC", "OGG", "MP3", "AIFF", "AU"]
     clip = speech_clip(2.0)
     for name in names:
@@ -102,11 +102,10 @@ def test_every_audio_format_the_help_names_is_read(tmp_path):
         assert len(samples) == pytest.approx(32000, abs=1600) and np.abs(samples).max() > 0.05, name
 
 
-def test_an_m4a_file_is_refused_saying_m4a_is_not_read(tmp_path):
+def test_an_m4a_file_is_read(tmp_path):
     import av
 
-    from fvmatch.errors import UnreadableMedia
-    from fvmatch.media.audio import load_audio
+    from fvmatch.media.audio import SpeechSummary, load_audio
 
     path = tmp_path / "call.m4a"
     with av.open(str(path), "w", format="mp4") as container:
@@ -115,10 +114,9 @@ def test_an_m4a_file_is_refused_saying_m4a_is_not_read(tmp_path):
         frame.sample_rate = 16000
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
-    with pytest.raises(UnreadableMedia) as raised:
-        load_audio(path)
-    assert str(raised.value) == (f"{path}: not an audio file soundfile can read: Format not recognised. "
-                                 "(M4A/AAC is not read: convert to WAV, FLAC, OGG or MP3)")
+    summary = SpeechSummary()
+    samples = load_audio(path, summary)
+    assert summary.codec == "MP4 aac" and len(samples) == pytest.approx(16000, abs=2000)
 
 
 # --- 4. a directory given for a file --------------------------------------------------------------------------------

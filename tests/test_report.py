@@ -167,7 +167,9 @@ def test_audit_report_lists_every_query_and_details_the_answered_ones(audit_repo
         article = section(page, f"q{number}")
         for candidate in record["candidates"]:
             assert f'<td class="identity"><bdi>{escaped(candidate["identity"])}</bdi></td>' in article
-            assert f'<td class="num">{candidate["score"]:.4f}</td>' in article
+            reading = (candidate.get("readings") or {}).get(candidate["matched_modality"])
+            shown = f"{reading['sex']} {reading['probability']:.2f}" if reading else f"{candidate['score']:.4f}"
+            assert f'<td class="num">{shown}</td>' in article  # sex evidence: the item's reading
         assert "<img src=\"data:image/" in article and "Decision at 1.0% false-match rate" in article
     assert escaped("the shaded areas are the score distributions of same-person and different-person trials of "
                    "the model card's calibration (synthetic test scores, val, 2026-01-02T03:04:05+00:00)") in page
@@ -289,12 +291,13 @@ def test_a_face_query_report_answers_now_with_the_trial_types_that_hold(case, co
     page = out.read_text(encoding="utf-8")
     article = section(page, "q1")
     assert "with the face that was compared boxed" in article
-    kinds = set(re.findall(r"<td>(face-face|face-voice) <span class='small'>\((dlib-face|joint) ", article))
-    assert kinds == {("face-face", "dlib-face")}  # the synthetic joint space's face-voice trials are left out
-    assert escaped("face-voice trials left out: no face-voice evidence that holds on real people") in article
+    kinds = set(re.findall(r"<td>(face-face|face-voice) <span class='small'>\((dlib-face|joint|sex) ", article))
+    # face-voice trials are weighed by the sex read from each side, never by the synthetic joint space
+    assert kinds == {("face-face", "dlib-face"), ("face-voice", "sex")}
+    assert escaped("sex evidence (face-voice): sex read from the face") in article
     assert escaped("dlib-face face-face: the shaded areas are the score distributions of same-person and "
                    "different-person trials of the model card's calibration") in article
-    assert "<dt>searched</dt><dd>face</dd>" in article
+    assert "<dt>searched</dt><dd>face + voice</dd>" in article
     # the query went into the trail first (the report shows that row), then the report's own row
     answered, reported = audit_log(case["gallery"], "report query")[-1], audit_log(case["gallery"], "report")[-1]
     assert reported["id"] == answered["id"] + 1 == document["audit_row"]

@@ -90,9 +90,10 @@ def test_identify_video_finds_the_person_in_both_modalities_each_against_its_own
     found = {(t["query"], t["trial_type"], t["against"]): t["candidates"][0]["identity"] for t in document["trials"]}
     assert found[("face track", "face-face", "face")] == "alice"
     assert found[("soundtrack", "voice-voice", "voice")] == "alice"
-    # face-voice trials are left out: the synthetic-trained joint space holds no evidence on real people
-    assert set(found) == {("face track", "face-face", "face"), ("soundtrack", "voice-voice", "voice")}
-    assert document["left_out"][0].startswith("face-voice trials left out: no face-voice evidence")
+    assert set(found) == {("face track", "face-face", "face"), ("face track", "face-voice", "voice"),
+                          ("soundtrack", "voice-voice", "voice"), ("soundtrack", "face-voice", "face")}
+    # face-voice trials are weighed by sex, never by the synthetic-trained joint space
+    assert {t["space"] for t in document["trials"] if t["trial_type"] == "face-voice"} == {"sex"}
     face_face = next(t for t in document["trials"] if t["trial_type"] == "face-face")
     assert face_face["space"] == "dlib-face" and face_face["candidates"][0]["matched_modality"] == "face"
     connection = sqlite3.connect(gallery / "gallery.db")
@@ -103,9 +104,11 @@ def test_identify_video_finds_the_person_in_both_modalities_each_against_its_own
     assert json.loads(result)["modality"] == "video"
 
 
-def test_verify_video_alone_needs_the_joint_space_named_and_then_says_the_model_is_synthetic(clips):
-    refused = run_cli_here("verify", "--video", clips["a1"])
-    assert refused.returncode == 2 and "no face-voice evidence that holds on real people" in refused.stderr
+def test_verify_video_alone_weighs_its_face_and_voice_by_sex_and_by_the_joint_space_only_named_and_labelled(clips):
+    by_sex = run_cli_here("verify", "--video", clips["a1"], "--json")
+    assert by_sex.returncode == 0, by_sex.stderr
+    (trial,) = json.loads(by_sex.stdout)["trials"]
+    assert (trial["space"], trial["decision"]) == ("sex", None) and set(trial["readings"]) >= {"face", "voice"}
     outcome = run_cli_here("verify", "--video", clips["a1"], "--space", "joint", "--json")
     assert outcome.returncode == 0, outcome.stderr
     document = json.loads(outcome.stdout)
@@ -121,8 +124,7 @@ def test_verify_video_against_another_video(clips):
     assert outcome.returncode == 0, outcome.stderr
     trials = {(t["first"].split()[-1], t["second"].split()[-1], t["trial_type"]): t["score"]
               for t in json.loads(outcome.stdout)["trials"]}
-    assert {kind for *_, kind in trials} == {"face-face", "voice-voice"}  # face-voice left out, and said
-    assert json.loads(outcome.stdout)["notes"][-1].startswith("face-voice trials left out")
+    assert len(trials) == 4 and {kind for *_, kind in trials} == {"face-face", "voice-voice", "face-voice"}
     other = run_cli_here("verify", "--video", clips["a1"], "--video", clips["b1"], "--json")
     voice_same = next(t["score"] for t in json.loads(outcome.stdout)["trials"] if t["trial_type"] == "voice-voice")
     voice_other = next(t["score"] for t in json.loads(other.stdout)["trials"] if t["trial_type"] == "voice-voice")
@@ -194,7 +196,7 @@ def test_audit_run_and_report_take_videos(gallery, clips, tmp_path):
     assert first["video"]["face_track"]["frame_times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     assert first["video"]["speech_segments"]
     claimed = records["q3"]
-    assert {c["identity"] for c in claimed["candidates"]} == {"alice"} and len(claimed["candidates"]) == 2
+    assert {c["identity"] for c in claimed["candidates"]} == {"alice"} and len(claimed["candidates"]) == 4
     # the report draws the track's keyframes and the soundtrack, and shows the enrolled faces from their videos
     page = tmp_path / "report.html"
     outcome = run_cli_here("report", "-g", gallery, "--results", results, "--out", page)
@@ -238,8 +240,9 @@ def test_verify_video_against_a_claimed_identity(gallery, clips):
     outcome = run_cli_here("verify", "--video", clips["a2"], "--claim", "alice", "-g", gallery, "--json")
     assert outcome.returncode == 0, outcome.stderr
     trials = {(t["query"], t["trial_type"]): t for t in json.loads(outcome.stdout)["trials"]}
-    assert set(trials) == {("face track", "face-face"), ("soundtrack", "voice-voice")}  # face-voice: no evidence
-    assert json.loads(outcome.stdout)["notes"][-1].startswith("face-voice trials left out")
+    assert set(trials) == {("face track", "face-face"), ("face track", "face-voice"), ("soundtrack", "voice-voice"),
+                           ("soundtrack", "face-voice")}
+    assert {t["space"] for (_, kind), t in trials.items() if kind == "face-voice"} == {"sex"}
     assert all(t["identity"] == "alice" for t in trials.values())
     same = trials[("soundtrack", "voice-voice")]["score"]
     other = json.loads(run_cli_here("verify", "--video", clips["a2"], "--claim", "bob", "-g", gallery,

@@ -170,11 +170,16 @@ def render_report(records: Sequence[dict], gallery, card: dict, audit_rows: Sequ
         parts.append(_detail(record, anchors[id(record)], _CandidateFaces(faces, face_class, best, gone), calibration))
     parts += ["</section>", _model_section(card, uses, calibration), _gallery_section(gallery, labels),
               _audit_section(audit_rows, chain, kind),
-              "<footer>Self-contained: every picture is inline and the page loads nothing. fvmatch appends this "
-              "file's sha256 to the gallery's audit trail (command <code>report</code>) once it is written; check "
-              "it with <code>sha256sum</code> and <code>fvmatch audit log --command report</code>.</footer>",
-              "</body>", "</html>"]
+              _footer(gallery), "</body>", "</html>"]
     return "\n".join(parts) + "\n"
+
+
+def _footer(gallery) -> str:
+    where = ("the audit log given with <code>--audit-log</code> (the gallery is read-only)"
+             if getattr(gallery, "read_only", None) else "the gallery's audit trail")
+    return ("<footer>Self-contained: every picture is inline and the page loads nothing. fvmatch appends this "
+            f"file's sha256 to {where} (command <code>report</code>) once it is written; check it with "
+            "<code>sha256sum</code> and <code>fvmatch audit log --command report</code>.</footer>")
 
 
 def _version() -> str:
@@ -241,8 +246,18 @@ def _top(record: dict) -> dict:
     return candidates[0] if candidates else {}
 
 
+def _score_cell(candidate: dict) -> str:
+    """A candidate's score; for sex evidence the matched item's reading (its LR is in its own column)."""
+    reading = (candidate.get("readings") or {}).get(candidate.get("matched_modality"))
+    if candidate.get("space") == "sex" and isinstance(reading, dict):
+        return f"{esc(reading.get('sex'))} {_number(reading.get('probability'), '.2f')}"
+    return _number(candidate.get("score"), ".4f")
+
+
 def _decision(record: dict, judgement: dict | None = None) -> str:
     decision = (judgement or record).get("decision")
+    if decision is None and (judgement or {}).get("space") == "sex":
+        return '<span class="muted">none (sex alone never decides)</span>'
     if decision is None:
         return '<span class="muted">none (uncalibrated)</span>'
     return f'<span class="{"status-ok" if decision == "same person" else ""}">{esc(decision)}</span>'
@@ -416,7 +431,7 @@ def _candidates(record: dict, faces: _CandidateFaces) -> str:
                    f'<code title="{attr(source)}">{bdi(Path(str(source)).name if source else "–")}</code>')
         rows.append("<tr>" + "".join([
             f'<td class="num">{esc(candidate.get("rank"))}</td>', f"<td>{_face_cell(candidate, faces)}</td>",
-            f'<td class="identity">{bdi(label)}</td>', f'<td class="num">{_number(candidate.get("score"), ".4f")}</td>',
+            f'<td class="identity">{bdi(label)}</td>', f'<td class="num">{_score_cell(candidate)}</td>',
             f"<td>{esc(candidate['query']) + ': ' if candidate.get('query') else ''}"
             f"{esc(candidate.get('trial_type'))} <span class='small'>({esc(candidate.get('space', 'joint'))}"
             f"{' ' + esc(str(candidate['space_model_id'])[:16]) if candidate.get('space_model_id') else ''})</span></td>",

@@ -392,7 +392,9 @@ def score_plot(record: dict, calibration: dict | None) -> tuple[Picture, list[st
 
     from fvmatch.scoring import calibration_key
 
-    candidates = [c for c in record.get("candidates") or [] if isinstance(c.get("score"), (int, float))]
+    # sex evidence (space "sex") is a likelihood ratio of two readings, not a score with distributions: not plotted
+    candidates = [c for c in record.get("candidates") or [] if isinstance(c.get("score"), (int, float))
+                  and c.get("space") != "sex"]
     # one panel per (space, trial type): each has its own score distributions and calibration entry
     panels = sorted({(str(c.get("space", JOINT)), str(c.get("trial_type"))) for c in candidates})
     if not panels:

@@ -18,6 +18,9 @@ PRETRAINED = {
     "dlib-face": ("dlib's ResNet face descriptor (128-D, weights from face-recognition-models), pretrained on real "
                   "faces"),
     "ge2e-voice": "Resemblyzer's GE2E speaker encoder (256-D), pretrained on real speech",
+    "sex": ("the sex read from the face (a logistic head on its dlib-face vector) and from the voice (a head on its "
+            "ge2e-voice vector), both trained on labelled real people (fvmatch.attributes): a likelihood ratio of "
+            "the two readings; it separates people read as of different sex, not people of one sex"),
 }
 
 

@@ -181,15 +181,16 @@ def identify(
     if space is not None:
         query_spaces(modality, [modality if against in (None, "all") else against], space)  # a bad one: refused first
     from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.evidence import answered_targets, joint_label, require_targets
+    from fvmatch.evidence import answered_targets, cross_modal_scoring, joint_label, require_targets
     from fvmatch.matching import check_gallery, identify as identify_query, merged, question_spaces, ranked
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
         targets, left_out = answered_targets(modality, against, gallery.counts(), embedder.card, space)
         require_targets(modality, targets, left_out, gallery.directory)
-        spaces = query_spaces(modality, targets, space)
-        check_gallery(gallery, modality, targets, space)
+        cross_by = cross_modal_scoring(embedder.card, space)
+        spaces = query_spaces(modality, targets, space, cross_by)
+        check_gallery(gallery, modality, targets, space, cross_by)
         for name in spaces:
             gallery.check_space(name, embedder.space(name).model_id)
         query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
@@ -198,7 +199,7 @@ def identify(
 
         fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
         groups = identify_query(gallery, query, targets, top, space, embedder.calibration, fmr, fused,
-                                joint_label(embedder.card))
+                                joint_label(embedder.card), cross_by)
         audit(gallery, "identify", [file_input(path)],
                {"modality": modality, "against": targets,
                 "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
@@ -226,9 +227,10 @@ def print_group(query: str, group) -> None:
     """One trial group as a table titled with what scored it, its warning (if any) beneath."""
     from fvmatch.matching import describe_condition
 
-    _print_candidates(f"{query}: {group.trial_type} trials in the {group.space} space (model {group.model_id[:16]}), "
-                      f"{scores_shown(group)}; {describe_condition(group.condition)}", group.candidates,
-                      group.judgements)
+    scored = ("weighed by the sex read from each side (sex heads" if group.space == "sex"
+              else f"in the {group.space} space (model")
+    _print_candidates(f"{query}: {group.trial_type} trials {scored} {group.model_id[:16]}), {scores_shown(group)}; "
+                      f"{describe_condition(group.condition)}", group.candidates, group.judgements)
     top = group.judgements[0] if group.judgements else None
     if top is not None and top.log10_lr is not None:
         say_line(stdout, f"rank 1, {group.candidates[0].identity}: log10 LR {top.log10_lr:+.2f}, {top.verbal} "
@@ -245,8 +247,14 @@ def print_notes(notes) -> None:
 
 def scores_shown(group) -> str:
     """What a group's scores are, for its table's title."""
-    return (f"fused scores (pair encoder) of the top {group.scoring['rescore_top']} by cosine, re-ranked"
-            if group.scoring else "cosine scores")
+    if not group.scoring:
+        return "cosine scores"
+    if group.scoring["score"] == "sex evidence":
+        question = group.scoring["question"]
+        return (f"the query reads {question['sex']} {question['probability']:.2f}, population "
+                f"{group.scoring['population']['female']:.0%} female; score: each item's reading; equal LRs by "
+                "the reading's probability")
+    return f"fused scores (pair encoder) of the top {group.scoring['rescore_top']} by cosine, re-ranked"
 
 
 def _print_candidates(title: str, candidates, judgements) -> None:
@@ -258,8 +266,10 @@ def _print_candidates(title: str, candidates, judgements) -> None:
         table.add_column(column, justify="right" if column in ("rank", "score", "log10 LR") else "left",
                          no_wrap=column != "source file")
     for candidate, judgement in zip(candidates, judgements):
+        reading = (judgement.readings or {}).get(candidate.modality)  # sex evidence: the item's reading, not a cosine
         # Text(): labels and paths are data, never rich markup ("[/]" in a label must print as it is)
-        table.add_row(str(candidate.rank), Text(candidate.identity), f"{candidate.score:.4f}",
+        table.add_row(str(candidate.rank), Text(candidate.identity),
+                      f"{reading['sex']} {reading['probability']:.2f}" if reading else f"{candidate.score:.4f}",
                       "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
                       judgement.decision or "-", candidate.modality, ShortPath(candidate.source_path))
     stdout.print(table)
@@ -320,15 +330,19 @@ def verify(
 
     space_for(items[0][0], items[1][0], space)  # a bad --space is refused before anything loads
     from fvmatch.embedder import Embedder
-    from fvmatch.evidence import cross_modal_refusal, joint_holds, joint_label
+    from fvmatch.attributes import ATTRIBUTE_SPACE
+    from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
     from fvmatch.fused_scoring import fused_pair
     from fvmatch.matching import describe_condition, score_pair
     from fvmatch.scoring import judge
     from fvmatch.spaces import JOINT
 
     embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
-    if items[0][0] != items[1][0] and space is None and joint_holds(embedder.card) is not None:
+    cross_by = cross_modal_scoring(embedder.card, space) if items[0][0] != items[1][0] else None
+    if items[0][0] != items[1][0] and cross_by is None:
         raise BadArgument("verify", cross_modal_refusal(embedder.card))
+    if cross_by == ATTRIBUTE_SPACE:
+        return _verify_by_sex(embedder, items, as_json)
     pair = score_pair(embedder, items, space)
     score, judged_as, scoring = fused_pair(embedder, pair)  # the cosine, unless a pair encoder scores this pair
     judgement = judge(score, pair.trial_type, embedder.calibration, fmr, judged_as, pair.model_id, pair.face_band)
@@ -351,3 +365,29 @@ def verify(
         print_notes([judgement.note])
     if judgement.decision == "different person":
         raise typer.Exit(EXIT_NO_MATCH)
+
+
+def _verify_by_sex(embedder, items, as_json: bool) -> None:
+    """A face and a voice weighed by the sex read from each (fvmatch.attributes): each reading, the LR, what it rests
+    on; no decision."""
+    from fvmatch.attributes import judgement, read_sex
+    from fvmatch.matching import HEAD_SPACE
+
+    readings, embeddings = {}, []
+    for modality, path in items:
+        embedding = (embedder.embed_face(path, spaces=[HEAD_SPACE["face"]])[0] if modality == "face"
+                     else embedder.embed_voice(path, spaces=[HEAD_SPACE["voice"]]))
+        readings[modality] = read_sex(modality, embedding.vectors, embedding.model_ids)
+        embeddings.append(embedding)
+    judged = judgement(readings["face"], readings["voice"])
+    if as_json:
+        emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
+                   "model_id": embedder.model_id, "condition": None, "scoring": {"score": "sex evidence"},
+                   "warning": None, **judged.to_dict()})
+        return
+    say_line(stdout, f"face-voice: sex evidence: the face reads {readings['face'].describe()}, the voice "
+                     f"{readings['voice'].describe()} (sex heads on dlib-face and ge2e-voice)")
+    say_line(stdout, f"log10 LR {judged.log10_lr:+.2f} ({judged.verbal}); decision: none (sex alone never says "
+                     "\"same person\")")
+    print_notes([judged.note])
+

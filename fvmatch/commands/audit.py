@@ -9,7 +9,8 @@ import typer
 
 from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOption, MinBandwidthOption, MinFacePxOption,
                                      MinSnrOption, ModelOption, RootOption, SpaceOption, app, audit, emit_json,
-                                     file_input, open_gallery, quality_minimums, say_line, stderr, stdout)
+                                     file_input, gallery_access_of_this_run, open_gallery, quality_minimums, say_line,
+                                     stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, BadArgument, FvmatchError
 
 audit_app = typer.Typer(help="Batch audits and the gallery's tamper-evident audit trail.", no_args_is_help=True)
@@ -101,8 +102,8 @@ def audit_run(
 
 @audit_app.command("log")
 def audit_log(
-    verify_chain: bool = typer.Option(False, "--verify", help="Recompute the hash chain; exit 2 naming the first "
-                                                                "row altered or removed."),
+    verify_chain: bool = typer.Option(False, "--verify", help="Recompute the hash chain (and --audit-log's, when "
+                                      "given); exit 2 naming the first row altered or removed."),
     since: Optional[str] = typer.Option(None, "--since", help="Rows at or after this time (ISO, UTC)."),
     until: Optional[str] = typer.Option(None, "--until", help="Rows before this time (ISO, UTC)."),
     command: Optional[str] = typer.Option(None, "--command", help="Only this command (e.g. enroll, identify)."),
@@ -111,19 +112,35 @@ def audit_log(
     gallery_path: Path = GalleryOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """List the audit trail: every command that read or changed the gallery, each row chained to the previous."""
-    from fvmatch.audit import audit_rows, verify_chain as check_chain
+    """List the audit trail: every command that read or changed the gallery, each row chained to the previous.
 
-    with open_gallery(gallery_path) as gallery:
+    On a read-only gallery given --audit-log, the rows of that file that name the gallery follow (marked "log").
+    --verify checks the gallery's chain and, with --audit-log, the file's chain as well. Neither records a row.
+    """
+    from fvmatch.audit import audit_rows, verify_chain as check_chain, verify_log
+
+    log = gallery_access_of_this_run().audit_log
+    if log is not None and not log.is_file():
+        raise BadArgument(log, "no audit log here")
+    with open_gallery(gallery_path, access="inspect") as gallery:
         if verify_chain:
             check = check_chain(gallery)
+            log_check = verify_log(log) if log is not None else None
             if as_json:
                 emit_json({"ok": check.ok, "rows": check.rows, "first_bad_id": check.first_bad_id,
-                           "problem": check.problem})
-            elif check.ok:
-                stdout.print(f"audit trail intact: {check.rows} rows, hash chain verified", highlight=False)
+                           "problem": check.problem,
+                           **({"audit_log": {"path": str(log), "ok": log_check.ok, "rows": log_check.rows,
+                                             "first_bad_id": log_check.first_bad_id, "problem": log_check.problem}}
+                              if log_check is not None else {})})
+            else:
+                if check.ok:
+                    stdout.print(f"audit trail intact: {check.rows} rows, hash chain verified", highlight=False)
+                if log_check is not None and log_check.ok:
+                    say_line(stdout, f"audit log {log} intact: {log_check.rows} rows, hash chain verified")
             if not check.ok:
                 raise FvmatchError(gallery_path / "gallery.db", f"audit trail broken: {check.problem}")
+            if log_check is not None and not log_check.ok:
+                raise FvmatchError(log, f"audit log broken: {log_check.problem}")
             return
         rows = audit_rows(gallery, since=since, until=until, command=command, identity=identity, limit=limit)
     if as_json:
@@ -137,7 +154,8 @@ def audit_log(
     for column in ("id", "time", "user", "command", "inputs", "result"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row["id"]), row["time"], Text(row["user"]), Text(row["command"]),
+        table.add_row(f"log {row['id']}" if "gallery" in row else str(row["id"]), row["time"], Text(row["user"]),
+                      Text(row["command"]),
                       Text(", ".join(Path(item["path"]).name for item in row["inputs"]) or "-"),
                       Text(json.dumps(row["result"])[:120]))
     stdout.print(table)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import inspect
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.cells import cell_len
@@ -58,6 +60,42 @@ app = typer.Typer(
 )
 stdout = Console()
 stderr = Console(stderr=True)
+
+
+@dataclass
+class GalleryAccess:
+    """How this invocation may touch a gallery: fvmatch's own options, given before the command
+    (`fvmatch --read-only --audit-log FILE identify ...`), so that every command that opens a gallery honours them."""
+
+    read_only: bool = False
+    audit_log: Path | None = None
+
+
+# the options of the invocations under way, innermost last: pushed by the app's callback, popped when it ends (typer
+# hands a command no context it did not ask for, and the commands need not ask: open_gallery and audit read this)
+_RUNNING: list[GalleryAccess] = []
+
+
+@app.callback()
+def gallery_access(
+    context: typer.Context,
+    read_only: bool = typer.Option(False, "--read-only", help="Open the gallery read-only: write no byte of it (also "
+                                   "implied when its files or folder cannot be written); commands that change it "
+                                   "are refused."),
+    audit_log: Optional[Path] = typer.Option(None, "--audit-log", envvar="FVMATCH_AUDIT_LOG", metavar="FILE",
+                                             help="Also record the audit rows in FILE (JSON lines, hash-chained); a "
+                                             "read-only gallery's queries record them there alone, and need it."),
+) -> None:
+    # (no docstring: the app's help text stays the one above)
+    if read_only and context.invoked_subcommand == "enroll":  # the one writer that opens a gallery by itself
+        raise BadArgument("--read-only", "enroll changes the gallery; give --read-only to commands that read it")
+    _RUNNING.append(GalleryAccess(read_only, audit_log))
+    context.call_on_close(_RUNNING.pop)
+
+
+def gallery_access_of_this_run() -> GalleryAccess:
+    """The options given before the command (defaults when a command function is called outside the CLI)."""
+    return _RUNNING[-1] if _RUNNING else GalleryAccess()
 
 ModelOption = typer.Option(None, "--model", envvar="FVMATCH_MODEL", help="Checkpoint (.safetensors); default: the shipped one.")
 JsonOption = typer.Option(False, "--json", help="One JSON document on stdout, nothing else there.")
@@ -154,17 +192,43 @@ def quality_minimums(min_face_px: float | None, min_snr: float | None, min_bandw
     return QualityMinimums(eye_distance_px=min_face_px, snr_db=min_snr, bandwidth_hz=min_bandwidth)
 
 
-def open_gallery(path: Path):
-    """An existing gallery (NotAGallery, exit 2, when there is none)."""
-    from fvmatch.gallery import Gallery
+def open_gallery(path: Path, access: str = "query"):
+    """An existing gallery (NotAGallery, exit 2, when there is none), read-only with --read-only or when this user
+    cannot write it, its audit rows also going to --audit-log when given. What the command will do with it decides
+    what a read-only gallery allows, checked here, before any work: "query" records an audit row (so it needs
+    --audit-log), "read" is a pure read (its row goes to --audit-log, or nowhere), "inspect" records no row (the
+    audit log is only read, if given), "write" is refused."""
+    from fvmatch.gallery import Gallery, GalleryUnwritable
 
-    return Gallery.open(path)
+    if access not in ("query", "read", "inspect", "write"):
+        raise ValueError(f"access {access!r} is not one of query, read, inspect, write")
+    options = gallery_access_of_this_run()
+    gallery = Gallery.open(path, read_only=options.read_only)
+    try:
+        if gallery.read_only and access == "write":
+            gallery.require_writable()
+        if gallery.read_only and access == "query" and options.audit_log is None:
+            raise GalleryUnwritable(path, "read-only gallery: give --audit-log FILE to record this query's audit row "
+                                    "elsewhere (or work on a writable copy)")
+        if options.audit_log is not None and access != "inspect":
+            from fvmatch.audit import check_audit_log
+
+            check_audit_log(options.audit_log, gallery)
+        gallery.audit_log = options.audit_log
+    except BaseException:
+        gallery.close()
+        raise
+    return gallery
 
 
-def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str) -> dict:
-    """Append this command to the gallery's hash-chained audit trail (arguments as typed); the row as stored."""
+def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str, optional: bool = False) -> dict | None:
+    """Append this command to the gallery's hash-chained audit trail (arguments as typed), and to --audit-log when
+    given; on a read-only gallery to --audit-log alone. The row as stored (the log's, on a read-only gallery). An
+    `optional` row (a pure read's) on a read-only gallery without --audit-log is not recorded: None."""
     from fvmatch.audit import append_audit
 
+    if optional and gallery.read_only and gallery.audit_log is None:
+        return None
     return append_audit(gallery, command, sys.argv[1:], inputs, result, model_id)
 
 

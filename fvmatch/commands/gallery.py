@@ -19,16 +19,23 @@ app.add_typer(gallery_app, name="gallery")
 
 @gallery_app.command("info")
 def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
-    """Counts per modality, pinned model, sizes and index health."""
-    with open_gallery(gallery_path) as gallery:
+    """Counts per modality, pinned model, sizes and index health.
+
+    A pure read: on a read-only gallery its audit row goes to --audit-log when given, else nowhere.
+    """
+    with open_gallery(gallery_path, access="read") as gallery:
         info = gallery.info()
-        audit(gallery, "gallery info", [], {"counts": info["counts"]}, gallery.model_id)
+        audit(gallery, "gallery info", [], {"counts": info["counts"]}, gallery.model_id, optional=True)
     if as_json:
         emit_json(info)
         return
     counts = info["counts"]
     stdout.print(f"gallery {info['gallery']} (format {info['format_version']}, created {info['created']})", highlight=False)
     stdout.print(f"model {info['model_id']} ({info['embedding_dim']}-D) at {info['model_path'] or '?'}", highlight=False)
+    if info["read_only"]:
+        upgraded = (f"; read through an upgrade in memory ({', '.join(info['upgraded_in_memory'])}), its files as they "
+                    "are" if info["upgraded_in_memory"] else "")
+        stdout.print(f"read-only ({info['read_only']}): nothing of it written{upgraded}", highlight=False)
     for space, recorded in info["spaces"].items():
         stdout.print(f"space {space}: model {recorded['model_id'][:16]}, {recorded['dim']}-D", highlight=False)
     stdout.print(f"{plural(counts['identities'], 'identity', 'identities')}, {plural(counts['face'], 'face')}, "
@@ -46,10 +53,13 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
 
 @gallery_app.command("list")
 def gallery_list(gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
-    """Every identity with its number of faces and voices."""
-    with open_gallery(gallery_path) as gallery:
+    """Every identity with its number of faces and voices.
+
+    A pure read: on a read-only gallery its audit row goes to --audit-log when given, else nowhere.
+    """
+    with open_gallery(gallery_path, access="read") as gallery:
         identities = gallery.identities()
-        audit(gallery, "gallery list", [], {"identities": len(identities)}, gallery.model_id)
+        audit(gallery, "gallery list", [], {"identities": len(identities)}, gallery.model_id, optional=True)
     if as_json:
         emit_json(identities)
         return
@@ -69,7 +79,7 @@ def gallery_remove(identity: str = typer.Option(..., "--identity", "-i", help="L
                    gallery_path: Path = GalleryOption, lock_timeout: float = LockTimeoutOption,
                    as_json: bool = JsonOption) -> None:
     """Remove an identity and its media from the database and the indexes."""
-    with open_gallery(gallery_path) as gallery:
+    with open_gallery(gallery_path, access="write") as gallery:
         with gallery.writer(lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch gallery remove"):
             removed = gallery.remove_identity(identity)
             gallery.flush()
@@ -94,7 +104,7 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
     from fvmatch.reembed import fill_missing_vectors, items_missing_vectors
     from fvmatch.spaces import PRETRAINED_SPACES
 
-    with open_gallery(gallery_path) as gallery:
+    with open_gallery(gallery_path, access="write") as gallery:
         embedder = embedder_for_gallery(gallery, model, load_weights=True)  # a bad model fails here, not per item
         with gallery.writer(lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch gallery reindex"):
             installed = {name: embedder.space_info(name) for name in PRETRAINED_SPACES}

@@ -43,8 +43,8 @@ def synth(
 @app.command()
 def embed(
     face: Optional[Path] = typer.Option(None, "--face", help="Image file."),
-    voice: Optional[Path] = typer.Option(None, "--voice", help="Audio file (WAV, FLAC, OGG, MP3, AIFF, AU; "
-                                         "not M4A/AAC: convert those first)."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="Audio file (WAV, FLAC, OGG, MP3, AIFF, AU, M4A/AAC; "
+                                         "or an MP4 with sound only)."),
     video: Optional[Path] = VideoOption,
     fps: float = FpsOption,
     model: Optional[Path] = ModelOption,
@@ -77,14 +77,20 @@ def embed(
                              minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     embeddings = (embedder.embed_face(face, all_faces=all_faces, spaces=spaces) if face
                   else [embedder.embed_voice(voice, spaces=spaces)])
+    from fvmatch.attributes import read_sex
+
+    readings = [read_sex(embedding.modality, embedding.vectors, embedding.model_ids) for embedding in embeddings]
     if as_json:
-        documents = [embedding.to_dict() for embedding in embeddings]
+        documents = [{**embedding.to_dict(), "sex": reading.to_dict() if reading else None}
+                     for embedding, reading in zip(embeddings, readings)]
         emit_json(documents if all_faces else documents[0])
         return
-    for embedding in embeddings:
+    for embedding, reading in zip(embeddings, readings):
         # a figure that is unknown (jpeg_quality of a PNG) is left out here; --json gives it as null
         quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items() if value is not None)
         say_line(stdout, f"{embedding.modality} {embedding.source}  ({quality})")  # a path may hold [markup]
+        if reading is not None:
+            say_line(stdout, f"{embedding.modality}: {reading.describe()} ({reading.space} sex head)")
         for name, vector in embedding.vectors.items():
             stdout.print(f"{name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:")
             stdout.print(" ".join(f"{value:+.4f}" for value in vector), soft_wrap=False)

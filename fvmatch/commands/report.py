@@ -35,7 +35,8 @@ def report(
 
     Queries, candidates with their enrolled faces, scores, log10 LR, decisions and the calibration's score plots.
 
-    Also the model card, the gallery and the audit rows; its sha256 goes into the trail. Exit 0 written, 2 bad input.
+    Also the model card, the gallery and the audit rows; its sha256 goes into the trail (on a read-only gallery,
+    into --audit-log, which it then needs). Exit 0 written, 2 bad input.
     """
     if sum([results is not None, face is not None, voice is not None, video is not None]) != 1:
         raise BadArgument("report", "give one of: --results RESULTS.jsonl, --face IMG, --voice AUDIO, --video FILE")
@@ -68,7 +69,9 @@ def report(
         stdout.print(f"wrote {out} ({document['bytes']:,} bytes, sha256 {document['sha256'][:16]}…): "
                      f"{count} {'query' if count == 1 else 'queries'} ({failed} failed), "
                      f"{len(document['detailed'])} in detail; "
-                     f"audit row {document['audit_row']}", highlight=False, markup=False, soft_wrap=True)
+                     f"audit row {document['audit_row']}"
+                     + (f" of the audit log {document['audit_log']}" if document["audit_log"] else ""),
+                     highlight=False, markup=False, soft_wrap=True)
 
 
 def _audit_run_report(results_path: Path, query_ids: list[str], detail_limit: int, out: Path, gallery_path: Path,
@@ -96,8 +99,13 @@ def _audit_run_report(results_path: Path, query_ids: list[str], detail_limit: in
                     {"report": {"path": document["report"], "sha256": sha256}, "kind": "audit run",
                      "run_ids": results.run_ids, "query_ids": [r["query_id"] for r in results.records],
                      "detailed": document["detailed"]}, embedder.model_id)
-    document["audit_row"] = row["id"]
+    document["audit_row"], document["audit_log"] = row["id"], _log_of(gallery)
     return document
+
+
+def _log_of(gallery) -> str | None:
+    """The audit log file that holds this report's rows instead of the gallery's trail (a read-only gallery's)."""
+    return str(gallery.audit_log) if gallery.read_only else None
 
 
 def _query_report(modality: str, path: Path, claim: Optional[str], against: Optional[str], top: int, fmr: float,
@@ -132,7 +140,7 @@ def _query_report(modality: str, path: Path, claim: Optional[str], against: Opti
                     {"report": {"path": document["report"], "sha256": sha256}, "kind": "query",
                      "query_audit_row": answered["id"], "query_ids": [record["query_id"]],
                      "detailed": document["detailed"]}, embedder.model_id)
-    document["audit_row"] = row["id"]
+    document["audit_row"], document["audit_log"] = row["id"], _log_of(gallery)
     return document
 
 

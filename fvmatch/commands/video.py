@@ -20,7 +20,7 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
     from fvmatch.commands.analyst import print_group, print_notes
-    from fvmatch.evidence import joint_label, video_targets
+    from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
     from fvmatch.matching import check_gallery, identify as identify_query, merged, query_spaces, question_spaces, ranked
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
 
@@ -33,10 +33,12 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
         asked = ["face", "voice"] if against in (None, "all") else [against]
         raise BadArgument(gallery.directory, "; ".join([f"nothing of this video can be weighed against the gallery's "
                                                         f"{' or '.join(asked)} items", *left_out]))
-    spaces = {m: query_spaces(m, parts[m], space) if parts[m] else [] for m in parts}
+    cross_by = cross_modal_scoring(embedder.card, space)
+    spaces = {m: query_spaces(m, parts[m], space, cross_by) if parts[m] else [] for m in parts}
     for modality in parts:
         if parts[modality]:
-            check_gallery(gallery, modality, [t for t in parts[modality] if counts[t]] or parts[modality], space)
+            check_gallery(gallery, modality, [t for t in parts[modality] if counts[t]] or parts[modality], space,
+                          cross_by)
     for name in {name for names in spaces.values() for name in names}:
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
@@ -49,7 +51,8 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     for query in evidence.embeddings():
         if parts[query.modality]:
             answered.append((query, identify_query(gallery, query, parts[query.modality], top, space,
-                                                   embedder.calibration, fmr, fused, joint_label(embedder.card))))
+                                                   embedder.calibration, fmr, fused, joint_label(embedder.card),
+                                                   cross_by)))
     groups = [group for _, found in answered for group in found]
     audit(gallery, "identify", [{**file_input(path), "video": evidence.provenance()}],
           {"modality": "video", "against": targets,
@@ -83,14 +86,15 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                  embedder, as_json: bool) -> None:
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
-    from fvmatch.evidence import cross_modal_refusal, joint_holds, joint_label
+    from fvmatch.attributes import ATTRIBUTE_SPACE, judgement as sex_judgement, read_sex
+    from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
     from fvmatch.scoring import judge, trial_type
     from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of
 
     if space is not None and space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
-    cross_held = space is not None or joint_holds(embedder.card) is None
-    if len(videos) == 1 and not others and not cross_held:  # its face against its soundtrack: face-voice alone
+    cross_by = cross_modal_scoring(embedder.card, space)  # what scores its face-voice trials, if anything
+    if len(videos) == 1 and not others and cross_by is None:  # its face against its soundtrack: face-voice alone
         raise BadArgument(videos[0], cross_modal_refusal(embedder.card))
     calibration = embedder.calibration
     first = video_evidence(embedder, videos[0], fps)
@@ -104,7 +108,7 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                   else embedder.embed_voice(other, spaces=spaces_of("voice")))]
     else:  # the video alone: its face against its soundtrack
         chosen = space or JOINT
-        if set(SPACE_MODALITIES.get(chosen, ())) != {"face", "voice"}:
+        if space is not None and set(SPACE_MODALITIES.get(chosen, ())) != {"face", "voice"}:
             raise BadArgument("--space", f"the {chosen} space cannot score a face against a voice")
         right = [(label, e) for label, e in left if e.modality == "voice"]
         left = [(label, e) for label, e in left if e.modality == "face"]
@@ -114,8 +118,14 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
     trials, left_out = [], []
     for left_label, a in left:
         for right_label, b in right:
-            if a.modality != b.modality and not cross_held:
+            if a.modality != b.modality and cross_by is None:
                 left_out = [f"face-voice trials left out: {cross_modal_refusal(embedder.card)}"]
+                continue
+            if a.modality != b.modality and cross_by == ATTRIBUTE_SPACE:
+                face, voice = (a, b) if a.modality == "face" else (b, a)
+                judged = sex_judgement(read_sex("face", face.vectors, face.model_ids),
+                                       read_sex("voice", voice.vectors, voice.model_ids))
+                trials.append((left_label, right_label, ATTRIBUTE_SPACE, judged.score, judged))
                 continue
             try:
                 chosen = space_for(a.modality, b.modality, space)
@@ -137,6 +147,13 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                    "warning": warning, "notes": first.notes + left_out})
     else:
         for left_label, right_label, chosen, score, judgement in trials:
+            if judgement.readings:  # sex evidence
+                say_line(stdout, f"face-voice: {left_label} vs {right_label}: sex evidence: the face reads "
+                                 f"{judgement.readings['face']['sex']} {judgement.readings['face']['probability']:.2f}, "
+                                 f"the voice {judgement.readings['voice']['sex']} "
+                                 f"{judgement.readings['voice']['probability']:.2f}: log10 LR {judgement.log10_lr:+.2f} "
+                                 f"({judgement.verbal}); no decision")
+                continue
             say_line(stdout, f"{judgement.trial_type}: {left_label} vs {right_label}: score {score:.4f} (cosine in the "
                              f"{chosen} space; model {embedder.space(chosen).model_id[:16]})")
             if judgement.decision is not None:
@@ -157,7 +174,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
     from fvmatch.commands.analyst import print_notes
-    from fvmatch.evidence import joint_label, video_targets
+    from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
     from fvmatch.gallery.gallery import UnknownIdentity
     from fvmatch.matching import describe_condition, query_spaces, question_spaces, verify_claim
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
@@ -167,7 +184,8 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
     if not gallery.has_identity(claim):
         raise UnknownIdentity(claim, "no such identity in the gallery")
     parts, left_out = video_targets(None, gallery.counts(), embedder.card, space)
-    spaces = {m: query_spaces(m, parts[m], space) if parts[m] else [] for m in parts}
+    cross_by = cross_modal_scoring(embedder.card, space)
+    spaces = {m: query_spaces(m, parts[m], space, cross_by) if parts[m] else [] for m in parts}
     for name in {name for names in spaces.values() for name in names}:
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
@@ -175,7 +193,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
                               voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
     answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
                 for group in verify_claim(gallery, query, claim, parts[query.modality], space, embedder.calibration,
-                                          fmr, joint_label(embedder.card))]
+                                          fmr, joint_label(embedder.card), cross_by)]
     if not answered:
         raise BadArgument(claim, "; ".join(["the claimed identity has no item this video's face track or soundtrack "
                                             "can be weighed against", *left_out]))
@@ -193,6 +211,14 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
     else:
         for query, group in answered:
             candidate, judgement = group.candidates[0], group.judgements[0]
+            if judgement.readings:  # sex evidence
+                say_line(stdout, f"face-voice: video {path} {PART[query.modality]} vs {claim}'s "
+                                 f"{candidate.modality} ({candidate.source_path}): sex evidence: the face reads "
+                                 f"{judgement.readings['face']['sex']} {judgement.readings['face']['probability']:.2f}, "
+                                 f"the voice {judgement.readings['voice']['sex']} "
+                                 f"{judgement.readings['voice']['probability']:.2f}: log10 LR {judgement.log10_lr:+.2f} "
+                                 f"({judgement.verbal}); no decision")
+                continue
             say_line(stdout, f"{group.trial_type}: video {path} {PART[query.modality]} vs {claim}'s best "
                              f"{candidate.modality} ({candidate.source_path}): score {candidate.score:.4f} (cosine in "
                              f"the {group.space} space; model {group.model_id[:16]}); {describe_condition(group.condition)}")

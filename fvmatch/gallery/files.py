@@ -2,7 +2,8 @@
 
 A gallery holds biometric data: its directory is 0700 and every file in it 0600, whatever the umask. Files are
 created with that mode explicitly (SQLite gives gallery.db-wal and -shm the mode of gallery.db). A full disk, a
-read-only file system or a missing permission becomes GalleryUnwritable: one line naming the file, exit 2.
+read-only file system or a missing permission becomes GalleryUnwritable: one line naming the file, exit 2. A gallery
+this user cannot write at all (write-protected evidence) is opened read-only instead: `unwritable_reason`.
 """
 from __future__ import annotations
 
@@ -39,6 +40,22 @@ def storage_failure(path: object, error: BaseException) -> GalleryUnwritable | N
     else:
         return None
     return GalleryUnwritable(path, f"cannot write to the gallery: {reason}")
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why this user cannot change the gallery in `directory` (None when they can): its file system is mounted
+    read-only, its folder cannot be written (no file can be made or replaced there), or gallery.db cannot be."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "its file system is read-only"
+    except OSError:
+        pass
+    if not os.access(directory, os.W_OK):
+        return "its folder cannot be written"
+    database = directory / "gallery.db"
+    if database.exists() and not os.access(database, os.W_OK):
+        return "gallery.db cannot be written"
+    return None
 
 
 def _device_state(directory: Path) -> str:

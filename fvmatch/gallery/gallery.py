@@ -8,10 +8,15 @@
 
 This module is the item store: identities, media and their vectors in the database, searched and changed in
 transactions. The indexes, and keeping them in step with the database, are indexes.py's GalleryIndexes.
+
+A gallery this user cannot write (write-protected evidence), or one opened with `read_only=True`, is read without
+writing a byte: SQLite read-only (database.connect_read_only), no migration applied to the file, index repairs kept
+in memory, no lock file; any change is refused (`require_writable`).
 """
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +27,11 @@ import numpy as np
 import sqlite_utils
 
 from fvmatch.errors import BadArgument, FvmatchError, ModelMismatch
-from fvmatch.gallery.database import DB_NAME, NotAGallery, Transaction, connect, create_database
-from fvmatch.gallery.files import make_private_directory, tighten, writing
+from fvmatch.gallery.database import DB_NAME, NotAGallery, Transaction, connect, connect_read_only, create_database
+from fvmatch.gallery.files import GalleryUnwritable, make_private_directory, tighten, unwritable_reason, writing
 from fvmatch.gallery.index import ModalityIndex
 from fvmatch.gallery.indexes import GalleryIndexes
-from fvmatch.gallery.lock import WriteLock
+from fvmatch.gallery.lock import WriteLock, hold_off_writers
 from fvmatch.gallery.schema import FORMAT_VERSION
 
 MODALITIES = ("face", "voice")
@@ -96,9 +101,15 @@ class Gallery:
     """Open with `Gallery.open(path)` (or `create=True` for a new one); use as a context manager. Its search
     indexes are `gallery.indexes` (indexes.py)."""
 
-    def __init__(self, directory: Path, db: sqlite_utils.Database) -> None:
+    def __init__(self, directory: Path, db: sqlite_utils.Database, read_only: str | None = None,
+                 upgraded_in_memory: Sequence[str] = ()) -> None:
         self.directory = directory
         self.db = db
+        self.read_only = read_only  # why nothing may be written (None: a writable gallery)
+        self.upgraded_in_memory = list(upgraded_in_memory)  # migrations a read-only open applied to its copy in memory
+        # where the audit rows of reads go besides (on a read-only gallery: instead of) its trail (fvmatch.audit)
+        self.audit_log: Path | None = None
+        self._writers_held_off: int | None = None  # a read-only gallery's shared hold on the write lock
         # this fvmatch's model id of a space, where an embedder was chosen for the gallery (embedder_for_gallery):
         # a reference condition whose stored vectors came from another model is not searched (fvmatch.matching)
         self.space_models: Callable[[str], str] | None = None
@@ -107,13 +118,16 @@ class Gallery:
     # ----- opening, creating, pinning -------------------------------------------------------------------------
     @classmethod
     def open(cls, directory: str | Path, create: bool = False, model_id: str | None = None,
-             embedding_dim: int | None = None, model_path: str | None = None, huge_pages: bool = False) -> "Gallery":
+             embedding_dim: int | None = None, model_path: str | None = None, huge_pages: bool = False,
+             read_only: bool = False) -> "Gallery":
         """Open a gallery. With `create`, make it if absent, pinned to `model_id` (required then; hold the
         write lock while creating). With `huge_pages`, each index is moved onto huge pages once loaded (for a
         process that will search it many times: huge_pages.py). GalleryUnwritable when the storage refuses a write
-        it needs."""
+        it needs. Read-only (`gallery.read_only` says why) with `read_only`, or when this user cannot write it."""
         directory = Path(directory)
         db_path = directory / DB_NAME
+        if read_only and create:
+            raise ValueError("a gallery opened read-only cannot be created")
         if not db_path.exists():
             if not create:
                 raise NotAGallery(directory, "no gallery here (enroll something first, or check --gallery)")
@@ -125,18 +139,34 @@ class Gallery:
             tighten(directory)  # owner-only, also when the directory was there before: a gallery holds biometric data
             with writing(db_path):
                 create_database(db_path, _pinned(model_id, embedding_dim, model_path))
-        gallery = cls(directory, connect(db_path))
+        reason = "opened read-only" if read_only else unwritable_reason(directory)
+        if reason is None:
+            gallery = cls(directory, connect(db_path))
+        else:
+            held = hold_off_writers(directory)
+            try:
+                db, upgraded = connect_read_only(db_path, writers_held_off=held is not None)
+            except BaseException:
+                if held is not None:
+                    os.close(held)
+                raise
+            gallery = cls(directory, db, read_only=reason, upgraded_in_memory=upgraded)
+            gallery._writers_held_off = held
         gallery.indexes.huge_pages = huge_pages
-        if gallery.meta("format_version") is None:
-            gallery._initialise(model_id, embedding_dim, model_path)
-        elif int(gallery.meta("format_version")) > FORMAT_VERSION:
-            raise NotAGallery(directory, f"gallery format {gallery.meta('format_version')} is newer than this "
-                              f"fvmatch understands ({FORMAT_VERSION}); upgrade fvmatch")
+        try:
+            if gallery.meta("format_version") is None:
+                gallery._initialise(model_id, embedding_dim, model_path)
+            elif int(gallery.meta("format_version")) > FORMAT_VERSION:
+                raise NotAGallery(directory, f"gallery format {gallery.meta('format_version')} is newer than this "
+                                  f"fvmatch understands ({FORMAT_VERSION}); upgrade fvmatch")
+        except BaseException:
+            gallery.close()
+            raise
         return gallery
 
     def _initialise(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
         """Pin a database that has a schema but no metadata (a creation by an older fvmatch, cut short)."""
-        if model_id is None or embedding_dim is None:
+        if model_id is None or embedding_dim is None or self.read_only:
             raise NotAGallery(self.directory, "gallery database has no metadata")
         with self.transaction():
             for key, value in _pinned(model_id, embedding_dim, model_path).items():
@@ -249,18 +279,31 @@ class Gallery:
             if missing:
                 shown = ", ".join(f"{row['identity']} ({Path(row['source_path']).name})" for row in missing[:MISSING_SHOWN])
                 more = f" and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
+                where = " on a writable copy of this read-only gallery" if self.read_only else ""
                 raise MissingVectors(self.directory, f"{len(missing)} {modality} item(s) have no {space} vectors: "
-                                     f"{shown}{more}; fill them from their evidence files with `fvmatch gallery reindex`")
+                                     f"{shown}{more}; fill them from their evidence files with `fvmatch gallery "
+                                     f"reindex`{where}")
+
+    def require_writable(self) -> None:
+        """GalleryUnwritable, before anything is done, when the gallery was opened read-only."""
+        if self.read_only:
+            raise GalleryUnwritable(self.directory, f"read-only gallery ({self.read_only}): this command changes it; "
+                                    "work on a writable copy")
 
     def writer(self, timeout_seconds: float = 60.0, on_wait=None, description: str = "") -> WriteLock:
         """The write lock, to hold around any change: `with gallery.writer(): gallery.add(...)`."""
+        self.require_writable()
         return WriteLock(self.directory, timeout_seconds, on_wait, description)
 
     def transaction(self):
+        self.require_writable()
         return Transaction(self.db.conn, self.directory / DB_NAME)
 
     def close(self) -> None:
         self.db.conn.close()
+        if self._writers_held_off is not None:
+            os.close(self._writers_held_off)
+            self._writers_held_off = None
 
     def __enter__(self) -> "Gallery":
         return self
@@ -512,4 +555,4 @@ class Gallery:
         return {"gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
                 "embedding_dim": self.embedding_dim, "format_version": int(self.meta("format_version") or 0),
                 "created": self.meta("created"), "spaces": self.spaces, "counts": counts, "database_bytes": db_bytes,
-                "indexes": health}
+                "indexes": health, "read_only": self.read_only, "upgraded_in_memory": self.upgraded_in_memory}

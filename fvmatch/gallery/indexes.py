@@ -102,7 +102,10 @@ class GalleryIndexes:
 
     def _save_if_free(self, index: ModalityIndex, space: str, modality: str) -> None:
         """A reader that repaired an index in memory writes it back only if no writer is at work; one that verified
-        a file or found it current records that in the sidecar."""
+        a file or found it current records that in the sidecar. A read-only gallery keeps both in memory (and takes
+        no lock: its lock file is not written either)."""
+        if self.gallery.read_only:
+            return
         lock = WriteLock(self.gallery.directory)
         try:
             if lock.try_acquire():

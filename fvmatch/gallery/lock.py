@@ -1,7 +1,9 @@
 """One writer at a time: an exclusive advisory lock on a file in the gallery directory.
 
-Readers never take it (SQLite in WAL mode lets them read while a writer works). A second writer waits,
-saying once who holds the lock, and gives up cleanly after a timeout.
+Readers never take it (SQLite in WAL mode lets them read while a writer works), except a gallery opened read-only,
+which holds it shared when it can without waiting (`hold_off_writers`; the file is not written): it reads the
+database file as it stands, so no writer may start under it. A second writer waits, saying once who holds the
+lock, and gives up cleanly after a timeout.
 """
 from __future__ import annotations
 
@@ -79,10 +81,7 @@ class WriteLock:
             descriptor = self._open()
         except OSError:
             return False
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
+        if not _locked_now(descriptor, fcntl.LOCK_EX):
             return False
         self._descriptor = descriptor
         return True
@@ -93,3 +92,23 @@ class WriteLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def hold_off_writers(directory: Path) -> int | None:
+    """The write lock held shared, for a read-only open (writers wait until it is let go: `os.close`): its
+    descriptor, or None when there is no lock file to hold or a writer holds it now. Nothing is created or written."""
+    try:
+        descriptor = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    return descriptor if _locked_now(descriptor, fcntl.LOCK_SH) else None
+
+
+def _locked_now(descriptor: int, mode: int) -> bool:
+    """flock `mode` without waiting; False, and the descriptor closed, when another process holds the lock."""
+    try:
+        fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return False
+    return True

@@ -120,9 +120,15 @@ def _applied(db: sqlite_utils.Database) -> set[str]:
     return {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
 
 
+def pending(db: sqlite_utils.Database) -> list[str]:
+    """The names of the migrations this database has not seen, in the order they would be applied."""
+    applied = _applied(db)
+    return [function.__name__ for function in MIGRATIONS if function.__name__ not in applied]
+
+
 def migrate(db: sqlite_utils.Database) -> None:
     """Apply the migrations this database has not seen, in one transaction; writes nothing when none are due."""
-    if _applied(db) >= {function.__name__ for function in MIGRATIONS}:
+    if not pending(db):
         return
     db.execute("BEGIN IMMEDIATE")
     try:

@@ -2,7 +2,8 @@
 
 The front end of Wang et al. 2020 (DIMNet-voice): 64 log-mel bands, 25 ms window, 10 ms hop,
 per-utterance mean/variance normalisation, 16 kHz mono. Speech is found with silero-vad and long
-silences are dropped. Recordings are streamed in blocks and cut into windows of speech, so an
+silences are dropped. libsndfile reads WAV, FLAC, OGG, MP3, AIFF and AU; FFmpeg (PyAV's wheel) reads the sound of
+M4A/MP4 and Matroska/WebM containers and bare AAC streams. Recordings are streamed in blocks and cut into windows of speech, so an
 hour-long file never sits in memory whole; the embedder averages the windows' embeddings.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ MAX_SAMPLE_MAGNITUDE = 1000.0
 MAX_RESAMPLE_KERNEL = 1_000_000  # orig x new of the ratio given to torchaudio's resample (see resampling_ratio)
 MIN_TAIL_SECONDS = 1.0  # a last window shorter than this is merged away rather than embedded alone
 MIN_TRIMMED_SECONDS = 1.0  # a window's trimmed speech shorter than this (and than silero's) is not used
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".m4a", ".aac"}
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,6 @@ def _format_hint(path: Path) -> str:
     import soundfile
 
     suffix = path.suffix.lower()
-    if suffix in {".m4a", ".aac", ".mp4"}:
-        return " (M4A/AAC is not read: convert to WAV, FLAC, OGG or MP3)"
     if suffix == ".mp3" and "MP3" not in soundfile.available_formats():
         return f" (MP3 needs libsndfile >= 1.1; this is {soundfile.__libsndfile_version__})"
     return ""
@@ -173,19 +172,50 @@ def _open_audio(path: Path) -> Iterator:
 
 def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray]:
     """Blocks of 16 kHz mono float32 audio, decoded BLOCK_SECONDS (at most MAX_BLOCK_SAMPLES) at a time."""
-    import soundfile
     import torch
     import torchaudio.functional
+
+    from fvmatch.media.video import audio_demuxer
+
+    demuxer = audio_demuxer(path) if input_file_problem(path) is None else None
+    blocks = _pyav_blocks(path, demuxer, summary) if demuxer is not None else _soundfile_blocks(path, summary)
+    orig = new = None
+    for block in blocks:
+        if orig is None:
+            orig, new = resampling_ratio(summary.original_sample_rate)
+        if not np.isfinite(block).all():
+            raise UnreadableMedia(path, "audio holds NaN or infinite samples")
+        peak = float(np.abs(block).max()) if block.size else 0.0
+        if peak > MAX_SAMPLE_MAGNITUDE:
+            raise UnreadableMedia(path, f"audio samples reach {peak:.3g}, far outside the [-1, 1] range of audio")
+        summary.meter.add(block, summary.original_sample_rate)
+        mono = block.mean(axis=1)
+        summary.duration_seconds += len(mono) / summary.original_sample_rate
+        if orig != new:
+            mono = torchaudio.functional.resample(torch.from_numpy(mono), orig, new).numpy()
+        yield mono
+
+
+def _check_rate(path: Path, sample_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise UnreadableMedia(path, f"sample rate of {sample_rate:,} Hz is outside the "
+                              f"{MIN_SAMPLE_RATE:,}-{MAX_SAMPLE_RATE:,} Hz of a voice recording")
+
+
+def _block_frames(sample_rate: int, channels: int) -> int:
+    return max(1, min(int(BLOCK_SECONDS * sample_rate), MAX_BLOCK_SAMPLES // max(1, channels)))
+
+
+def _soundfile_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray]:
+    """(frames, channels) float32 blocks at the file's own rate, read by libsndfile (WAV, FLAC, OGG, MP3, ...)."""
+    import soundfile
 
     with _open_audio(path) as sound:
         summary.original_sample_rate = sound.samplerate
         summary.channels = sound.channels
         summary.codec = f"{sound.format} {sound.subtype}"
-        if not MIN_SAMPLE_RATE <= sound.samplerate <= MAX_SAMPLE_RATE:
-            raise UnreadableMedia(path, f"sample rate of {sound.samplerate:,} Hz is outside the "
-                                  f"{MIN_SAMPLE_RATE:,}-{MAX_SAMPLE_RATE:,} Hz of a voice recording")
-        orig, new = resampling_ratio(sound.samplerate)
-        block_frames = max(1, min(int(BLOCK_SECONDS * sound.samplerate), MAX_BLOCK_SAMPLES // sound.channels))
+        _check_rate(path, sound.samplerate)
+        block_frames = _block_frames(sound.samplerate, sound.channels)
         while True:
             try:
                 block = sound.read(block_frames, dtype="float32", always_2d=True)
@@ -193,17 +223,59 @@ def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
                 raise UnreadableMedia(path, f"audio data is truncated or corrupt ({error})") from None
             if len(block) == 0:
                 return
-            if not np.isfinite(block).all():
-                raise UnreadableMedia(path, "audio holds NaN or infinite samples")
-            peak = float(np.abs(block).max())
-            if peak > MAX_SAMPLE_MAGNITUDE:
-                raise UnreadableMedia(path, f"audio samples reach {peak:.3g}, far outside the [-1, 1] range of audio")
-            summary.meter.add(block, sound.samplerate)
-            mono = block.mean(axis=1)
-            summary.duration_seconds += len(mono) / sound.samplerate
-            if orig != new:
-                mono = torchaudio.functional.resample(torch.from_numpy(mono), orig, new).numpy()
-            yield mono
+            yield block
+
+
+def _pyav_blocks(path: Path, demuxer: str, summary: SpeechSummary) -> Iterator[np.ndarray]:
+    """(frames, channels) float32 blocks at the stream's own rate of the first audio track of an MP4/M4A or
+    Matroska/WebM container or a bare AAC stream, decoded by FFmpeg (PyAV's wheel): what libsndfile cannot read."""
+    import av
+
+    from fvmatch.media.video import _reason
+
+    container_name = {"mov": "MP4", "matroska": "Matroska/WebM", "aac": "AAC"}[demuxer]
+    if path.stat().st_size == 0:
+        raise UnreadableMedia(path, "file is empty")
+    try:
+        container = av.open(str(path), format=demuxer, metadata_errors="ignore")
+    except av.FFmpegError as error:
+        raise UnreadableMedia(path, f"{container_name} file is truncated or damaged ({_reason(error)})") from None
+    except (OSError, ValueError) as error:
+        raise UnreadableMedia(path, f"cannot open audio ({error})") from None
+    with container:
+        if not container.streams.audio:
+            raise UnreadableMedia(path, f"{container_name} file holds no audio track")
+        stream = container.streams.audio[0]
+        context = stream.codec_context
+        summary.original_sample_rate = int(context.sample_rate or 0)
+        summary.channels = int(context.channels or 0)
+        summary.codec = f"{container_name} {context.name}"
+        _check_rate(path, summary.original_sample_rate)
+        resampler = av.AudioResampler(format="flt")  # packed float32, the stream's own layout and rate
+        block_frames = _block_frames(summary.original_sample_rate, summary.channels)
+        pending: list[np.ndarray] = []
+        held = decoded = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+                frames = packet.decode() if packet is not None else []
+                converted = [c for frame in frames for c in resampler.resample(frame)]
+            except av.FFmpegError as error:
+                raise UnreadableMedia(path, f"audio data is truncated or corrupt ({_reason(error)})") from None
+            for frame in converted:
+                pending.append(frame.to_ndarray().reshape(-1, frame.layout.nb_channels))
+                held += len(pending[-1])
+            while held >= block_frames or (packet is None and held):
+                joined = np.concatenate(pending)
+                decoded += 1
+                yield joined[:block_frames]
+                pending = [joined[block_frames:]]
+                held = len(pending[0])
+            if packet is None:
+                break
+        if decoded == 0:
+            raise UnreadableMedia(path, f"{container_name} file holds no decodable audio (truncated or damaged)")
 
 
 def load_audio(path: str | Path, summary: SpeechSummary | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Face images: load a JPEG, PNG, BMP, GIF, TIFF, WebP or PPM file, detect faces with MTCNN, return 160x160 crops.
+"""Face images: load a JPEG, PNG, BMP, GIF, TIFF, WebP, AVIF or PPM file, detect faces with MTCNN, return 160x160 crops.
 
 MTCNN (fvmatch.media.mtcnn: facenet-pytorch's detector and the weights shipped in its wheel, in numpy, without
 importing torch or its package) gives boxes, probabilities and landmarks; each crop is the box resized to 160x160,
@@ -24,10 +24,12 @@ UPSAMPLE = 2  # ...this many times larger
 # Pillow's own bomb limit is ~89 Mpx; a face photo never needs more than 50 Mpx, and refusing
 # before decoding keeps a hostile PNG from taking gigabytes of memory.
 MAX_IMAGE_PIXELS = 50_000_000
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".ppm", ".pgm"}
 # the decoders tried, whatever the file's name: the formats of IMAGE_SUFFIXES (JPEG covers cameras' MPO files).
 # Pillow would otherwise also try EPS, which runs Ghostscript on the file, and a dozen rarely used decoders.
-IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "AVIF", "PPM")
+# single-channel modes wider than 8 bits (16-bit PNG/TIFF, 32-bit integer and float TIFF), scaled by their range
+WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 # EXIF orientation -> the transposition that makes the image upright, as ImageOps.exif_transpose does; that one
 # also re-encodes the EXIF block (which we drop) and fails on a damaged one (python-pillow/Pillow#8965)
 UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -67,22 +69,21 @@ def load_image(path: str | Path) -> Image.Image:
         raise UnreadableMedia(path, problem)
     if path.stat().st_size == 0:
         raise UnreadableMedia(path, "file is empty")
+    if _is_heif(path):
+        raise UnreadableMedia(path, "a HEIC/HEIF still image, which fvmatch cannot decode: convert it to JPEG or PNG")
     try:
         # Pillow warns (on stderr) about damaged metadata it skips; the one-line error or the image is what counts
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower: said below
             Image.init()  # registers every decoder (once): Image.open(formats=...) only looks among registered ones
             with Image.open(path, formats=IMAGE_FORMATS) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise UnreadableMedia(
-                        path, f"image is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit"
-                    )
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise UnreadableMedia(path, _too_large(image.size))
                 image.load()
                 orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
                 method = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
-                upright = (image.transpose(method) if method is not None else image).convert("RGB")
+                upright = _to_rgb(image.transpose(method) if method is not None else image)
                 upright.info["jpeg_quality"] = jpeg_quality_estimate(image)  # the tables are the file's, not kept
                 return upright
     except UnreadableMedia:
@@ -91,9 +92,58 @@ def load_image(path: str | Path) -> Image.Image:
         raise UnreadableMedia(path, f"not an image file Pillow can read (supported: {', '.join(IMAGE_FORMATS)})") from None
     except Image.DecompressionBombError:
         # raised by Image.open itself, before our check, for sizes over twice Pillow's own limit
-        raise UnreadableMedia(path, f"image declares more pixels than the {MAX_IMAGE_PIXELS:,}-pixel limit") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
+        raise UnreadableMedia(path, _too_large(_declared_size(path))) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableMedia(path, f"cannot decode image ({error})") from None
+
+
+def _too_large(size: tuple[int, int] | None) -> str:
+    """The one message for an image over MAX_IMAGE_PIXELS, whatever its size."""
+    limit = f"over the {MAX_IMAGE_PIXELS:,}-pixel limit"
+    if size is None:
+        return f"image declares more pixels than fvmatch reads ({limit}): downscale it first"
+    width, height = size
+    return f"image is {width}x{height} pixels, {limit} ({width * height / 1e6:.1f} Mpx): downscale it first"
+
+
+def _declared_size(path: Path) -> tuple[int, int] | None:
+    """The size an image's header declares, read by the decoder that takes the file but without Image.open's
+    bomb check (which refuses the largest sizes without saying them); nothing is decoded."""
+    with open(path, "rb") as handle:
+        prefix = handle.read(16)
+    for name in IMAGE_FORMATS:
+        factory, accept = Image.OPEN.get(name, (None, None))
+        if factory is None or (accept is not None and not accept(prefix)):
+            continue
+        try:
+            with open(path, "rb") as handle, factory(handle, str(path)) as image:
+                return image.size
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return None
+
+
+def _is_heif(path: Path) -> bool:
+    from fvmatch.media.video import sniff
+
+    try:
+        return sniff(path) == "heif"
+    except OSError:
+        return False  # Pillow's opening says what is wrong
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB. A 16- or 32-bit integer or a float image (a scientific camera's, a 16-bit PNG) is first
+    scaled to 8 bits by the range of its values: Pillow's own conversion clips it at 255, and a 16-bit photo turns white.
+    """
+    if image.mode not in WIDE_MODES:
+        return image.convert("RGB")
+    values = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(values)
+    low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    scaled = np.zeros(values.shape, np.uint8) if high <= low else np.round(
+        (np.where(finite, values, low) - low) * (255.0 / (high - low))).astype(np.uint8)
+    return Image.fromarray(scaled, "L").convert("RGB")
 
 
 def face_crop(image: Image.Image, box) -> np.ndarray:

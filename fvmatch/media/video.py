@@ -30,6 +30,9 @@ MAX_DURATION_SECONDS = 24 * 3600.0  # a declared duration longer than a day is r
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 # FFmpeg demuxer per container family (the only ones opened)
 DEMUXERS = {"MP4/MOV": "mov", "Matroska/WebM": "matroska", "AVI": "avi"}
+# ISO brands of still images: HEIC/HEIF (Apple's photos; no decoder here) and AVIF (Pillow decodes it)
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx"}
+AVIF_BRANDS = {b"avif", b"avis"}
 VFR_TOLERANCE = 0.2  # frame intervals varying more than this (relative) mark a variable frame rate
 
 
@@ -48,10 +51,13 @@ class VideoInfo:
     audio_codec: str | None  # None: no audio track
     audio_sample_rate: int = 0
     audio_channels: int = 0
+    frames_declared: int = 0  # frames the video track's header counts (0: not said, as in Matroska)
     frames_decoded: int = 0
     frames_sampled: int = 0
     variable_frame_rate: bool = False  # measured while decoding
     damage: list[str] = field(default_factory=list)  # what reading stopped at, if anything
+    still_picture: bool = False  # one picture, whole, held over the video's duration (a still, not damage)
+    notes: list[str] = field(default_factory=list)  # what reading found that is not damage (a still picture)
 
     @property
     def has_audio(self) -> bool:
@@ -64,7 +70,7 @@ class VideoInfo:
                 "audio_codec": self.audio_codec, "audio_sample_rate": self.audio_sample_rate,
                 "audio_channels": self.audio_channels, "frames_decoded": self.frames_decoded,
                 "frames_sampled": self.frames_sampled, "variable_frame_rate": self.variable_frame_rate,
-                "damage": list(self.damage)}
+                "still_picture": self.still_picture, "damage": list(self.damage)}
 
 
 @dataclass(frozen=True)
@@ -79,19 +85,26 @@ class SampledFrame:
 
 
 def sniff(path: str | Path) -> str | None:
-    """The kind of file its first bytes say it is: a container of DEMUXERS, "image", "audio", or None."""
+    """The kind of file its first bytes say it is: a container of DEMUXERS, "image", "audio", "heif" (a HEIC/HEIF
+    still image: an ISO box file like an MP4, told by its brands), or None."""
     with open(path, "rb") as handle:
         head = handle.read(64)
     if len(head) >= 12 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
-        if head[4:8] == b"ftyp" and head[8:11] in (b"M4A", b"M4B"):
-            return "audio"
+        if head[4:8] == b"ftyp":
+            brands = _ftyp_brands(head)
+            if brands & AVIF_BRANDS:
+                return "image"  # AVIF: Pillow decodes it
+            if brands & HEIF_BRANDS:
+                return "heif"
+            if head[8:11] in (b"M4A", b"M4B"):
+                return "audio"
         return "MP4/MOV"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "Matroska/WebM"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "AVI"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head[:4] in (b"fLaC", b"OggS", b"FORM", b".snd") \
-            or head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+            or head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2") or _adts(head):
         return "audio"
     if head.startswith((b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P6", b"P5")) \
             or head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -99,12 +112,63 @@ def sniff(path: str | Path) -> str | None:
     return None
 
 
-def is_video(path: str | Path) -> bool:
-    """Whether the file's content is a video container fvmatch reads (whatever its name)."""
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO file's leading ftyp box (as far as `head` holds it)."""
+    size = int.from_bytes(head[:4], "big")
+    end = min(len(head), size if size >= 16 else 16)
+    return {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+
+
+def _adts(head: bytes) -> bool:
+    """An ADTS AAC stream (a bare .aac file): 12 sync bits, then layer 00 (an MP3 frame has layer 01-11)."""
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
+
+
+def media_kind(path: str | Path) -> str | None:
+    """What the file's content is, whatever its name: "video" (a container of DEMUXERS with a picture), "audio" (an
+    audio file, or such a container with sound only: an M4A, an audio-only MP4 or WebM), "image", "heif", or None."""
     try:
-        return sniff(path) in DEMUXERS
+        kind = sniff(path)
     except OSError:
-        return False
+        return None
+    if kind in DEMUXERS:
+        return "video" if _has_picture(path, kind) else "audio"
+    return kind
+
+
+def _has_picture(path: str | Path, kind: str) -> bool:
+    """Whether a container holds a video track other than cover art; a container that does not open counts as a
+    video (its reading says what is wrong with it)."""
+    import av
+
+    try:
+        with av.open(str(path), format=DEMUXERS[kind], metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                return True  # no sound either: the video path's message says what it holds
+            return any(not stream.disposition & av.stream.Disposition.attached_pic for stream in container.streams.video)
+    except (av.FFmpegError, OSError, ValueError):
+        return True
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether the file's content is a video container with a picture (whatever its name)."""
+    return media_kind(path) == "video"
+
+
+def audio_demuxer(path: str | Path) -> str | None:
+    """The FFmpeg demuxer that reads the sound of a file soundfile cannot: an MP4/M4A or Matroska/WebM container, or
+    a bare AAC stream (None for any other file)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+        kind = sniff(path)
+    except OSError:
+        return None
+    if kind in DEMUXERS:
+        return DEMUXERS[kind]
+    if kind == "audio" and head[4:8] == b"ftyp":
+        return "mov"
+    return "aac" if kind == "audio" and _adts(head) else None
 
 
 def probe_video(path: str | Path, max_pixels: int = MAX_FRAME_PIXELS,
@@ -130,6 +194,7 @@ def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo |
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         next_time, last_time, intervals = 0.0, None, []
+        damage_before = len(info.damage)
         for frame in _decoded(path, container, stream, info):
             time = frame.time if frame.time is not None else (
                 (last_time + 1.0 / (info.frame_rate or 25.0)) if last_time is not None else 0.0)
@@ -151,7 +216,10 @@ def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo |
             yield SampledFrame(float(time), info.frames_sampled, image, scale)
             info.frames_sampled += 1
         info.variable_frame_rate = _variable(intervals)
-        _note_short(info, "picture", last_time, 3.0 / (info.frame_rate or 25.0))
+        if info.frames_decoded == 1 and len(info.damage) == damage_before and info.frames_declared <= 1:
+            _note_still(info, last_time)
+        else:
+            _note_short(info, "picture", last_time, 3.0 / (info.frame_rate or 25.0))
 
 
 def soundtrack_blocks(path: str | Path, info: VideoInfo) -> Iterator[np.ndarray]:
@@ -254,6 +322,9 @@ class _open:
             raise UnreadableMedia(path, "an image file, not a video (give it with --face)")
         if kind == "audio":
             raise UnreadableMedia(path, "an audio file, not a video (give it with --voice)")
+        if kind == "heif":
+            raise UnreadableMedia(path, "a HEIC/HEIF still image, not a video (convert it to JPEG or PNG and give it "
+                                  "with --face)")
         if kind is None:
             raise UnreadableMedia(path, f"not a video file fvmatch reads (containers: MP4, MOV, MKV, WebM, AVI)")
         try:
@@ -292,6 +363,7 @@ def _info(path, container, kind: str, max_pixels: int, max_duration: float, rota
     audio = container.streams.audio[0] if container.streams.audio else None
     return VideoInfo(path=str(path), container=kind, duration_seconds=duration, width=width, height=height,
                      rotation=rotation, video_codec=context.name, frame_rate=float(video.average_rate or 0.0),
+                     frames_declared=max(0, int(video.frames or 0)),
                      audio_codec=audio.codec_context.name if audio is not None else None,
                      audio_sample_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else 0,
                      audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0)
@@ -366,6 +438,15 @@ def _decoded(path, container, stream, info: VideoInfo, kind: str = "video") -> I
             yield frame
     if count == 0 and kind == "video":
         raise UnreadableMedia(path, f"{info.container} file holds no decodable picture (truncated or damaged)")
+
+
+def _note_still(info: VideoInfo, time: float | None) -> None:
+    """One picture decoded whole, where the track declares no more: a still held over the sound (a podcast's or a
+    voicemail's picture), not a truncated file; said as such where the video lasts longer than the picture."""
+    info.still_picture = True
+    if time is not None and info.duration_seconds > max(1.0, time + 1.0):
+        held = f"{info.duration_seconds:.1f} s of sound" if info.has_audio else f"a video of {info.duration_seconds:.1f} s"
+        info.notes.append(f"one picture (a still) over {held}")
 
 
 def _note_short(info: VideoInfo, what: str, reached: float | None, slack: float) -> None:
