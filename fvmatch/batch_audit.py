@@ -49,7 +49,7 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
               top: int = 10, fmr: float = 0.01, retry_failed: bool = False, batch_size: int = BATCH_SIZE,
               space: str | None = None,
               progress: Callable[[int], None] | None = None, input_digest: Callable[[Path], tuple[str, int]] | None = None,
-              fps: float = 2.0) -> AuditSummary:
+              fps: float = 2.0, population: dict | None = None) -> AuditSummary:
     """Answer every query not yet in `results` (failed ones too with `retry_failed`), appending batch by batch.
     A video row is answered for its face track and its soundtrack (`fps`: its frames sampled a second)."""
     results.check_model(embedder.model_id)
@@ -64,7 +64,7 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
     if progress and summary.already_done:
         progress(summary.already_done)
     started = time.perf_counter()
-    context = _Context(gallery, embedder, against, top, fmr, summary.run_id, input_digest, space)
+    context = _Context(gallery, embedder, against, top, fmr, summary.run_id, input_digest, space, population)
     context.fps = fps
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
@@ -92,20 +92,23 @@ def run_audit(gallery, embedder, queries: Sequence[Query], results: ResultsFile,
 
 def answer_query(gallery, embedder, modality: str, path: Path, claimed_identity: str | None = None,
                  against: str | None = None, top: int = 10, fmr: float = 0.01, query_id: str = "query",
-                 space: str | None = None) -> dict:
+                 space: str | None = None, population: dict | None = None) -> dict:
     """One query answered exactly as `audit run` answers a row: the same record, status "ok" or "failed"."""
     query = Query(query_id, 0, modality, str(path), Path(path), claimed_identity, str(path))
-    return _Context(gallery, embedder, against, top, fmr, uuid.uuid4().hex[:16], None, space).answer([query])[0]
+    return _Context(gallery, embedder, against, top, fmr, uuid.uuid4().hex[:16], None, space,
+                    population).answer([query])[0]
 
 
 class _Context:
     """What answering needs, fixed for a run: gallery, model, options, the calibration summary."""
 
-    def __init__(self, gallery, embedder, against, top, fmr, run_id, input_digest, space=None) -> None:
+    def __init__(self, gallery, embedder, against, top, fmr, run_id, input_digest, space=None,
+                 population=None) -> None:
         from fvmatch.enrollment import file_digest
 
         self.gallery, self.embedder, self.against, self.top, self.fmr, self.run_id, self.space = (
             gallery, embedder, against, top, fmr, run_id, space)
+        self.population = population  # of the sex evidence (fvmatch.attributes); None: equal sexes
         self.checked: dict[str, FvmatchError | None] = {}  # per query modality: what the gallery lacks for it
         self.digest = input_digest or file_digest
         self.counts = gallery.counts()
@@ -280,10 +283,10 @@ class _Context:
 
         if not query.claimed_identity:
             return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr,
-                            self.fused, self.joint_warning, self.cross_by), None
+                            self.fused, self.joint_warning, self.cross_by, self.population), None
         try:
             return verify_claim(self.gallery, embedding, query.claimed_identity, targets, self.space,
-                                self.calibration, self.fmr, self.joint_warning, self.cross_by), None
+                                self.calibration, self.fmr, self.joint_warning, self.cross_by, self.population), None
         except UnknownIdentity:
             return [], self._failed(record, f"claimed identity {query.claimed_identity!r} is not enrolled",
                                     "UnknownIdentity")

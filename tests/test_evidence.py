@@ -199,3 +199,22 @@ def test_embed_reads_the_sex_of_a_real_face_and_a_real_voice():
     assert f"voice: male {read_voice['probability']:.2f} (ge2e-voice sex head)" in text
     joint_only = json.loads(run_cli_here("embed", "--voice", voice, "--space", "joint", "--json").stdout)
     assert joint_only["sex"] is None  # not embedded in the head's space: nothing read
+
+
+def test_the_population_the_sex_evidence_assumes_is_an_option_and_named_in_the_result():
+    from mediagen import REALMEDIA, run_cli_here
+
+    face = REALMEDIA / "faces" / "vox1_Freida_Pinto"
+    voice = REALMEDIA / "voices" / "librispeech_2033" / "2033-164914-0000.flac"
+    if not face.is_dir() or not voice.is_file():
+        pytest.skip(f"{REALMEDIA} is absent: the real photos and recordings of ../shared/realmedia are needed")
+    pair = ("verify", "--face", sorted(face.iterdir())[0], "--voice", voice, "--json")
+    equal, mostly_women = (json.loads(run_cli_here(*pair, *extra).stdout) for extra in ((), ("--population", "female=0.8")))
+    assert equal["readings"]["population"] == {"female": 0.5, "male": 0.5}
+    assert mostly_women["readings"]["population"] == {"female": 0.8, "male": 0.2}
+    # a woman's face with a man's voice: where men are rare, a voice read male by chance is rarer too
+    assert mostly_women["log10_lr"] > equal["log10_lr"] and "population 80% female" in mostly_women["note"]
+    refused = run_cli_here(*pair[:-1], "--population", "female=2")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("fvmatch: error: --population: 'female=2': give female=SHARE or male=SHARE, a share "
+                                      "strictly between 0 and 1")

@@ -9,7 +9,8 @@ import typer
 
 from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOption, LockTimeoutOption,
                                      MinBandwidthOption, MinFacePxOption, MinSnrOption, ModelOption, RootOption,
-                                     ShortPath, SpaceOption, app, audit, emit_json, file_input, open_gallery, plural,
+                                     PopulationOption, ShortPath, SpaceOption, app, audit, emit_json, file_input,
+                                     open_gallery, plural, population_option,
                                      quality_minimums, refuse_video_as, require_file, say_line, say_waiting, stderr,
                                      stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
@@ -139,6 +140,7 @@ def identify(
                                     "(face-voice trials)."),
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
+    population: Optional[str] = PopulationOption,
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
     min_face_px: Optional[float] = MinFacePxOption,
@@ -173,7 +175,7 @@ def identify(
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
             return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json,
-                                  rescore_top)
+                                  rescore_top, population_option(population))
     modality, path = _one_query(face, voice)
     refuse_video_as(path, f"--{modality}")
     from fvmatch.matching import query_spaces
@@ -199,7 +201,7 @@ def identify(
 
         fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
         groups = identify_query(gallery, query, targets, top, space, embedder.calibration, fmr, fused,
-                                joint_label(embedder.card), cross_by)
+                                joint_label(embedder.card), cross_by, population_option(population))
         audit(gallery, "identify", [file_input(path)],
                {"modality": modality, "against": targets,
                 "trials": [{"trial_type": g.trial_type, "space": g.space, "model_id": g.model_id,
@@ -287,6 +289,7 @@ def verify(
     gallery_path: Path = GalleryOption,
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
+    population: Optional[str] = PopulationOption,
     model: Optional[Path] = ModelOption,
     min_face_px: Optional[float] = MinFacePxOption,
     min_snr: Optional[float] = MinSnrOption,
@@ -315,7 +318,8 @@ def verify(
         require_file(video[0])
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
-            return verify_video_claim(video[0], claim, fps, space, fmr, gallery, embedder, as_json)
+            return verify_video_claim(video[0], claim, fps, space, fmr, gallery, embedder, as_json,
+                                      population_option(population))
     if video:
         if len(video) + len(items) > 2:
             raise BadArgument("verify", "a --video goes alone or with one other item (--face, --voice or --video)")
@@ -323,7 +327,7 @@ def verify(
         from fvmatch.embedder import Embedder
 
         embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
-        return verify_video(video, items, fps, space, fmr, embedder, as_json)
+        return verify_video(video, items, fps, space, fmr, embedder, as_json, population_option(population))
     if len(items) != 2:
         raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
     from fvmatch.spaces import space_for
@@ -342,7 +346,7 @@ def verify(
     if items[0][0] != items[1][0] and cross_by is None:
         raise BadArgument("verify", cross_modal_refusal(embedder.card))
     if cross_by == ATTRIBUTE_SPACE:
-        return _verify_by_sex(embedder, items, as_json)
+        return _verify_by_sex(embedder, items, as_json, population_option(population))
     pair = score_pair(embedder, items, space)
     score, judged_as, scoring = fused_pair(embedder, pair)  # the cosine, unless a pair encoder scores this pair
     judgement = judge(score, pair.trial_type, embedder.calibration, fmr, judged_as, pair.model_id, pair.face_band)
@@ -367,7 +371,7 @@ def verify(
         raise typer.Exit(EXIT_NO_MATCH)
 
 
-def _verify_by_sex(embedder, items, as_json: bool) -> None:
+def _verify_by_sex(embedder, items, as_json: bool, population: dict) -> None:
     """A face and a voice weighed by the sex read from each (fvmatch.attributes): each reading, the LR, what it rests
     on; no decision."""
     from fvmatch.attributes import judgement, read_sex
@@ -379,7 +383,7 @@ def _verify_by_sex(embedder, items, as_json: bool) -> None:
                      else embedder.embed_voice(path, spaces=[HEAD_SPACE["voice"]]))
         readings[modality] = read_sex(modality, embedding.vectors, embedding.model_ids)
         embeddings.append(embedding)
-    judged = judgement(readings["face"], readings["voice"])
+    judged = judgement(readings["face"], readings["voice"], population)
     if as_json:
         emit_json({"items": [{"modality": m, "path": str(p), "quality": e.quality} for (m, p), e in zip(items, embeddings)],
                    "model_id": embedder.model_id, "condition": None, "scoring": {"score": "sex evidence"},

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOption, MinBandwidthOption, MinFacePxOption,
-                                     MinSnrOption, ModelOption, RootOption, SpaceOption, app, audit, emit_json,
+                                     MinSnrOption, ModelOption, PopulationOption, RootOption, SpaceOption, app, audit,
+                                     emit_json, population_option,
                                      file_input, gallery_access_of_this_run, open_gallery, quality_minimums, say_line,
                                      stderr, stdout)
 from fvmatch.errors import EXIT_BAD_INPUT, BadArgument, FvmatchError
@@ -27,6 +28,7 @@ def audit_run(
     top: int = typer.Option(10, "--top", "-k", min=1, max=1000, help="Identities listed per query."),
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
+    population: Optional[str] = PopulationOption,
     root: Optional[Path] = RootOption,
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Answer again the queries that failed before."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=1024, help="Queries embedded per batch."),
@@ -68,7 +70,8 @@ def audit_run(
             task = progress.add_task("audit", total=len(queries))
             summary = run_audit(gallery, embedder, queries, results, against=against, top=top, fmr=fmr,
                                 retry_failed=retry_failed, batch_size=batch_size, space=space,
-                                progress=lambda n: progress.advance(task, n), fps=fps)
+                                progress=lambda n: progress.advance(task, n), fps=fps,
+                                population=population_option(population))
         answered = [record for record in (results.latest.get(q.key) for q in queries)
                     if record is not None and record.get("run_id") == summary.run_id and record.get("sha256")]
         document = {"gallery": str(gallery_path), "model_id": embedder.model_id, "queries_file": str(queries_file),

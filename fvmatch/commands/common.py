@@ -174,6 +174,21 @@ class ShortPath:
 
 GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
                              help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
+PopulationOption = typer.Option(None, "--population", metavar="female=SHARE",
+                                help="The population the sex evidence of face-voice trials assumes: female=0.3 (the "
+                                "rest male; default equal sexes), named in every result.")
+
+
+def population_option(text: str | None) -> dict[str, float]:
+    """--population as a make-up {"female": share, "male": share} (BadArgument when malformed)."""
+    from fvmatch.attributes import population_of
+
+    try:
+        return population_of(text)
+    except ValueError as error:
+        raise BadArgument("--population", f"{text!r}: {error}") from None
+
+
 FmrOption = typer.Option(0.01, "--fmr", help="Operating point: false-match rate of the decision (0.01 or 0.001).")
 SpaceOption = typer.Option(None, "--space", help="Score every trial in this space (joint, dlib-face, ge2e-voice); "
                            "default: face-face in dlib-face, voice-voice in ge2e-voice, face-voice in joint.")

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from fvmatch.commands.common import GalleryOption, JsonOption, ModelOption, app, audit, emit_json, open_gallery, stdout
+from fvmatch.commands.common import (GalleryOption, JsonOption, ModelOption, PopulationOption, app, audit, emit_json,
+                                     open_gallery, population_option, stdout)
 from fvmatch.errors import BadArgument
 
 
@@ -27,6 +28,7 @@ def report(
                                           "trial type whose evidence holds on real people, as identify)."),
     top: Optional[int] = typer.Option(None, "--top", "-k", min=1, max=1000, help="Identities listed (default 10)."),
     fmr: Optional[float] = typer.Option(None, "--fmr", help="Decision's false-match rate (0.01 default, or 0.001)."),
+    population: Optional[str] = PopulationOption,
     gallery_path: Path = GalleryOption,
     model: Optional[Path] = ModelOption,
     as_json: bool = JsonOption,
@@ -44,8 +46,8 @@ def report(
 
     check_out(out)
     if results is not None:
-        given = [name for name, value in (("--claim", claim), ("--against", against), ("--top", top), ("--fmr", fmr))
-                 if value is not None]
+        given = [name for name, value in (("--claim", claim), ("--against", against), ("--top", top), ("--fmr", fmr),
+                                          ("--population", population)) if value is not None]
         if given:
             raise BadArgument(given[0], "applies to --face/--voice (the options of an audit run are in its results)")
         if out.resolve() == results.resolve():
@@ -61,7 +63,7 @@ def report(
         if out.resolve() == path.resolve():
             raise BadArgument(out, "--out must not be the query file")
         document = _query_report(modality, path, claim, against, 10 if top is None else top,
-                                 0.01 if fmr is None else fmr, out, gallery_path, model)
+                                 0.01 if fmr is None else fmr, out, gallery_path, model, population_option(population))
     if as_json:
         emit_json(document)
     else:
@@ -109,7 +111,7 @@ def _log_of(gallery) -> str | None:
 
 
 def _query_report(modality: str, path: Path, claim: Optional[str], against: Optional[str], top: int, fmr: float,
-                  out: Path, gallery_path: Path, model: Optional[Path]) -> dict:
+                  out: Path, gallery_path: Path, model: Optional[Path], population: dict | None = None) -> dict:
     from fvmatch.batch_audit import answer_query
     from fvmatch.case_report import answer_summary, render_report, write_report
     from fvmatch.embedder import embedder_for_gallery
@@ -117,7 +119,7 @@ def _query_report(modality: str, path: Path, claim: Optional[str], against: Opti
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model)
         record = answer_query(gallery, embedder, modality, path, claimed_identity=claim, against=against, top=top,
-                              fmr=fmr, query_id=path.name)
+                              fmr=fmr, query_id=path.name, population=population)
         if record["status"] != "ok":
             raise BadArgument(path, record["error"])
         inputs = [{"path": record["resolved_path"], "sha256": record["sha256"],

@@ -16,7 +16,8 @@ PART = {"face": "face track", "voice": "soundtrack"}
 
 
 def identify_video(path: Path, fps: float, against: str | None, top: int, space: str | None, fmr: float,
-                   gallery, embedder, gallery_path: Path, as_json: bool, rescore_top: int = 50) -> None:
+                   gallery, embedder, gallery_path: Path, as_json: bool, rescore_top: int = 50,
+                   population: dict | None = None) -> None:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
     from fvmatch.commands.analyst import print_group, print_notes
@@ -52,7 +53,7 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
         if parts[query.modality]:
             answered.append((query, identify_query(gallery, query, parts[query.modality], top, space,
                                                    embedder.calibration, fmr, fused, joint_label(embedder.card),
-                                                   cross_by)))
+                                                   cross_by, population)))
     groups = [group for _, found in answered for group in found]
     audit(gallery, "identify", [{**file_input(path), "video": evidence.provenance()}],
           {"modality": "video", "against": targets,
@@ -83,10 +84,10 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
 
 
 def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float, space: str | None, fmr: float,
-                 embedder, as_json: bool) -> None:
+                 embedder, as_json: bool, population: dict | None = None) -> None:
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
-    from fvmatch.attributes import ATTRIBUTE_SPACE, judgement as sex_judgement, read_sex
+    from fvmatch.attributes import ATTRIBUTE_SPACE, DEFAULT_POPULATION, judgement as sex_judgement, read_sex
     from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
     from fvmatch.scoring import judge, trial_type
     from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of
@@ -124,7 +125,7 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
             if a.modality != b.modality and cross_by == ATTRIBUTE_SPACE:
                 face, voice = (a, b) if a.modality == "face" else (b, a)
                 judged = sex_judgement(read_sex("face", face.vectors, face.model_ids),
-                                       read_sex("voice", voice.vectors, voice.model_ids))
+                                       read_sex("voice", voice.vectors, voice.model_ids), population or DEFAULT_POPULATION)
                 trials.append((left_label, right_label, ATTRIBUTE_SPACE, judged.score, judged))
                 continue
             try:
@@ -170,7 +171,7 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
 
 
 def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fmr: float, gallery, embedder,
-                       as_json: bool) -> None:
+                       as_json: bool, population: dict | None = None) -> None:
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
     from fvmatch.commands.analyst import print_notes
@@ -193,7 +194,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
                               voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
     answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
                 for group in verify_claim(gallery, query, claim, parts[query.modality], space, embedder.calibration,
-                                          fmr, joint_label(embedder.card), cross_by)]
+                                          fmr, joint_label(embedder.card), cross_by, population)]
     if not answered:
         raise BadArgument(claim, "; ".join(["the claimed identity has no item this video's face track or soundtrack "
                                             "can be weighed against", *left_out]))
