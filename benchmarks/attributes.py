@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from fvmatch.attributes import SEXES  # noqa: E402
 from fvmatch.calibration import cllr  # noqa: E402
 from fvmatch.evaluation.corpus import embed_spaces  # noqa: E402
+from reference_calibration import held_out_people, linked_layout  # noqa: E402  (a benchmark beside this one)
 
 SPACE = {"face": "dlib-face", "voice": "ge2e-voice"}
 FOLDER = {"face": "faces", "voice": "voices"}
@@ -56,21 +57,11 @@ def labels_from(path: Path, key: str) -> dict[str, str]:
 
 def embedded(modality: str, source: Path, work: Path, embedder, tag: str) -> tuple[list[str], list[str], np.ndarray]:
     """(person of each item, its path, its vector) of a folder `<person>/<file>` in the head's space."""
-    layout = work / f"layout-{tag}" / FOLDER[modality]
-    layout.mkdir(parents=True, exist_ok=True)
-    for person in sorted(p for p in source.iterdir() if p.is_dir()):
-        if not (layout / person.name).exists():
-            (layout / person.name).symlink_to(person.resolve(), target_is_directory=True)
-    corpus = embed_spaces(layout.parent, embedder, [SPACE[modality]], cache_dir=work / "cache")[SPACE[modality]]
+    layout = linked_layout(source, FOLDER[modality], work, tag)
+    corpus = embed_spaces(layout, embedder, [SPACE[modality]], cache_dir=work / "cache")[SPACE[modality]]
     items = corpus.items(modality)
     return ([corpus.identities[o]["identity"] for o in items.owners], [str(corpus.data / p) for p in items.paths],
             items.vectors)
-
-
-def split(people: list[str], seed: int, held_out: float = 0.3) -> set[str]:
-    ordered = sorted(set(people))
-    rng = np.random.default_rng([seed, 0x5E7])
-    return {ordered[i] for i in rng.permutation(len(ordered))[: round(held_out * len(ordered))]}
 
 
 def train_head(vectors: np.ndarray, female: np.ndarray) -> tuple[np.ndarray, float]:
@@ -183,7 +174,7 @@ def main() -> None:
             labels.update(known)
         vectors = np.concatenate(vectors)
         female = np.array([labels[p] == "female" for p in people])
-        held = split(people, args.seed)
+        held = held_out_people(people, 0.3, args.seed, salt=0x5E7)
         test = np.array([p in held for p in people])
         weights, bias = train_head(vectors[~test], female[~test])
         read_female = (vectors @ weights + bias) >= 0

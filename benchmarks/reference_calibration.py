@@ -19,7 +19,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import sys
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -59,10 +58,11 @@ def linked_layout(source: Path, folder_name: str, work: Path, tag: str) -> Path:
     return layout
 
 
-def held_out_people(names: list[str], held_out: float, seed: int) -> set[str]:
-    """The people whose trials validate a map and never fit it: a seeded share of them, the same for every entry."""
-    ordered = sorted(names)
-    rng = np.random.default_rng([seed, 0x5EF])
+def held_out_people(names: list[str], held_out: float, seed: int, salt: int = 0x5EF) -> set[str]:
+    """The people whose trials validate a map and never fit it: a seeded share of them, the same for every entry
+    (`salt`: another draw from the same seed, as benchmarks/attributes.py makes for its heads)."""
+    ordered = sorted(set(names))
+    rng = np.random.default_rng([seed, salt])
     return {ordered[i] for i in rng.permutation(len(ordered))[: round(held_out * len(ordered))]}
 
 

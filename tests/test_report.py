@@ -562,7 +562,7 @@ def test_rank_numbers_of_ten_scores_within_a_hundredth_do_not_overlap():
     from matplotlib.figure import Figure
     from matplotlib.text import Annotation
 
-    from fvmatch.case_report.pictures import LABEL_GAP, _number_lines, _spread, score_plot
+    from fvmatch.case_report.score_plots import LABEL_GAP, _number_lines, _spread, score_plot
 
     scores = [(rank, 0.95 - 0.001 * rank) for rank in range(1, 11)]
     for xlim in ((-1.0, 1.0), (0.93, 0.96)):  # the whole axis, and the close-up strip

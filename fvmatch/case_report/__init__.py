@@ -1,7 +1,8 @@
 """`fvmatch report`: one self-contained HTML file for one query or one audit run, for an analyst to read and file.
 
     results.py   an audit's JSON-lines results read back (read-only) and checked against the gallery's trail
-    pictures.py  the report's pictures as data: URIs: the faces that matched, the query, the score plots
+    pictures.py  the report's pictures as data: URIs: the faces that matched, the query
+    score_plots.py  the score plots: candidates among their calibration's score distributions
     spaces.py    what the scores shown rest on: per space used, its model, what it is, the calibration that judged it
     page.py      the page itself: every value from the data escaped, a CSP that forbids anything external
     output.py    the page written: checked before the work, then atomically, readable by its owner only

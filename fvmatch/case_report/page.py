@@ -324,7 +324,8 @@ def _conditions(record: dict) -> str:
 
 
 def _detail(record: dict, anchor: str, faces: _CandidateFaces, calibration: dict) -> str:
-    from fvmatch.case_report.pictures import query_picture, score_plot
+    from fvmatch.case_report.pictures import query_picture
+    from fvmatch.case_report.score_plots import score_plot
 
     status = record["status"]
     task = esc(record.get("task"))

@@ -389,9 +389,14 @@ def _verify_by_sex(embedder, items, as_json: bool, population: dict) -> None:
                    "model_id": embedder.model_id, "condition": None, "scoring": {"score": "sex evidence"},
                    "warning": None, **judged.to_dict()})
         return
-    say_line(stdout, f"face-voice: sex evidence: the face reads {readings['face'].describe()}, the voice "
-                     f"{readings['voice'].describe()} (sex heads on dlib-face and ge2e-voice)")
-    say_line(stdout, f"log10 LR {judged.log10_lr:+.2f} ({judged.verbal}); decision: none (sex alone never says "
-                     "\"same person\")")
+    say_line(stdout, f"face-voice: {sex_evidence_words(judged)}")
     print_notes([judged.note])
+
+
+def sex_evidence_words(judgement) -> str:
+    """A face-voice judgement of sex evidence in one phrase: both readings, the LR and its words, no decision."""
+    face, voice = judgement.readings["face"], judgement.readings["voice"]
+    return (f"sex evidence: the face reads {face['sex']} {face['probability']:.2f}, the voice {voice['sex']} "
+            f"{voice['probability']:.2f}: log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); no decision (sex "
+            "alone never says \"same person\")")
 

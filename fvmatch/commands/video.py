@@ -87,6 +87,7 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                  embedder, as_json: bool, population: dict | None = None) -> None:
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
+    from fvmatch.commands.analyst import print_notes, sex_evidence_words
     from fvmatch.attributes import ATTRIBUTE_SPACE, DEFAULT_POPULATION, judgement as sex_judgement, read_sex
     from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
     from fvmatch.scoring import judge, trial_type
@@ -149,19 +150,13 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
     else:
         for left_label, right_label, chosen, score, judgement in trials:
             if judgement.readings:  # sex evidence
-                say_line(stdout, f"face-voice: {left_label} vs {right_label}: sex evidence: the face reads "
-                                 f"{judgement.readings['face']['sex']} {judgement.readings['face']['probability']:.2f}, "
-                                 f"the voice {judgement.readings['voice']['sex']} "
-                                 f"{judgement.readings['voice']['probability']:.2f}: log10 LR {judgement.log10_lr:+.2f} "
-                                 f"({judgement.verbal}); no decision")
+                say_line(stdout, f"face-voice: {left_label} vs {right_label}: {sex_evidence_words(judgement)}")
                 continue
             say_line(stdout, f"{judgement.trial_type}: {left_label} vs {right_label}: score {score:.4f} (cosine in the "
                              f"{chosen} space; model {embedder.space(chosen).model_id[:16]})")
             if judgement.decision is not None:
                 stdout.print(f"  log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); decision: {judgement.decision}",
                              highlight=False)
-        from fvmatch.commands.analyst import print_notes
-
         if warning:
             say_line(stdout, f"WARNING: {warning}")
         print_notes([j.note for *_, j in trials] + left_out)
@@ -174,7 +169,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
                        as_json: bool, population: dict | None = None) -> None:
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
-    from fvmatch.commands.analyst import print_notes
+    from fvmatch.commands.analyst import print_notes, sex_evidence_words
     from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
     from fvmatch.gallery.gallery import UnknownIdentity
     from fvmatch.matching import describe_condition, query_spaces, question_spaces, verify_claim
@@ -214,11 +209,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
             candidate, judgement = group.candidates[0], group.judgements[0]
             if judgement.readings:  # sex evidence
                 say_line(stdout, f"face-voice: video {path} {PART[query.modality]} vs {claim}'s "
-                                 f"{candidate.modality} ({candidate.source_path}): sex evidence: the face reads "
-                                 f"{judgement.readings['face']['sex']} {judgement.readings['face']['probability']:.2f}, "
-                                 f"the voice {judgement.readings['voice']['sex']} "
-                                 f"{judgement.readings['voice']['probability']:.2f}: log10 LR {judgement.log10_lr:+.2f} "
-                                 f"({judgement.verbal}); no decision")
+                                 f"{candidate.modality} ({candidate.source_path}): {sex_evidence_words(judgement)}")
                 continue
             say_line(stdout, f"{group.trial_type}: video {path} {PART[query.modality]} vs {claim}'s best "
                              f"{candidate.modality} ({candidate.source_path}): score {candidate.score:.4f} (cosine in "

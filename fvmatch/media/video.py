@@ -326,7 +326,7 @@ class _open:
             raise UnreadableMedia(path, "a HEIC/HEIF still image, not a video (convert it to JPEG or PNG and give it "
                                   "with --face)")
         if kind is None:
-            raise UnreadableMedia(path, f"not a video file fvmatch reads (containers: MP4, MOV, MKV, WebM, AVI)")
+            raise UnreadableMedia(path, "not a video file fvmatch reads (containers: MP4, MOV, MKV, WebM, AVI)")
         try:
             self.container = av.open(str(path), format=DEMUXERS[kind], metadata_errors="ignore")
         except av.FFmpegError as error:
