@@ -13,9 +13,11 @@ grace_hopper.jpg when absent), so both are pinned to the shipped model and hold 
 
 Then `fvmatch identify --face PHOTO --against face -g G` runs as a fresh process on each gallery, interleaved round
 after round (one untimed warm-up round first: warm disk cache, and the first open of an index that this fvmatch has
-not seen yet), and the table shows median wall seconds and peak RSS (the process's own, from wait4) of each, and
-the large gallery's extra cost: seconds and memory. In-process, the cost of opening the large index is split into
-its stages (sidecar, file check, hnswlib load, comparison with the database).
+not seen yet), and the table shows median wall seconds and peak RSS of each, and the large gallery's extra cost:
+seconds and memory. Each query is started, timed and measured by a small fresh parent (startup.run_once ->
+measured_child.py): started from this process, which may have built the large gallery, a child's peak RSS would
+begin at this process's own (the one-item query read 2,838 MiB after a 1M build). In-process, the cost of opening
+the large index is split into its stages (sidecar, file check, hnswlib load, comparison with the database).
 """
 from __future__ import annotations
 

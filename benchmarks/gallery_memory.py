@@ -13,20 +13,23 @@ Each size is built and then searched in fresh processes, so that one measurement
 - rebuild: the index files deleted, a fresh process opens the gallery, which rebuilds both from the database.
 - disk: gallery.db (with its -wal, if any) and the index files with their sidecars.
 Per million items: the slope between the smallest and the largest size, times 1,000,000 (the fixed cost of the
-interpreter and libraries cancels out). Prints a table.
+interpreter and libraries cancels out). Prints a table. Each stage's process is started and measured (peak RSS from
+wait4) by a small fresh parent (measured_child.py), so that no other process's memory counts as the stage's.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured_child import measure  # noqa: E402
 
 DIM = 256
 BATCH = 1000
@@ -37,10 +40,6 @@ MODEL_ID = "f" * 64  # a gallery stores the model id on every row: use one as lo
 def rss_bytes() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * resource.getpagesize()
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def items(first: int, count: int, rng: np.random.Generator) -> list:
@@ -72,7 +71,7 @@ def build(size: int, directory: Path) -> dict:
         gallery.flush()
     seconds = time.perf_counter() - started
     gallery.close()
-    return {"peak_rss": peak_rss_bytes(), "seconds": seconds}
+    return {"seconds": seconds}
 
 
 def add(size: int, directory: Path) -> dict:
@@ -82,7 +81,7 @@ def add(size: int, directory: Path) -> dict:
     with Gallery.open(directory) as gallery, gallery.writer():
         gallery.add(items(size, BATCH, np.random.default_rng(1)))
         gallery.flush()
-    return {"peak_rss": peak_rss_bytes(), "seconds": time.perf_counter() - started}
+    return {"seconds": time.perf_counter() - started}
 
 
 def rebuild(size: int, directory: Path) -> dict:
@@ -94,7 +93,7 @@ def rebuild(size: int, directory: Path) -> dict:
     with Gallery.open(directory) as gallery:
         healths = [gallery.index(modality).health.state for modality in ("face", "voice")]
     assert healths == ["rebuilt", "rebuilt"], healths
-    return {"peak_rss": peak_rss_bytes(), "seconds": time.perf_counter() - started}
+    return {"seconds": time.perf_counter() - started}
 
 
 def search(size: int, directory: Path, searches: int) -> dict:
@@ -113,7 +112,7 @@ def search(size: int, directory: Path, searches: int) -> dict:
             assert len(gallery.search(query, against, top=10)) == 10
     gallery.close()
     assert healths == ["ok", "ok"], healths
-    return {"baseline_rss": baseline, "peak_rss": peak_rss_bytes(), "seconds": open_seconds}
+    return {"baseline_rss": baseline, "seconds": open_seconds}
 
 
 def disk(directory: Path) -> dict:
@@ -122,12 +121,12 @@ def disk(directory: Path) -> dict:
     return {"database_bytes": database, "index_bytes": indexes}
 
 
-def child(arguments: list[str]) -> dict:
-    """Run one stage in a fresh process and return what it measured."""
-    result = subprocess.run([sys.executable, __file__, "--stage", *arguments], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(arguments)} failed:\n{result.stderr}")
-    return json.loads(result.stdout)
+def child(arguments: list[str], searches: int) -> dict:
+    """Run one stage in a fresh process: what it measured, and its peak RSS (bytes) measured by its small parent."""
+    run = measure([sys.executable, __file__, "--searches", str(searches), "--stage", *arguments])
+    if run.exit_code != 0:
+        raise SystemExit(f"{' '.join(arguments)} failed:\n{run.stderr}")
+    return json.loads(run.stdout) | {"peak_rss": run.peak_rss_mib * (1 << 20)}
 
 
 def main() -> None:
@@ -153,7 +152,7 @@ def main() -> None:
             directory = Path(root) / f"g{size}"
             row = {"items": size}
             for stage in stages:
-                row[stage] = child([stage, str(size), str(directory)])
+                row[stage] = child([stage, str(size), str(directory)], options.searches)
                 if stage == "search":
                     row.update(disk(directory))
                     row["baseline"] = row[stage]["baseline_rss"]

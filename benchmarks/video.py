@@ -10,7 +10,8 @@ Run: .venv/bin/python benchmarks/video.py [--fps 2] [--hour-fps 0.1] [--workdir 
    (untimed warm-up), then on the file: decode (every frame decoded, the sampled ones converted to RGB), detection
    (MTCNN on each sampled frame, and the face spaces' inputs cut), embedding (the face spaces, in batches, and the
    track linking), speech (soundtrack decoded to 16 kHz, silero-vad, the voice spaces), each in seconds; the
-   process's peak RSS (getrusage) and its RSS after the warm-up (models loaded).
+   process's peak RSS (getrusage; the process started by a small parent, benchmarks/measured_child.py, so that
+   this one's memory does not count) and its RSS after the warm-up (models loaded).
 The 1-minute file is processed at --fps (2: the default of the commands); the 1-hour file at --hour-fps (0.1 by
 default, so that the run takes minutes, not an hour: every frame is still decoded and the whole soundtrack searched
 and embedded; the face tracks then hold 360 frames' numbers instead of 7,200).
@@ -21,11 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured_child import measure as measure_child  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -88,9 +91,8 @@ def remux_repeated(source: Path, target: Path, times: int) -> None:
 
 
 def measure(path: Path, warm: Path, fps: float) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, str(path), str(warm), str(fps)], capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
+    result = measure_child([sys.executable, "-c", CHILD, str(path), str(warm), str(fps)])
+    if result.exit_code != 0:
         raise SystemExit(f"child failed on {path}: {result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 

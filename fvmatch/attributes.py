@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +50,7 @@ class SexReading:
     p_female: float
     space: str
     space_model_id: str
+    f0_hz: float | None = None  # a voice's median F0 (fvmatch.quality.pitch): the label-free cue shown beside it
 
     @property
     def probability(self) -> float:
@@ -57,22 +58,34 @@ class SexReading:
         return self.p_female if self.sex == "female" else 1.0 - self.p_female
 
     def describe(self) -> str:
-        return f"{self.sex} {self.probability:.2f}"
+        return reading_words(self.to_dict())
 
     def to_dict(self) -> dict:
-        return {"sex": self.sex, "probability": round(self.probability, 4), "p_female": round(self.p_female, 4),
-                "estimator": f"{self.space} sex head", "space_model_id": self.space_model_id}
+        found = {"sex": self.sex, "probability": round(self.probability, 4), "p_female": round(self.p_female, 4),
+                 "estimator": f"{self.space} sex head", "space_model_id": self.space_model_id}
+        if self.modality == "voice":
+            found["f0_hz"] = None if self.f0_hz is None else round(self.f0_hz, 1)
+        return found
 
 
-def read_sex(modality: str, vectors: dict[str, np.ndarray], model_ids: dict[str, str] | None = None) -> SexReading | None:
+def reading_words(reading: dict) -> str:
+    """A reading (SexReading.to_dict) in words: 'male 0.99', a voice's with its F0: 'male 0.99 (F0 112 Hz)'."""
+    pitch = "" if reading.get("f0_hz") is None else f" (F0 {reading['f0_hz']:.0f} Hz)"
+    return f"{reading['sex']} {reading['probability']:.2f}{pitch}"
+
+
+def read_sex(modality: str, vectors: dict[str, np.ndarray], model_ids: dict[str, str] | None = None,
+             quality: dict | None = None) -> SexReading | None:
     """The sex an item's vectors read as (None: no head for its modality, or the item lacks the head's space, or
-    its vector is of another model of the space than the head was trained on)."""
+    its vector is of another model of the space than the head was trained on); a voice's F0 from its `quality`."""
     head = sex_heads().get(HEAD_OF[modality])
     if head is None or head["space"] not in vectors:
         return None
     if model_ids and model_ids.get(head["space"], head["space_model_id"]) != head["space_model_id"]:
         return None
-    return _reading(modality, head, p_female(head, vectors[head["space"]])[()])
+    reading = _reading(modality, head, p_female(head, vectors[head["space"]])[()])
+    f0_hz = (quality or {}).get("f0_hz")
+    return reading if f0_hz is None else replace(reading, f0_hz=float(f0_hz))
 
 
 def p_female(head: dict, vectors: np.ndarray) -> np.ndarray:
@@ -128,11 +141,16 @@ def population_of(text: str | None) -> dict[str, float]:
 def log10_lr(face: SexReading, voice: SexReading, population: dict[str, float] = DEFAULT_POPULATION) -> float:
     """The log10 LR of a face read as `face.sex` and a voice read as `voice.sex` belonging to one person, from the
     heads' confusion (P(read | true sex)) and the population, within the heads' ELUB bounds."""
+    return log10_lr_of(face.sex, voice.sex, population)
+
+
+def log10_lr_of(face_read: str, voice_read: str, population: dict[str, float] = DEFAULT_POPULATION) -> float:
+    """`log10_lr` of the sexes a face and a voice are read as."""
     heads = sex_heads()
     read_face, read_voice = heads["face-sex"]["confusion"], heads["voice-sex"]["confusion"]
-    same = sum(population[s] * read_face[s][face.sex] * read_voice[s][voice.sex] for s in SEXES)
-    different = (sum(population[s] * read_face[s][face.sex] for s in SEXES)
-                 * sum(population[s] * read_voice[s][voice.sex] for s in SEXES))
+    same = sum(population[s] * read_face[s][face_read] * read_voice[s][voice_read] for s in SEXES)
+    different = (sum(population[s] * read_face[s][face_read] for s in SEXES)
+                 * sum(population[s] * read_voice[s][voice_read] for s in SEXES))
     low, high = heads["bounds"]
     return float(np.clip(math.log10(same / different), low, high))
 

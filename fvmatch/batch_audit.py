@@ -120,9 +120,11 @@ class _Context:
         self.cross_by = cross_modal_scoring(embedder.card, space)  # what scores face-voice trials, if anything
         calibration = embedder.calibration
         self.calibration = calibration
-        from fvmatch.fused_scoring import fused_scorer
+        from fvmatch.sex_fusion import SexFusion, rescorer
 
-        self.fused = fused_scorer(embedder)  # a fuse-after-align model re-ranks face-voice searches, as identify does
+        # a pair encoder or the card's joint+sex fusion re-ranks face-voice searches, as identify does
+        self.fused = rescorer(embedder, population=population)
+        self.sex_fused = isinstance(self.fused, SexFusion)
         self.calibration_summary = None if not calibration else {
             "fmr": fmr, **{key: (embedder.card.get("calibration") or {}).get(key) for key in ("data", "split", "created")},
             "trial_types": sorted(key for key in calibration if isinstance(calibration[key], dict) and "map" in calibration[key]),
@@ -139,13 +141,14 @@ class _Context:
     def spaces(self, modality: str) -> list[str]:
         from fvmatch.matching import query_spaces
 
-        return query_spaces(modality, self.targets(modality), self.space, self.cross_by)
+        return query_spaces(modality, self.targets(modality), self.space, self.cross_by, self.sex_fused)
 
     def pick(self, modality: str):
         """The spaces a question of a given measured quality needs (Embedder.embed_voice's `pick`)."""
         from fvmatch.matching import question_spaces
 
-        return question_spaces(self.gallery, modality, self.targets(modality), self.space)
+        return question_spaces(self.gallery, modality, self.targets(modality), self.space, self.cross_by,
+                               self.sex_fused)
 
     def check_gallery(self, modality: str) -> None:
         """What the gallery lacks to answer a query of this modality (no items, missing vectors), found once."""
@@ -307,13 +310,14 @@ class _Context:
         for part, targets in parts.items():
             if targets:
                 check_gallery(self.gallery, part, targets, self.space, self.cross_by)
-            spaces[part] = query_spaces(part, targets, self.space, self.cross_by) if targets else []
+            spaces[part] = query_spaces(part, targets, self.space, self.cross_by, self.sex_fused) if targets else []
             for name in spaces[part]:
                 self.gallery.check_space(name, self.embedder.space(name).model_id)
         record["sha256"], record["size"] = self.digest(query.path)
         evidence = embed_video(self.embedder, query.path, fps=self.fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                                voice_spaces=spaces["voice"],
-                               voice_pick=question_spaces(self.gallery, "voice", parts["voice"], self.space))
+                               voice_pick=question_spaces(self.gallery, "voice", parts["voice"], self.space,
+                                                          self.cross_by, self.sex_fused))
         embed_seconds = time.perf_counter() - began
         began = time.perf_counter()
         answered = []  # (part, group)

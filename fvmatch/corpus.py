@@ -1,6 +1,6 @@
 """The corpus layouts: the one shared by training and evaluation (VoxCeleb style, ARCHITECTURE.md section 8)
 
-    DATA/faces/<identity>/<video>/<frame>.jpg
+    DATA/faces/<identity>/<video>/<frame>.jpg      (or <video>/<utterance>/<frame>.jpg, as VoxCeleb1's face frames)
     DATA/voices/<identity>/<video>/<utterance>.wav
     DATA/meta.csv        identity, name, gender, nationality, age, split (train | val | test)
 
@@ -64,6 +64,20 @@ def read_meta(data: str | Path) -> list[dict]:
     return rows
 
 
+def split_rows(data: str | Path, split: str) -> list[dict]:
+    """The meta.csv rows of one split, sorted by identity; BadArgument for a split fvmatch does not know (naming
+    the known ones) or one that lists nobody (naming the splits that do)."""
+    if split not in SPLITS:
+        raise BadArgument("--split", f"{split!r} is not a split; one of {', '.join(SPLITS)} (one split is evaluated "
+                                     "at a time, identity-disjoint from training)")
+    rows = read_meta(data)
+    chosen = sorted((row for row in rows if row["split"] == split), key=lambda row: row["identity"])
+    if not chosen:
+        present = ", ".join(f"{sum(row['split'] == name for row in rows)} {name}" for name in SPLITS)
+        raise BadArgument(Path(data) / "meta.csv", f"lists no identity in split {split!r} ({present})")
+    return chosen
+
+
 def _checked_row(path: Path, line: int, row: dict, first_line: dict[str, int]) -> dict:
     identity = row["identity"]
     if not identity or identity in {".", ".."} or "/" in identity or "\\" in identity:
@@ -84,10 +98,14 @@ def _checked_row(path: Path, line: int, row: dict, first_line: dict[str, int]) -
 
 
 def media_files(folder: Path, suffixes: set[str]) -> list[Path]:
-    """The media of one identity folder: <video>/<file> with a known suffix, sorted."""
+    """The media of one identity folder: <video>/<file> and <video>/<utterance>/<file> with a known suffix, sorted.
+
+    The second level is VoxCeleb1's face frames (unzippedIntervalFaces: <name>/1.6/<video>/<utterance>/<frame>.jpg).
+    """
     if not folder.is_dir():
         return []
-    return sorted(path for path in folder.glob("*/*") if path.suffix.lower() in suffixes and path.is_file())
+    return sorted(path for pattern in ("*/*", "*/*/*") for path in folder.glob(pattern)
+                  if path.suffix.lower() in suffixes and path.is_file())
 
 
 def corpus_layout(data: str | Path) -> str:

@@ -205,7 +205,7 @@ class Embedder:
 
     # ----- voices -----------------------------------------------------------------------------------------------
     def embed_voice(self, path: str | Path, spaces: Sequence[str] | None = None,
-                    pick: Callable[[dict], Sequence[str]] | None = None) -> Embedding:
+                    pick: Callable[[dict], Sequence[str]] | None = None, audio_track: int | None = None) -> Embedding:
         """Embed a recording: windows of its speech, each embedded, averaged by seconds of speech, renormalised.
 
         The recording is streamed (an hour-long file is never held whole). `pick`, given the recording's measured
@@ -213,10 +213,11 @@ class Embedder:
         with, and so the speech its vector is read from: fvmatch.matching.question_spaces): the windows wait for
         the quality and only those spaces are embedded, unless the recording holds more than DEFERRED_WINDOWS
         windows of speech, whose spaces are then all embedded as they come (memory stays bounded). TooLittleSpeech
-        when it holds less than `min_speech_seconds`; UnreadableMedia for a bad file.
+        when it holds less than `min_speech_seconds`; UnreadableMedia for a bad file. `audio_track` (from 1): a
+        container's track to read (default: the one with the most speech).
         """
         summary = SpeechSummary()
-        return self._voice_embedding(path, summary, speech_windows(path, summary), spaces, pick)
+        return self._voice_embedding(path, summary, speech_windows(path, summary, audio_track), spaces, pick)
 
     def embed_voices(self, paths: Sequence[str | Path], spaces: Sequence[str] | None = None,
                      pick: Callable[[dict], Sequence[str]] | None = None) -> list[Embedding | FvmatchError]:

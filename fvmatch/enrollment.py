@@ -19,6 +19,7 @@ from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
 from fvmatch.media.video import DEFAULT_FPS, audio_demuxer, is_video, media_kind
 from fvmatch.paths import input_file_problem, read_listing, resolve_listed_path
+from fvmatch.quality.notes import input_notes
 
 MAX_LABEL_LENGTH = 200
 JOINERS = ("\u200c", "\u200d")  # zero-width non-joiner and joiner
@@ -196,7 +197,8 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
 
             def stored(media_ids: list[int]) -> None:
                 entries.extend({"identity": item.identity, "modality": item.modality, "path": str(item.path),
-                                "sha256": new.sha256, "media_id": media_id, "quality": new.quality}
+                                "sha256": new.sha256, "media_id": media_id, "quality": new.quality,
+                                **({"notes": notes} if (notes := input_notes(new.quality_details)) else {})}
                                for (item, new, _), media_id in zip(ready, media_ids))
                 if record_batch is not None:
                     record_batch(entries)

@@ -47,6 +47,10 @@ class FusedScorer:
                                    for s in range(0, len(faces_tensor), 4096)] or [np.zeros(0, np.float32)]
                                   ).astype(np.float64)
 
+    def for_query(self, embedding) -> "FusedScorer":
+        """The scorer for one question (a pair encoder reads the joint vectors alone: itself)."""
+        return self
+
     def pair(self, face: np.ndarray, voice: np.ndarray) -> float:
         """The fused score of one face and one voice joint vector."""
         return float(self.scores(face[None], voice[None])[0])

@@ -47,32 +47,47 @@ class TrialGroup:
 
 
 def query_spaces(modality: str, targets: Sequence[str], space: str | None = None,
-                 cross_by: str | None = None) -> list[str]:
+                 cross_by: str | None = None, sex_fused: bool = False) -> list[str]:
     """The spaces a query may need to be embedded in to be compared with `targets` (BadArgument for a bad `space`):
     a voice against voices, by default, in the base space and in the one its reference conditions are searched from
     (`question_spaces` picks one of them from the question's measured quality); a face-voice trial scored by the sex
-    readings (`cross_by` "sex") in the space its head reads."""
-    names = []
-    for target in targets:
-        if cross_by == ATTRIBUTE_SPACE and modality != target:
-            names.append(HEAD_SPACE[modality])
-            continue
-        chosen = space_for(modality, target, space)
-        names.append(query_space(chosen))
-        if space is None and modality == target == "voice":  # its quality may pick a reference condition
-            names.extend(condition_query_spaces(chosen))
-    return list(dict.fromkeys(names))
+    readings (`cross_by` "sex") in the space its head reads, and so too, beside the joint space, one whose joint
+    score is fused with them (`sex_fused`: fvmatch.sex_fusion)."""
+    def conditions(target: str, chosen: str) -> list[str]:  # a voice's quality may pick a reference condition
+        return condition_query_spaces(chosen) if space is None and modality == target == "voice" else []
+
+    return _spaces_read(modality, targets, cross_by, sex_fused, lambda target: space_for(modality, target, space),
+                        conditions)
 
 
-def question_spaces(gallery, modality: str, targets: Sequence[str],
-                    space: str | None = None) -> Callable[[dict], list[str]]:
+def question_spaces(gallery, modality: str, targets: Sequence[str], space: str | None = None,
+                    cross_by: str | None = None, sex_fused: bool = False) -> Callable[[dict], list[str]]:
     """For `Embedder.embed_voice(pick=)`: the spaces a question of a given measured quality is searched from in this
-    gallery (reference_space), so that it is embedded in those alone."""
+    gallery (reference_space), and those its sex is read from (as `query_spaces`), so that it is embedded in those
+    alone."""
     def needed(quality: dict) -> list[str]:
-        return list(dict.fromkeys(query_space(_reference_space(gallery, modality, quality, target, space)[0])
-                                  for target in targets))
+        return _spaces_read(modality, targets, cross_by, sex_fused,
+                            lambda target: _reference_space(gallery, modality, quality, target, space)[0])
 
     return needed
+
+
+def _spaces_read(modality: str, targets: Sequence[str], cross_by: str | None, sex_fused: bool,
+                 searched: Callable[[str], str], more: Callable[[str, str], list[str]] = lambda *_: []) -> list[str]:
+    """Each target's searched space (`searched(target)`), `more` of it, and the sex head's space where the sex read
+    from the question scores (`cross_by` "sex") or joins (`sex_fused`) its face-voice trial; each once."""
+    names = []
+    for target in targets:
+        cross_modal = modality != target
+        if cross_modal and cross_by == ATTRIBUTE_SPACE:
+            names.append(HEAD_SPACE[modality])
+            continue
+        chosen = searched(target)
+        names.append(query_space(chosen))
+        if cross_modal and sex_fused and chosen == JOINT:
+            names.append(HEAD_SPACE[modality])
+        names.extend(more(target, chosen))
+    return list(dict.fromkeys(names))
 
 
 def same_modality_first(modality: str, targets: Sequence[str]) -> list[str]:
@@ -100,8 +115,8 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
              population: dict | None = None) -> list[TrialGroup]:
     """One group per target modality that holds items: the top identities by their best item in the trial's space.
 
-    `fused` (a fvmatch.fused_scoring.FusedScorer): a face-voice trial of the joint space takes the top
-    `fused.rescore_top` identities of the cosine search and ranks them by the pair encoder's fused score.
+    `fused` (fvmatch.fused_scoring.rescorer's: a pair encoder, or the joint+sex fusion): a face-voice trial of the
+    joint space takes the top `fused.rescore_top` identities of the cosine search and ranks them by its fused score.
     `joint_warning`: said with every group scored in the joint space (fvmatch.evidence.joint_label). `cross_by`
     "sex": face-voice trials scored by the sex read from each side (`attribute_group`), in `population`."""
     counts = gallery.counts()
@@ -118,7 +133,7 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
         candidates = gallery.search(query, [target], top=max(top, fused.rescore_top) if rescore else top, space=chosen)
         scoring = None
         if rescore:
-            candidates, scoring = fused.rescore(gallery, embedding.modality, query, candidates)
+            candidates, scoring = fused.for_query(embedding).rescore(gallery, embedding.modality, query, candidates)
             candidates, scoring["cosines"] = candidates[:top], scoring["cosines"][:top]
         groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring,
                              joint_warning))
@@ -161,7 +176,7 @@ def attribute_group(gallery, embedding, target: str, top: int, population: dict 
     from fvmatch.gallery.scan import ranked_by, stored_vectors
 
     population = population or DEFAULT_POPULATION
-    question = read_sex(embedding.modality, embedding.vectors, embedding.model_ids)
+    question = read_sex(embedding.modality, embedding.vectors, embedding.model_ids, embedding.quality)
     if question is None:
         raise BadArgument(embedding.source, f"its sex cannot be read: no {HEAD_SPACE[embedding.modality]} vector "
                                             "of the model its head was trained on")
@@ -227,8 +242,11 @@ class PairScore:
     face_band: str | None = None  # a face pair's smaller face's size band: the calibration it is judged by
 
 
-def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None = None) -> PairScore:
-    """Embed two (modality, path) items and score them in the trial type's space (`space` overrides it).
+def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None = None,
+               sex_fused: bool = False) -> PairScore:
+    """Embed two (modality, path) items and score them in the trial type's space (`space` overrides it); with
+    `sex_fused`, a face and a voice scored in the joint space are also embedded in the spaces their sex is read
+    from (fvmatch.sex_fusion).
 
     Two voices of different conditions (one clean, one measured narrowband or noisy) are compared like with like:
     the clean one is embedded again brought to the other's condition, and the other is read as that condition's
@@ -251,7 +269,9 @@ def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None 
     if voices and space is None:
         embeddings = [embed("voice", path, [base, *condition_query_spaces(base)], own_space) for _, path in items]
     else:
-        embeddings = [embed(modality, path, [base]) for modality, path in items]
+        read_sex_too = sex_fused and chosen == JOINT and first != second
+        embeddings = [embed(modality, path, [base, *([HEAD_SPACE[modality]] if read_sex_too else [])])
+                      for modality, path in items]
     condition, reference = None, None
     if voices:
         wanted = [reference_condition(embedding.quality) for embedding in embeddings]

@@ -232,7 +232,7 @@ class ReplayEmbedder:
     def embed_face(self, path, all_faces: bool = False, spaces=None) -> list[_Embedding]:
         return [self._embedding(self._lookup(path, "face"), spaces)]
 
-    def embed_voice(self, path, spaces=None, pick=None) -> _Embedding:
+    def embed_voice(self, path, spaces=None, pick=None, audio_track=None) -> _Embedding:
         # every space asked for, `pick` or not: the embedder's contract (pick trims only what a short recording needs)
         return self._embedding(self._lookup(path, "voice"), spaces)
 

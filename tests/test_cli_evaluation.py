@@ -1,7 +1,9 @@
 """evaluate and calibrate as an ML engineer runs them: real processes on a small synthetic corpus."""
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 
 import pytest
 from mediagen import run_cli
@@ -47,3 +49,25 @@ def test_calibrate_refuses_too_few_trials_and_says_how_many_are_needed(corpus, t
     assert "too few trials" in result.stderr and "needed" in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("fvmatch: error:")]) == 1
     assert not (tmp_path / "calibrated.safetensors").exists()
+
+
+def test_evaluate_in_text_says_why_rows_are_empty_warns_of_one_person_and_lists_failed_files(corpus, tmp_path):
+    rows = list(csv.DictReader(open(corpus / "meta.csv", newline="")))
+    person = next(row["identity"] for row in rows if row["split"] == "test")
+    data = tmp_path / "one-person"
+    for modality in ("faces", "voices"):
+        shutil.copytree(corpus / modality / person, data / modality / person)
+    (data / "faces" / person / "v9").mkdir()
+    (data / "faces" / person / "v9" / "00000.jpg").write_bytes(b"not a jpeg")
+    with open(data / "meta.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(row for row in rows if row["identity"] == person)
+    result = run_cli("evaluate", data, "--space", "joint")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "- verification AUC U: no person has both items and another person who fits the stratum" in lines
+    assert "- F-V 1:2 accuracy U: no person has 1 others who fit the stratum" in lines
+    assert any(line.startswith("warning: split 'test' has 1 identity with embedded items") for line in lines)
+    at = lines.index("failed to embed (1 file, all of them in --json):")
+    assert lines[at + 1].startswith("  1 ") and lines[at + 1].endswith(f"(e.g. faces/{person}/v9/00000.jpg)")

@@ -293,5 +293,5 @@ def test_an_index_too_big_for_the_memory_at_hand_fails_in_one_line_without_a_reb
                             env={**os.environ, "REPLAY_MEMORY_MARGIN_MB": "8"})
     assert result.returncode == 2 and result.stdout == ""
     assert the_one_error(result.stderr) == (f"fvmatch: error: {directory}/face.hnsw: not enough memory for this index "
-                                            "of 16,000 items (it needs about 21 MiB; see README, Limits)")
+                                            "of 16,000 items (it needs about 21 MiB; see docs/gallery.md, Limits)")
     assert gallery_state(directory) == before  # nothing rebuilt or rewritten

@@ -192,6 +192,11 @@ def test_trials_with_items_missing_from_the_corpus_are_skipped_and_counted(corpu
     result = evaluate(smaller, seed=7, trials=trials, replicates=20)
     expected = sum(gone == t.probe or gone in t.candidates for t in trials.trials)
     assert expected > 0 and result["trials"]["skipped"] == expected
+    # the item is gone from a corpus folder that does not exist: counted as absent, every skipped trial explained
+    assert result["trials"]["skipped_reasons"] == {"an item is not in DATA": expected}
+    failed = dataclasses.replace(smaller, failures=[{"item": gone, "error": "no face found"}])
+    assert evaluate(failed, seed=7, trials=trials, replicates=20)["trials"]["skipped_reasons"] == {
+        "an item failed to embed": expected}
 
 
 def _figures(node):
@@ -405,3 +410,32 @@ def test_unstratified_trial_lists_hold_the_unconstrained_blocks_of_the_chosen_tr
         ("verification", "F-V"), ("1:2", "F-V"), ("1:2", "V-F"), ("1:N", "F-V"), ("1:N", "V-F"), ("retrieval", "F-V"),
         ("retrieval", "V-F")}
     assert block(drawn, "1:2", "V-F") == block(trials, "1:2", "V-F")  # the same trials as in the full list
+
+
+def test_a_one_person_split_is_flagged_and_its_rows_say_why_they_are_empty():
+    results = evaluate(handmade_corpus(identities=1), seed=0, counts=SMALL, replicates=20)
+    assert results["retrieval"]["F-V"]["map"]["value"] == 1.0  # what the warning is about: perfect by construction
+    assert len(results["warnings"]) == 1
+    assert results["warnings"][0].startswith("split 'test' has 1 identity with embedded items: every trial is of one "
+                                             "person")
+    empty = {(row["protocol"], row["stratum"]): row["why_not"] for row in table2_rows(results) if row["ours"] is None}
+    assert empty[("verification AUC", "U")] == "no person has both items and another person who fits the stratum"
+    assert empty[("V-F 1:2 accuracy", "G")] == "no person has 1 others who fit the stratum"
+    assert all(row["why_not"] is None for row in table2_rows(results) if row["ours"] is not None)
+
+
+@pytest.mark.parametrize("people, warned", [(2, True), (9, True), (10, False)])
+def test_splits_of_few_people_warn_that_the_intervals_mean_little(people, warned):
+    results = evaluate(handmade_corpus(identities=people), seed=0, counts=SMALL, replicates=20)
+    expected = [f"split 'test' has {people} identities with embedded items: the 95% intervals (a bootstrap over "
+                "identities) mean little below 10 and can collapse to a point (zero width) with 2"]
+    assert results["warnings"] == (expected if warned else [])
+
+
+def test_evaluating_on_identities_the_joint_model_was_trained_on_is_warned(corpus):
+    results = evaluate(corpus, seed=0, counts=SMALL, replicates=20,
+                       trained_identities=["id00003", "id00001", "id99999"])
+    assert results["warnings"] == [
+        "2 of the 40 identities evaluated were in the joint model's training split (e.g. id00001, id00003): its "
+        "figures on them are not held out and overstate its accuracy"]
+    assert evaluate(corpus, seed=0, counts=SMALL, replicates=20, trained_identities=["id99999"])["warnings"] == []

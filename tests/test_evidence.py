@@ -195,8 +195,10 @@ def test_embed_reads_the_sex_of_a_real_face_and_a_real_voice():
     assert (read_face["sex"], read_face["estimator"], read_voice["sex"], read_voice["estimator"]) == \
         ("female", "dlib-face sex head", "male", "ge2e-voice sex head")
     assert read_face["probability"] > 0.5 and read_voice["probability"] > 0.5
+    assert 130 < read_voice["f0_hz"] < 170  # speaker 2033's median F0, read by fvmatch.quality.pitch
     text = run_cli_here("embed", "--voice", voice, "--space", "ge2e-voice").stdout
-    assert f"voice: male {read_voice['probability']:.2f} (ge2e-voice sex head)" in text
+    assert (f"voice: male {read_voice['probability']:.2f} (F0 {read_voice['f0_hz']:.0f} Hz) (ge2e-voice sex head)"
+            in text)
     joint_only = json.loads(run_cli_here("embed", "--voice", voice, "--space", "joint", "--json").stdout)
     assert joint_only["sex"] is None  # not embedded in the head's space: nothing read
 
@@ -218,3 +220,20 @@ def test_the_population_the_sex_evidence_assumes_is_an_option_and_named_in_the_r
     assert refused.returncode == 2
     assert refused.stderr.strip() == ("fvmatch: error: --population: 'female=2': give female=SHARE or male=SHARE, a share "
                                       "strictly between 0 and 1")
+
+
+def test_a_voice_is_weighed_by_sex_against_a_gallery_that_holds_faces_alone(tmp_path):
+    """The question is embedded in the space its sex is read from even when no voice is enrolled to search."""
+    from mediagen import REALMEDIA, run_cli_here
+
+    face = REALMEDIA / "faces" / "fr_rose_leslie"
+    voice = REALMEDIA / "voices" / "librispeech_2033" / "2033-164914-0000.flac"
+    if not face.is_dir() or not voice.is_file():
+        pytest.skip(f"{REALMEDIA} is absent: the real photos and recordings of ../shared/realmedia are needed")
+    gallery = tmp_path / "faces-only"
+    assert run_cli_here("enroll", "-g", gallery, "-i", "Rose Leslie", "--face", sorted(face.iterdir())[0]
+                        ).returncode == 0
+    answer = json.loads(run_cli_here("identify", "-g", gallery, "--voice", voice, "--json").stdout)
+    (group,) = answer["trials"]
+    assert (group["space"], group["scoring"]["question"]["sex"]) == ("sex", "male")
+    assert answer["candidates"][0]["identity"] == "Rose Leslie" and answer["candidates"][0]["log10_lr"] < -1

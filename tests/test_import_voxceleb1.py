@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from mediagen import run_cli_here
-from voxceleb_tree import CELEBRITIES, build_release
+from voxceleb_tree import CELEBRITIES, UNLISTED, build_release
 
 from fvmatch.corpus import media_files, read_meta
 from fvmatch.media.audio import AUDIO_SUFFIXES
@@ -32,16 +32,20 @@ def test_import_links_the_release_and_writes_meta_with_splits_from_the_set_colum
     data, summary, stderr = imported
     assert summary["identities"] == 6 and summary["splits"] == {"train": 3, "val": 0, "test": 3}
     assert (summary["voices"], summary["faces"], summary["links"]) == (12, 12, 18)
-    assert summary["face_layout"] == "VoxCeleb1 face frames (<name>/1.6/<video>/<frame>)"
+    assert summary["face_layout"] == "VoxCeleb1 face frames (<name>/1.6/<video>/[<utterance>/]<frame>)"
     assert summary["skipped"] == [{"identity": "id10273", "name": "Eddie_Izzard", "reason": "no faces"},
                                   {"identity": "id10274", "name": "Eddie_Kaye_Thomas", "reason": "no voices"}]
-    assert "fvmatch: skipped: id10273 (Eddie_Izzard): no faces" in stderr
+    assert summary["skipped_reasons"] == {"no faces": 1, "no voices": 1}
+    assert summary["unlisted_speakers"] == [UNLISTED]
+    assert "  1 no faces (e.g. id10273 (Eddie_Izzard))" in stderr.splitlines()
+    assert f"fvmatch: 1 speaker folder(s) with voices are not in the meta file, ignored: {UNLISTED}" in stderr
     assert "age left empty" in summary["age"]
     rows = [(r["identity"], r["name"], r["gender"], r["nationality"], r["age"], r["split"]) for r in read_meta(data)]
     assert rows == [(i, n, g, c, None, "test" if s == "test" else "train") for i, n, g, c, s in CELEBRITIES[:6]]
     # the corpus reader sees the release's files through the links, under the corpus's own paths
     faces = [path.relative_to(data).as_posix() for path in media_files(data / "faces" / "id10270", IMAGE_SUFFIXES)]
-    assert faces == ["faces/id10270/Yt03vid_0Q-/0000375.jpg", "faces/id10270/Yt03vid_1Q-/0000750.jpg"]
+    # the frames of the release's nested layout: <video>/<utterance>/<frame>
+    assert faces == ["faces/id10270/Yt03vid_0Q-/1/0000375.jpg", "faces/id10270/Yt03vid_1Q-/2/0000750.jpg"]
     voices = [path.relative_to(data).as_posix() for path in media_files(data / "voices" / "id10001", AUDIO_SUFFIXES)]
     assert voices == ["voices/id10001/Yt00vid_0Q-/00001.wav", "voices/id10001/Yt00vid_1Q-/00002.wav"]
 
@@ -90,7 +94,7 @@ def test_text_output_says_the_counts_the_split_rule_and_the_missing_ages(release
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
         f"imported 6 identities (3 train, 0 val, 3 test): 12 voice clips, 12 faces (VoxCeleb1 face frames "
-        f"(<name>/1.6/<video>/<frame>)) as 18 links in {tmp_path / 'c'}; 2 skipped",
+        f"(<name>/1.6/<video>/[<utterance>/]<frame>)) as 18 links in {tmp_path / 'c'}; 2 skipped",
         "splits from Set: test -> test; dev -> train, 10% of dev -> val (by a hash of the identity)",
         "age: VoxCeleb1 gives no ages: age left empty, so the A and GNA strata have no trials"]
 
@@ -162,3 +166,41 @@ def test_import_help_does_not_load_torch():
              "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert "--faces" in result.stdout and result.stdout.strip().endswith("NO-TORCH 0")
+
+
+def test_flat_face_frames_without_utterance_folders_are_read_too(tmp_path):
+    release = build_release(tmp_path, nested=False)
+    result = run_cli_here("import", "voxceleb1", release, tmp_path / "c", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["faces"] == 12
+    faces = [p.relative_to(tmp_path / "c").as_posix() for p in media_files(tmp_path / "c/faces/id10270", IMAGE_SUFFIXES)]
+    assert faces == ["faces/id10270/Yt03vid_0Q-/0000375.jpg", "faces/id10270/Yt03vid_1Q-/0000750.jpg"]
+
+
+def test_face_folders_without_any_image_are_named_in_the_error(release, tmp_path):
+    faces = tmp_path / "faces" / "unzippedIntervalFaces" / "data"
+    for _, name, *_ in CELEBRITIES:
+        (faces / name / "1.6" / "Yt00vid_0Q-" / "1").mkdir(parents=True)  # the folders unzipped, the frames not
+    result = run_cli_here("import", "voxceleb1", release, tmp_path / "c", "--faces", tmp_path / "faces")
+    assert result.returncode == 2
+    assert _error_lines(result) == [f"fvmatch: error: {faces}: no face images for any of the 7 identities with "
+                                    "voices (read <name>/1.6/<video>/<utterance>/<frame>.jpg, "
+                                    "<name>/1.6/<video>/<frame>.jpg or <name>/<photo>.jpg)"]
+
+
+def test_a_partial_download_summarises_skips_in_a_few_lines(release, tmp_path):
+    src = tmp_path / "release"
+    src.mkdir()
+    os.symlink(release / "wav", src / "wav")
+    os.symlink(release / "unzippedIntervalFaces", src / "unzippedIntervalFaces")
+    absent = [f"id{11000 + n}\tAbsent_{n}\tm\tUSA\tdev" for n in range(40)]
+    (src / "vox1_meta.csv").write_text((release / "vox1_meta.csv").read_text() + "\n".join(absent) + "\n")
+    result = run_cli_here("import", "voxceleb1", src, tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if line.startswith(("fvmatch:", "  "))]
+    assert said == [
+        f"fvmatch: skipped 42 of 48 identities (all of them in {tmp_path / 'c'}/import.json and --json):",
+        "  40 no voices and no faces (e.g. id11000 (Absent_0), id11001 (Absent_1), id11002 (Absent_2), ...)",
+        "  1 no faces (e.g. id10273 (Eddie_Izzard))", "  1 no voices (e.g. id10274 (Eddie_Kaye_Thomas))",
+        f"fvmatch: 1 speaker folder(s) with voices are not in the meta file, ignored: {UNLISTED}"]
+    assert len(json.loads((tmp_path / "c" / "import.json").read_text())["skipped"]) == 42

@@ -121,10 +121,11 @@ def test_speech_detection_leaves_the_process_thread_count_alone():
 
 def test_speech_probabilities_are_silero_s_own_chunk_by_chunk():
     import torch
+    from silero_vad import load_silero_vad
 
     pause = np.zeros(SAMPLE_RATE, np.float32)
     clip = np.concatenate([pause, speech_clip(2.0, seed=2), pause, speech_clip(1.5, seed=3)])[:70_001]
-    model, _ = vad.vad_model()
+    model = load_silero_vad()  # silero's own JIT model, in torch
     padded = np.zeros(-(-len(clip) // vad.CHUNK) * vad.CHUNK, np.float32)
     padded[: len(clip)] = clip
     with torch.no_grad():  # silero's loop: the whole model once per chunk, its state carried from call to call
@@ -137,13 +138,14 @@ def test_speech_probabilities_are_silero_s_own_chunk_by_chunk():
 
 def test_speech_found_is_what_silero_finds():
     import torch
-    from silero_vad import get_speech_timestamps
+    from silero_vad import get_speech_timestamps, load_silero_vad
 
+    model = load_silero_vad()  # silero's own JIT model and loop, in torch
     pause = np.zeros(SAMPLE_RATE, np.float32)
     clips = [speech_clip(4.0, seed=1), np.concatenate([pause, speech_clip(2.0, seed=2), pause, speech_clip(1.5, seed=3)]),
              speech_clip(1.0, seed=4)[:800], np.zeros(SAMPLE_RATE * 2, np.float32), speech_clip(9.7, seed=5)[:155_555]]
     for number, clip in enumerate(clips):
-        segments = (get_speech_timestamps(torch.from_numpy(clip), vad.vad_model()[0], sampling_rate=SAMPLE_RATE,
+        segments = (get_speech_timestamps(torch.from_numpy(clip), model, sampling_rate=SAMPLE_RATE,
                                           **vad.VAD_SETTINGS)
                     if len(clip) >= vad.MIN_SAMPLES else [])
         expected = np.concatenate([clip[s["start"] : s["end"]] for s in segments]) if segments else clip[:0]

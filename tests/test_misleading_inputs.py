@@ -238,3 +238,225 @@ def test_an_oversized_image_gets_one_message_whatever_its_size(tmp_path, width, 
         load_image(path)
     assert str(raised.value) == (f"{path}: image is {width}x{height} pixels, over the 50,000,000-pixel limit "
                                  f"({width * height / 1e6:.1f} Mpx): downscale it first")
+
+
+# --- 9. several audio tracks: the silent first one is not taken for the recording ----------------------------------
+
+def write_tracks(path: Path, tracks: list[np.ndarray], picture: Path | None = None, container_format: str = "mp4",
+                 layouts: list[str] | None = None) -> Path:
+    """An MP4 (or M4A: container_format "ipod") of 16 kHz AAC audio tracks, in order, and with `picture` a 4 s
+    H.264 video of that photo first. A track of shape (n, 2) is stereo."""
+    import av
+
+    with av.open(str(path), "w", format=container_format) as container:
+        video = None
+        if picture is not None:
+            video = container.add_stream("libx264", rate=5)
+            video.width, video.height, video.pix_fmt = 256, 300, "yuv420p"
+        sounds = [container.add_stream("aac", rate=16000, layout="stereo" if samples.ndim == 2 else "mono")
+                  for samples in tracks]
+        if video is not None:
+            pixels = np.asarray(Image.open(picture).convert("RGB").resize((256, 300)))
+            for number in range(20):
+                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                frame.pts = number
+                for packet in video.encode(frame):
+                    container.mux(packet)
+            for packet in video.encode():
+                container.mux(packet)
+        for sound, samples in zip(sounds, tracks):
+            planes = np.ascontiguousarray(np.atleast_2d(samples.T), dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout="stereo" if samples.ndim == 2 else "mono")
+            frame.sample_rate = 16000
+            for packet in [*sound.encode(frame), *sound.encode(None)]:
+                container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_tracks(tmp_path_factory, grace_hopper) -> dict[str, Path]:
+    """A video and an M4A whose first audio track is silent and whose second holds 4 s of speech."""
+    root = tmp_path_factory.mktemp("tracks")
+    tracks = [np.zeros(4 * 16000, np.float32), speech_clip(4.0)]
+    return {"video": write_tracks(root / "interview.mp4", tracks, grace_hopper),
+            "m4a": write_tracks(root / "call.m4a", tracks, container_format="ipod")}
+
+
+def test_every_audio_track_of_a_video_is_listed_and_the_speech_read(two_tracks):
+    result = run_cli_here("embed", "--video", two_tracks["video"], "--json")
+    assert result.returncode == 0, result.stderr
+    embedded = json.loads(result.stdout)
+    listed = embedded["video"]["audio_tracks"]
+    assert [(t["track"], t["codec"], t["channels"]) for t in listed] == [(1, "aac", 1), (2, "aac", 1)]
+    assert listed[0]["speech_seconds_in_first_30_s"] == 0.0 and listed[1]["speech_seconds_in_first_30_s"] > 3.0
+    assert embedded["video"]["audio_track"] == 2
+    assert embedded["voice"]["quality"]["speech_seconds"] > 3.0 and embedded["notes"] == []
+
+
+def test_audio_track_chooses_the_track_of_a_video(two_tracks):
+    first = run_cli_here("embed", "--video", two_tracks["video"], "--audio-track", "1", "--json")
+    assert first.returncode == 0, first.stderr
+    embedded = json.loads(first.stdout)
+    assert embedded["video"]["audio_track"] == 1 and embedded["voice"] is None
+    assert embedded["notes"] == ["soundtrack: too little speech: 0.0 s detected in 4.1 s of audio (minimum 1 s): "
+                                 "face only"]
+    missing = run_cli_here("embed", "--video", two_tracks["video"], "--audio-track", "3")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (f"fvmatch: error: --audio-track: {two_tracks['video']} holds 2 "
+                                                      "audio tracks (1-2): there is no track 3")
+
+
+def test_voice_reads_the_speaking_track_of_a_container_or_the_one_named(two_tracks):
+    chosen = run_cli_here("embed", "--voice", two_tracks["m4a"], "--json")
+    assert chosen.returncode == 0, chosen.stderr
+    quality = json.loads(chosen.stdout)["quality"]
+    assert quality["audio_track"] == 2 and len(quality["audio_tracks"]) == 2 and quality["speech_seconds"] > 3.0
+    named = run_cli_here("embed", "--voice", two_tracks["m4a"], "--audio-track", "1")
+    assert named.returncode == 2
+    assert named.stderr.strip().splitlines()[-1] == (f"fvmatch: error: {two_tracks['m4a']}: too little speech: 0.0 s "
+                                                    "detected in 4.1 s of audio (minimum 1 s)")
+
+
+def test_a_single_track_file_refuses_another_track_in_one_line(media_dir):
+    result = run_cli_here("embed", "--voice", media_dir / "speech.wav", "--audio-track", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (f"fvmatch: error: --audio-track: {media_dir / 'speech.wav'} "
+                                                     "holds one audio track: there is no track 2")
+
+
+@pytest.mark.parametrize("container", ["wav", "m4a"])
+def test_stereo_channels_that_cancel_in_the_mix_are_read_one_alone(tmp_path, container):
+    import soundfile
+
+    speech = speech_clip(4.0)
+    cancelling = np.stack([speech, -speech], axis=1)
+    path = tmp_path / f"inverted.{container}"
+    if container == "wav":
+        soundfile.write(path, cancelling, 16000, subtype="PCM_16")
+    else:
+        write_tracks(path, [cancelling], container_format="ipod")
+    result = run_cli_here("embed", "--voice", path, "--json")
+    assert result.returncode == 0, result.stderr
+    quality = json.loads(result.stdout)["quality"]
+    assert quality["channels"] == 2 and quality["speech_seconds"] > 3.0
+    assert quality["channels_read"] == ("channel 1 alone: the channels cancel in the mono mix (one is the other "
+                                        "inverted)")
+    ordinary = tmp_path / "stereo.wav"
+    soundfile.write(ordinary, np.stack([speech, 0.8 * speech], axis=1), 16000, subtype="PCM_16")
+    mixed = json.loads(run_cli_here("embed", "--voice", ordinary, "--json").stdout)["quality"]
+    assert "channels_read" not in mixed and mixed["speech_seconds"] > 3.0
+
+
+# --- 10. a display matrix of 45 degrees: said, not rounded away silently -----------------------------------------
+
+def write_turned_by(path: Path, degrees: float, picture: Path) -> Path:
+    """A 2 s H.264 MP4 of the photo whose display matrix turns it by `degrees` counter-clockwise."""
+    import av
+
+    pixels = np.asarray(Image.open(picture).convert("RGB").resize((256, 300)))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 256, 300, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for number in range(10):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = number
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("degrees, quarter, off", [(45, 0, 45), (135, 180, 45), (100, 90, 10)])
+def test_a_rotation_that_is_no_quarter_turn_is_said(tmp_path, grace_hopper, degrees, quarter, off):
+    path = write_turned_by(tmp_path / "tilted.mp4", degrees, grace_hopper)
+    info = probe_video(path)
+    assert info.rotation == quarter
+    assert info.notes == [f"display matrix turns the picture {degrees} degrees, not a quarter turn: frames are read "
+                          f"turned {quarter} degrees, so faces in them stand {off} degrees off upright"]
+    list(sampled_frames(path, 2.0, info))
+    assert len(info.notes) == 1  # said once, not per frame
+
+
+def test_a_quarter_turn_says_nothing(tmp_path, grace_hopper):
+    info = probe_video(write_turned_by(tmp_path / "turned.mp4", 90, grace_hopper))
+    assert (info.rotation, info.notes) == (90, [])
+
+
+def test_embedding_a_45_degree_video_says_so_on_screen(tmp_path, grace_hopper):
+    path = write_turned_by(tmp_path / "tilted.mp4", 45, grace_hopper)
+    result = run_cli_here("embed", "--video", path, "--json")
+    note = ("display matrix turns the picture 45 degrees, not a quarter turn: frames are read turned 0 degrees, so "
+            "faces in them stand 45 degrees off upright")
+    assert f"fvmatch: {path}: {note}" in result.stderr.splitlines()
+    if result.returncode == 0:
+        assert note in json.loads(result.stdout)["notes"]
+
+
+# --- 11. a patched sample table: frames hours apart ---------------------------------------------------------------
+
+def patch_stts_delta(source: Path, target: Path, factor: int) -> None:
+    """Copy an MP4 with the sample durations of its (first) stts entry multiplied by `factor`: its frames then lie
+    `factor` times further apart than the container's declared duration allows."""
+    data = bytearray(source.read_bytes())
+    at = data.find(b"stts")
+    count, delta = struct.unpack(">II", data[at + 12 : at + 20])
+    data[at + 16 : at + 20] = struct.pack(">I", delta * factor)
+    target.write_bytes(bytes(data))
+
+
+def test_frames_hours_apart_are_said_not_read_as_one_frame(tmp_path):
+    from fvmatch.synth.identity import draw_identity
+    from fvmatch.synth.video import OnScreen, write_talking_head
+
+    whole = write_talking_head(tmp_path / "whole.mp4", [OnScreen(draw_identity("stts", np.random.default_rng(3)))],
+                               8.0)
+    patched = tmp_path / "patched.mp4"
+    patch_stts_delta(whole, patched, 36_000)  # 0.1 s -> an hour between frames
+    info = probe_video(patched)
+    frames = list(sampled_frames(patched, 2.0, info))
+    assert (len(frames), info.frames_declared) == (1, 80)
+    assert info.damage == [f"picture: 1 of the 80 frames the track declares were read: its timestamps span 80.0 "
+                           f"hours in a video of {info.duration_seconds:.1f} s (a damaged or edited sample table)"]
+    intact = probe_video(whole)
+    list(sampled_frames(whole, 2.0, intact))
+    assert intact.damage == [] and intact.frames_decoded == 80
+
+
+# --- 12. a WAV whose header claims twice the data it holds ----------------------------------------------------------
+
+def test_a_wav_claiming_twice_its_data_is_said_truncated(tmp_path, media_dir):
+    data = bytearray((media_dir / "speech.wav").read_bytes())
+    at = data.find(b"data")
+    size = struct.unpack("<I", data[at + 4 : at + 8])[0]
+    data[at + 4 : at + 8] = struct.pack("<I", 2 * size)
+    data[4:8] = struct.pack("<I", len(data) - 8 + size)
+    path = tmp_path / "claims-more.wav"
+    path.write_bytes(bytes(data))
+    damage = "audio ends at 5.0 s of the 10.0 s its WAV header declares (truncated or damaged)"
+    shown = run_cli_here("embed", "--voice", path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"damage {damage}" in shown.stdout
+    enrolled = run_cli_here("enroll", "-g", tmp_path / "gallery", "-i", "claims", "--voice", path, "--json")
+    assert enrolled.returncode == 0, enrolled.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "gallery" / "gallery.db") as connection:
+        stored = [json.loads(row[0]) for row in connection.execute("SELECT quality_json FROM media")]
+    assert [q.get("damage") for q in stored] == [damage]  # the provenance keeps it
+    whole = run_cli_here("embed", "--voice", media_dir / "speech.wav", "--json")
+    assert "damage" not in json.loads(whole.stdout)["quality"]
+
+
+def test_identify_takes_the_speaking_track_or_the_one_named(tmp_path, two_tracks, media_dir):
+    gallery = tmp_path / "gallery"
+    enrolled = run_cli_here("enroll", "-g", gallery, "-i", "speaker", "--voice", media_dir / "speech.wav")
+    assert enrolled.returncode == 0, enrolled.stderr
+    found = run_cli_here("identify", "-g", gallery, "--voice", two_tracks["m4a"], "--json")
+    assert found.returncode in (0, 1), found.stderr
+    answer = json.loads(found.stdout)
+    assert answer["query"]["quality"]["audio_track"] == 2 and answer["candidates"][0]["identity"] == "speaker"
+    named = run_cli_here("identify", "-g", gallery, "--voice", two_tracks["m4a"], "--audio-track", "1")
+    assert named.returncode == 2
+    assert "too little speech: 0.0 s detected in 4.1 s of audio" in named.stderr.strip().splitlines()[-1]

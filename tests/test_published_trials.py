@@ -99,7 +99,7 @@ def test_an_unreadable_list_is_refused_naming_the_file_and_line(tmp_path, name, 
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("published")
     data = root / "corpus"
-    result = run_cli_here("import", "voxceleb1", build_release(root), data)
+    result = run_cli_here("import", "voxceleb1", build_release(root, nested=False), data)  # the lists' frame paths
     assert result.returncode == 0, result.stderr
     return data, root / "cache"
 
@@ -123,6 +123,7 @@ def test_a_pins_veriflist_evaluates_on_the_imported_corpus_skipping_files_it_lac
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["trials"]["counts"] == {"verification F-V G": 5} and report["trials"]["skipped"] == 1
+    assert report["trials"]["skipped_reasons"] == {"an item is not in DATA": 1}  # every skipped trial explained
     assert report["trials"]["shortfalls"] == [
         f"1 of 6 trials name files absent from {corpus[0]} (2 files, first "
         "faces/Eddie_Izzard/Yt06vid_0Q-/0000375.jpg): skipped"]
@@ -160,6 +161,7 @@ def test_trials_of_people_in_another_split_are_said_and_skipped(corpus, tmp_path
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["trials"]["skipped"] == 1 and report["trials"]["counts"] == {"1:2 V-F U": 3}
+    assert report["trials"]["skipped_reasons"] == {"an item's person is outside the split evaluated": 1}
     assert "1 of 4 trials name people outside split 'test': skipped (--split evaluates another)" in \
         report["trials"]["shortfalls"]
 
@@ -170,3 +172,20 @@ def test_a_list_naming_nothing_in_the_corpus_is_refused_before_embedding(corpus,
     assert result.returncode == 2
     assert "matching_v2f_U.csv: none of its 1 trials names files in" in result.stderr
     assert "embed" not in result.stderr.replace("fvmatch: error:", "")
+
+
+def test_face_frames_under_an_utterance_folder_read_as_the_corpus_paths(tmp_path):
+    text = "id10270/Yt03vid_0Q-/00001.wav Eartha_Kitt/1.6/Yt03vid_1Q-/2/0000750.jpg Ed_Westwick/1.6/Yt04vid_0Q-/1/0000375.jpg\n"
+    trials = read_trials(write(tmp_path, "matching_v2f_U.csv", text), names=NAMES)
+    assert trials.trials[0].candidates == ("faces/id10270/Yt03vid_1Q-/2/0000750.jpg",
+                                           "faces/id10271/Yt04vid_0Q-/1/0000375.jpg")
+
+
+def test_split_all_is_refused_before_the_trial_list_is_read(corpus, tmp_path):
+    result = evaluate(corpus, tmp_path / "no-such-list.txt", "--split", "all")
+    assert result.returncode == 2
+    assert "fvmatch: error: --split: 'all' is not a split; one of train, val, test" in result.stderr
+    assert "no-such-list.txt" not in result.stderr
+    empty = evaluate(corpus, tmp_path / "no-such-list.txt", "--split", "val")
+    assert empty.returncode == 2
+    assert "meta.csv: lists no identity in split 'val' (3 train, 0 val, 3 test)" in empty.stderr

@@ -207,8 +207,8 @@ def test_voice_result_is_plain_json_with_the_figures_named():
     samples, rate = librispeech_clip(WIDEBAND_CLIP)
     quality = voice_quality_of_clip(samples, rate, codec="FLAC")
     assert json.loads(json.dumps(quality)) == quality
-    assert set(quality) == {"bandwidth_hz", "low_band_db", "snr_db", "clipped_fraction", "speech_seconds", "sample_rate",
-                            "codec"}
+    assert set(quality) == {"bandwidth_hz", "low_band_db", "snr_db", "f0_hz", "clipped_fraction", "speech_seconds",
+                            "sample_rate", "codec"}
     assert quality["codec"] == "FLAC" and quality["sample_rate"] == 16000 and 2.0 < quality["speech_seconds"] <= 3.6
 
 
@@ -218,3 +218,4 @@ def test_silence_has_no_bandwidth_or_snr():
     meter.add_speech(np.zeros(16000, np.float32), np.zeros(32))
     quality = meter.result(16000, "WAV", 0.0)
     assert quality["bandwidth_hz"] is None and quality["snr_db"] is None and quality["clipped_fraction"] == 0.0
+    assert quality["f0_hz"] is None

@@ -620,3 +620,52 @@ def test_results_answered_under_other_reference_calibrations_are_a_finding(no_re
         "this fvmatch's (none), which the score plots use"]
     assert calibration_findings([{**record, "calibration": {**record["calibration"], "reference": []}}],
                                 {"model_id": "m"}) == []
+
+
+# ----- the templates ------------------------------------------------------------------------------------------------
+HOSTILE = "<script>alert('x')</script> \"O'Brien\" & \u202eevil\u200b"
+
+
+def test_every_value_a_template_prints_is_escaped_and_shows_its_invisible_characters():
+    from fvmatch.case_report.page import environment
+
+    templates = environment()
+    assert templates.autoescape is True
+    page = templates.from_string('<p>{{ value }}</p><p>{{ value|bdi }}</p><i title="{{ value|attribute }}"></i>'
+                                 "<p>{{ value ~ '!' }}</p><p>{{ missing_is_none }}</p>")
+    shown = ('&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &quot;O&#x27;Brien&quot; &amp; '
+             '<span class="cc">U+202E</span>evil<span class="cc">U+200B</span>')
+    assert page.render(value=HOSTILE, missing_is_none=None) == (
+        f"<p>{shown}</p><p><bdi>{shown}</bdi></p>"
+        '<i title="&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &quot;O&#x27;Brien&quot; &amp; U+202EevilU+200B">'
+        f"</i><p>{shown}!</p><p></p>")
+
+
+def test_no_template_lets_a_value_through_unescaped():
+    from fvmatch.case_report.page import TEMPLATES
+
+    sources = {path.name: path.read_text(encoding="utf-8") for path in TEMPLATES.iterdir()}
+    assert {"report.html.j2", "sections.html.j2", "macros.html.j2", "report.css"} <= set(sources)
+    for name, source in sources.items():
+        for bypass in ("|safe", "| safe", "autoescape false", "Markup"):
+            assert bypass not in source, (name, bypass)
+    assert CSP not in sources["report.html.j2"] and "{{ csp }}" in sources["report.html.j2"]  # one policy, page.CSP
+
+
+def test_an_indented_template_line_continues_the_line_above():
+    from fvmatch.case_report.page import template_source
+
+    assert template_source("<tr>\n  <td>1</td>\n  {% if x %}\n    <td>2</td>\n  {% endif %}\n</tr>\n") == (
+        "<tr><td>1</td>{% if x %}<td>2</td>{% endif %}\n</tr>\n")
+    assert template_source("<p>scores shown\n  here: {{ n }}\n  more</p>") == "<p>scores shown here: {{ n }} more</p>"
+
+
+def test_the_cli_help_does_not_import_jinja2():
+    import subprocess
+    import sys
+
+    for argv in (["--help"], ["report", "--help"]):
+        probe = ("import sys\nfrom fvmatch import cli\nsys.argv = ['fvmatch', *%r]\ntry:\n    cli.main()\n"
+                 "except SystemExit:\n    pass\nprint('JINJA2' if 'jinja2' in sys.modules else 'NO-JINJA2')" % argv)
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert done.stdout.splitlines()[-1] == "NO-JINJA2", done.stderr

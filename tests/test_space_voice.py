@@ -1,8 +1,10 @@
 """The ge2e-voice space: Resemblyzer's GE2E vectors of the speech it reads (long silences trimmed as Resemblyzer trims
-them), speakers told apart, a quiet load."""
+them), the torch computation's vectors computed in numpy, speakers told apart, a quiet load without torch."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -14,10 +16,12 @@ import pytest
 
 from fvmatch.media.audio import load_audio
 from fvmatch.media.vad import trimmed_speech
-from fvmatch.spaces.ge2e_voice import FRONT_END, Ge2eVoiceSpace, partial_starts
+from fvmatch.spaces import ge2e_voice
+from fvmatch.spaces.ge2e_voice import FRONT_END, Ge2eVoiceSpace, mel_power, partial_starts
 from mediagen import speech_clip
 
-REALMEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+ROOT = Path(__file__).resolve().parents[1]
+REALMEDIA = ROOT.parent / "shared" / "realmedia"
 # LibriSpeech clips of 4-7 s (3-5 s of speech); 367-130732-0001 is quiet (-32 dBFS), so its level gets raised
 AGREEMENT_CLIPS = ("3080-5032-0000", "533-1066-0003", "367-130732-0001", "2033-164914-0001")
 # (reference, other recording) of five speakers
@@ -157,18 +161,19 @@ def test_model_id_names_resemblyzers_pretrained_weights_and_the_front_end(space)
 
 @pytest.fixture(scope="module")
 def fresh_process(tmp_path_factory) -> dict:
-    """Load the space and embed a clip in a new interpreter: its stdout, thread counts and imported modules."""
+    """Load the space and embed a clip in a new interpreter: its stdout, BLAS thread counts and imported modules."""
     report = tmp_path_factory.mktemp("ge2e") / "report.json"
     script = (
-        "import json, sys, numpy as np, torch\n"
-        "threads = torch.get_num_threads()\n"
+        "import json, sys, numpy as np\n"
+        "from threadpoolctl import threadpool_info\n"
+        "threads = [pool['num_threads'] for pool in threadpool_info()]\n"
         "from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace\n"
         "Ge2eVoiceSpace().embed_speech(np.random.default_rng(0).normal(0, 0.05, 32000).astype(np.float32))\n"
-        "json.dump({'threads': [threads, torch.get_num_threads()], 'modules': sorted(sys.modules)},"
-        " open(sys.argv[1], 'w'))\n"
+        "json.dump({'threads': [threads, [pool['num_threads'] for pool in threadpool_info()]],"
+        " 'modules': sorted(sys.modules)}, open(sys.argv[1], 'w'))\n"
     )
     result = subprocess.run([sys.executable, "-c", script, str(report)], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1], timeout=120)
+                            cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     return {"stdout": result.stdout, **json.loads(report.read_text())}
 
@@ -178,11 +183,124 @@ def test_loading_and_embedding_print_nothing_on_stdout(fresh_process):
     assert fresh_process["stdout"] == ""
 
 
-def test_loading_and_embedding_keep_torch_thread_count(fresh_process):
+def test_loading_and_embedding_keep_blas_thread_count(fresh_process):
+    # the LSTM's steps run on one BLAS thread; the process's setting is restored afterwards
     before, after = fresh_process["threads"]
-    assert after == before
+    assert after == before and len(before) >= 1
 
 
-def test_space_does_not_import_librosa(fresh_process):
-    # librosa's first spectrogram in a process costs seconds (numba, scipy.signal): the space uses torchaudio
-    assert not {"librosa", "numba", "webrtcvad", "resemblyzer"} & set(fresh_process["modules"])
+def test_space_imports_neither_torch_nor_librosa(fresh_process):
+    # torch: the analyst's install has none; librosa's first spectrogram costs seconds (numba, scipy.signal)
+    assert not {"torch", "torchaudio", "librosa", "numba", "webrtcvad", "resemblyzer"} & set(fresh_process["modules"])
+
+
+# ----- the numpy computation against the torch computation it replaces ------------------------------------------
+class TorchGe2e:
+    """The space's vectors as they were computed in torch: pretrained.pt read by torch.load, torchaudio's mel,
+    torch.nn.LSTM (the reference the numpy computation must give within 1e-4 cosine)."""
+
+    def __init__(self) -> None:
+        import torch
+        import torchaudio
+
+        spec = importlib.util.find_spec("resemblyzer")
+        if spec is None:
+            pytest.skip("resemblyzer is not installed: its pretrained.pt is the reference's weights")
+        data = (Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt").read_bytes()
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)["model_state"]
+        self.lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
+        self.linear = torch.nn.Linear(256, 256)
+        for name, value in state.items():
+            module, _, parameter = name.partition(".")
+            if module in ("lstm", "linear"):
+                getattr(getattr(self, module), parameter).data.copy_(value)
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=400, hop_length=160, n_mels=40,
+                                                        pad_mode="constant", mel_scale="slaney", norm="slaney")
+        self.torch = torch
+
+    def mel_power(self, waveform: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.mel(self.torch.from_numpy(waveform)).T.numpy()
+
+    def embed_speech(self, speech: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        waveform = ge2e_voice.normalize_volume(np.asarray(speech, dtype=np.float32))
+        starts = partial_starts(len(waveform))
+        end = (starts[-1] + 160) * 160
+        waveform = np.pad(waveform, (0, max(0, end - len(waveform))))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # on 2 busy cores, torch's threads waiting on each other made this 10 times slower
+        try:
+            with torch.inference_mode():
+                mel = self.mel(torch.from_numpy(waveform)).T
+                _, (hidden, _) = self.lstm(torch.stack([mel[start : start + 160] for start in starts]))
+                partials = torch.relu(self.linear(hidden[-1]))
+                partials = partials / partials.norm(dim=1, keepdim=True)
+                mean = partials.mean(dim=0)
+                return (mean / mean.norm()).numpy()
+        finally:
+            torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def torch_ge2e() -> TorchGe2e:
+    pytest.importorskip("torch", reason="the reference is the torch computation")
+    pytest.importorskip("torchaudio", reason="the reference's mel is torchaudio's")
+    return TorchGe2e()
+
+
+def test_shipped_weights_are_resemblyzers_pretrained_weights():
+    # read from pretrained.pt without torch (fvmatch.media.torch_weights), as convert_pretrained.py converted them
+    if importlib.util.find_spec("resemblyzer") is None:
+        pytest.skip("resemblyzer is not installed: its pretrained.pt is the source of the shipped weights")
+    from safetensors import safe_open
+
+    spec = importlib.util.spec_from_file_location("convert_pretrained", ROOT / "models/weights/convert_pretrained.py")
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    expected, source_sha256 = convert.ge2e_tensors()
+    with safe_open(ge2e_voice.WEIGHTS_FILE, "np") as shipped:
+        assert sorted(shipped.keys()) == sorted(expected) and len(expected) == 14
+        for name, values in expected.items():
+            assert np.array_equal(shipped.get_tensor(name), values), name
+        assert shipped.metadata()["source_sha256"] == source_sha256 == ge2e_voice.RESEMBLYZER_WEIGHTS_SHA256
+        assert "Apache License, Version 2.0" in shipped.metadata()["licence"]
+
+
+def test_changed_shipped_weights_are_refused(tmp_path, monkeypatch):
+    changed = tmp_path / "ge2e_voice.safetensors"
+    data = bytearray(ge2e_voice.WEIGHTS_FILE.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    changed.write_bytes(bytes(data))
+    monkeypatch.setattr(ge2e_voice, "WEIGHTS_FILE", changed)
+    with pytest.raises(ValueError, match="ge2e_voice.safetensors: not the GE2E weights fvmatch ships"):
+        Ge2eVoiceSpace()
+
+
+def test_mel_is_torchaudios(torch_ge2e):
+    clip = speech_clip(2.0, seed=6)
+    ours, theirs = mel_power(clip), torch_ge2e.mel_power(clip)
+    assert ours.shape == theirs.shape == (201, 40) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6 * float(theirs.max()))
+
+
+def test_vectors_are_the_torch_computations(space, torch_ge2e, kept_speech):
+    # real speech (one quiet clip), generated speech, and lengths that give one partial, two, or zero padding
+    speeches = [kept_speech(name) for name in AGREEMENT_CLIPS]
+    speeches += [speech_clip(3.0, seed=7), speech_clip(3.0, seed=7)[:30_400], speech_clip(3.0, seed=7)[:4000]]
+    for number, speech in enumerate(speeches):
+        assert float(space.embed_speech(speech) @ torch_ge2e.embed_speech(speech)) > 1 - 1e-4, number
+
+
+@pytest.mark.long
+def test_vectors_of_every_real_recording_are_the_torch_computations(space, torch_ge2e):
+    paths = sorted(path for path in (REALMEDIA / "voices").glob("*/*") if path.suffix in (".flac", ".mp3"))
+    if not paths:
+        pytest.skip(f"../shared/realmedia is absent: no recordings under {REALMEDIA / 'voices'}")
+    cosines = {}
+    for path in paths:
+        speech = trimmed_speech(load_audio(path))
+        cosines[path.name] = float(space.embed_speech(speech) @ torch_ge2e.embed_speech(speech))
+    worst = min(cosines, key=cosines.get)
+    print(f"{len(cosines)} recordings; lowest cosine {cosines[worst]:.8f} ({worst})")
+    assert cosines[worst] > 1 - 1e-4, worst

@@ -1,18 +1,22 @@
 """Identity batches, the learning-rate schedule and the trainer on a tiny prepared corpus (CPU)."""
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from dataclasses import replace
 
 import pytest
 import torch
 from mediagen import run_cli_here
 from trainruns import stopped_after_first_epoch_then_resumed
 
+from fvmatch.errors import BadArgument
 from fvmatch.models.checkpoint import load_checkpoint, read_card
 from fvmatch.synth import CorpusSpec, write_corpus
 from fvmatch.training.data import IdentityBatches, PreparedCorpus
 from fvmatch.training.prepare import prepare_corpus
-from fvmatch.training.trainer import STATE_SUFFIX, TrainSettings, learning_rate, train
+from fvmatch.training.trainer import STATE_SUFFIX, TrainSettings, learning_rate, train, validation_note
 
 TINY = TrainSettings(config="small", epochs=2, batch_size=4, lr_start=0.01, lr_end=1e-4, crop_seconds=1.0, seed=3)
 
@@ -274,3 +278,40 @@ def test_training_as_a_cuda_graph_follows_eager_training(prepared, tmp_path):
 
     moved, apart = distance(a, start), distance(a, b)
     assert apart < 0.1 * moved  # the graph trained as eager steps do (bf16 rounding apart), not from elsewhere
+
+
+def test_train_refuses_an_output_folder_that_does_not_exist_before_preparing_anything(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "meta.csv").write_text("identity,name,gender,nationality,age,split\n")
+    result = run_cli_here("train", corpus, "--out", tmp_path / "ckpt" / "x.safetensors")
+    assert result.returncode == 2
+    assert f"fvmatch: error: {tmp_path / 'ckpt'}: no such folder: the checkpoint x.safetensors cannot be written" \
+        in result.stderr
+    assert sorted(path.name for path in corpus.iterdir()) == ["meta.csv"]  # nothing prepared
+
+
+def test_train_refuses_an_output_under_a_file_or_a_folder_as_the_output(prepared, tmp_path):
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(BadArgument, match="is a file, not a folder") as raised:
+        train(prepared, tmp_path / "notes.txt" / "x.safetensors", TINY)
+    assert raised.value.item == str(tmp_path / "notes.txt")
+    with pytest.raises(BadArgument, match="is a folder; give the checkpoint file"):
+        train(prepared, tmp_path, TINY)
+
+
+def test_an_empty_validation_split_is_said_in_each_epoch_record(prepared, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(prepared, cache)
+    plan = json.loads((cache / "prepare.json").read_text())
+    assert sum(row["split"] == "val" for row in plan["identities"]) >= 2
+    for row in plan["identities"]:
+        row["split"] = "train" if row["split"] == "val" else row["split"]
+    (cache / "prepare.json").write_text(json.dumps(plan))
+    result = train(cache, tmp_path / "model.safetensors", replace(TINY, epochs=1))
+    assert result.history[0]["val_note"] == validation_note(0)
+    assert "val_verification_auc" not in result.history[0]
+    assert "the val split has 0 usable identities, at least 2 are needed" in validation_note(0)
+    card = read_card(tmp_path / "model.safetensors")
+    assert card["training"]["identities"] == sorted(row["identity"] for row in plan["identities"]
+                                                    if row["split"] == "train")

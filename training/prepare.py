@@ -134,7 +134,7 @@ def _identity_folders(root: Path) -> set[str]:
 
 
 def _has_media(folder: Path, suffixes: set[str]) -> bool:
-    return folder.is_dir() and any(path.suffix.lower() in suffixes for path in folder.glob("*/*"))
+    return bool(media_files(folder, suffixes))
 
 
 def _shard_name(index: int) -> str:

@@ -40,6 +40,7 @@ from .cuda_graph import GraphedStep
 from .data import PreparedCorpus
 from .device_data import device_corpus_for
 from .losses import TERM_NAMES, CenterLoss, JointLoss
+from .output_path import check_output_path
 from .recipes import get_recipe, recipe_card
 from .step import make_step
 
@@ -97,6 +98,12 @@ class TrainResult:
     epochs_run: int
     steps: int
     history: list[dict] = field(default_factory=list)
+
+
+def validation_note(val_identities: int) -> str:
+    """Why an epoch has no validation figures."""
+    return (f"not measured: the val split has {val_identities} usable identit{'y' if val_identities == 1 else 'ies'}, "
+            "at least 2 are needed (import with --val-fraction, or give meta.csv val rows)")
 
 
 def learning_rate(step: int, total_steps: int, start: float, end: float) -> float:
@@ -200,7 +207,7 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
     fits; False: always the DataLoader. `cuda_graph`: capture the step as a CUDA graph (training/cuda_graph.py);
     None: on one CUDA device with the seed's objective; False: eager steps.
     """
-    out = Path(out)
+    out = check_output_path(out)
     state_path = out.with_name(out.name + STATE_SUFFIX)
     rank, world, local_rank = _distributed()
     if device == "cuda" and world > 1:
@@ -268,6 +275,8 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
         device_corpus = device_corpus_for(first_batches, data, torch_device)
     total_steps = steps_per_epoch * settings.epochs
     description = training_data or corpus.description()
+    # the people the model has seen: evaluate warns when asked to measure it on them
+    trained_labels = sorted(corpus.identities[index]["identity"] for index in train_ids)
     checkpoint_card = {}
     experts = data.description["model_ids"] if config.experts else None  # the frozen spaces the model reads
     for epoch in range(start_epoch, settings.epochs):
@@ -310,12 +319,15 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
             metrics = recipe.validate(net.model, data, val_ids, torch_device) if len(val_ids) >= 2 else {}
             record = {"epoch": epoch, "step": step, "learning_rate": learning_rate(step - 1, total_steps,
                       settings.lr_start, settings.lr_end), **{f"val_{k}": v for k, v in metrics.items()}}
+            if not metrics:
+                record["val_note"] = validation_note(len(val_ids))
             history.append(record)
             checkpoint_card = save_checkpoint(
                 net.model, out, training_data=description,
                 metrics={"validation": metrics, "epoch": epoch, "step": step},
                 training={"settings": settings.to_dict(), "recipe": recipe_card(recipe), "history": history,
-                          "world_size": world, "face_weights_sha256": face_weights_sha256},
+                          "world_size": world, "face_weights_sha256": face_weights_sha256,
+                          "identities": trained_labels},
                 **({"experts": experts} if experts else {}))
             _save_state(state_path, net, centers, optimizer,
                         {"epoch": epoch, "step": step, "settings": settings.to_dict(), "history": history,

@@ -13,6 +13,7 @@ from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOp
                                      open_gallery, plural, population_option,
                                      quality_minimums, refuse_video_as, require_file, say_line, say_waiting, stderr,
                                      stdout)
+from fvmatch.commands.common import AudioTrackOption
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
 
@@ -111,7 +112,7 @@ def enroll(
                      f"gallery now holds {plural(counts['identities'], 'identity', 'identities')}, "
                      f"{plural(counts['face'], 'face')}, {plural(counts['voice'], 'voice')}")
     for path, notes in {e["path"]: e["notes"] for e in report.enrolled if e.get("notes")}.items():
-        for note in notes:  # a video's: no audio track (face only), no face (voice only), damage
+        for note in notes:  # a video's (no audio track, no face, damage); a still's odd input (fvmatch.quality.notes)
             say_line(stderr, f"fvmatch: {path}: {note}")
     for failure in report.failed:
         say_line(stderr, f"fvmatch: failed: {failure['item']}: {failure['error']}")
@@ -131,6 +132,7 @@ def identify(
     voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
     video: Optional[Path] = typer.Option(None, "--video", help="Query video: its face track and its soundtrack."),
     fps: float = FpsOption,
+    audio_track: Optional[int] = AudioTrackOption,
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: every trial type "
                                           "whose evidence holds on real people: the query's own modality, and the "
                                           "other only where face-voice evidence holds)."),
@@ -175,7 +177,7 @@ def identify(
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
             return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json,
-                                  rescore_top, population_option(population))
+                                  rescore_top, population_option(population), audio_track=audio_track)
     modality, path = _one_query(face, voice)
     refuse_video_as(path, f"--{modality}")
     from fvmatch.matching import query_spaces
@@ -191,15 +193,18 @@ def identify(
         targets, left_out = answered_targets(modality, against, gallery.counts(), embedder.card, space)
         require_targets(modality, targets, left_out, gallery.directory)
         cross_by = cross_modal_scoring(embedder.card, space)
-        spaces = query_spaces(modality, targets, space, cross_by)
+        from fvmatch.sex_fusion import SexFusion, rescorer
+
+        # a pair encoder, or the card's joint+sex fusion, re-ranks a joint search; None: its cosines as they are
+        fused = rescorer(embedder, rescore_top, population_option(population))
+        sex_fused = isinstance(fused, SexFusion)
+        spaces = query_spaces(modality, targets, space, cross_by, sex_fused)
         check_gallery(gallery, modality, targets, space, cross_by)
         for name in spaces:
             gallery.check_space(name, embedder.space(name).model_id)
         query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
-                 else embedder.embed_voice(path, spaces=spaces, pick=question_spaces(gallery, modality, targets, space)))
-        from fvmatch.fused_scoring import fused_scorer
-
-        fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
+                 else embedder.embed_voice(path, spaces=spaces, audio_track=audio_track,
+                                           pick=question_spaces(gallery, modality, targets, space, cross_by, sex_fused)))
         groups = identify_query(gallery, query, targets, top, space, embedder.calibration, fmr, fused,
                                 joint_label(embedder.card), cross_by, population_option(population))
         audit(gallery, "identify", [file_input(path)],
@@ -219,7 +224,7 @@ def identify(
     else:
         for group in groups:
             print_group(f"{modality} query {path}", group)
-        print_notes([j.note for _, j in listed] + left_out)
+        print_notes(item_notes([(modality, path)], [query]) + [j.note for _, j in listed] + left_out)
     calibrated = [j for _, j in listed if j.decision is not None]
     if calibrated and not any(j.decision == "same person" for j in calibrated):
         raise typer.Exit(EXIT_NO_MATCH)
@@ -241,6 +246,14 @@ def print_group(query: str, group) -> None:
         say_line(stdout, f"WARNING: {group.warning}")
 
 
+def item_notes(items, embeddings) -> list[str]:
+    """The odd-input lines of each (modality, path) item's embedding (fvmatch.quality.notes), naming its file."""
+    from fvmatch.quality.notes import input_notes
+
+    return [f"{path}: {note}" for (_, path), embedding in zip(items, embeddings)
+            for note in input_notes(embedding.quality)]
+
+
 def print_notes(notes) -> None:
     """The notes of an answer, each once, one line each."""
     for note in dict.fromkeys(notes):
@@ -251,11 +264,16 @@ def scores_shown(group) -> str:
     """What a group's scores are, for its table's title."""
     if not group.scoring:
         return "cosine scores"
+    from fvmatch.attributes import reading_words
+
     if group.scoring["score"] == "sex evidence":
         question = group.scoring["question"]
-        return (f"the query reads {question['sex']} {question['probability']:.2f}, population "
+        return (f"the query reads {reading_words(question)}, population "
                 f"{group.scoring['population']['female']:.0%} female; score: each item's reading; equal LRs by "
                 "the reading's probability")
+    if group.scoring["score"] == "joint+sex":
+        return (f"joint cosine fused with the sex evidence (the query reads {reading_words(group.scoring['question'])})"
+                f" for the top {group.scoring['rescore_top']} by cosine, re-ranked")
     return f"fused scores (pair encoder) of the top {group.scoring['rescore_top']} by cosine, re-ranked"
 
 
@@ -336,7 +354,6 @@ def verify(
     from fvmatch.embedder import Embedder
     from fvmatch.attributes import ATTRIBUTE_SPACE
     from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
-    from fvmatch.fused_scoring import fused_pair
     from fvmatch.matching import describe_condition, score_pair
     from fvmatch.scoring import judge
     from fvmatch.spaces import JOINT
@@ -347,8 +364,12 @@ def verify(
         raise BadArgument("verify", cross_modal_refusal(embedder.card))
     if cross_by == ATTRIBUTE_SPACE:
         return _verify_by_sex(embedder, items, as_json, population_option(population))
-    pair = score_pair(embedder, items, space)
-    score, judged_as, scoring = fused_pair(embedder, pair)  # the cosine, unless a pair encoder scores this pair
+    from fvmatch.attributes import reading_words
+    from fvmatch.sex_fusion import needs_sex_reading, scored_pair
+
+    pair = score_pair(embedder, items, space, needs_sex_reading(embedder))
+    # the cosine, unless a pair encoder or the card's joint+sex fusion scores this pair
+    score, judged_as, scoring = scored_pair(embedder, pair, population_option(population))
     judgement = judge(score, pair.trial_type, embedder.calibration, fmr, judged_as, pair.model_id, pair.face_band)
     warning = joint_label(embedder.card) if pair.space == JOINT else None
     if as_json:
@@ -358,7 +379,11 @@ def verify(
                    "warning": warning, **judgement.to_dict()})
     else:
         shown = (f"fused: the pair encoder's log-odds from the {pair.space} vectors, whose cosine is "
-                 f"{scoring['cosine']:.4f}" if scoring["score"] == "fused" else f"cosine in the {pair.space} space")
+                 f"{scoring['cosine']:.4f}" if scoring["score"] == "fused" else
+                 f"joint+sex: the {pair.space} cosine {scoring['cosine']:.4f} fused with the sex evidence, log10 LR "
+                 f"{scoring['sex_log10_lr']:+.2f} (face {reading_words(scoring['readings']['face'])}, voice "
+                 f"{reading_words(scoring['readings']['voice'])})" if scoring["score"] == "joint+sex" else
+                 f"cosine in the {pair.space} space")
         stdout.print(f"{judgement.trial_type} score {score:.4f} ({shown}; model {pair.model_id[:16]}); "
                      f"{describe_condition(pair.condition)}", highlight=False)
         if judgement.decision is not None:
@@ -366,7 +391,7 @@ def verify(
                          highlight=False)
         if warning:
             say_line(stdout, f"WARNING: {warning}")
-        print_notes([judgement.note])
+        print_notes(item_notes(items, pair.embeddings) + [judgement.note])
     if judgement.decision == "different person":
         raise typer.Exit(EXIT_NO_MATCH)
 
@@ -381,7 +406,7 @@ def _verify_by_sex(embedder, items, as_json: bool, population: dict) -> None:
     for modality, path in items:
         embedding = (embedder.embed_face(path, spaces=[HEAD_SPACE["face"]])[0] if modality == "face"
                      else embedder.embed_voice(path, spaces=[HEAD_SPACE["voice"]]))
-        readings[modality] = read_sex(modality, embedding.vectors, embedding.model_ids)
+        readings[modality] = read_sex(modality, embedding.vectors, embedding.model_ids, embedding.quality)
         embeddings.append(embedding)
     judged = judgement(readings["face"], readings["voice"], population)
     if as_json:
@@ -390,13 +415,14 @@ def _verify_by_sex(embedder, items, as_json: bool, population: dict) -> None:
                    "warning": None, **judged.to_dict()})
         return
     say_line(stdout, f"face-voice: {sex_evidence_words(judged)}")
-    print_notes([judged.note])
+    print_notes(item_notes(items, embeddings) + [judged.note])
 
 
 def sex_evidence_words(judgement) -> str:
     """A face-voice judgement of sex evidence in one phrase: both readings, the LR and its words, no decision."""
+    from fvmatch.attributes import reading_words
+
     face, voice = judgement.readings["face"], judgement.readings["voice"]
-    return (f"sex evidence: the face reads {face['sex']} {face['probability']:.2f}, the voice {voice['sex']} "
-            f"{voice['probability']:.2f}: log10 LR {judgement.log10_lr:+.2f} ({judgement.verbal}); no decision (sex "
-            "alone never says \"same person\")")
+    return (f"sex evidence: the face reads {reading_words(face)}, the voice {reading_words(voice)}: log10 LR "
+            f"{judgement.log10_lr:+.2f} ({judgement.verbal}); no decision (sex alone never says \"same person\")")
 

@@ -261,6 +261,8 @@ def say_waiting(message: str) -> None:
 
 VideoOption = typer.Option(None, "--video", help="Video file (MP4, MOV, MKV, WebM, AVI): its face track and soundtrack.")
 FpsOption = typer.Option(2.0, "--fps", min=0.01, max=30.0, help="Video frames sampled per second.")
+AudioTrackOption = typer.Option(None, "--audio-track", min=1, help="Audio track to read (from 1) of a video or "
+                                "container holding several (default: the one with the most speech).")
 
 
 def require_file(path: Path) -> None:
@@ -285,14 +287,14 @@ def refuse_video_as(path: Path | None, option: str) -> None:
                           "give it with --video")
 
 
-def video_evidence(embedder, path: Path, fps: float, **options):
+def video_evidence(embedder, path: Path, fps: float, audio_track: int | None = None, **options):
     """fvmatch.video.embed_video with a progress bar on stderr (seconds of video read); the notes it makes (no audio
     track, no face, damage) are said on stderr, one line each."""
     from fvmatch.media.video import probe_video
     from fvmatch.progress import item_progress
     from fvmatch.video import embed_video
 
-    info = probe_video(path)
+    info = probe_video(path, audio_track=audio_track)
     with item_progress(stderr, "video", unit="s", transient=True) as progress:
         task = progress.add_task("video", total=max(info.duration_seconds, 0.01))
         evidence = embed_video(embedder, path, fps=fps, info=info,

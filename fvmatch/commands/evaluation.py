@@ -14,8 +14,9 @@ DataArgument = typer.Argument(..., help="Labelled media: a corpus with meta.csv 
                               "voices/<id>/<video>/<file>), or a plain folder faces/<person>/<file>, "
                               "voices/<person>/<file> without one (every person used, no strata).")
 EvaluationSpaceOption = typer.Option(
-    None, "--space", help="Evaluate everything this space can score (joint, dlib-face, ge2e-voice); default: "
-    "face-voice protocols in joint, face-face in dlib-face, voice-voice in ge2e-voice.")
+    None, "--space", help="Evaluate everything this space can score (joint, dlib-face, ge2e-voice; sex: the sex "
+    "evidence's face-voice protocols, with dlib-face and ge2e-voice); default: face-voice protocols in joint and "
+    "by sex, face-face in dlib-face, voice-voice in ge2e-voice.")
 
 
 def _spaces(space: Optional[str]) -> list[str]:
@@ -26,16 +27,25 @@ def _spaces(space: Optional[str]) -> list[str]:
 
     if space is None:
         return list(DEFAULT_SPACES)
+    if space == "sex":  # the sex evidence: read from the faces' and voices' vectors of the spaces its heads read
+        from fvmatch.evaluation.attribute_evidence import FACE_SPACE, VOICE_SPACE
+
+        return [FACE_SPACE, VOICE_SPACE]
     if space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
     return [space]
 
 
 def _split(data: Path, split: Optional[str], default: str) -> Optional[str]:
-    """The split to embed: --split, else `default` for a corpus with meta.csv; a plain folder has none."""
-    from fvmatch.corpus import corpus_layout
+    """The split to embed: --split, else `default` for a corpus with meta.csv; a plain folder has none. An unknown
+    or empty split is refused here, before any trial list is read or file embedded."""
+    from fvmatch.corpus import corpus_layout, split_rows
 
-    return split if split is not None or corpus_layout(data) == "plain" else default
+    if corpus_layout(data) == "plain":
+        return split  # (a split given for a plain folder is refused by embed_spaces, naming the folder)
+    split = split if split is not None else default
+    split_rows(data, split)
+    return split
 
 
 def _embed(data: Path, embedder, spaces: list[str], split: Optional[str], cache: Optional[Path], quiet: bool):
@@ -110,44 +120,35 @@ def evaluate(
     from fvmatch.evaluation import evaluate as run_evaluation, table2_rows, trials_for, without_scores
     from fvmatch.evaluation import write_plots, write_trials
 
+    from fvmatch.evaluation.attribute_evidence import evaluate_sex
+
     spaces = _spaces(space)
     split = _split(data, split, "test")
-    trial_list = _read_trial_list(trials, data, split) if trials else None  # a bad list fails before embedding
+    given = _read_trial_list(trials, data, split) if trials else None  # a bad list fails before embedding
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
-    if trial_list is None:
-        trial_list = trials_for(corpora, seed)
+    trial_list = given if given is not None else trials_for(corpora, seed)
     if write_trials_to:
         write_trials(trial_list, write_trials_to)
-    results = run_evaluation(corpora, seed=seed, trials=trial_list, calibration=embedder.card.get("calibration"))
+    results = run_evaluation(corpora, seed=seed, trials=trial_list, calibration=embedder.card.get("calibration"),
+                             trained_identities=embedder.card.get("training", {}).get("identities"))
+    # the sex read from each side, weighed as face-voice evidence: U beside G, so it is never read as identity
+    results["attribute_evidence"] = evaluate_sex(corpora, seed, given)
     written = write_plots(results, plots) if plots else []
     if as_json:
         emit_json({**without_scores(results), "plots": [str(p) for p in written]})
         return
-    from rich import box
-    from rich.table import Table
-
     where = f"split {results['split']}" if results["split"] is not None else "(plain folder, every person)"
     people = plural(results["identities"], "identity", "identities")
-    title = f"{results['data']} {where} ({people}, seed {results['seed']})"
-    # no column rules and single spaces between columns: six columns fit in 80 characters
-    table = Table(title=printable(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for column in ("protocol", "stratum", "space", "ours %", "95% CI", "published %"):
-        table.add_column(column, justify="left" if column in ("protocol", "stratum", "space") else "right",
-                         no_wrap=True)
-    for row in table2_rows(results):
-        interval = row["ours_ci"]
-        table.add_row(row["protocol"], row["stratum"], row["space"] or "-",
-                      "-" if row["ours"] is None else f"{row['ours']:.2f}",
-                      "-" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}",
-                      "-" if row["published"] is None else f"{row['published']:.2f}")
-    stdout.print(table)
+    _print_figures(f"{results['data']} {where} ({people}, seed {results['seed']})", table2_rows(results))
+    _say_sex_evidence(results["attribute_evidence"])
     for name, entry in results["spaces"].items():
         scored = ", ".join(entry["trial_types"]) or "nothing (the other spaces score its trial types)"
         say_line(stdout, f"space {name}: model {entry['model_id'][:16]}, {entry['dim']}-D; scored {scored}; "
                          f"{plural(entry['items']['faces'], 'face')}, {plural(entry['items']['voices'], 'voice')}")
     for skipped in results["not_evaluated"]:
         say_line(stdout, f"not evaluated: {skipped['protocols']} ({skipped['reason']})")
+    _say_gaps(results)
     counts = results["trials"]["counts"]
     say_line(stdout, f"{plural(sum(counts.values()), 'trial')} in {plural(len(counts), 'block')}, "
                      f"{results['trials']['skipped']} skipped; {plural(len(results['failures']), 'file')} failed to "
@@ -155,6 +156,60 @@ def evaluate(
                      + results["note"])
     for path in written:
         say_line(stdout, f"plot: {path}")
+
+
+def _print_figures(title: str, rows: list[dict], published: bool = True) -> None:
+    """Table 2's rows (fvmatch.evaluation.table2_rows): ours with its interval, the space, the published figure."""
+    from rich import box
+    from rich.table import Table
+
+    # no column rules and single spaces between columns: six columns fit in 80 characters
+    table = Table(title=printable(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    columns = ("protocol", "stratum", "space", "ours %", "95% CI") + (("published %",) if published else ())
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("protocol", "stratum", "space") else "right",
+                         no_wrap=True)
+    for row in rows:
+        interval = row["ours_ci"]
+        cells = [row["protocol"], row["stratum"], row["space"] or "-",
+                 "-" if row["ours"] is None else f"{row['ours']:.2f}",
+                 "-" if interval is None else f"{interval[0]:.2f}-{interval[1]:.2f}"]
+        if published:
+            cells.append("-" if row["published"] is None else f"{row['published']:.2f}")
+        table.add_row(*cells)
+    stdout.print(table)
+
+
+def _say_sex_evidence(found: dict) -> None:
+    """The sex evidence's face-voice figures (fvmatch.evaluation.attribute_evidence), or why there are none."""
+    from fvmatch.evaluation import table2_rows
+
+    if "why_not" in found:
+        say_line(stdout, f"sex evidence not evaluated: {found['why_not']}")
+        return
+    _print_figures(f"sex evidence, face-voice ({plural(found['identities'], 'identity', 'identities')}): not "
+                   "identity evidence", table2_rows(found), published=False)
+    say_line(stdout, found["note"])
+
+
+def _say_gaps(results: dict) -> None:
+    """In text, what --json holds beside the table: why a row shows "-", the warnings, the skipped trials by reason
+    and the files that failed to embed (summarised by reason)."""
+    from fvmatch.commands.skips import skip_summary
+    from fvmatch.evaluation import table2_rows
+
+    for row in table2_rows(results):
+        if row["why_not"] is not None:
+            say_line(stdout, f"- {row['protocol']} {row['stratum']}: {row['why_not']}")
+    for warning in results["warnings"]:
+        say_line(stdout, f"warning: {warning}")
+    reasons = results["trials"]["skipped_reasons"]
+    if reasons:
+        say_line(stdout, f"skipped trials: {'; '.join(f'{count:,} {why}' for why, count in reasons.items())}")
+    if results["failures"]:
+        say_line(stdout, f"failed to embed ({plural(len(results['failures']), 'file')}, all of them in --json):")
+        for line in skip_summary(results["failures"], "error", lambda failure: failure["item"]):
+            say_line(stdout, f"  {line}")
 
 
 @app.command()
@@ -181,6 +236,11 @@ def calibrate(
     from fvmatch.calibration import added_to, calibrate as fit_calibration, write_calibrated_checkpoint
     from fvmatch.embedder import Embedder
 
+    if space == "sex":
+        from fvmatch.errors import BadArgument
+
+        raise BadArgument("--space", "'sex': the sex evidence's confusion and bounds ship with its heads "
+                                     "(benchmarks/attributes.py measures them); calibrate fits embedding spaces")
     spaces = _spaces(space)
     if face_band is not None:
         from fvmatch.errors import BadArgument
@@ -194,9 +254,12 @@ def calibrate(
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
     from fvmatch.fused_scoring import fused_scorer
+    from fvmatch.sex_fusion import add_sex_fusion
 
     # a fuse-after-align model: its face-voice trials are calibrated by the fused score too (what verify reports)
     calibration = fit_calibration(corpora, seed=seed, face_band=face_band, fused=fused_scorer(embedder))
+    # the joint space's face-voice trials fused with the sex read from each side, fitted on the same pairs
+    calibration = add_sex_fusion(calibration, corpora, seed)
     if add:
         calibration = added_to(embedder.card.get("calibration"), calibration)
     write_calibrated_checkpoint(embedder.checkpoint_path, out, calibration)

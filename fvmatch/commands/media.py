@@ -9,6 +9,7 @@ import typer
 from fvmatch.commands.common import (FpsOption, JsonOption, MinBandwidthOption, MinFacePxOption, MinSnrOption,
                                      ModelOption, VideoOption, app, emit_json, plural, quality_minimums,
                                      refuse_video_as, say_line, stderr, stdout)
+from fvmatch.commands.common import AudioTrackOption
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -55,6 +56,7 @@ def embed(
     min_face_px: Optional[float] = MinFacePxOption,
     min_snr: Optional[float] = MinSnrOption,
     min_bandwidth: Optional[float] = MinBandwidthOption,
+    audio_track: Optional[int] = AudioTrackOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Print the embeddings of one face image, one voice recording or one video (its main face track and its
@@ -67,7 +69,7 @@ def embed(
 
     if video is not None:
         return _embed_video(video, fps, model, all_faces, min_speech, space, min_face_px, min_snr, min_bandwidth,
-                            as_json)
+                            as_json, audio_track)
 
     modality = "face" if face else "voice"
     spaces = [space_for(modality, modality, space)] if space is not None else spaces_of(modality)
@@ -76,10 +78,11 @@ def embed(
     embedder = Embedder.load(model, min_speech_seconds=min_speech,
                              minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     embeddings = (embedder.embed_face(face, all_faces=all_faces, spaces=spaces) if face
-                  else [embedder.embed_voice(voice, spaces=spaces)])
+                  else [embedder.embed_voice(voice, spaces=spaces, audio_track=audio_track)])
     from fvmatch.attributes import read_sex
 
-    readings = [read_sex(embedding.modality, embedding.vectors, embedding.model_ids) for embedding in embeddings]
+    readings = [read_sex(embedding.modality, embedding.vectors, embedding.model_ids, embedding.quality)
+                for embedding in embeddings]
     if as_json:
         documents = [{**embedding.to_dict(), "sex": reading.to_dict() if reading else None}
                      for embedding, reading in zip(embeddings, readings)]
@@ -97,7 +100,7 @@ def embed(
 
 
 def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: float, space, min_face_px, min_snr,
-                 min_bandwidth, as_json: bool) -> None:
+                 min_bandwidth, as_json: bool, audio_track: int | None = None) -> None:
     from fvmatch.embedder import Embedder
     from fvmatch.commands.common import video_evidence
     from fvmatch.spaces import FACE_SPACE, SPACE_MODALITIES, spaces_of
@@ -111,7 +114,7 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
     embedder = Embedder.load(model, min_speech_seconds=min_speech,
                              minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     evidence = video_evidence(embedder, video, fps, face_spaces=face_spaces or [FACE_SPACE],
-                              voice_spaces=voice_spaces, all_faces=all_faces)
+                              voice_spaces=voice_spaces, all_faces=all_faces, audio_track=audio_track)
     if not face_spaces:  # a voice space asked for: the face space only linked the tracks, its vectors are not shown
         for embedding in evidence.track_faces:
             embedding.vectors, embedding.model_ids = {}, {}
@@ -133,7 +136,9 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
         segments = evidence.speech_segments
         say_line(stdout, f"soundtrack: {evidence.voice.quality['speech_seconds']} s of speech in "
                          f"{plural(len(segments), 'segment')} ({', '.join(f'{a:.1f}-{b:.1f}' for a, b in segments[:6])}"
-                         f"{' ...' if len(segments) > 6 else ''} s)")
+                         f"{' ...' if len(segments) > 6 else ''} s)"
+                         + (f", audio track {figures['audio_track']} of {len(figures['audio_tracks'])}"
+                            if len(figures["audio_tracks"]) > 1 else ""))
     shown = [e for e in (evidence.track_faces if all_faces else [evidence.face]) if e is not None]
     for embedding in shown + ([evidence.voice] if evidence.voice is not None else []):
         for name, vector in embedding.vectors.items():

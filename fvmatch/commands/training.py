@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import JsonOption, app, emit_json, plural, say_line, stderr, stdout
+from fvmatch.commands.skips import skip_summary
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -18,19 +19,34 @@ def prepare(
     data: Path = typer.Argument(..., help="Corpus: faces/<id>/<video>/*.jpg, voices/<id>/<video>/*.wav, meta.csv."),
     cache: Path = typer.Argument(..., help="Directory for the training shards."),
     workers: int = typer.Option(0, "--workers", min=0, help="Worker processes (0: one per CPU core)."),
+    experts: bool = typer.Option(False, "--experts", help="Also compute the dlib-face and ge2e-voice vectors of every "
+                                 "item (what the experts, wen2021 and fuse-after-align recipes train on), in worker "
+                                 "processes, resumable."),
     as_json: bool = JsonOption,
 ) -> None:
     """Detect and align faces, keep the speech of voices, and write training shards (resumable)."""
     summary = _run_prepare(data, cache, workers, as_json)
+    if experts:
+        summary["experts"] = _run_experts(cache, EXPERT_SPACES, workers, as_json)
     if as_json:
         emit_json(summary)
         return
+    if experts:
+        found = summary["experts"]
+        rate = f", {found['items_per_second']:.2f} items/s" if found["items_per_second"] else ""
+        say_line(stdout, f"expert vectors: {found['computed']:,} computed on {plural(found['workers'], 'worker')} in "
+                         f"{found['seconds']:.0f} s{rate}, {found['cached']:,} already cached, "
+                         f"{found['failed']:,} not embeddable (left out of training)")
     counts = summary["counts"]
     stdout.print(f"prepared {plural(counts['identities'], 'identity', 'identities')}: {plural(counts['faces'], 'face')}, "
                  f"{plural(counts['voices'], 'voice clip')} ({counts['voice_seconds']:.0f} s of speech), "
                  f"{plural(counts['failures'], 'failure')}, in {cache}", highlight=False)
-    for failure in summary["failures"]:
-        say_line(stderr, f"fvmatch: skipped: {failure['item']}: {failure['error']}")
+    failures = summary["failures"]
+    if failures:
+        say_line(stderr, f"fvmatch: skipped {plural(len(failures), 'item')} (all of them in {cache}/prepare.json and "
+                         "--json):")
+        for line in skip_summary(failures, "error", lambda failure: failure["item"]):
+            say_line(stderr, f"  {line}")
 
 
 def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:
@@ -40,6 +56,82 @@ def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:
         task = progress.add_task("prepare", total=None)
         return prepare_corpus(data, cache, workers=workers, progress=lambda n: progress.advance(task, n),
                               total=lambda n: progress.update(task, total=n))
+
+
+EXPERT_SPACES = {"face": "dlib-face", "voice": "ge2e-voice"}
+
+
+def _run_experts(cache: Path, spaces: dict[str, str], workers: int, quiet: bool) -> dict:
+    """The frozen spaces' vectors of every prepared item, computed in worker processes with a progress bar."""
+    from fvmatch.embedder import Embedder
+    from fvmatch.training.data import PreparedCorpus
+    from fvmatch.training.expert_vectors import compute_expert_vectors
+
+    corpus = PreparedCorpus(cache)
+    embedder = Embedder.load()  # only its pretrained spaces are used: the joint weights are never loaded
+    with item_progress(stderr, "expert vectors", "items", transient=quiet) as progress:
+        task = progress.add_task("experts", total=None)
+        try:
+            return compute_expert_vectors(corpus, spaces, embedder, workers=workers,
+                                          progress=lambda n: progress.advance(task, n),
+                                          total=lambda n: progress.update(task, total=n))
+        except ValueError as error:
+            raise BadArgument(cache, str(error)) from None
+
+
+def _dry_run(data: Path, out: Path, recipe: str, config: str, epochs: int, batch_size: int, passes: int,
+             cache: Optional[Path], workers: int, as_json: bool) -> None:
+    """train --dry-run: the plan, measured rates and problems; exit 2 when a problem would stop the run."""
+    from fvmatch.training.dry_run import plan_training
+
+    plan = plan_training(data, out, recipe, config, epochs, batch_size, passes=passes, cache=cache, workers=workers)
+    if as_json:
+        emit_json(plan)
+    else:
+        for line in dry_run_lines(plan):
+            say_line(stdout, line)
+    if plan["problems"]:
+        raise typer.Exit(2)
+
+
+def dry_run_lines(plan: dict) -> list[str]:
+    """The dry run in words: one line per finding."""
+    splits = plan["splits"]
+    lines = [f"{plan['data']} ({'prepared shards' if plan['prepared'] else 'corpus, to be prepared'}), recipe "
+             f"{plan['recipe']}, config {plan['config']}",
+             "identities (usable: a face and a voice): " + ", ".join(
+                 f"{name} {entry['usable']:,} of {entry['identities']:,}" for name, entry in splits.items()),
+             f"items: {plan['items']['faces']:,} faces, {plan['items']['voices']:,} voice clips"]
+    steps = plan["steps"]
+    lines.append(f"steps: {steps['per_epoch']:,} per epoch x {steps['epochs']} epochs = {steps['total']:,} "
+                 f"(batches of {steps['batch_size']} identities, {steps['pairs_per_epoch']:,} face-voice pairs "
+                 "per epoch)")
+    rates = ", ".join(f"{stage.replace('_', ' ')} {seconds:.3f} s" for stage, seconds in
+                      plan["measured"]["seconds_per_item"].items() if seconds is not None)
+    if rates:
+        projected = plan["projected"]
+        hours = ", ".join(f"{stage.replace('_', ' ')} {_duration(value)}" for stage, value in projected["hours"].items())
+        lines.append(f"measured per item: {rates}; projected on {projected['processes']} worker processes: {hours} "
+                     f"(total {_duration(projected['total_hours'])})")
+    disk = plan["disk"]
+    if plan["prepared"]:
+        lines.append(f"disk: already prepared in {disk['folder']} ({_size(disk['free_bytes'])} free)")
+    else:
+        lines.append(f"disk: shards {_size(disk['shards_bytes'])} in {disk['folder']} ({_size(disk['free_bytes'])} "
+                     "free)")
+    lines += [f"warning: {warning}" for warning in plan["warnings"]]
+    lines += [f"problem: {problem}" for problem in plan["problems"]]
+    lines.append(f"{plural(len(plan['problems']), 'problem')}: "
+                 + ("the run would fail" if plan["problems"] else "nothing found that would stop the run"))
+    return lines
+
+
+def _duration(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
 
 
 @app.command()
@@ -71,13 +163,18 @@ def train(
     eager: bool = typer.Option(False, "--eager", help="On CUDA, run each step eagerly rather than replaying it as "
                                "one CUDA graph, and read batches through the DataLoader rather than from the "
                                "corpus held in GPU memory (for debugging; 4x fewer pairs/s at batch 256 on an H200)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write nothing: report identities per split, steps, "
+                                 "disk and time (measured on a few of DATA's files) and what would fail (exit 2)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Train the joint face-voice embedding with a recipe (default: Wang et al. 2020); same command under torchrun
     for many GPUs."""
     from fvmatch.models.config import CONFIGS
+    from fvmatch.training.output_path import check_output_path
     from fvmatch.training.recipes import RECIPES
 
+    if not dry_run:
+        check_output_path(out)  # before any hour is spent preparing or training
     if recipe not in RECIPES:
         raise BadArgument("--recipe", f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
     config = config or RECIPES[recipe].default_config
@@ -85,6 +182,9 @@ def train(
         raise BadArgument("--config", f"unknown config {config!r}; known: {', '.join(sorted(CONFIGS))}")
     if resume and not out.is_file():
         raise BadArgument(out, "nothing to resume: no checkpoint here")
+    if dry_run:
+        _dry_run(data, out, recipe, config, epochs, batch_size, passes, cache, workers, as_json)
+        return
     if not (data / "prepare.json").is_file():
         if not (data / "meta.csv").is_file():
             raise BadArgument(data, "neither prepared shards (prepare.json) nor a corpus (meta.csv)")
@@ -94,6 +194,12 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from fvmatch.training.trainer import TrainSettings, train as train_model
+
+    model_config = CONFIGS[config]
+    # computed here, in parallel and with a bar, rather than silently inside training (under torchrun the ranks
+    # would race for the same files: there each computes what it lacks, as before)
+    if model_config.experts and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        _run_experts(data, {"face": model_config.face_input, "voice": model_config.voice_input}, 0, as_json)
 
     settings = TrainSettings(recipe=recipe, config=config, epochs=epochs, batch_size=batch_size, lr_start=lr, lr_end=lr_end,
                              crop_seconds=crop_seconds, passes=passes, seed=seed, workers=workers,
@@ -117,11 +223,14 @@ def train(
                 f"lr {report.learning_rate:.1e} {report.pairs_per_second:.0f} pairs/s"))
 
         def on_epoch(record: dict) -> None:
-            if not as_json:
-                progress.console.print(
-                    f"epoch {record['epoch'] + 1}: step {record['step']}, validation AUC "
-                    f"{record.get('val_verification_auc', float('nan')):.4f}, V-F 1:2 "
-                    f"{record.get('val_vf_1to2_accuracy', float('nan')):.4f}", highlight=False)
+            if as_json:
+                return
+            if "val_note" in record:
+                measured = f"validation {record['val_note']}"
+            else:
+                measured = (f"validation AUC {record['val_verification_auc']:.4f}, V-F 1:2 "
+                            f"{record['val_vf_1to2_accuracy']:.4f}")
+            progress.console.print(f"epoch {record['epoch'] + 1}: step {record['step']}, {measured}", highlight=False)
 
         try:
             result = train_model(data, out, settings, device=device, resume=resume, on_step=on_step, on_epoch=on_epoch,

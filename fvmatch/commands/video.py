@@ -17,7 +17,7 @@ PART = {"face": "face track", "voice": "soundtrack"}
 
 def identify_video(path: Path, fps: float, against: str | None, top: int, space: str | None, fmr: float,
                    gallery, embedder, gallery_path: Path, as_json: bool, rescore_top: int = 50,
-                   population: dict | None = None) -> None:
+                   population: dict | None = None, audio_track: int | None = None) -> None:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
     from fvmatch.commands.analyst import print_group, print_notes
@@ -35,7 +35,12 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
         raise BadArgument(gallery.directory, "; ".join([f"nothing of this video can be weighed against the gallery's "
                                                         f"{' or '.join(asked)} items", *left_out]))
     cross_by = cross_modal_scoring(embedder.card, space)
-    spaces = {m: query_spaces(m, parts[m], space, cross_by) if parts[m] else [] for m in parts}
+    from fvmatch.sex_fusion import SexFusion, rescorer
+
+    # a pair encoder, or the card's joint+sex fusion, re-ranks a joint search; None: its cosines as they are
+    fused = rescorer(embedder, rescore_top, population)
+    sex_fused = isinstance(fused, SexFusion)
+    spaces = {m: query_spaces(m, parts[m], space, cross_by, sex_fused) if parts[m] else [] for m in parts}
     for modality in parts:
         if parts[modality]:
             check_gallery(gallery, modality, [t for t in parts[modality] if counts[t]] or parts[modality], space,
@@ -44,10 +49,8 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                               voice_spaces=spaces["voice"],
-                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
-    from fvmatch.fused_scoring import fused_scorer
-
-    fused = fused_scorer(embedder, rescore_top)  # None unless the model has a pair encoder
+                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space, cross_by, sex_fused),
+                              audio_track=audio_track)
     answered = []  # (part, groups)
     for query in evidence.embeddings():
         if parts[query.modality]:
@@ -125,8 +128,9 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                 continue
             if a.modality != b.modality and cross_by == ATTRIBUTE_SPACE:
                 face, voice = (a, b) if a.modality == "face" else (b, a)
-                judged = sex_judgement(read_sex("face", face.vectors, face.model_ids),
-                                       read_sex("voice", voice.vectors, voice.model_ids), population or DEFAULT_POPULATION)
+                judged = sex_judgement(read_sex("face", face.vectors, face.model_ids, face.quality),
+                                       read_sex("voice", voice.vectors, voice.model_ids, voice.quality),
+                                       population or DEFAULT_POPULATION)
                 trials.append((left_label, right_label, ATTRIBUTE_SPACE, judged.score, judged))
                 continue
             try:
@@ -186,7 +190,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                               voice_spaces=spaces["voice"],
-                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space))
+                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space, cross_by))
     answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
                 for group in verify_claim(gallery, query, claim, parts[query.modality], space, embedder.calibration,
                                           fmr, joint_label(embedder.card), cross_by, population)]

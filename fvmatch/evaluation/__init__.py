@@ -16,7 +16,7 @@ protocols only.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,9 @@ FORMAT = "fvmatch-evaluation/2"
 RETRIEVAL_CHUNK = 512
 PROTOCOLS_OF = {"face-voice": "verification F-V, 1:2, 1:N and retrieval", "face-face": "verification F-F",
                 "voice-voice": "verification V-V"}
+FEW_IDENTITIES = 10  # below this, a bootstrap over identities gives intervals that mean little
+SKIP_REASONS = {"failed": "an item failed to embed", "absent": "an item is not in DATA",
+                "elsewhere": "an item's person is outside the split evaluated"}
 PLAIN_NOTE = ("Plain folder (no meta.csv): every person is evaluated, with the unconstrained protocols only; the "
               "stratified ones (G, N, A, GNA; 1:2 G, N, GN) need meta.csv with gender, nationality and age. ")
 
@@ -71,7 +74,7 @@ def trials_for(embedded: Corpora, seed: int, counts: TrialCounts = TrialCounts()
 
 def evaluate(embedded: Corpora, seed: int = 0, trials: TrialList | None = None, counts: TrialCounts = TrialCounts(),
              replicates: int = REPLICATES, confidence: float = CONFIDENCE, calibration: dict | None = None,
-             keep_scores: bool = True) -> dict:
+             keep_scores: bool = True, trained_identities: Sequence[str] | None = None) -> dict:
     """Every figure of every protocol on an embedded split, each {"value", "ci": [low, high]} (fractions, not %).
 
     `embedded`: one EmbeddedCorpus (its space scores every trial type it can) or {space: corpus} (each trial type
@@ -81,7 +84,10 @@ def evaluate(embedded: Corpora, seed: int = 0, trials: TrialList | None = None, 
     skipped and counted. `seed` also seeds the bootstrap. `calibration` (the model card's): also reports, per
     calibrated (space, trial type), Cllr, Cllr_min and the error rates at its thresholds on these trials
     (held-out validation of the calibration). `keep_scores`: include the unconstrained verification scores under
-    "scores", which `write_plots` needs (see `without_scores`).
+    "scores", which `write_plots` needs (see `without_scores`). `trained_identities` (the joint model card's
+    training identities): those evaluated here are counted and warned of. Splits too small for the figures to mean
+    anything (one person; fewer than FEW_IDENTITIES for the intervals) are warned of under "warnings"; skipped
+    trials are counted by reason under trials.skipped_reasons.
     """
     corpora = as_corpora(embedded)
     first = next(iter(corpora.values()))
@@ -122,7 +128,8 @@ def evaluate(embedded: Corpora, seed: int = 0, trials: TrialList | None = None, 
         "not_evaluated": [{"trial_type": kind, "protocols": PROTOCOLS_OF[kind], "trials": 0,
                            "reason": _unscorable(kind, corpora)} for kind in TRIAL_TYPES if kind not in scored_in],
         "trials": {"source": trials.source, "seed": trials.seed, "counts": {}, "skipped": 0,
-                   "shortfalls": trials.shortfalls},
+                   "skipped_reasons": {}, "shortfalls": trials.shortfalls},
+        "warnings": _split_warnings(corpora) + _trained_warnings(corpora, trained_identities),
         "bootstrap": {"unit": "identity", "replicates": replicates, "confidence": confidence, "seed": seed,
                       "method": "percentile, per space over its identities; pairs weighted by both people's draws, "
                                 "matching trials and retrieval queries by the probe's (retrieval gallery fixed)"},
@@ -130,6 +137,7 @@ def evaluate(embedded: Corpora, seed: int = 0, trials: TrialList | None = None, 
         "verification": {}, "matching_1to2": {}, "matching_1toN": {}, "retrieval": {}, "scores": {},
     }
     not_evaluated = {entry["trial_type"]: entry for entry in results["not_evaluated"]}
+    failed = {space: {failure["item"] for failure in corpus.failures} for space, corpus in corpora.items()}
     maps = {}
     for (protocol, direction, stratum, size), block in trials.blocks().items():
         kind = trial_type_of(protocol, direction)
@@ -140,7 +148,10 @@ def evaluate(embedded: Corpora, seed: int = 0, trials: TrialList | None = None, 
         corpus = corpora[space]
         tag = {"space": space, "model_id": corpus.model_id}
         scored = _score_block(corpus, lookup[space], block)
-        results["trials"]["skipped"] += len(block) - len(scored["target"])
+        results["trials"]["skipped"] += len(scored["skipped"])
+        for trial in scored["skipped"]:
+            reason = SKIP_REASONS[_skip_reason(trial, corpus, failed[space])]
+            results["trials"]["skipped_reasons"][reason] = results["trials"]["skipped_reasons"].get(reason, 0) + 1
         name = f"{protocol} {direction} {stratum}" + (f" N={size}" if protocol == "1:N" else "")
         results["trials"]["counts"][name] = int(len(scored["target"]))
         if not len(scored["target"]):
@@ -194,6 +205,43 @@ def _failures(corpora: Mapping[str, EmbeddedCorpus]) -> list[dict]:
     return failures
 
 
+def _skip_reason(trial, corpus: EmbeddedCorpus, failed: set[str]) -> str:
+    """Why a trial could not be scored: one of its items failed to embed, is absent, or is someone else's split."""
+    items = (trial.probe, *trial.candidates)
+    if any(item in failed for item in items):
+        return "failed"
+    if corpus.split is None or not all((Path(corpus.data) / item).is_file() for item in items):
+        return "absent"
+    return "elsewhere"
+
+
+def _split_warnings(corpora: Mapping[str, EmbeddedCorpus]) -> list[str]:
+    """What makes a split's figures meaningless or their intervals unreliable: one person, or very few."""
+    counts = {len(corpus.identities) for corpus in corpora.values()}
+    people = min(counts)
+    first = next(iter(corpora.values()))
+    where = f"split {first.split!r}" if first.split is not None else "the folder"
+    if people == 1:
+        return [f"{where} has 1 identity with embedded items: every trial is of one person, so verification and "
+                "matching cannot be measured and retrieval mAP is 100% by construction; evaluate on more people"]
+    if people < FEW_IDENTITIES:
+        return [f"{where} has {people} identities with embedded items: the 95% intervals (a bootstrap over "
+                f"identities) mean little below {FEW_IDENTITIES} and can collapse to a point (zero width) with 2"]
+    return []
+
+
+def _trained_warnings(corpora: Mapping[str, EmbeddedCorpus], trained: Sequence[str] | None) -> list[str]:
+    """A warning when the joint model was trained on identities evaluated here (its figures are then not held out)."""
+    if not trained or JOINT not in corpora:
+        return []
+    corpus = corpora[JOINT]
+    seen = sorted({person["identity"] for person in corpus.identities} & set(trained))
+    if not seen:
+        return []
+    return [f"{len(seen)} of the {len(corpus.identities)} identities evaluated were in the joint model's training "
+            f"split (e.g. {', '.join(seen[:3])}): its figures on them are not held out and overstate its accuracy"]
+
+
 def _unscorable(kind: str, corpora: Mapping[str, EmbeddedCorpus]) -> str:
     """Why no given space scores a trial type."""
     described = ", ".join(f"{space} embeds {' and '.join(m + 's' for m in SPACE_MODALITIES.get(space, ()))} only"
@@ -204,7 +252,7 @@ def _unscorable(kind: str, corpora: Mapping[str, EmbeddedCorpus]) -> str:
 def _score_block(embedded: EmbeddedCorpus, lookup: dict, block: list) -> dict:
     """Cosine scores of a block's trials (those whose items are all in the corpus), with the people involved."""
     probe_modality, candidate_modality = block[0].probe_modality, block[0].candidate_modality
-    probes, candidates, targets = [], [], []
+    probes, candidates, targets, skipped = [], [], [], []
     for trial in block:
         probe = lookup[probe_modality].get(trial.probe)
         others = [lookup[candidate_modality].get(ref) for ref in trial.candidates]
@@ -212,12 +260,14 @@ def _score_block(embedded: EmbeddedCorpus, lookup: dict, block: list) -> dict:
             probes.append(probe)
             candidates.append(others)
             targets.append(trial.target)
+        else:
+            skipped.append(trial)
     first, second = embedded.items(probe_modality), embedded.items(candidate_modality)
     probes = np.array(probes, dtype=np.int64)
     candidates = np.array(candidates, dtype=np.int64).reshape(len(probes), -1)
     scores = np.einsum("nd,nkd->nk", first.vectors[probes], second.vectors[candidates]).astype(np.float64)
     return {"probe": probes, "probe_owner": first.owners[probes], "candidate_owner": second.owners[candidates],
-            "scores": scores, "target": np.array(targets, dtype=np.int64)}
+            "scores": scores, "target": np.array(targets, dtype=np.int64), "skipped": skipped}
 
 
 def _verification(scored: dict, counts: np.ndarray, confidence: float) -> dict:

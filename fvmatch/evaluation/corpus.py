@@ -177,7 +177,7 @@ def _look_up(number: int, modality: str, path: Path, spaces: Sequence[str], cach
 def _identities(data: Path, layout: str, split: str | None) -> tuple[str | None, list[dict], Callable]:
     """The split embedded, its identities (sorted) and how to list one identity's files of a modality."""
     # one reader of meta.csv and of the corpus layout for training and evaluation
-    from fvmatch.corpus import media_files, person_files, plain_identities, read_meta
+    from fvmatch.corpus import media_files, person_files, plain_identities, split_rows
 
     if layout == "plain":
         if split is not None:
@@ -187,9 +187,7 @@ def _identities(data: Path, layout: str, split: str | None) -> tuple[str | None,
             lambda modality, label: person_files(data / MODALITY_FOLDERS[modality][0] / label,
                                                  MODALITY_FOLDERS[modality][1]))
     split = split or "test"
-    rows = sorted((row for row in read_meta(data) if row["split"] == split), key=lambda row: row["identity"])
-    if not rows:
-        raise BadArgument(data / "meta.csv", f"lists no identity in split {split!r}")
+    rows = split_rows(data, split)
     return split, rows, (lambda modality, label: media_files(data / MODALITY_FOLDERS[modality][0] / label,
                                                             MODALITY_FOLDERS[modality][1]))
 

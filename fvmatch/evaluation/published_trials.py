@@ -58,12 +58,13 @@ def _voice_item(path: Path, number: int, item: str, names: Mapping[str, str]) ->
 
 
 def _face_item(path: Path, number: int, item: str, names: Mapping[str, str]) -> str:
-    """A published face path as the corpus's: <name>/1.6/<video>/<frame>.jpg or <name>/<video>/<frame>.jpg."""
+    """A published face path as the corpus's: <name>/1.6/<video>/[<utterance>/]<frame>.jpg or
+    <name>/<video>/<frame>.jpg."""
     parts = item.strip().split("/")
-    if len(parts) == 4 and parts[1] == FACE_FRAME_FOLDER:
+    if len(parts) in (4, 5) and parts[1] == FACE_FRAME_FOLDER:
         parts = [parts[0], *parts[2:]]
-    if len(parts) == 3 and _modality_of(parts[2]) == "face":
-        return f"faces/{names.get(parts[0], parts[0])}/{parts[1]}/{parts[2]}"
+    if len(parts) in (3, 4) and _modality_of(parts[-1]) == "face":
+        return f"faces/{names.get(parts[0], parts[0])}/{'/'.join(parts[1:])}"
     raise _bad(path, number, f"face {item!r} is neither <name>/1.6/<video>/<frame>.jpg nor <name>/<video>/<frame>.jpg")
 
 

@@ -43,8 +43,8 @@ def table2_rows(results: dict) -> list[dict]:
     in % with its 95% interval, the space that scored it, the published VoxCeleb figure beside it.
 
     Row keys: protocol, stratum, space, model_id, ours (None when not measured), ours_ci, published,
-    published_source (None for figures the paper does not report). A plain folder's results (no metadata) have
-    no stratified rows.
+    published_source (None for figures the paper does not report), why_not (why ours is None, else None). A plain
+    folder's results (no metadata) have no stratified rows.
     """
     scored_in = {kind: (space, entry.get("model_id")) for space, entry in results.get("spaces", {}).items()
                  for kind in entry.get("trial_types", ())}
@@ -66,8 +66,35 @@ def table2_rows(results: dict) -> list[dict]:
             "ours_ci": None if ours is None else [round(100 * bound, 2) for bound in ours["ci"]],
             "published": published,
             "published_source": None if published is None else f"{PUBLISHED_SOURCE} ({PUBLISHED_NOTE})",
+            "why_not": None if ours is not None else _why_not(results, path, stratum, found),
         })
     return rows
+
+
+def _why_not(results: dict, path: tuple, stratum: str, found) -> str:
+    """Why a Table 2 figure was not measured: the block's own note, the reason it could not be drawn, or its
+    trials all skipped."""
+    if isinstance(found, dict) and found.get("note"):
+        return found["note"]
+    protocol, direction = path[0], path[1]
+    if protocol == "verification":
+        direction = {"face-voice": "F-V", "face-face": "F-F", "voice-voice": "V-V"}[direction]
+        block = f"verification {direction} {stratum}"
+    elif protocol == "matching_1to2":
+        block = f"1:2 {direction} {stratum}"
+    else:
+        block = f"retrieval {direction}"
+    trials = results.get("trials", {})
+    for shortfall in trials.get("shortfalls", []):
+        if shortfall.startswith(block + " ") or shortfall.startswith(block + ":") or (
+                direction in ("F-V", "V-F") and shortfall.startswith("face-voice ")):
+            return shortfall.split(": ", 1)[1]
+    if protocol == "retrieval" and isinstance(found, dict) and found.get("queries") == 0:
+        return "no probe has a match in the other modality"
+    counted = trials.get("counts", {}).get(block + " U" if protocol == "retrieval" else block)
+    if counted == 0:
+        return "every trial of this block was skipped (see the skipped trials)"
+    return "no trials of this block (not in the trial list given)"
 
 
 def write_plots(results: dict, directory: str | Path) -> list[Path]:

@@ -90,7 +90,7 @@ class GalleryIndexes:
             needed = BYTES_PER_ITEM * items
             size = f"{needed / 2**30:.1f} GiB" if needed >= 2**30 else f"{needed / 2**20:.0f} MiB"
             raise OutOfMemory(index.path, f"not enough memory for this index of {items:,} items (it needs about "
-                              f"{size}; see README, Limits)") from None
+                              f"{size}; see docs/gallery.md, Limits)") from None
 
     def _identity(self, space: str) -> dict[str, str]:
         return {"space": space, "model_id": self.gallery.spaces.get(space, {}).get("model_id", "")}

@@ -8,7 +8,8 @@ Read, as VGG (Oxford) distributes it:
                                         vox1_dev_wav.zip and vox1_test_wav.zip both unzip to wav/; a wav/ one folder
                                         down (SRC/vox1_dev_wav/wav/, SRC/vox1_test_wav/wav/) is read too
     FACES (SRC unless --faces), either
-        VoxCeleb1's face frames         <VGGFace1 ID>/1.6/<video>/<frame>.jpg (unzippedIntervalFaces), under FACES,
+        VoxCeleb1's face frames         <VGGFace1 ID>/1.6/<video>/<utterance>/<frame>.jpg (unzippedIntervalFaces,
+                                        as released) or <VGGFace1 ID>/1.6/<video>/<frame>.jpg, under FACES,
                                         FACES/data or FACES/unzippedIntervalFaces/data
         or VGGFace1 photos              <VGGFace1 ID>/<photo>.jpg, one folder per celebrity name
                                         (as Wen et al. keep them, VGG_ALL_FRONTAL/<name>/)
@@ -20,7 +21,8 @@ Written (fvmatch.corpus's layout):
     DATA/faces/<id>/<video>     -> FACES/<name>/1.6/<video>         (face frames: one link per video)
     DATA/faces/<id>/vggface1    -> FACES/<name>                     (VGGFace1 photos: no video, one pseudo-video)
     DATA/meta.csv               identity, name, gender, nationality, age, split, voxceleb1_set
-    DATA/import.json            what was read, the split mapping, counts and the identities skipped
+    DATA/import.json            what was read, the split mapping, counts, the identities skipped and the speaker
+                                folders under wav/ that vox1_meta.csv does not list (ignored)
 
 meta.csv is written last, so an interrupted import is never taken for a corpus. VoxCeleb1 has no ages: the age
 column is left empty (the A and GNA strata then have no trials), and the output says so.
@@ -35,30 +37,28 @@ training identities, which an identity-disjoint split cannot hold, and is refuse
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
+from fvmatch.importers.corpus_writer import (FORMAT, clear_destination, count_files, hashed_draw, reason_counts,
+                                             write_corpus_files)
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
 
-FORMAT = "fvmatch-import/1"
 META_FILE = "vox1_meta.csv"
 META_HEADER = ("VoxCeleb1 ID", "VGGFace1 ID", "Gender", "Nationality", "Set")
 IDENTITY_PATTERN = re.compile(r"id\d{5}")
 FRAME_FOLDER = "1.6"  # VoxCeleb1's face frames sit under <name>/1.6/<video>/
+FACE_LAYOUTS = ("<name>/1.6/<video>/<utterance>/<frame>.jpg, <name>/1.6/<video>/<frame>.jpg or "
+                "<name>/<photo>.jpg")
 PHOTO_VIDEO = "vggface1"  # the pseudo-video folder of a VGGFace1 photo set (photos have no video)
 DEFAULT_VAL_FRACTION = 0.1
 SET_SPLITS = {"dev": "train", "test": "test"}
 PINS_SPLITS = {"1": "train", "2": "val", "4": "test"}  # identity_splits.txt: 1 train, 2 val, 3 seen-heard, 4 unseen-unheard
-CORPUS_ENTRIES = {"faces", "voices", "meta.csv", "import.json"}
 AGE_NOTE = "VoxCeleb1 gives no ages: age left empty, so the A and GNA strata have no trials"
 
 
@@ -149,8 +149,7 @@ def set_split(celebrity: Celebrity, val_fraction: float) -> str:
     """The fvmatch split of an identity from VoxCeleb1's Set: test -> test, dev -> train or (a hashed share) val."""
     if celebrity.voxceleb_set == "test":
         return "test"
-    draw = int(hashlib.sha256(celebrity.identity.encode()).hexdigest()[:8], 16) / 2**32
-    return "val" if draw < val_fraction else "train"
+    return "val" if hashed_draw(celebrity.identity) < val_fraction else "train"
 
 
 def import_voxceleb1(src: str | Path, data: str | Path, faces: str | Path | None = None,
@@ -173,9 +172,12 @@ def import_voxceleb1(src: str | Path, data: str | Path, faces: str | Path | None
     named_splits = read_identity_splits(splits_file) if splits_file is not None else None
     wav_roots = _wav_roots(src)
     face_root = _face_root(Path(faces) if faces is not None else src, celebrities, given=faces is not None)
-    _clear_destination(data, force)
+    clear_destination(data, force)
     if total:
         total(len(celebrities))
+    listed = {celebrity.identity for celebrity in celebrities}
+    unlisted = sorted({entry.name for root in wav_roots for entry in os.scandir(root)
+                       if entry.is_dir() and entry.name not in listed})
     rows, skipped, counts = [], [], {"voices": 0, "faces": 0, "links": 0, "frame_sets": 0, "photo_sets": 0}
     for celebrity in celebrities:
         row = _import_one(celebrity, data, wav_roots, face_root, named_splits, val_fraction, counts)
@@ -186,8 +188,12 @@ def import_voxceleb1(src: str | Path, data: str | Path, faces: str | Path | None
         if progress:
             progress(1)
     if not rows:
-        reasons = sorted({entry["reason"] for entry in skipped})
-        raise BadArgument(src, f"no identity has both voices and faces ({len(skipped)} skipped: {'; '.join(reasons)})")
+        with_voices = [entry for entry in skipped if entry["reason"] == "no faces"]
+        if with_voices and all(entry["reason"] in ("no faces", "no voices and no faces") for entry in skipped):
+            raise BadArgument(face_root, f"no face images for any of the {len(with_voices):,} identities with voices "
+                                         f"(read {FACE_LAYOUTS})")
+        reasons = "; ".join(f"{count:,} {reason}" for reason, count in reason_counts(skipped).items())
+        raise BadArgument(src, f"no identity has both voices and faces ({len(skipped):,} skipped: {reasons})")
     split_rule = (f"{Path(splits_file).name}: 1 -> train, 2 -> val, 4 -> test" if named_splits is not None else
                   f"Set: test -> test; dev -> train, {val_fraction:.0%} of dev -> val (by a hash of the identity)")
     summary = {
@@ -196,17 +202,10 @@ def import_voxceleb1(src: str | Path, data: str | Path, faces: str | Path | None
         "face_layout": _face_layout(counts), "identities": len(rows),
         "splits": {name: sum(row["split"] == name for row in rows) for name in ("train", "val", "test")},
         "split_rule": split_rule, "voices": counts["voices"], "faces": counts["faces"], "links": counts["links"],
-        "age": AGE_NOTE, "skipped": skipped,
+        "age": AGE_NOTE, "skipped": skipped, "skipped_reasons": reason_counts(skipped),
+        "unlisted_speakers": unlisted,
     }
-    (data / "import.json").write_text(json.dumps(summary, indent=2) + "\n")
-    temporary = data / "meta.csv.tmp"
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["identity", "name", "gender", "nationality", "age", "split", "voxceleb1_set"])
-        for row in rows:
-            writer.writerow([row["identity"], row["name"], row["gender"], row["nationality"], "", row["split"],
-                             row["voxceleb1_set"]])
-    temporary.replace(data / "meta.csv")
+    write_corpus_files(data, summary, rows, extra_columns=("voxceleb1_set",))
     return summary
 
 
@@ -232,36 +231,6 @@ def _face_root(faces: Path, celebrities: list[Celebrity], given: bool) -> Path:
                              f"directly or under data/ or unzippedIntervalFaces/data/{where}")
 
 
-def _clear_destination(data: Path, force: bool) -> None:
-    """DATA absent or empty; with force, a previous import's entries (links only under faces/, voices/) removed."""
-    if data.exists() and not data.is_dir():
-        raise BadArgument(data, "exists and is not a folder")
-    entries = sorted(os.listdir(data)) if data.is_dir() else []
-    if entries and not force:
-        raise BadArgument(data, f"is not empty ({len(entries)} entries); give an empty or new folder, or --force to "
-                                "replace a previous import there")
-    for name in entries:
-        if name not in CORPUS_ENTRIES and name != "meta.csv.tmp":
-            raise BadArgument(data / name, "not written by fvmatch import: refusing to replace a folder holding it")
-        path = data / name
-        if path.is_symlink() or (name in ("faces", "voices") and not path.is_dir()):
-            raise BadArgument(path, "not written by fvmatch import: refusing to replace it")
-        if name in ("faces", "voices"):
-            for root, folders, files in os.walk(path):
-                real = [item for item in files + folders if not os.path.islink(os.path.join(root, item))
-                        and not os.path.isdir(os.path.join(root, item))]
-                if real:
-                    raise BadArgument(os.path.join(root, real[0]), "a file, not a link: fvmatch import writes links "
-                                                                   "only, so refusing to remove it")
-    for name in entries:
-        path = data / name
-        if path.is_dir():
-            shutil.rmtree(path)  # links are unlinked, never followed
-        else:
-            path.unlink()
-    data.mkdir(parents=True, exist_ok=True)
-
-
 def _import_one(celebrity: Celebrity, data: Path, wav_roots: list[Path], face_root: Path,
                 named_splits: dict[str, str] | None, val_fraction: float, counts: dict) -> dict | str:
     """Link one identity's voices and faces into DATA and return its meta row, or why it was skipped."""
@@ -272,17 +241,18 @@ def _import_one(celebrity: Celebrity, data: Path, wav_roots: list[Path], face_ro
     else:
         split = set_split(celebrity, val_fraction)
     voice_folder = next((root / celebrity.identity for root in wav_roots if (root / celebrity.identity).is_dir()), None)
-    clips = _count(voice_folder, "*/*", AUDIO_SUFFIXES) if voice_folder else 0
+    clips = count_files(voice_folder, ("*/*",), AUDIO_SUFFIXES) if voice_folder else 0
     face_folder = next((face_root / label for label in (celebrity.name, celebrity.identity)
                         if (face_root / label).is_dir()), None)
     frames = face_folder / FRAME_FOLDER if face_folder is not None else None
     if frames is not None and frames.is_dir():
         videos = sorted(entry for entry in frames.iterdir() if entry.is_dir())
-        pictures = sum(_count(video, "*", IMAGE_SUFFIXES) for video in videos)
+        # as released, a video's frames sit one level further down, in a folder per utterance (1/, 2/, ...)
+        pictures = sum(count_files(video, ("*", "*/*"), IMAGE_SUFFIXES) for video in videos)
         links = {video.name: video for video in videos}
         kind = "frame_sets"
     elif face_folder is not None:
-        pictures = _count(face_folder, "*", IMAGE_SUFFIXES)
+        pictures = count_files(face_folder, ("*",), IMAGE_SUFFIXES)
         links = {PHOTO_VIDEO: face_folder}
         kind = "photo_sets"
     else:
@@ -303,11 +273,7 @@ def _import_one(celebrity: Celebrity, data: Path, wav_roots: list[Path], face_ro
             "nationality": celebrity.nationality, "split": split, "voxceleb1_set": celebrity.voxceleb_set}
 
 
-def _count(folder: Path, pattern: str, suffixes: set[str]) -> int:
-    return sum(1 for path in folder.glob(pattern) if path.suffix.lower() in suffixes and path.is_file())
-
-
 def _face_layout(counts: dict) -> str:
-    kinds = [name for name, key in (("VoxCeleb1 face frames (<name>/1.6/<video>/<frame>)", "frame_sets"),
+    kinds = [name for name, key in (("VoxCeleb1 face frames (<name>/1.6/<video>/[<utterance>/]<frame>)", "frame_sets"),
                                     ("VGGFace1 photos (<name>/<photo>)", "photo_sets")) if counts[key]]
     return " and ".join(kinds)

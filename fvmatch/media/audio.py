@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.errors import TooLittleSpeech, UnreadableMedia
+from fvmatch.errors import BadArgument, TooLittleSpeech, UnreadableMedia
 from fvmatch.media.vad import speech_only, speech_probabilities, trimmed_speech
 from fvmatch.paths import input_file_problem
 from fvmatch.quality.voice import VoiceQualityMeter
@@ -40,6 +40,10 @@ MAX_SAMPLE_MAGNITUDE = 1000.0
 MAX_RESAMPLE_KERNEL = 1_000_000  # orig x new of the ratio given to torchaudio's resample (see resampling_ratio)
 MIN_TAIL_SECONDS = 1.0  # a last window shorter than this is merged away rather than embedded alone
 MIN_TRIMMED_SECONDS = 1.0  # a window's trimmed speech shorter than this (and than silero's) is not used
+# a multi-channel block whose mono mix holds less than this share of its channels' mean energy: the channels cancel
+# (one is the other inverted, a wiring fault or a phase-inverted lavalier), and one channel is read alone
+CANCELLING_MIX_RATIO = 0.01
+SILENT_ENERGY = 1e-8  # mean square of a block with no sound in it (-80 dBFS): no decision about its channels
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3", ".m4a", ".aac"}
 
 
@@ -78,11 +82,23 @@ class SpeechSummary:
     channels: int = 0
     codec: str = ""  # as libsndfile reads it: container and encoding ("MP3 MPEG_LAYER_III", "WAV PCM_16")
     meter: VoiceQualityMeter = field(default_factory=VoiceQualityMeter)
+    damage: list[str] = field(default_factory=list)  # what the file lacks of what it declares (a truncated WAV)
+    channel_read: int | None = None  # None: channels mixed (or not yet decided); n: channel n (from 0) read alone
+    mixed: bool = False  # the channels were found not to cancel: mixed to mono
+    audio_track: int | None = None  # the audio track read, where the file holds several (from 1)
+    audio_tracks: list = field(default_factory=list)  # then every one (fvmatch.media.sound_tracks.AudioTrack)
 
     def quality(self) -> dict:
-        """The figures stored with the recording's embedding (fvmatch.quality.voice)."""
+        """The figures stored with the recording's embedding (fvmatch.quality.voice); and only where they apply:
+        `damage` (one line) for a file that holds less than it declares, `channels_read` where the channels cancel
+        in the mono mix, `audio_track` and `audio_tracks` for a file of several audio tracks."""
         return {"duration_seconds": round(self.duration_seconds, 2), "channels": self.channels,
-                **self.meter.result(self.original_sample_rate, self.codec, self.speech_seconds)}
+                **self.meter.result(self.original_sample_rate, self.codec, self.speech_seconds),
+                **({"damage": "; ".join(self.damage)} if self.damage else {}),
+                **({"channels_read": f"channel {self.channel_read + 1} alone: the channels cancel in the mono mix "
+                                     "(one is the other inverted)"} if self.channel_read is not None else {}),
+                **({"audio_track": self.audio_track, "audio_tracks": [t.figures() for t in self.audio_tracks]}
+                   if self.audio_track is not None else {})}
 
 
 def log_mel_batch(waveforms):
@@ -170,15 +186,19 @@ def _open_audio(path: Path) -> Iterator:
             yield sound
 
 
-def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray]:
-    """Blocks of 16 kHz mono float32 audio, decoded BLOCK_SECONDS (at most MAX_BLOCK_SAMPLES) at a time."""
+def _resampled_blocks(path: Path, summary: SpeechSummary, audio_track: int | None = None) -> Iterator[np.ndarray]:
+    """Blocks of 16 kHz mono float32 audio, decoded BLOCK_SECONDS (at most MAX_BLOCK_SAMPLES) at a time, from
+    `audio_track` (from 1) of a container that holds several (default: the one with the most speech)."""
     import torch
     import torchaudio.functional
 
     from fvmatch.media.video import audio_demuxer
 
     demuxer = audio_demuxer(path) if input_file_problem(path) is None else None
-    blocks = _pyav_blocks(path, demuxer, summary) if demuxer is not None else _soundfile_blocks(path, summary)
+    if demuxer is not None:
+        blocks = _pyav_blocks(path, demuxer, summary, audio_track)
+    else:
+        blocks = _soundfile_blocks(path, summary, audio_track)
     orig = new = None
     for block in blocks:
         if orig is None:
@@ -189,11 +209,29 @@ def _resampled_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
         if peak > MAX_SAMPLE_MAGNITUDE:
             raise UnreadableMedia(path, f"audio samples reach {peak:.3g}, far outside the [-1, 1] range of audio")
         summary.meter.add(block, summary.original_sample_rate)
-        mono = block.mean(axis=1)
+        mono = _mono(block, summary)
         summary.duration_seconds += len(mono) / summary.original_sample_rate
         if orig != new:
             mono = torchaudio.functional.resample(torch.from_numpy(mono), orig, new).numpy()
         yield mono
+
+
+def _mono(block: np.ndarray, summary: SpeechSummary) -> np.ndarray:
+    """A (frames, channels) block as mono: the channels' mean, or one channel alone where they cancel in the mean
+    (decided on the first block with sound, and kept for the whole recording: `summary.channel_read`)."""
+    mono = block.mean(axis=1)
+    if block.shape[1] < 2 or summary.mixed:
+        return mono
+    if summary.channel_read is None:
+        energies = np.mean(np.square(block, dtype=np.float64), axis=0)
+        if energies.max() < SILENT_ENERGY:
+            return mono
+        if float(np.mean(np.square(mono, dtype=np.float64))) >= CANCELLING_MIX_RATIO * float(energies.mean()):
+            summary.mixed = True
+            return mono
+        # the first channel that is not much quieter than the loudest (right = -left: the first)
+        summary.channel_read = int(np.flatnonzero(energies >= 0.5 * energies.max())[0])
+    return np.ascontiguousarray(block[:, summary.channel_read])
 
 
 def _check_rate(path: Path, sample_rate: int) -> None:
@@ -206,15 +244,19 @@ def _block_frames(sample_rate: int, channels: int) -> int:
     return max(1, min(int(BLOCK_SECONDS * sample_rate), MAX_BLOCK_SAMPLES // max(1, channels)))
 
 
-def _soundfile_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray]:
+def _soundfile_blocks(path: Path, summary: SpeechSummary, audio_track: int | None = None) -> Iterator[np.ndarray]:
     """(frames, channels) float32 blocks at the file's own rate, read by libsndfile (WAV, FLAC, OGG, MP3, ...)."""
     import soundfile
 
+    if audio_track not in (None, 1):
+        raise BadArgument("--audio-track", f"{path} holds one audio track: there is no track {audio_track}")
     with _open_audio(path) as sound:
         summary.original_sample_rate = sound.samplerate
         summary.channels = sound.channels
         summary.codec = f"{sound.format} {sound.subtype}"
         _check_rate(path, sound.samplerate)
+        if sound.format == "WAV" and (shortfall := wav_shortfall(path)) is not None:
+            summary.damage.append(shortfall)
         block_frames = _block_frames(sound.samplerate, sound.channels)
         while True:
             try:
@@ -226,10 +268,43 @@ def _soundfile_blocks(path: Path, summary: SpeechSummary) -> Iterator[np.ndarray
             yield block
 
 
-def _pyav_blocks(path: Path, demuxer: str, summary: SpeechSummary) -> Iterator[np.ndarray]:
-    """(frames, channels) float32 blocks at the stream's own rate of the first audio track of an MP4/M4A or
-    Matroska/WebM container or a bare AAC stream, decoded by FFmpeg (PyAV's wheel): what libsndfile cannot read."""
+def wav_shortfall(path: Path) -> str | None:
+    """What a WAV file lacks of the audio its header declares (its data chunk's size), in one line; None when it
+    holds it all, or declares no size (0 or 0xFFFFFFFF: a recorder that never finished the header). libsndfile reads
+    such a file up to its end without a word: a recording cut short would pass for a whole one."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        file_size = path.stat().st_size
+        offset, bytes_per_second = 12, 0
+        for _ in range(64):  # chunks before the data: fmt, and at most a few of LIST, fact, bext...
+            handle.seek(offset)
+            header = handle.read(8)
+            if len(header) < 8:
+                return None
+            kind, size = header[:4], int.from_bytes(header[4:], "little")
+            if kind == b"fmt ":
+                fmt = handle.read(16)
+                bytes_per_second = int.from_bytes(fmt[8:12], "little") if len(fmt) == 16 else 0
+            elif kind == b"data":
+                held = file_size - offset - 8
+                if size in (0, 0xFFFFFFFF) or size <= held or bytes_per_second <= 0:
+                    return None
+                return (f"audio ends at {held / bytes_per_second:.1f} s of the {size / bytes_per_second:.1f} s its WAV "
+                        "header declares (truncated or damaged)")
+            offset += 8 + size + (size & 1)
+    return None
+
+
+def _pyav_blocks(path: Path, demuxer: str, summary: SpeechSummary,
+                 audio_track: int | None = None) -> Iterator[np.ndarray]:
+    """(frames, channels) float32 blocks at the stream's own rate of an audio track of an MP4/M4A or Matroska/WebM
+    container or a bare AAC stream, decoded by FFmpeg (PyAV's wheel): what libsndfile cannot read. The track:
+    `audio_track` (from 1), else the one with the most speech (fvmatch.media.sound_tracks)."""
     import av
+
+    from fvmatch.media.sound_tracks import audio_tracks, chosen_track
 
     from fvmatch.media.video import _reason
 
@@ -245,7 +320,11 @@ def _pyav_blocks(path: Path, demuxer: str, summary: SpeechSummary) -> Iterator[n
     with container:
         if not container.streams.audio:
             raise UnreadableMedia(path, f"{container_name} file holds no audio track")
-        stream = container.streams.audio[0]
+        tracks = audio_tracks(path, container, demuxer)
+        number = chosen_track(path, tracks, audio_track)
+        if len(tracks) > 1:
+            summary.audio_track, summary.audio_tracks = number, tracks
+        stream = container.streams.audio[number - 1]
         context = stream.codec_context
         summary.original_sample_rate = int(context.sample_rate or 0)
         summary.channels = int(context.channels or 0)
@@ -285,11 +364,13 @@ def load_audio(path: str | Path, summary: SpeechSummary | None = None) -> np.nda
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
-def speech_windows(path: str | Path, summary: SpeechSummary | None = None) -> Iterator[SpeechWindow]:
+def speech_windows(path: str | Path, summary: SpeechSummary | None = None,
+                   audio_track: int | None = None) -> Iterator[SpeechWindow]:
     """Stream a recording and yield windows of its speech (at most WINDOW_SECONDS each).
 
-    `summary` (if given) is filled in as the stream advances. Raises UnreadableMedia for a bad file;
-    it does not judge the amount of speech (see `require_speech`).
+    `summary` (if given) is filled in as the stream advances; `audio_track` (from 1) picks a container's track
+    (default: the one with the most speech). Raises UnreadableMedia for a bad file, BadArgument for a track it
+    lacks; it does not judge the amount of speech (see `require_speech`).
     """
     summary = summary if summary is not None else SpeechSummary()
 
@@ -298,7 +379,7 @@ def speech_windows(path: str | Path, summary: SpeechSummary | None = None) -> It
         summary.meter.add_speech(block, probabilities)
         return speech_only(block, probabilities), trimmed_speech(block)
 
-    yield from _windows((speech_of(block) for block in _resampled_blocks(Path(path), summary)), summary)
+    yield from _windows((speech_of(block) for block in _resampled_blocks(Path(path), summary, audio_track)), summary)
 
 
 def _windows(speech_pieces: Iterable, summary: SpeechSummary) -> Iterator[SpeechWindow]:
@@ -340,5 +421,5 @@ def require_speech(path: str | Path, summary: SpeechSummary, min_speech_seconds:
         raise TooLittleSpeech(
             path,
             f"too little speech: {summary.speech_seconds:.1f} s detected in {summary.duration_seconds:.1f} s "
-            f"of audio (minimum {min_speech_seconds:g} s)",
+            f"of audio (minimum {min_speech_seconds:g} s)" + "".join(f"; {damage}" for damage in summary.damage),
         )

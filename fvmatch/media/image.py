@@ -8,7 +8,7 @@ crops.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +210,37 @@ class FaceDetector:
         if min(image.size) < smallest:
             raise NoFaceFound(path, f"no face found: the image is {image.width}x{image.height} pixels, below the "
                               f"detector's {smallest:g}-pixel minimum face size (searched at twice its size)")
-        crops = self.detect(image)
-        if not crops:
-            raise NoFaceFound(path, f"no face found (detector threshold {self.min_probability})")
+        image, crops = self._upright_faces(path, image)
         return np.asarray(image), crops
+
+    def _upright_faces(self, path: str | Path, image: Image.Image) -> tuple[Image.Image, list[FaceCrop]]:
+        """The image turned so that its largest face stands upright, and its faces found there, each with the figure
+        `turned` (degrees counter-clockwise) when it was turned. MTCNN finds faces lying on their side or upside down,
+        whose vectors then match the wrong people, and misses others on their side: where it finds none, the image
+        is searched again turned each way, and a face found so counts only if it stands upright there
+        (fvmatch.media.orientation says how that is told)."""
+        from fvmatch.media.orientation import TURNS, stands_upright, upright_turn
+
+        crops = self.detect(image)
+        if crops:
+            degrees = upright_turn(image, crops[0].box)
+            if degrees == 0:
+                return image, crops
+            turned, found = self._turned_faces(image, degrees)
+            if not found:
+                raise NoFaceFound(path, f"the face found lies turned (it stands upright turned {degrees} degrees "
+                                  f"counter-clockwise), and no face is found in the image so turned")
+            return turned, found
+        for degrees in TURNS:
+            turned, found = self._turned_faces(image, degrees)
+            if found and stands_upright(turned, found[0].box):
+                return turned, found
+        raise NoFaceFound(path, f"no face found (detector threshold {self.min_probability})")
+
+    def _turned_faces(self, image: Image.Image, degrees: int) -> tuple[Image.Image, list[FaceCrop]]:
+        """`image` turned `degrees` counter-clockwise, and the faces found in it, each with the figure `turned`."""
+        from fvmatch.media.orientation import TURNS
+
+        turned = image.transpose(TURNS[degrees])
+        turned.info["jpeg_quality"] = image.info.get("jpeg_quality")
+        return turned, [replace(crop, figures={**crop.figures, "turned": degrees}) for crop in self.detect(turned)]

@@ -1,8 +1,10 @@
 """Tensors of a state dict that torch saved in its legacy format, read without torch, as numpy arrays.
 
-facenet-pytorch ships its MTCNN weights (data/{p,r,o}net.pt) in this format; `fvmatch.media.mtcnn` reads them here
-so that face detection never imports torch. The unpickler accepts a state dict of float32 tensors and nothing else:
-a tampered file cannot make it call anything.
+facenet-pytorch ships its MTCNN weights (data/{p,r,o}net.pt) in this format, and Resemblyzer its GE2E checkpoint
+(pretrained.pt: a dict of the step, the model's state dict and the optimizer's); `fvmatch.media.mtcnn` and
+`fvmatch.spaces.ge2e_voice` read them here so that neither face detection nor the voice space imports torch. The
+unpickler accepts dicts of float32 tensors and plain values and nothing else: a tampered file cannot make it call
+anything.
 """
 from __future__ import annotations
 
@@ -64,16 +66,26 @@ def _unpickle(file: BinaryIO):
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
     """The float32 tensors of a state dict that torch saved in its legacy format, by name, as numpy arrays."""
     with open(path, "rb") as file:
-        magic, protocol, system = _unpickle(file), _unpickle(file), _unpickle(file)
-        if (magic != TORCH_LEGACY_MAGIC or protocol != TORCH_LEGACY_PROTOCOL or not isinstance(system, dict)
-                or not system.get("little_endian")):
-            raise ValueError(f"{path}: not a little-endian state dict in torch's legacy format")
-        tensors, keys = _unpickle(file), _unpickle(file)
-        storages = {key: _read_storage(file, path) for key in keys}
-    return {name: _tensor(ref, storages, path) for name, ref in tensors.items()}
+        return load_state_dict(file, str(path))
 
 
-def _read_storage(file: BinaryIO, path: Path) -> np.ndarray:
+def load_state_dict(file: BinaryIO, name: str, entry: str | None = None) -> dict[str, np.ndarray]:
+    """The float32 tensors of a state dict in torch's legacy format read from `file` (`name`: the file, for messages),
+    by name, as numpy arrays; `entry`: the key of the state dict inside a pickled dict (a training checkpoint's
+    "model_state"), whose other entries are read past and dropped."""
+    magic, protocol, system = _unpickle(file), _unpickle(file), _unpickle(file)
+    if (magic != TORCH_LEGACY_MAGIC or protocol != TORCH_LEGACY_PROTOCOL or not isinstance(system, dict)
+            or not system.get("little_endian")):
+        raise ValueError(f"{name}: not a little-endian state dict in torch's legacy format")
+    pickled, keys = _unpickle(file), _unpickle(file)
+    tensors = pickled.get(entry) if entry is not None and isinstance(pickled, dict) else pickled
+    if not isinstance(tensors, dict):
+        raise ValueError(f"{name}: no state dict{f' under {entry!r}' if entry else ''}")
+    storages = {key: _read_storage(file, name) for key in keys}
+    return {key: _tensor(ref, storages, name) for key, ref in tensors.items()}
+
+
+def _read_storage(file: BinaryIO, path: str) -> np.ndarray:
     header = file.read(8)  # the element count
     count = int(np.frombuffer(header, "<i8")[0]) if len(header) == 8 else -1
     data = file.read(FLOAT32.itemsize * count) if count >= 0 else b""
@@ -82,7 +94,7 @@ def _read_storage(file: BinaryIO, path: Path) -> np.ndarray:
     return np.frombuffer(data, FLOAT32)
 
 
-def _tensor(ref: _TensorRef, storages: dict[str, np.ndarray], path: Path) -> np.ndarray:
+def _tensor(ref: _TensorRef, storages: dict[str, np.ndarray], path: str) -> np.ndarray:
     """The tensor `ref` describes, as a new array, once checked to lie wholly inside its storage (facenet's tensors
     are laid out column-major, as converted from Matlab: any strides are read)."""
     if not (isinstance(ref, _TensorRef) and ref.storage in storages and _lies_inside(ref, len(storages[ref.storage]))):

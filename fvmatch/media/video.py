@@ -34,6 +34,7 @@ DEMUXERS = {"MP4/MOV": "mov", "Matroska/WebM": "matroska", "AVI": "avi"}
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx"}
 AVIF_BRANDS = {b"avif", b"avis"}
 VFR_TOLERANCE = 0.2  # frame intervals varying more than this (relative) mark a variable frame rate
+ROTATION_TOLERANCE = 0.5  # degrees off a quarter turn that are said (a display matrix is read to 0.1 degree)
 
 
 @dataclass
@@ -58,6 +59,8 @@ class VideoInfo:
     damage: list[str] = field(default_factory=list)  # what reading stopped at, if anything
     still_picture: bool = False  # one picture, whole, held over the video's duration (a still, not damage)
     notes: list[str] = field(default_factory=list)  # what reading found that is not damage (a still picture)
+    audio_track: int = 1  # the audio track read, numbered from 1 among the file's audio tracks
+    audio_tracks: list = field(default_factory=list)  # every audio track (fvmatch.media.sound_tracks.AudioTrack)
 
     @property
     def has_audio(self) -> bool:
@@ -70,7 +73,9 @@ class VideoInfo:
                 "audio_codec": self.audio_codec, "audio_sample_rate": self.audio_sample_rate,
                 "audio_channels": self.audio_channels, "frames_decoded": self.frames_decoded,
                 "frames_sampled": self.frames_sampled, "variable_frame_rate": self.variable_frame_rate,
-                "still_picture": self.still_picture, "damage": list(self.damage)}
+                "still_picture": self.still_picture, "damage": list(self.damage),
+                "audio_track": self.audio_track if self.audio_tracks else None,
+                "audio_tracks": [track.figures() for track in self.audio_tracks]}
 
 
 @dataclass(frozen=True)
@@ -172,12 +177,15 @@ def audio_demuxer(path: str | Path) -> str | None:
 
 
 def probe_video(path: str | Path, max_pixels: int = MAX_FRAME_PIXELS,
-                max_duration: float = MAX_DURATION_SECONDS) -> VideoInfo:
-    """Open a video, check what it declares, and describe it (nothing is decoded). UnreadableMedia, one line, for a
+                max_duration: float = MAX_DURATION_SECONDS, audio_track: int | None = None) -> VideoInfo:
+    """Open a video, check what it declares, and describe it (its first frame is decoded for its rotation; where it
+    holds several audio tracks, the start of each is searched for speech). `audio_track` (from 1): the track to
+    read, else the one with the most speech (fvmatch.media.sound_tracks). UnreadableMedia, one line, for a
     missing or empty file, a file that is not a video (an image or an audio file is named as such), a damaged
-    container, no picture, or a declared size or duration over the limits."""
+    container, no picture, or a declared size or duration over the limits; BadArgument for a track it lacks."""
     with _open(path) as (container, kind):
-        return _info(path, container, kind, max_pixels, max_duration, rotation=True)
+        return _info(path, container, kind, max_pixels, max_duration, rotation=True, audio_track=audio_track,
+                     list_tracks=True)
 
 
 def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo | None = None,
@@ -220,6 +228,7 @@ def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo |
             _note_still(info, last_time)
         else:
             _note_short(info, "picture", last_time, 3.0 / (info.frame_rate or 25.0))
+            _note_unread_frames(info, damage_before)
 
 
 def soundtrack_blocks(path: str | Path, info: VideoInfo) -> Iterator[np.ndarray]:
@@ -232,7 +241,7 @@ def soundtrack_blocks(path: str | Path, info: VideoInfo) -> Iterator[np.ndarray]
     block = int(BLOCK_SECONDS * SAMPLE_RATE)
     total = 0
     with _open(path) as (container, _):
-        stream = container.streams.audio[0]
+        stream = container.streams.audio[info.audio_track - 1]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         pending: list[np.ndarray] = []
         held = 0
@@ -340,9 +349,11 @@ class _open:
             self.container.close()
 
 
-def _info(path, container, kind: str, max_pixels: int, max_duration: float, rotation: bool = False) -> VideoInfo:
+def _info(path, container, kind: str, max_pixels: int, max_duration: float, rotation: bool = False,
+          audio_track: int | None = None, list_tracks: bool = False) -> VideoInfo:
     """The file's VideoInfo, its declared sizes checked; `rotation`: decode the first frame for its rotation (else
-    the first sampled frame sets it)."""
+    the first sampled frame sets it); `list_tracks`: list the audio tracks and choose one (`audio_track`, or the
+    one with the most speech), else the first is described."""
     if not container.streams.video:
         raise UnreadableMedia(path, f"{kind} file holds no video track" + (
             " (an audio file: give it with --voice)" if container.streams.audio else ""))
@@ -357,16 +368,29 @@ def _info(path, container, kind: str, max_pixels: int, max_duration: float, rota
     if duration > max_duration:
         raise UnreadableMedia(path, f"video declares {duration / 3600:.1f} hours, over the "
                               f"{max_duration / 3600:g}-hour limit")
-    rotation = _first_rotation(container) if rotation else 0
+    angle = _first_rotation(container) if rotation else 0.0
+    rotation = _quarter_turn(angle)
     if rotation in (90, 270):
         width, height = height, width
-    audio = container.streams.audio[0] if container.streams.audio else None
-    return VideoInfo(path=str(path), container=kind, duration_seconds=duration, width=width, height=height,
+    tracks = []
+    if list_tracks and container.streams.audio:
+        from fvmatch.media.sound_tracks import audio_tracks, chosen_track
+
+        tracks = audio_tracks(path, container, DEMUXERS[kind])
+        audio_track = chosen_track(path, tracks, audio_track)
+    elif audio_track is not None and audio_track != 1:
+        raise BadArgument("--audio-track", f"{path} holds no audio track: there is no track {audio_track}")
+    audio_track = audio_track or 1
+    audio = container.streams.audio[audio_track - 1] if container.streams.audio else None
+    info = VideoInfo(path=str(path), container=kind, duration_seconds=duration, width=width, height=height,
                      rotation=rotation, video_codec=context.name, frame_rate=float(video.average_rate or 0.0),
                      frames_declared=max(0, int(video.frames or 0)),
                      audio_codec=audio.codec_context.name if audio is not None else None,
                      audio_sample_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else 0,
-                     audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0)
+                     audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0,
+                     audio_track=audio_track, audio_tracks=tracks)
+    _note_odd_rotation(info, angle)
+    return info
 
 
 def _declared_duration(container, stream) -> float:
@@ -377,20 +401,53 @@ def _declared_duration(container, stream) -> float:
     return 0.0
 
 
-def _first_rotation(container) -> int:
-    """The display rotation of the first frame (PyAV reads a stream's display matrix from its frames), or 0."""
+def _first_rotation(container) -> float:
+    """The display rotation of the first frame in degrees (PyAV reads a stream's display matrix from its frames), or 0."""
     import av
 
     try:
         for frame in container.decode(video=0):
-            return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+            return _display_angle(frame)
     except av.FFmpegError:
         pass  # damage is for the decoding passes to report
-    return 0
+    return 0.0
+
+
+def _display_angle(frame) -> float:
+    """The angle (degrees counter-clockwise, to 0.1) a frame's display matrix turns it by, as FFmpeg's
+    av_display_rotation_get reads it; PyAV's `frame.rotation` truncates it to whole degrees (a 100-degree matrix
+    reads 99)."""
+    import math
+
+    for data in getattr(frame, "side_data", ()):
+        if getattr(data.type, "name", "") == "DISPLAYMATRIX" and len(bytes(data)) >= 36:
+            matrix = np.frombuffer(bytes(data)[:36], dtype="<i4").astype(np.float64)
+            scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+            if scale_x > 0 and scale_y > 0:
+                return round(-math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x)), 1) % 360.0
+    return float(frame.rotation or 0)
+
+
+def _quarter_turn(angle: float) -> int:
+    """The quarter turn (0, 90, 180, 270 degrees counter-clockwise) nearest a display rotation of `angle` degrees."""
+    return int(round(angle / 90.0)) * 90 % 360
+
+
+def _note_odd_rotation(info: VideoInfo, angle: float) -> None:
+    """Say (once) that a display matrix turns the picture by an angle that is no quarter turn: only quarter turns
+    are applied, so faces in the frames stand that far off upright (a 45-degree tag is not ignored silently)."""
+    off = (angle - _quarter_turn(angle) + 180.0) % 360.0 - 180.0
+    if abs(off) < ROTATION_TOLERANCE or any(note.startswith("display matrix turns") for note in info.notes):
+        return
+    info.notes.append(f"display matrix turns the picture {angle:g} degrees, not a quarter turn: frames are read "
+                      f"turned {_quarter_turn(angle)} degrees, so faces in them stand {abs(off):g} degrees off upright")
 
 
 def _rotation(frame, info: VideoInfo) -> int:
-    rotation = int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    angle = _display_angle(frame)
+    rotation = _quarter_turn(angle)
+    if info.frames_sampled == 0:
+        _note_odd_rotation(info, angle)
     if rotation != info.rotation and info.frames_sampled == 0:
         # the first frame tells the truth where the stream's header did not (PyAV reads it from the frame)
         if (rotation in (90, 270)) != (info.rotation in (90, 270)):
@@ -454,6 +511,18 @@ def _note_short(info: VideoInfo, what: str, reached: float | None, slack: float)
     if reached is not None and info.duration_seconds > 0 and reached < info.duration_seconds - max(1.0, slack):
         info.damage.append(f"{what} ends at {reached:.1f} s of the {info.duration_seconds:.1f} s declared "
                            "(truncated or damaged)")
+
+
+def _note_unread_frames(info: VideoInfo, damage_before: int) -> None:
+    """Note a picture track that declares many more frames than decoding read, where no damage was found: a damaged
+    or edited sample table puts frames hours apart in a short video, and FFmpeg then reads one frame in 80."""
+    if info.frames_declared <= 1 or info.frames_decoded * 2 >= info.frames_declared or len(info.damage) > damage_before:
+        return
+    spanned = info.frames_declared / info.frame_rate if info.frame_rate > 0 else 0.0
+    cause = (f": its timestamps span {spanned / 3600:.1f} hours in a video of {info.duration_seconds:.1f} s (a damaged "
+             "or edited sample table)" if spanned > 2 * max(1.0, info.duration_seconds) else " (truncated or damaged)")
+    info.damage.append(f"picture: {info.frames_decoded} of the {info.frames_declared} frames the track declares "
+                       f"were read{cause}")
 
 
 def _variable(intervals: list[float]) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fvmatch.quality.pitch import MAX_SPEECH_CHUNKS, chunk_f0, median_f0
+
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples per silero-vad probability at 16 kHz: the frame of every spectral and energy figure here
 SPEECH_PROBABILITY = 0.5  # silero's own threshold for a speech chunk
@@ -58,6 +60,7 @@ class VoiceQualityMeter:
         self._speech_chunks = 0
         self._pause_chunks = 0
         self._window = np.hanning(CHUNK)
+        self._f0: list[np.ndarray] = []  # F0 of each voiced speech chunk (fvmatch.quality.pitch)
         self._nyquist_hz = SAMPLE_RATE / 2
 
     def add(self, raw_block: np.ndarray, original_rate: int) -> None:
@@ -95,6 +98,9 @@ class VoiceQualityMeter:
         self._pause_spectrum += spectra[pause].sum(axis=0)
         self._speech_chunks += int(speech.sum())
         self._pause_chunks += int(pause.sum())
+        room = MAX_SPEECH_CHUNKS - sum(len(values) for values in self._f0)
+        if room > 0:
+            self._f0.append(chunk_f0(chunks[speech][:room]))
 
     def _speech_spectrum_less_noise(self) -> np.ndarray:
         """The mean power spectrum of the speech chunks, less that of the pauses (noise) where there are enough."""
@@ -153,17 +159,22 @@ class VoiceQualityMeter:
             return MAX_SNR_DB
         return float(np.clip(10 * np.log10(signal / noise), MIN_SNR_DB, MAX_SNR_DB))
 
+    def f0_hz(self) -> float | None:
+        """The median F0 (Hz) of the voiced speech chunks; None under fvmatch.quality.pitch.MIN_VOICED_CHUNKS."""
+        return median_f0(self._f0)[0]
+
     def clipped_fraction(self) -> float:
         """The fraction of the file's samples (all channels) that are clipped."""
         return self._clipped / self._samples if self._samples else 0.0
 
     def result(self, sample_rate: int, codec: str, speech_seconds: float) -> dict:
         """The figures stored with the recording's embedding (plain JSON numbers; None where there was no speech)."""
-        bandwidth, snr, low_band = self.bandwidth_hz(), self.snr_db(), self.low_band_db()
+        bandwidth, snr, low_band, f0 = self.bandwidth_hz(), self.snr_db(), self.low_band_db(), self.f0_hz()
         return {
             "bandwidth_hz": None if bandwidth is None else round(bandwidth, 1),
             "low_band_db": None if low_band is None else round(low_band, 1),
             "snr_db": None if snr is None else round(snr, 1),
+            "f0_hz": None if f0 is None else round(f0, 1),
             "clipped_fraction": round(self.clipped_fraction(), 4),
             "speech_seconds": round(float(speech_seconds), 2),
             "sample_rate": int(sample_rate),

@@ -99,14 +99,12 @@ def bring_to_condition(speech: np.ndarray, condition: str) -> np.ndarray:
 
     band, snr_db = VOICE_CONDITIONS[condition]
     if band:
-        import torch
-        import torchaudio.functional
-
         from fvmatch.media.degrade import TELEPHONE_RATE, resample
+        from fvmatch.media.resample import resample as sinc_resample  # torchaudio's, in numpy
 
         narrow, rate = (telephone_band(speech, SAMPLE_RATE) if band is True
                         else (resample(speech, SAMPLE_RATE, TELEPHONE_RATE), TELEPHONE_RATE))
-        speech = torchaudio.functional.resample(torch.from_numpy(narrow), rate, SAMPLE_RATE).numpy()[: len(speech)]
+        speech = sinc_resample(narrow, rate, SAMPLE_RATE)[: len(speech)]
     if snr_db is not None and np.any(speech):
         # noise drawn from the speech itself: a reference's conditioned vector is a function of its evidence alone
         # (an audit re-derives it), and no two references share one noise (a common noise makes them alike)

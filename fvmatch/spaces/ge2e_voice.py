@@ -13,22 +13,26 @@ LibriSpeech speakers (benchmarks/degraded.py), EER with silero's speech -> trimm
 6.4% pink). Where webrtcvad keeps under a second of a window that silero finds speech in, silero's speech is used
 (fvmatch.media.audio.SpeechWindow.speech_for).
 
-The weights are read here with `torch.load(weights_only=True)` and the mel computed with torchaudio (slaney scale
-and norm, as librosa's: within 2e-6 of it) instead of calling resemblyzer's VoiceEncoder: importing resemblyzer
-imports librosa and webrtcvad, and librosa's first spectrogram in a process costs 3-4 s loading numba and
-scipy.signal (about 30 s the first time after installation, while numba compiles its cache).
-tests/test_space_voice.py checks that this module gives Resemblyzer's vectors.
+The network runs in numpy (float32; a 40-band mel and a 3-layer LSTM: fvmatch.media.numpy_lstm), so a voice query
+imports no torch. Its weights are Resemblyzer 0.1.4's pretrained.pt (Apache-2.0, Copyright 2019 Resemble.AI:
+models/weights/ge2e_voice.LICENSE) converted once to models/weights/ge2e_voice.safetensors
+(models/weights/convert_pretrained.py: the same float32 values), checked against its sha256 when loaded; the model id
+still rests on pretrained.pt's sha256, so galleries and calibrations made from it stay valid. The mel is librosa's
+as Resemblyzer calls it (slaney scale and norm), computed here instead of calling resemblyzer's VoiceEncoder:
+importing resemblyzer imports librosa, webrtcvad and torch, and librosa's first spectrogram in a process costs 3-4 s
+loading numba and scipy.signal (about 30 s the first time after installation, while numba compiles its cache).
+tests/test_space_voice.py checks that this module gives Resemblyzer's vectors, and the torch computation's.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
-import io
-from pathlib import Path
+from functools import lru_cache
 
 import numpy as np
-import torch
+
+from fvmatch.media.numpy_lstm import LstmLayer, LstmWeights
+from fvmatch.models.checkpoint import WEIGHTS_DIR
 
 # resemblyzer/hparams.py (not imported: importing any part of the package imports librosa)
 SAMPLE_RATE = 16000
@@ -42,34 +46,32 @@ TARGET_DBFS = -30.0  # audio_norm_target_dBFS
 HIDDEN_SIZE = 256
 EMBEDDING_DIM = 256
 LSTM_LAYERS = 3
-LOSS_ONLY_KEYS = ("similarity_weight", "similarity_bias")  # GE2E's loss scale and bias, saved beside the network
+WEIGHTS_FILE = WEIGHTS_DIR / "ge2e_voice.safetensors"
+WEIGHTS_FILE_SHA256 = "65f0341c20ef2121757ccd6dc382fe02f991ca5463f1ee0ae64d903eb3ef9ca7"
+# sha256 of resemblyzer/pretrained.pt, the file the shipped weights were converted from: the basis of the model id
+RESEMBLYZER_WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
 # the speech the vectors are computed from, part of the model id (fvmatch.media.vad.trimmed_speech's settings)
 SPEECH_NAME = "ge2e-voice/speech"  # fvmatch.spaces.SPEECH_VOICE_SPACE
 FRONT_END = "front end: webrtcvad trimming of long silences (mode 3, 30 ms frames, average 8, widen 6), v2"
 
 
-def resemblyzer_weights_path() -> Path:
-    """`pretrained.pt` inside the installed resemblyzer package, found without importing the package."""
-    spec = importlib.util.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the ge2e-voice space needs the resemblyzer package (its wheel holds the weights): "
-                                "pip install resemblyzer")
-    return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
-
-
-class _Ge2eEncoder(torch.nn.Module):
+class _Ge2eEncoder:
     """Resemblyzer's VoiceEncoder network: the last layer's final LSTM state, projected, ReLU, unit length."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.lstm = torch.nn.LSTM(N_MELS, HIDDEN_SIZE, LSTM_LAYERS, batch_first=True)
-        self.linear = torch.nn.Linear(HIDDEN_SIZE, EMBEDDING_DIM)
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.layers = [LstmLayer(LstmWeights(*(weights[f"lstm.{name}_l{layer}"]
+                                               for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))))
+                       for layer in range(LSTM_LAYERS)]
+        self.projection = np.ascontiguousarray(weights["linear.weight"].T)
+        self.bias = weights["linear.bias"]
 
-    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
         """(partials, frames, N_MELS) mel power -> (partials, EMBEDDING_DIM) unit vectors."""
-        _, (hidden, _) = self.lstm(mels)
-        embeddings = torch.relu(self.linear(hidden[-1]))
-        return embeddings / embeddings.norm(dim=1, keepdim=True)
+        states = np.ascontiguousarray(mels.transpose(1, 0, 2), dtype=np.float32)  # time first
+        for layer in self.layers:
+            states = layer(states)
+        embeddings = np.maximum(states[-1] @ self.projection + self.bias, 0.0)
+        return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
 
 
 class Ge2eVoiceSpace:
@@ -81,23 +83,17 @@ class Ge2eVoiceSpace:
     front_end = "trimmed"  # the speech it reads (fvmatch.media.audio.SpeechWindow.speech_for)
 
     def __init__(self) -> None:
-        import torchaudio
+        from safetensors.numpy import load
 
-        data = resemblyzer_weights_path().read_bytes()
-        # the id is made from the hash of the very bytes loaded, so it cannot describe a file changed in between,
-        # and from the speech front end, which moves the vectors as much as the weights do: a gallery or calibration
-        # made with another front end is refused or set aside, as one made with other weights
-        self.weights_sha256 = hashlib.sha256(data).hexdigest()
+        data = WEIGHTS_FILE.read_bytes()
+        if hashlib.sha256(data).hexdigest() != WEIGHTS_FILE_SHA256:
+            raise ValueError(f"{WEIGHTS_FILE}: not the GE2E weights fvmatch ships (sha256 differs): reinstall fvmatch")
+        # the id: the converted file's source and the speech front end, which moves the vectors as much as the
+        # weights do: a gallery or calibration made with another front end is refused or set aside, as one made with
+        # other weights
+        self.weights_sha256 = RESEMBLYZER_WEIGHTS_SHA256
         self.model_id = hashlib.sha256(f"{self.weights_sha256} {FRONT_END}".encode()).hexdigest()
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)["model_state"]
-        self.encoder = _Ge2eEncoder().eval()
-        self.encoder.load_state_dict({key: value for key, value in state.items() if key not in LOSS_ONLY_KEYS})
-        # librosa.feature.melspectrogram's defaults as Resemblyzer calls it: periodic Hann window, centred frames
-        # zero-padded at the ends, power 2, slaney mel scale and area normalisation
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS,
-            pad_mode="constant", mel_scale="slaney", norm="slaney",
-        )
+        self.encoder = _Ge2eEncoder(load(data))
 
     def reading_speech(self) -> "Ge2eVoiceSpace":
         """The same encoder reading silero-vad's speech (front end "speech", model id the weights' sha256, as the space
@@ -107,7 +103,6 @@ class Ge2eVoiceSpace:
         other.name, other.front_end, other.model_id = SPEECH_NAME, "speech", self.weights_sha256
         return other
 
-    @torch.inference_mode()
     def embed_speech(self, speech: np.ndarray) -> np.ndarray:
         """16 kHz mono float32 speech (at least a second) -> unit vector (256,) float32."""
         waveform = normalize_volume(np.asarray(speech, dtype=np.float32))
@@ -115,10 +110,57 @@ class Ge2eVoiceSpace:
         # like embed_utterance: zero-pad to the end of the last partial, never cut what lies beyond it
         end = (starts[-1] + PARTIAL_FRAMES) * HOP_LENGTH
         waveform = np.pad(waveform, (0, max(0, end - len(waveform))))
-        mel = self.mel(torch.from_numpy(waveform)).T  # (frames, N_MELS)
-        partials = self.encoder(torch.stack([mel[start : start + PARTIAL_FRAMES] for start in starts]))
-        mean = partials.mean(dim=0)
-        return (mean / mean.norm()).numpy().astype(np.float32)
+        mel = mel_power(waveform)  # (frames, N_MELS)
+        partials = self.encoder(np.stack([mel[start : start + PARTIAL_FRAMES] for start in starts]))
+        mean = partials.mean(axis=0)
+        return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+def mel_power(waveform: np.ndarray) -> np.ndarray:
+    """(frames, N_MELS) mel power spectrogram of 16 kHz audio as librosa.feature.melspectrogram computes it with the
+    defaults Resemblyzer calls it with: periodic Hann window, centred frames zero-padded at the ends, power 2, slaney
+    mel scale and area normalisation (torchaudio's MelSpectrogram with those settings, within float32 rounding)."""
+    padded = np.pad(np.asarray(waveform, dtype=np.float32), N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
+    spectrum = np.fft.rfft(frames * _hann_window(), axis=1)
+    power = np.square(spectrum.real) + np.square(spectrum.imag)
+    return (power @ _mel_filters()).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _hann_window() -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic
+
+
+@lru_cache(maxsize=1)
+def _mel_filters() -> np.ndarray:
+    """(N_FFT // 2 + 1, N_MELS) triangular filters on the slaney mel scale, each of unit area (norm="slaney")."""
+    frequencies = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
+    slopes = edges[None, :] - frequencies[:, None]
+    rising = -slopes[:, :-2] / np.diff(edges)[:-1]
+    falling = slopes[:, 2:] / np.diff(edges)[1:]
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    return (filters * (2.0 / (edges[2:] - edges[:-2]))).astype(np.float32)
+
+
+# the slaney mel scale: linear under 1 kHz (3 mels per 200 Hz), logarithmic above (27 mels per factor 6.4)
+_LINEAR_HZ_PER_MEL = 200.0 / 3
+_LOG_START_HZ = 1000.0
+_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz):
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _LINEAR_HZ_PER_MEL
+    start = _LOG_START_HZ / _LINEAR_HZ_PER_MEL
+    return np.where(hz >= _LOG_START_HZ, start + np.log(np.maximum(hz, 1e-10) / _LOG_START_HZ) / _LOG_STEP, linear)
+
+
+def _mel_to_hz(mels):
+    mels = np.asarray(mels, dtype=np.float64)
+    start = _LOG_START_HZ / _LINEAR_HZ_PER_MEL
+    return np.where(mels >= start, _LOG_START_HZ * np.exp(_LOG_STEP * (mels - start)), mels * _LINEAR_HZ_PER_MEL)
 
 
 def normalize_volume(speech: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
