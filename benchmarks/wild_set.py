@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -40,21 +39,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from degraded import figures, voice_conditions  # noqa: E402  (benchmarks beside this one)
 from real_media import AUDIO_SUFFIXES, IMAGE_SUFFIXES, peer_face_recognition, peer_resemblyzer  # noqa: E402
+from attributes import wilson  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "refdata" / "wild"
 DEGRADED_VOICE = "telephone + noise 10 dB"
 FORCED_SPACES = ("ge2e-voice", "ge2e-voice@telephone", "ge2e-voice@noisy", "ge2e-voice@telephone-noisy")
 FACE_PX, JPEG_QUALITY = 80, 30
-
-
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if total == 0:
-        return (math.nan, math.nan)
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return centre - half, centre + half
 
 
 def rate(hits: int, total: int) -> str:

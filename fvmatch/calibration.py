@@ -22,7 +22,7 @@ Too few trials are refused (BadArgument saying which (space, trial type) and how
 MIN_SAME_TRIALS same-person and MIN_DIFFERENT_TRIALS different-person trials, from at least MIN_IDENTITIES people.
 
 The result is JSON and lives in the joint checkpoint's model card as card["calibration"] (see `calibrate`), each
-entry under fvmatch.scoring.calibration_key(space, trial type) and recording the model id of its space; writing it
+entry under calibration_key(space, trial type) and recording the model id of its space; writing it
 into a checkpoint does not change the model id, which hashes the weights alone. fvmatch ships reference entries of
 its pretrained spaces, fitted on named public real data (fvmatch.evidence.reference_calibration); an LR is best
 calibrated on trials like the case's, so an analyst's own entry (`calibrate --add`) supersedes a reference one.
@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import BadArgument, InvalidCheckpoint, ModelMismatch
+from fvmatch.spaces import JOINT, TRIAL_TYPES
 
 FORMAT = "fvmatch-calibration/2"
-TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
+FUSED = "joint-fused"  # the score's name in results and in the calibration (joint vectors, the pair encoder's logit)
 MIN_SAME_TRIALS = 100
 MIN_DIFFERENT_TRIALS = 1_000
 MIN_IDENTITIES = 10
@@ -50,6 +51,13 @@ HISTOGRAM_BINS = 100  # stored score histogram: bins of width 0.02 over the cosi
 MAX_TRIALS = 200_000  # per hypothesis and trial type; beyond it a seeded sample of the pairs is used
 ENFSI_SCALE = ((6.0, "extremely strong"), (4.0, "very strong"), (3.0, "strong"), (2.0, "moderately strong"),
                (1.0, "moderate"), (0.0, "limited"))  # lower bound of |log10 LR| -> verbal equivalent
+
+
+def calibration_key(space: str, kind: str, band: str | None = None) -> str:
+    """Where a calibration keeps the entry of a (space, trial type), or of its faces of one size band
+    ("dlib-face face-face @small": fvmatch.quality.face.face_band)."""
+    key = kind if space == JOINT else f"{space} {kind}"
+    return f"{key} @{band}" if band else key
 
 
 def verbal_equivalent(log10_lr: float) -> str:
@@ -211,10 +219,7 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
     fvmatch.fused_scoring.FusedScorer): the joint space's face-voice trials are also calibrated by their fused
     score, in an entry of their own (space FUSED), the score `verify` and `identify` report for such a model.
     """
-    from fvmatch.evaluation import as_corpora, scoring_spaces
-    from fvmatch.fused_scoring import FUSED
-    from fvmatch.scoring import calibration_key
-    from fvmatch.spaces import JOINT
+    from fvmatch.evaluation.corpus import as_corpora, scoring_spaces
 
     corpora = as_corpora(embedded)
     first = next(iter(corpora.values()))
@@ -268,7 +273,7 @@ def write_calibrated_checkpoint(source: str | Path, out: str | Path, calibration
     stays the same. The card's calibration is replaced whole (one calibration run, one description of its data).
     ModelMismatch when the calibration's joint-space entries were made with another model.
     """
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file  # the tensors are copied, never run: no torch needed
 
     from fvmatch.models.checkpoint import CheckpointError, read_card, weights_sha256, write_checkpoint
 

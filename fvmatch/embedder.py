@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
+from fvmatch.extras import joint_space_available, require_training_extra
 from fvmatch.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech, speech_windows
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
@@ -79,14 +80,15 @@ class Embedder:
     def load(cls, path: str | Path | None = None, device: str = "cpu", load_weights: bool = False,
              **options) -> "Embedder":
         """Open a checkpoint (the shipped default when `path` is None): its card is read and checked now, its weights
-        on first use, or now with `load_weights`; InvalidCheckpoint names a bad file."""
+        on first use, or now with `load_weights` where the joint space can run (without the training extra it is
+        never loaded: fvmatch.extras); InvalidCheckpoint names a bad file."""
         path = Path(path) if path is not None else DEFAULT_CHECKPOINT
         try:
             card, _ = read_model_card(path)
         except CheckpointError as error:
             raise _invalid(path, error) from None
         embedder = cls(None, device=device, checkpoint_path=path, card=card, **options)
-        if load_weights:
+        if load_weights and joint_space_available():
             embedder.space(JOINT)
         return embedder
 
@@ -138,6 +140,7 @@ class Embedder:
         """The space called `name`, loaded on first use."""
         if name not in self._spaces:
             if name == JOINT:
+                require_training_extra("--space joint")  # a torch model: one line, exit 2, where torch is absent
                 from fvmatch.spaces.joint import JointSpace
 
                 self._spaces[name] = JointSpace(self.checkpoint, self.device, self.space)

@@ -6,7 +6,6 @@ committed, and running it again skips what is already there (same file, same ide
 """
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +15,10 @@ from fvmatch.spaces import reference_spaces, spaces_of
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery import Gallery, NewItem
 from fvmatch.media.audio import AUDIO_SUFFIXES
+from fvmatch.media.containers import audio_demuxer, is_video, media_kind
 from fvmatch.media.image import IMAGE_SUFFIXES
-from fvmatch.media.video import DEFAULT_FPS, audio_demuxer, is_video, media_kind
-from fvmatch.paths import input_file_problem, read_listing, resolve_listed_path
+from fvmatch.media.video import DEFAULT_FPS
+from fvmatch.paths import file_digest, input_file_problem, read_listing, resolve_listed_path
 from fvmatch.quality.notes import input_notes
 
 MAX_LABEL_LENGTH = 200
@@ -140,12 +140,6 @@ def items_from_manifest(manifest: Path, report: EnrollReport, root: Path | None 
             continue
         items.append(EnrollItem(label, row["modality"], path, origin))
     return items
-
-
-def file_digest(path: Path) -> tuple[str, int]:
-    """(sha256, size in bytes) of a file, read once."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest(), handle.tell()
 
 
 def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: EnrollReport | None = None,

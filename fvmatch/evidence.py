@@ -32,7 +32,7 @@ SYNTHETIC_JOINT_LABEL = ("SYNTHETIC-TRAINED joint space: these scores carry no w
 @lru_cache(maxsize=1)
 def reference_calibration() -> dict:
     """The shipped reference calibration ({} where the package holds none): entries keyed as a card's are
-    (fvmatch.scoring.calibration_key), each marked "reference" and naming its data."""
+    (fvmatch.calibration.calibration_key), each marked "reference" and naming its data."""
     if not REFERENCE_CALIBRATION.is_file():
         return {}
     return json.loads(REFERENCE_CALIBRATION.read_text(encoding="utf-8"))

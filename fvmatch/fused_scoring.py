@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fvmatch.calibration import FUSED
+
 if TYPE_CHECKING:
     from fvmatch.gallery.gallery import Candidate
 
-FUSED = "joint-fused"  # the score's name in results and in the calibration (joint vectors, the pair encoder's logit)
 DEFAULT_RESCORE_TOP = 50  # identities of the cosine search re-scored by the pair encoder (identify --rescore-top)
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from fvmatch.attributes import ATTRIBUTE_SPACE
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
-from fvmatch.scoring import Judgement, judge, trial_type
+from fvmatch.scoring import Judgement, judge
 from fvmatch.quality.face import face_band
 from fvmatch.spaces import (CONDITIONED_SPACES, FACE_SPACE, JOINT, VOICE_SPACE, condition_query_spaces, query_space,
-                            space_for)
+                            space_for, trial_type)
 from fvmatch.spaces.conditions import conditioned, reference_condition, split
 
 

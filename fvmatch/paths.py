@@ -10,6 +10,7 @@ mistakes and hostile listings, not a hostile writer of the case folder itself.)
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from pathlib import Path
 
@@ -24,6 +25,12 @@ def input_file_problem(path: Path) -> str | None:
     if path.is_dir():
         return "is a directory, not a file"
     return "not a regular file" if path.exists() else "no such file"
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """(sha256, size in bytes) of a file, read once."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest(), handle.tell()
 
 
 def check_root(root: Path | None) -> Path | None:

@@ -10,22 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
-JOINT = "joint"
-
-
-def calibration_key(space: str, kind: str, band: str | None = None) -> str:
-    """Where a calibration keeps the entry of a (space, trial type), or of its faces of one size band
-    ("dlib-face face-face @small": fvmatch.quality.face.face_band)."""
-    key = kind if space == JOINT else f"{space} {kind}"
-    return f"{key} @{band}" if band else key
-
-
-def trial_type(first: str, second: str) -> str:
-    """'face-voice' for a cross-modal pair (either order), else 'face-face' or 'voice-voice'."""
-    if first == second:
-        return f"{first}-{first}"
-    return "face-voice"
+from fvmatch.calibration import calibration_key, log10_lr, operating_point, verbal_equivalent
+from fvmatch.spaces import JOINT, TRIAL_TYPES  # noqa: F401 (TRIAL_TYPES: case_report/page.py still reads it here)
 
 
 @dataclass(frozen=True)
@@ -67,8 +53,6 @@ def judge(score: float, kind: str, calibration: dict | None, fmr: float = 0.01, 
         return Judgement(score, kind, None, None,
                          f"uncalibrated: {why}, so the score carries no likelihood ratio and no decision (calibrate "
                          "on labelled trials first)", space=space, model_id=model_id)
-    from fvmatch.calibration import log10_lr, operating_point, verbal_equivalent
-
     point = operating_point(entry, fmr)
     value = round(float(log10_lr(score, entry)), 4)
     decision = "same person" if score > point["threshold"] else "different person"

@@ -24,6 +24,7 @@ from fvmatch.errors import FvmatchError, NoFaceFound, PoorQuality, TooLittleSpee
 from fvmatch.media.audio import SpeechSummary
 from fvmatch.media.tracks import MAX_GAP_SECONDS, FaceTrack, FrameFace, TrackLinker
 from fvmatch.media.video import DEFAULT_FPS, VideoInfo, probe_video, sampled_frames, soundtrack_speech
+from fvmatch.paths import file_digest
 from fvmatch.spaces import FACE_SPACE, spaces_of
 
 FRAME_BATCH = 16  # sampled frames whose faces are embedded together
@@ -77,8 +78,6 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
     Embedder.embed_voice's `pick`). `all_faces`: an Embedding per
     track too. `progress(seconds)`: the video time reached. UnreadableMedia for a bad file; NoFaceFound when
     neither a face nor enough speech is found (the message says both)."""
-    from fvmatch.enrollment import file_digest
-
     path = Path(path)
     face_spaces = list(face_spaces) if face_spaces is not None else spaces_of("face")
     voice_spaces = list(voice_spaces) if voice_spaces is not None else spaces_of("voice")

@@ -43,10 +43,22 @@ class Checkpoint:
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:
-    """sha256 of the weights in canonical safetensors form (no metadata): the model id."""
-    from safetensors.torch import save
+    """sha256 of the weights in canonical safetensors form (no metadata): the model id. The state may be numpy arrays
+    (read without torch: the same bytes, so the same id)."""
+    if _is_numpy(state):
+        from safetensors.numpy import save
+    else:
+        from safetensors.torch import save
 
-    return hashlib.sha256(save({key: value.contiguous() for key, value in state.items()})).hexdigest()
+        state = {key: value.contiguous() for key, value in state.items()}
+    return hashlib.sha256(save(state)).hexdigest()
+
+
+def _is_numpy(state: dict) -> bool:
+    """Whether a state dict holds numpy arrays (a calibrated copy written without torch) rather than tensors."""
+    import numpy as np
+
+    return all(isinstance(value, np.ndarray) for value in state.values())
 
 
 def make_card(config: JointModelConfig, state: dict[str, torch.Tensor], training_data: str,
@@ -76,8 +88,12 @@ def save_checkpoint(model: JointModel, path: str | Path, training_data: str, met
 
 
 def write_checkpoint(state: dict[str, torch.Tensor], card: dict, path: Path) -> None:
-    """Write weights and card atomically: a crash leaves the old file or the new one, never half of one."""
-    from safetensors.torch import save_file
+    """Write weights and card atomically: a crash leaves the old file or the new one, never half of one; torch
+    tensors or numpy arrays."""
+    if _is_numpy(state):
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file
 
     temporary = path.with_name(path.name + ".tmp")
     save_file(state, temporary, metadata={CARD_KEY: json.dumps(card, sort_keys=True)})

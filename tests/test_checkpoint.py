@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 
 from fvmatch.models.checkpoint import (CARD_FIELDS, DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, read_card,

@@ -21,6 +21,8 @@ def corpus(tmp_path_factory):
 
 
 def test_evaluate_prints_the_table_writes_plots_and_reports_what_it_measured(corpus, tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     plots = tmp_path / "plots"
     trials = tmp_path / "trials.csv"
     result = run_cli("evaluate", corpus, "--split", "test", "--plots", plots, "--write-trials", trials,
@@ -52,6 +54,8 @@ def test_calibrate_refuses_too_few_trials_and_says_how_many_are_needed(corpus, t
 
 
 def test_evaluate_in_text_says_why_rows_are_empty_warns_of_one_person_and_lists_failed_files(corpus, tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     rows = list(csv.DictReader(open(corpus / "meta.csv", newline="")))
     person = next(row["identity"] for row in rows if row["split"] == "test")
     data = tmp_path / "one-person"

@@ -109,6 +109,8 @@ def test_remove_takes_an_identity_out_of_results(gallery, corpus):
 
 
 def test_a_deleted_index_is_rebuilt_and_info_reports_it(gallery):
+    pytest.importorskip("torch",
+                        reason="joint vectors and indexes exist only with the training extra (torch): fvmatch[train]")
     (gallery / "voice.hnsw").unlink()
     info = json.loads(run_cli("gallery", "info", "--gallery", gallery, "--json").stdout)
     assert info["counts"] == {"identities": 4, "face": 8, "voice": 8}
@@ -119,6 +121,8 @@ def test_a_deleted_index_is_rebuilt_and_info_reports_it(gallery):
 
 
 def test_another_model_is_refused_and_changes_nothing(gallery, corpus, tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     import torch
 
     from fvmatch.models.checkpoint import save_checkpoint
@@ -168,6 +172,8 @@ def test_bad_items_are_listed_the_rest_enrolled_and_nothing_half_done(gallery, c
 
 
 def test_verify_of_a_face_and_a_voice_weighs_sex_and_the_joint_space_only_named_and_labelled_uncalibrated(corpus):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     pair = ("--face", corpus / "faces/id00000/v0/00000.jpg", "--voice", corpus / "voices/id00000/v0/00000.wav")
     by_sex = run_cli("verify", *pair, "--json")
     assert by_sex.returncode == 0, by_sex.stderr
@@ -211,6 +217,8 @@ def test_enroll_from_a_directory_takes_labels_from_folders_and_modality_from_fil
 
 
 def test_reindex_rebuilds_both_indexes_with_every_item(gallery):
+    pytest.importorskip("torch",
+                        reason="joint vectors and indexes exist only with the training extra (torch): fvmatch[train]")
     result = run_cli("gallery", "reindex", "--gallery", gallery, "--json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {
@@ -223,6 +231,8 @@ def test_reindex_rebuilds_both_indexes_with_every_item(gallery):
 
 
 def test_verify_with_a_calibrated_model_reports_the_lr_and_decides(corpus, tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     import numpy as np
 
     from fvmatch.calibration import fit, write_calibrated_checkpoint

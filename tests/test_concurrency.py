@@ -89,6 +89,8 @@ def identify(reference, gallery: Path, modality: str, relative: str) -> list[str
 
 
 def test_two_enrolments_and_many_identifications_at_once_all_land_and_all_answer(reference, base_gallery, tmp_path):
+    pytest.importorskip("torch",
+                        reason="tests/replay_cli.py replays joint vectors: needs torch (fvmatch[train])")
     gallery = tmp_path / "gallery"
     shutil.copytree(base_gallery, gallery)
     vectors = {(m, str((reference.corpus / rel).resolve())): np.frombuffer(reference.embeddings[(m, s)], np.float32)
@@ -154,6 +156,8 @@ def test_two_enrolments_and_many_identifications_at_once_all_land_and_all_answer
 
 def test_a_waiting_writer_says_who_holds_the_lock_and_a_short_timeout_exits_2_in_one_line(reference, base_gallery,
                                                                                           tmp_path):
+    pytest.importorskip("torch",
+                        reason="tests/replay_cli.py replays joint vectors: needs torch (fvmatch[train])")
     gallery = tmp_path / "gallery"
     shutil.copytree(base_gallery, gallery)
     before = sqlite3.connect(gallery / "gallery.db").execute("SELECT count(*) FROM media").fetchone()[0]

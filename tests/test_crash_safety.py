@@ -35,6 +35,8 @@ from fvmatch.audit import verify_chain
 from fvmatch.gallery import Gallery
 from fvmatch.gallery.index import ModalityIndex, index_path
 from fvmatch.spaces import reference_spaces
+pytest.importorskip("torch",
+                    reason="tests/replay_cli.py replays joint vectors: needs torch (fvmatch[train])")
 
 BATCH = 3  # eight commits in a 24-item run, so kills fall between many of them
 FIRST = ("id00000", "id00001", "id00002")

@@ -9,6 +9,7 @@ from scipy.signal import resample_poly
 from fvmatch.errors import NoFaceFound
 from fvmatch.models.checkpoint import read_card
 from fvmatch.synth import CorpusSpec, write_corpus
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 from fvmatch.training.validation import verification_auc, voice_to_face_matching
 
 

@@ -30,6 +30,8 @@ import pytest
 from replay_cli import build_reference, replay_command, replayed_gallery
 
 from fvmatch.gallery import Gallery, NewItem
+pytest.importorskip("torch",
+                    reason="tests/replay_cli.py replays joint vectors: needs torch (fvmatch[train])")
 
 BASE = ("id00000", "id00001")
 LATER = ("id00002", "id00003")

@@ -20,6 +20,7 @@ def corpus(tmp_path_factory):
 
 
 def test_dry_run_reports_splits_steps_measured_rates_disk_and_the_problems_without_writing(corpus, tmp_path):
+    pytest.importorskip("torch", reason="train needs the training extra (torch): pip install 'fvmatch[train]'")
     out = tmp_path / "missing" / "model.safetensors"
     result = run_cli_here("train", corpus, "--out", out, "--dry-run", "--batch-size", "2", "--epochs", "3", "--json")
     assert result.returncode == 2, result.stderr  # the output folder is missing: the run would fail
@@ -44,6 +45,7 @@ def test_dry_run_reports_splits_steps_measured_rates_disk_and_the_problems_witho
 
 
 def test_dry_run_in_text_says_each_finding_and_exits_0_when_nothing_stops_the_run(corpus, tmp_path):
+    pytest.importorskip("torch", reason="train needs the training extra (torch): pip install 'fvmatch[train]'")
     result = run_cli_here("train", corpus, "--out", tmp_path / "model.safetensors", "--dry-run", "--recipe",
                           "experts")
     assert result.returncode == 0, result.stderr
@@ -57,6 +59,7 @@ def test_dry_run_in_text_says_each_finding_and_exits_0_when_nothing_stops_the_ru
 
 
 def test_dry_run_on_prepared_shards_counts_their_items_and_measures_nothing_already_done(corpus, tmp_path):
+    pytest.importorskip("torch", reason="train needs the training extra (torch): pip install 'fvmatch[train]'")
     cache = tmp_path / "cache"
     assert run_cli_here("prepare", corpus, cache, "--workers", "1").returncode == 0
     result = run_cli_here("train", cache, "--out", tmp_path / "m.safetensors", "--dry-run", "--json")

@@ -39,6 +39,7 @@ def folder(tmp_path_factory) -> Path:
 def cache(tmp_path_factory, folder, embedder) -> Path:
     """An embedding cache holding the folder in the joint and the voice space (each file decoded once for both),
     so that the commands below read their vectors from it."""
+    pytest.importorskip("torch", reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     from fvmatch.evaluation import embed_spaces
 
     directory = tmp_path_factory.mktemp("embedding-cache")
@@ -161,6 +162,8 @@ def realmedia_subset(root: Path, people: int, photos: int, speakers: int, clips:
 
 @pytest.mark.slow
 def test_real_photos_and_speech_are_verified_in_the_pretrained_spaces(tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     folder = realmedia_subset(tmp_path / "real", people=4, photos=4, speakers=4, clips=3)
     outcome = run_cli_here("evaluate", folder, "--json")
     assert outcome.returncode == 0, outcome.stderr

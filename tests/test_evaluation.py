@@ -295,6 +295,8 @@ class CountingEmbedder:
 
 
 def test_embed_corpus_embeds_each_file_once_and_serves_the_second_run_from_cache(tmp_path, embedder):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     from fvmatch.synth.corpus import CorpusSpec, write_corpus
 
     data = tmp_path / "corpus"

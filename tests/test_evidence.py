@@ -184,6 +184,8 @@ def test_a_small_face_question_is_judged_by_the_small_face_map_and_says_so(tmp_p
 
 
 def test_embed_reads_the_sex_of_a_real_face_and_a_real_voice():
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     from mediagen import REALMEDIA, run_cli_here
 
     face = REALMEDIA / "faces" / "vox1_Freida_Pinto"

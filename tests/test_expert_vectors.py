@@ -9,6 +9,7 @@ import pytest
 
 from fvmatch.embedder import Embedder
 from fvmatch.synth import CorpusSpec, write_corpus
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 from fvmatch.training import expert_vectors as experts
 from fvmatch.training.data import PreparedCorpus
 from fvmatch.training.prepare import prepare_corpus

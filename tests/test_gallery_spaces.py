@@ -62,6 +62,8 @@ def version_1_gallery(directory: Path, corpus: Path, embedder) -> None:
 
 
 def test_an_old_gallery_upgrades_and_reindex_fills_the_new_spaces_from_intact_evidence(corpus, embedder, tmp_path):
+    pytest.importorskip("torch",
+                        reason="joint vectors and indexes exist only with the training extra (torch): fvmatch[train]")
     evidence = tmp_path / "evidence"
     shutil.copytree(corpus, evidence)
     gallery = tmp_path / "old-gallery"
@@ -169,6 +171,8 @@ def test_identify_without_options_answers_the_same_modality_then_the_other_by_se
 @needs_real_media
 def test_a_face_against_voices_is_weighed_by_sex_and_by_the_joint_space_only_when_asked_for_then_labelled(
         real_gallery):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     gallery, people, speakers = real_gallery
     query = sorted((REAL_MEDIA / "faces" / people[2]).iterdir())[1]  # Freida Pinto
     weighed = run_cli_here("identify", "--face", query, "--against", "voice", "--gallery", gallery, "--json")
@@ -196,6 +200,8 @@ def test_a_face_against_voices_is_weighed_by_sex_and_by_the_joint_space_only_whe
 
 @needs_real_media
 def test_against_all_lists_each_trial_type_with_evidence_apart(real_gallery):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     gallery, people, _ = real_gallery
     query = sorted((REAL_MEDIA / "faces" / people[0]).iterdir())[1]
     result = run_cli_here("identify", "--face", query, "--against", "all", "--gallery", gallery, "--json")
@@ -210,6 +216,8 @@ def test_against_all_lists_each_trial_type_with_evidence_apart(real_gallery):
 
 @needs_real_media
 def test_verify_scores_two_faces_in_the_face_space_and_space_overrides(real_gallery):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     _, people, _ = real_gallery
     first, second = sorted((REAL_MEDIA / "faces" / people[1]).iterdir())[:2]
     same = json.loads(run_cli_here("verify", "--face", first, "--face", second, "--json").stdout)

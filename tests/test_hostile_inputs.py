@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file

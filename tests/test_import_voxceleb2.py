@@ -56,6 +56,7 @@ def test_import_links_m4a_voices_and_both_face_layouts_with_splits_from_the_set(
 
 
 def test_prepare_reads_the_m4a_voices_and_train_runs_on_them(imported, tmp_path):
+    pytest.importorskip("torch", reason="train needs the training extra (torch): pip install 'fvmatch[train]'")
     data = imported[0]
     cache = tmp_path / "cache"
     prepared = run_cli_here("prepare", data, cache, "--workers", "1", "--json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import pytest
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 import torch.nn.functional as F
 

@@ -38,6 +38,8 @@ def variants(tmp_path_factory):
 
 
 def test_every_rate_channel_count_and_format_gives_the_same_feature_shape(variants):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     shapes = {}
     for name, path in variants.items():
         waveform = load_audio(path)
@@ -59,6 +61,8 @@ def test_every_variant_yields_about_the_same_speech(variants):
 
 
 def test_log_mel_is_normalised_per_utterance():
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     features = log_mel(speech_clip(3.0))
     assert features.shape == (N_MELS, 301)
     np.testing.assert_allclose(features.mean(axis=1), 0.0, atol=1e-4)
@@ -112,6 +116,7 @@ def test_non_finite_samples_are_refused(tmp_path):
 
 
 def test_speech_detection_leaves_the_process_thread_count_alone():
+    pytest.importorskip("torch", reason="the reference is silero-vad's torch model (pip install 'fvmatch[train]')")
     import torch
 
     threads = torch.get_num_threads()
@@ -120,6 +125,7 @@ def test_speech_detection_leaves_the_process_thread_count_alone():
 
 
 def test_speech_probabilities_are_silero_s_own_chunk_by_chunk():
+    pytest.importorskip("torch", reason="the reference is silero-vad's torch model (pip install 'fvmatch[train]')")
     import torch
     from silero_vad import load_silero_vad
 
@@ -137,6 +143,7 @@ def test_speech_probabilities_are_silero_s_own_chunk_by_chunk():
 
 
 def test_speech_found_is_what_silero_finds():
+    pytest.importorskip("torch", reason="the reference is silero-vad's torch model (pip install 'fvmatch[train]')")
     import torch
     from silero_vad import get_speech_timestamps, load_silero_vad
 
@@ -155,6 +162,8 @@ def test_speech_found_is_what_silero_finds():
 
 
 def test_embedding_voices_together_gives_each_its_own_embedding_and_error(embedder, media_dir, tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     other = tmp_path / "other.flac"
     soundfile.write(other, speech_clip(3.0, seed=11, female=True), SAMPLE_RATE)
     paths = [media_dir / "speech.wav", media_dir / "silence.wav", media_dir / "text.wav", other]

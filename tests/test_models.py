@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 
 from fvmatch.models.config import CONFIGS, JointModelConfig, get_config

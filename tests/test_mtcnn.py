@@ -5,6 +5,7 @@ shared/realmedia: 1.8e-4 px at most, identical face counts); the face counts are
 """
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import subprocess
 import sys
@@ -14,10 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fvmatch.media.mtcnn import MTCNN, weights_file
+from fvmatch.media import mtcnn_nets
+from fvmatch.media.mtcnn import MTCNN
 from fvmatch.media.torch_weights import read_state_dict
 
-REALMEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
+ROOT = Path(__file__).resolve().parents[1]
+REALMEDIA = ROOT.parent / "shared" / "realmedia"
 # one face each, then two photos with two faces each (the second face small and partly turned)
 REAL_PHOTOS = ["fr_barack_obama/obama1.jpg", "fr_joe_biden/biden.jpg", "vox1_Freida_Pinto/vgg_00000061.jpg",
                "fr_barack_obama/obama.jpg", "vox1_Harry_Treadaway/vgg_00000092.jpg"]
@@ -31,6 +34,8 @@ def ours() -> MTCNN:
 
 @pytest.fixture(scope="module")
 def reference():
+    pytest.importorskip("facenet_pytorch",
+                        reason="the reference is facenet-pytorch's MTCNN (pip install 'fvmatch[train]')")
     from facenet_pytorch import MTCNN as FacenetMTCNN
 
     return FacenetMTCNN(image_size=160, margin=0, keep_all=True, post_process=False, device="cpu")
@@ -116,16 +121,44 @@ def test_detecting_a_face_imports_neither_torch_nor_facenet_pytorch(grace_hopper
     assert result.stdout.strip() == "1 []"
 
 
-@pytest.mark.parametrize("net", ["pnet", "rnet", "onet"])
-def test_weights_are_those_torch_loads(net):
-    import torch
+def facenet_weights_file(net: str) -> Path:
+    """facenet-pytorch's own weights of `net`, the source of the shipped mtcnn.safetensors (training extra)."""
+    spec = importlib.util.find_spec("facenet_pytorch")
+    if spec is None:
+        pytest.skip("facenet-pytorch is not installed (pip install 'fvmatch[train]'): its wheel is the weights' source")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{net}.pt"
 
-    expected = torch.load(weights_file(net), map_location="cpu", weights_only=True)
-    weights = read_state_dict(weights_file(net))
-    assert list(weights) == list(expected)
+
+@pytest.mark.parametrize("net", ["pnet", "rnet", "onet"])
+def test_shipped_weights_are_those_torch_loads_from_facenet(net):
+    torch = pytest.importorskip("torch", reason="the reference is torch's own loader (pip install 'fvmatch[train]')")
+    expected = torch.load(facenet_weights_file(net), map_location="cpu", weights_only=True)
+    shipped = mtcnn_nets.load_weights()[net]
+    assert list(read_state_dict(facenet_weights_file(net))) == list(expected)
+    assert sorted(shipped) == sorted(expected)
     for name, tensor in expected.items():
-        assert weights[name].dtype == np.float32
-        np.testing.assert_array_equal(weights[name], tensor.numpy())
+        assert shipped[name].dtype == np.float32
+        np.testing.assert_array_equal(shipped[name], tensor.numpy())
+
+
+def test_conversion_writes_the_shipped_file_again(tmp_path, monkeypatch):
+    facenet_weights_file("pnet")  # skips without facenet-pytorch, the source
+    spec = importlib.util.spec_from_file_location("convert_pretrained", ROOT / "models/weights/convert_pretrained.py")
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    monkeypatch.setattr(convert, "OUT", tmp_path)
+    convert.convert_mtcnn()
+    assert (tmp_path / "mtcnn.safetensors").read_bytes() == mtcnn_nets.WEIGHTS_FILE.read_bytes()
+    assert "Timothy Esler" in (mtcnn_nets.WEIGHTS_FILE.parent / "mtcnn.LICENSE").read_text()
+
+
+def test_changed_shipped_weights_are_refused(tmp_path):
+    changed = tmp_path / "mtcnn.safetensors"
+    data = bytearray(mtcnn_nets.WEIGHTS_FILE.read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    changed.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not the MTCNN weights fvmatch ships"):
+        mtcnn_nets.load_weights(changed)
 
 
 def test_a_weights_file_that_calls_anything_else_is_refused(tmp_path):

@@ -53,7 +53,7 @@ def test_noise_and_too_little_voicing_state_no_pitch():
 def test_real_speakers_read_in_their_sex_s_range():
     from mediagen import REALMEDIA
 
-    from fvmatch.quality import voice_quality_of_clip
+    from fvmatch.media.audio import voice_quality_of_clip
     import soundfile
 
     speakers = {"librispeech_2609": (100, 140), "librispeech_533": (200, 300)}  # SPEAKERS.TXT: M, F

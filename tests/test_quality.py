@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from fvmatch.media import degrade
-from fvmatch.quality import VoiceQualityMeter, face_quality, jpeg_quality_estimate, voice_quality_of_clip
+from fvmatch.media.audio import voice_quality_of_clip
+from fvmatch.quality import VoiceQualityMeter, face_quality, jpeg_quality_estimate
 from fvmatch.quality.face import sharpness
 from mediagen import REALMEDIA, librispeech_clip
 

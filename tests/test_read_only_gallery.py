@@ -249,6 +249,8 @@ def test_verify_a_video_against_a_claimed_identity_changes_no_byte(workspace, ev
 # ----- pure reads -------------------------------------------------------------------------------------------------
 def test_gallery_info_list_and_audit_log_verify_read_it_and_record_no_row_without_audit_log(
         workspace, base_gallery, protected):
+    pytest.importorskip("torch",
+                        reason="joint vectors and indexes exist only with the training extra (torch): fvmatch[train]")
     gallery, log = protected
     before = snapshot(gallery)
     info = run_unprivileged(workspace, "gallery", "info", "--gallery", gallery, "--json")
@@ -373,6 +375,8 @@ def test_audit_log_takes_a_writable_gallery_s_rows_too_and_a_cut_log_is_refused_
 
 # ----- older formats and a WAL left behind ------------------------------------------------------------------------
 def test_a_format_1_gallery_copied_read_only_is_read_through_an_upgrade_in_memory(workspace, evidence, embedder):
+    pytest.importorskip("torch",
+                        reason="joint vectors and indexes exist only with the training extra (torch): fvmatch[train]")
     from test_gallery_spaces import version_1_gallery
 
     gallery, log = workspace / "format-1", workspace / "examiner" / "format-1.jsonl"
@@ -400,6 +404,8 @@ def test_a_format_1_gallery_copied_read_only_is_read_through_an_upgrade_in_memor
 
 def test_an_old_gallery_too_large_to_upgrade_in_memory_is_refused_naming_the_way_out(evidence, embedder, tmp_path,
                                                                                      monkeypatch):
+    pytest.importorskip("torch",
+                        reason="joint vectors and indexes exist only with the training extra (torch): fvmatch[train]")
     from test_gallery_spaces import version_1_gallery
 
     from fvmatch.gallery import Gallery, GalleryUnwritable

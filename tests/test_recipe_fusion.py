@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 from mediagen import run_cli_here
 from trainruns import stopped_after_first_epoch_then_resumed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import pytest
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 from mediagen import run_cli_here
 from trainruns import stopped_after_first_epoch_then_resumed

@@ -495,6 +495,8 @@ def test_a_score_judged_by_the_reference_calibration_names_it_and_no_uncalibrate
 
 def test_joint_space_scores_carry_the_synthetic_warning_and_name_the_checkpoint(case, corpus, no_reference,
                                                                                 tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
 
     gallery = tmp_path / "gallery"

@@ -89,6 +89,8 @@ def fused_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_verify_and_identify_score_a_face_and_a_voice_by_the_fused_score(fused_checkpoint, tmp_path):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     from mediagen import REALMEDIA, run_cli_here
 
     face = REALMEDIA / "faces" / "fr_barack_obama" / "obama.jpg"

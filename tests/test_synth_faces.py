@@ -35,6 +35,7 @@ def changed_pixels(seed: int, trait: str, traits: FaceTraits = TRAITS) -> np.nda
 
 @pytest.fixture(scope="module")
 def mtcnn():
+    pytest.importorskip("facenet_pytorch", reason="facenet-pytorch's MTCNN is the detector measured (fvmatch[train])")
     from facenet_pytorch import MTCNN
 
     return MTCNN(image_size=160, margin=0, keep_all=False, device="cpu")

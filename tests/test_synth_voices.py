@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+pytest.importorskip("silero_vad", reason="the reference is silero-vad (pip install 'fvmatch[train]')")
 import torch
 from scipy.signal import welch
 from silero_vad import get_speech_timestamps, load_silero_vad

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
+pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 import torch
 from mediagen import run_cli_here
 from trainruns import stopped_after_first_epoch_then_resumed

@@ -48,6 +48,8 @@ def gallery(tmp_path_factory, clips):
 
 
 def test_embed_video_json(clips):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     outcome = run_cli_here("embed", "--video", clips["a1"], "--json")
     assert outcome.returncode == 0, outcome.stderr
     document = json.loads(outcome.stdout)
@@ -105,6 +107,8 @@ def test_identify_video_finds_the_person_in_both_modalities_each_against_its_own
 
 
 def test_verify_video_alone_weighs_its_face_and_voice_by_sex_and_by_the_joint_space_only_named_and_labelled(clips):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     by_sex = run_cli_here("verify", "--video", clips["a1"], "--json")
     assert by_sex.returncode == 0, by_sex.stderr
     (trial,) = json.loads(by_sex.stdout)["trials"]

@@ -75,6 +75,8 @@ def two_people(tmp_path_factory, people):
 
 
 def test_two_people_give_two_tracks_and_the_longest_is_main(embedder, two_people):
+    pytest.importorskip("torch",
+                        reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     from fvmatch.video import embed_video
 
     evidence = embed_video(embedder, two_people, fps=2.0, all_faces=True)

@@ -5,9 +5,14 @@ with real media from fvmatch.synth.
     SRC/wav/<VoxCeleb1 ID>/<11-character video>/<NNNNN>.wav
     SRC/unzippedIntervalFaces/data/<VGGFace1 ID>/1.6/<video>/<utterance>/<NNNNNNN>.jpg   (flat: no <utterance>/)
     SRC/VGG_ALL_FRONTAL/<VGGFace1 ID>/<NNNNNNN>.jpg     VGGFace1 photos (as Wen et al. keep them)
+
+`build_generated_release` lays a rendered synthetic corpus of any size out as the VoxCeleb1 release (flat
+unzippedFaces/ frames, identity_splits.txt, the published trial lists), the VoxCeleb2 release or a laboratory's
+pairs, with the splits chosen exactly (tests/test_lab_path.py; benchmarks/voxceleb_path.py --identities).
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -179,3 +184,152 @@ def build_pairs(root: Path) -> Path:
     (src / "meta.csv").write_text("identity,gender,split\nalice,f,test\nbob,m,train\n")
     shutil.rmtree(rendered)
     return src
+
+
+# Generated releases of any size, for the whole laboratory path (tests/test_lab_path.py, benchmarks/voxceleb_path.py):
+# the synthetic corpus rendered once, then laid out as each release lays itself out, with the splits chosen exactly.
+LAYOUTS = ("voxceleb1", "voxceleb2", "pairs")
+VOX2_VAL_FRACTION = 0.5  # `import voxceleb2 --val-fraction` the generated VoxCeleb2 tree is made for
+
+
+def render_corpus(out: Path, identities: int, faces_per_identity: int, clips_per_identity: int, seed: int = 11,
+                  clip_seconds: float = 2.0, workers: int = 1) -> Path:
+    """The synthetic corpus (fvmatch.synth) the generated releases are laid out from: faces/<label>/v<k>/, voices/."""
+    write_corpus(out, CorpusSpec(identities=identities, seed=seed, faces_per_identity=faces_per_identity,
+                                 clips_per_identity=clips_per_identity, videos_per_identity=2,
+                                 clip_seconds=clip_seconds), workers=workers)
+    return out
+
+
+def rendered_people(rendered: Path) -> list[dict]:
+    """The rendered corpus's people: label, gender, nationality and its media (sorted paths)."""
+    import csv
+
+    with open(rendered / "meta.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{"label": row["identity"], "gender": row["gender"], "nationality": row["nationality"],
+             "faces": sorted((rendered / "faces" / row["identity"]).glob("*/*.jpg")),
+             "voices": sorted((rendered / "voices" / row["identity"]).glob("*/*.wav"))} for row in rows]
+
+
+def _place(source: Path, target: Path) -> None:
+    """A release file: a hard link to the rendered file where the filesystem allows (fast at 1,000 identities)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy(source, target)
+
+
+def _vox2_identities(splits: list[str]) -> list[str]:
+    """VoxCeleb2 IDs whose hash puts each dev identity in the split asked for under VOX2_VAL_FRACTION."""
+    from fvmatch.importers.corpus_writer import hashed_draw
+
+    free = (f"id{n:05d}" for n in range(10, 100_000))
+    chosen = []
+    for split in splits:
+        identity = next(free)
+        if split != "test":
+            while (hashed_draw(identity) < VOX2_VAL_FRACTION) != (split == "val"):
+                identity = next(free)
+        chosen.append(identity)
+    return chosen
+
+
+def build_generated_release(root: Path, layout: str, rendered: Path, splits: dict[str, int]) -> dict:
+    """Lay the rendered corpus out under root as the `layout` release (voxceleb1, voxceleb2, pairs), its people in
+    the splits asked for ({"train": 2, "val": 10, "test": 2}: the first rendered people train, then val, then test).
+
+    Returns {"src", "import_args" (what follows `fvmatch import LAYOUT SRC DATA`), "people" (corpus identity ->
+    split), "published" (trial lists over the test split in the release's published formats: VoxCeleb1's three;
+    none for the others), "face", "voice" (one test-split file of each, for verify)}."""
+    people = rendered_people(rendered)
+    wanted = [split for split, count in splits.items() for _ in range(count)]
+    if len(wanted) > len(people):
+        raise ValueError(f"{len(wanted)} people asked for, {len(people)} rendered")
+    people, src = people[: len(wanted)], root / layout
+    if layout == "voxceleb1":
+        identities = [f"id1{n + 1:04d}" for n in range(len(people))]
+        names = [f"Generated_Person_{n + 1:04d}" for n in range(len(people))]
+    elif layout == "voxceleb2":
+        identities = _vox2_identities(wanted)
+        names = [f"n0{identity[2:]}" for identity in identities]  # VGGFace2 ID: id00012 -> n000012
+    elif layout == "pairs":
+        identities = names = [f"person{n + 1:04d}" for n in range(len(people))]
+    else:
+        raise ValueError(f"{layout}: not one of {', '.join(LAYOUTS)}")
+    voices, faces = {}, {}  # corpus identity -> release paths, in order
+    for index, (person, identity, name) in enumerate(zip(people, identities, names)):
+        voices[identity], faces[identity] = [], []
+        for item, clip in enumerate(person["voices"]):
+            video = video_id(index % 100, item % 2)
+            if layout == "voxceleb1":
+                target = src / "wav" / identity / video / clip_name(item)
+                _place(clip, target)
+            elif layout == "voxceleb2":
+                aac_set = "test" if wanted[index] == "test" else "dev"
+                target = src / aac_set / "aac" / identity / video / f"{item + 1:05d}.m4a"
+                write_m4a(clip, target)
+            else:
+                target = src / identity / f"2026-0{item % 2 + 1}-1{index % 10}" / f"call{item}.wav"
+                _place(clip, target)
+            voices[identity].append(target)
+        for item, photo in enumerate(person["faces"]):
+            video = video_id(index % 100, item % 2)
+            if layout == "voxceleb1":  # flat frames (unzippedFaces): the layout the published face-voice lists name
+                target = src / "unzippedFaces" / name / "1.6" / video / frame_name(item)
+            elif layout == "voxceleb2":
+                target = root / "voxceleb2-faces" / identity / video / utterance_folder(item) / frame_name(item)
+            else:
+                target = src / identity / f"2026-0{item % 2 + 1}-1{index % 10}" / f"photo{item}.jpg"
+            _place(photo, target)
+            faces[identity].append(target)
+    rows = list(zip(identities, names, people, wanted))
+    published = []
+    if layout == "voxceleb1":
+        (src / "vox1_meta.csv").write_text("\n".join(
+            [META_HEADER, *(f"{i}\t{n}\t{p['gender']}\t{p['nationality']}\t{'test' if s == 'test' else 'dev'}"
+                            for i, n, p, s in rows)]) + "\n")
+        (src / "identity_splits.txt").write_text(
+            "".join(f"{n} {({'train': 1, 'val': 2, 'test': 4})[s]}\n" for _, n, _, s in rows))
+        import_args = ["--faces", src / "unzippedFaces", "--splits", src / "identity_splits.txt"]
+        published = _voxceleb1_lists(src, [(i, n) for i, n, _, s in rows if s == "test"], voices, faces)
+    elif layout == "voxceleb2":
+        (src / "vox2_meta.csv").write_text("\n".join(
+            [META2_HEADER, *(f"{i} ,{n} ,{p['gender']} ,{'test' if s == 'test' else 'dev'} " for i, n, p, s in rows)])
+            + "\n")
+        import_args = ["--faces", root / "voxceleb2-faces", "--val-fraction", str(VOX2_VAL_FRACTION)]
+    else:
+        (src / "meta.csv").write_text("identity,gender,split\n" + "".join(
+            f"{i},{p['gender']},{s}\n" for i, _, p, s in rows))
+        import_args = []
+    tested = next(i for i, _, _, s in rows if s == "test")
+    return {"src": src, "import_args": import_args, "people": {i: s for i, _, _, s in rows}, "published": published,
+            "face": faces[tested][0], "voice": voices[tested][0]}
+
+
+def _relative(path: Path, parts: int) -> str:
+    return "/".join(path.parts[-parts:])
+
+
+def _voxceleb1_lists(src: Path, tested: list[tuple[str, str]], voices: dict, faces: dict) -> list[Path]:
+    """The test split's trials as VoxCeleb1's speaker-verification list (veri_test2.txt: V-V), a Learnable PINs
+    veriflist (F-V verification, <name>/<video>_<NNNNNNN>.wav voices) and a matching list (V-F 1:2): each person
+    against the next, one same-person and one different-person trial each."""
+    veri, pins, matching = [], ["id,voice-speaker-id,face-speaker-id,label,voice-path,face-path"], []
+    for number, ((identity, name), (other, other_name)) in enumerate(zip(tested, tested[1:] + tested[:1])):
+        clip, same_clip, other_clip = voices[identity][0], voices[identity][1], voices[other][1]
+        veri += [f"1 {_relative(clip, 3)} {_relative(same_clip, 3)}",
+                 f"0 {_relative(clip, 3)} {_relative(other_clip, 3)}"]
+        pins_voice = f"{name}/{clip.parent.name}_{int(clip.stem):07d}.wav"
+        face, other_face = faces[identity][1], faces[other][0]
+        pins += [f"{2 * number + 1},{number},{number},1,{pins_voice},{name}/{_relative(face, 2)}",
+                 f"{2 * number + 2},{number},{number + 1},0,{pins_voice},{other_name}/{_relative(other_face, 2)}"]
+        matching.append(f"{_relative(clip, 3)} {name}/1.6/{_relative(face, 2)} "
+                        f"{other_name}/1.6/{_relative(other_face, 2)}")
+    lists = []
+    for file_name, lines in (("veri_test2.txt", veri), ("veriflist_test_random_unseenunheard.txt", pins),
+                             ("matching_v2f_U.csv", matching)):
+        lists.append(src / file_name)
+        lists[-1].write_text("\n".join(lines) + "\n")
+    return lists

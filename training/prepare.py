@@ -41,6 +41,7 @@ and sets "complete": true. A cache prepared from another DATA or identity list i
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -237,11 +238,12 @@ _worker_queue = None
 
 def _start_worker(progress_queue, threads: int) -> None:
     """Pool initializer: keep the progress queue, and share the CPU cores among the workers rather than oversubscribe."""
-    import torch
-
     global _worker_queue
     _worker_queue = progress_queue
-    torch.set_num_threads(threads)
+    if importlib.util.find_spec("torch") is not None:  # prepare itself runs without the training extra
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _report_to_parent(count: int) -> None:

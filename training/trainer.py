@@ -25,7 +25,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,30 +43,10 @@ from .losses import TERM_NAMES, CenterLoss, JointLoss
 from .output_path import check_output_path
 from .recipes import get_recipe, recipe_card
 from .step import make_step
+from .train_net import TrainNet, TrainSettings
 
 STATE_SUFFIX = ".trainer.safetensors"
 FINITE_CHECK_STEPS = 20  # on CUDA the loss is checked for NaN/inf every this many steps (each check waits for the GPU)
-
-
-@dataclass
-class TrainSettings:
-    recipe: str = "wang2020"  # training/recipes/
-    config: str = "small"
-    epochs: int = 10
-    batch_size: int = 64
-    lr_start: float = 1e-3
-    lr_end: float = 1e-8
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    crop_seconds: float = 3.0
-    passes: int = 1  # passes over the training identities per epoch (each pass: every identity once)
-    seed: int = 0
-    workers: int = 0  # DataLoader worker processes assembling batches
-    telephone_fraction: float = 0.0  # share of voice crops narrowed to a telephone band (training/augment.py)
-    face_weights: str | None = None  # local pretrained face subnet weights (e.g. VGGFace2), never downloaded
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -111,19 +91,6 @@ def learning_rate(step: int, total_steps: int, start: float, end: float) -> floa
     if total_steps <= 1:
         return start
     return start * (end / start) ** (step / (total_steps - 1))
-
-
-class TrainNet(nn.Module):
-    """Joint model + identity head in one module, so that DistributedDataParallel wraps a single forward."""
-
-    def __init__(self, model: nn.Module, classifier: IdentityClassifier) -> None:
-        super().__init__()
-        self.model = model
-        self.classifier = classifier
-
-    def forward(self, faces: torch.Tensor, voices: torch.Tensor):
-        face_vectors, voice_vectors = self.model(faces, voices)
-        return face_vectors, voice_vectors, self.classifier(face_vectors), self.classifier(voice_vectors)
 
 
 def _check_finite(nonfinite: torch.Tensor, first: int, last: int, epoch: int) -> None:

@@ -56,6 +56,10 @@ def audit_run(
 
     if space is not None and space not in SPACE_MODALITIES:  # a query it cannot score fails alone, with the reason
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    if space == "joint":  # refused once, not once per query, where torch is absent
+        from fvmatch.extras import require_training_extra
+
+        require_training_extra("--space joint")
 
     queries = read_queries(queries_file, check_root(root))
     if out.resolve() == queries_file.resolve():

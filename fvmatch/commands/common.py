@@ -277,7 +277,7 @@ def require_file(path: Path) -> None:
 def refuse_video_as(path: Path | None, option: str) -> None:
     """`require_file`; then BadArgument for a video given where an image or a recording is expected (its content,
     whatever its name)."""
-    from fvmatch.media.video import is_video
+    from fvmatch.media.containers import is_video
 
     if path is None:
         return

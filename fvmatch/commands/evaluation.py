@@ -26,13 +26,21 @@ def _spaces(space: Optional[str]) -> list[str]:
     from fvmatch.spaces import SPACE_MODALITIES
 
     if space is None:
-        return list(DEFAULT_SPACES)
+        from fvmatch.extras import joint_space_available
+        from fvmatch.spaces import JOINT
+
+        # without the training extra (torch) the joint space cannot run: its face-voice trials are left out
+        return [name for name in DEFAULT_SPACES if name != JOINT or joint_space_available()]
     if space == "sex":  # the sex evidence: read from the faces' and voices' vectors of the spaces its heads read
         from fvmatch.evaluation.attribute_evidence import FACE_SPACE, VOICE_SPACE
 
         return [FACE_SPACE, VOICE_SPACE]
     if space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
+    if space == "joint":
+        from fvmatch.extras import require_training_extra
+
+        require_training_extra("--space joint")
     return [space]
 
 

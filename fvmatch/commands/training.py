@@ -169,6 +169,9 @@ def train(
 ) -> None:
     """Train the joint face-voice embedding with a recipe (default: Wang et al. 2020); same command under torchrun
     for many GPUs."""
+    from fvmatch.extras import require_training_extra
+
+    require_training_extra("fvmatch train", ("torch", "torchaudio", "torchvision", "facenet_pytorch"))
     from fvmatch.models.config import CONFIGS
     from fvmatch.training.output_path import check_output_path
     from fvmatch.training.recipes import RECIPES

@@ -20,7 +20,7 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
                    population: dict | None = None, audio_track: int | None = None) -> None:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
-    from fvmatch.commands.analyst import print_group, print_notes
+    from fvmatch.commands.answers import print_group, print_notes
     from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
     from fvmatch.matching import check_gallery, identify as identify_query, merged, query_spaces, question_spaces, ranked
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
@@ -90,11 +90,11 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
                  embedder, as_json: bool, population: dict | None = None) -> None:
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
-    from fvmatch.commands.analyst import print_notes, sex_evidence_words
+    from fvmatch.commands.answers import print_notes, sex_evidence_words
     from fvmatch.attributes import ATTRIBUTE_SPACE, DEFAULT_POPULATION, judgement as sex_judgement, read_sex
     from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
-    from fvmatch.scoring import judge, trial_type
-    from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of
+    from fvmatch.scoring import judge
+    from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of, trial_type
 
     if space is not None and space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
@@ -173,7 +173,7 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
                        as_json: bool, population: dict | None = None) -> None:
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
-    from fvmatch.commands.analyst import print_notes, sex_evidence_words
+    from fvmatch.commands.answers import print_notes, sex_evidence_words
     from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
     from fvmatch.gallery.gallery import UnknownIdentity
     from fvmatch.matching import describe_condition, query_spaces, question_spaces, verify_claim

@@ -23,14 +23,14 @@ import numpy as np
 
 from fvmatch.errors import BadArgument
 from fvmatch.evaluation import metrics
-from fvmatch.evaluation.corpus import (DEFAULT_SPACES, EmbeddedCorpus, ItemSet, embed_corpus, embed_spaces,
-                                       scoring_spaces)
+from fvmatch.evaluation.corpus import (DEFAULT_SPACES, Corpora, EmbeddedCorpus, ItemSet, as_corpora, embed_corpus,
+                                       embed_spaces, scoring_spaces)
 from fvmatch.evaluation.metrics import CONFIDENCE, REPLICATES
 from fvmatch.evaluation.trials import (TrialCounts, TrialList, make_trials, read_trials, trial_type_of,
                                        write_trials)
 from fvmatch.evaluation.report import table2_rows, write_plots
-from fvmatch.scoring import TRIAL_TYPES, calibration_key
-from fvmatch.spaces import JOINT, SPACE_MODALITIES
+from fvmatch.scoring import calibration_key
+from fvmatch.spaces import JOINT, SPACE_MODALITIES, TRIAL_TYPES
 
 __all__ = ["DEFAULT_SPACES", "EmbeddedCorpus", "ItemSet", "as_corpora", "embed_corpus", "embed_spaces", "evaluate",
            "scoring_spaces", "trials_for", "without_scores", "TrialCounts", "TrialList", "make_trials", "read_trials",
@@ -45,13 +45,6 @@ SKIP_REASONS = {"failed": "an item failed to embed", "absent": "an item is not i
                 "elsewhere": "an item's person is outside the split evaluated"}
 PLAIN_NOTE = ("Plain folder (no meta.csv): every person is evaluated, with the unconstrained protocols only; the "
               "stratified ones (G, N, A, GNA; 1:2 G, N, GN) need meta.csv with gender, nationality and age. ")
-
-Corpora = EmbeddedCorpus | Mapping[str, EmbeddedCorpus]
-
-
-def as_corpora(embedded: Corpora) -> dict[str, EmbeddedCorpus]:
-    """{space: corpus} of one EmbeddedCorpus or of a mapping of them."""
-    return {embedded.space: embedded} if isinstance(embedded, EmbeddedCorpus) else dict(embedded)
 
 
 def trials_for(embedded: Corpora, seed: int, counts: TrialCounts = TrialCounts()) -> TrialList:

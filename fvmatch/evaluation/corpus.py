@@ -30,8 +30,7 @@ import numpy as np
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
-from fvmatch.scoring import TRIAL_TYPES
-from fvmatch.spaces import DEFAULT_SPACE, JOINT, SPACE_MODALITIES
+from fvmatch.spaces import DEFAULT_SPACE, JOINT, SPACE_MODALITIES, TRIAL_TYPES
 
 CACHE_FORMAT = "fvmatch-embedding-cache/1"
 SAVE_EVERY = 1000  # new embeddings between cache saves, so an interrupted run keeps most of its work
@@ -78,6 +77,14 @@ class EmbeddedCorpus:
         for path, owner in zip(items.paths, items.owners):
             refs.setdefault(self.identities[owner]["identity"], []).append(path)
         return refs
+
+
+Corpora = EmbeddedCorpus | Mapping[str, EmbeddedCorpus]
+
+
+def as_corpora(embedded: Corpora) -> dict[str, EmbeddedCorpus]:
+    """{space: corpus} of one EmbeddedCorpus or of a mapping of them."""
+    return {embedded.space: embedded} if isinstance(embedded, EmbeddedCorpus) else dict(embedded)
 
 
 def scoring_spaces(spaces: Iterable[str]) -> dict[str, str]:

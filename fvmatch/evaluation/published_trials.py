@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
-from fvmatch.evaluation.trials import Trial
+from fvmatch.evaluation.trial import Trial
 
 # published lists (module docstring): Learnable PINs' header and demographic criteria, the strata their file names
 # carry, and VoxCeleb1's face-frame folder

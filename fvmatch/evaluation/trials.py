@@ -57,7 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import BadArgument
-from fvmatch.scoring import TRIAL_TYPES
+from fvmatch.evaluation.trial import MODALITY_OF, Trial
+from fvmatch.spaces import TRIAL_TYPES
 
 FORMAT = "fvmatch-trials/1"
 COLUMNS = ("protocol", "direction", "stratum", "probe", "candidates", "target")
@@ -66,7 +67,6 @@ VERIFICATION_STRATA = ("U", "G", "N", "A", "GNA")
 MATCHING_STRATA = ("U", "G", "N", "GN")
 ONE_TO_N_SIZES = tuple(range(2, 11))
 AGE_BAND_YEARS = 10
-MODALITY_OF = {"F": "face", "V": "voice"}
 DIRECTIONS = {"verification": ("F-V", "F-F", "V-V"), "1:2": ("F-V", "V-F"), "1:N": ("F-V", "V-F"),
               "retrieval": ("F-V", "V-F")}
 STRATA = ("U", "G", "N", "A", "GNA", "GN")
@@ -80,24 +80,6 @@ class TrialCounts:
     same_modality: int = 10_000  # face-face and voice-voice pairs (unconstrained), half same person
     matching: int = 5_000  # 1:2 triplets per stratum and direction
     one_to_n: int = 1_000  # 1:N trials per N (2..10) and direction
-
-
-@dataclass(frozen=True)
-class Trial:
-    protocol: str
-    direction: str
-    stratum: str
-    probe: str
-    candidates: tuple[str, ...]
-    target: int
-
-    @property
-    def probe_modality(self) -> str:
-        return MODALITY_OF[self.direction[0]]
-
-    @property
-    def candidate_modality(self) -> str:
-        return MODALITY_OF[self.direction[-1]]
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +17,6 @@ from fvmatch.gallery.files import remove_leftovers, writing
 from fvmatch.gallery.huge_pages import anonymous_mappings, collapse_new_mappings
 from fvmatch.gallery.index import IndexHealth, ModalityIndex, index_path
 from fvmatch.gallery.lock import WriteLock
-
-if TYPE_CHECKING:
-    from fvmatch.gallery.gallery import Gallery
 
 BYTES_PER_ITEM = 1_400  # memory to open an index, per item (1.3 GiB per million): benchmarks/gallery_memory.py
 
@@ -32,7 +28,7 @@ class OutOfMemory(FvmatchError):
 class GalleryIndexes:
     """The indexes of one gallery opened so far, keyed by (space, modality): caches of its stored vectors."""
 
-    def __init__(self, gallery: Gallery) -> None:
+    def __init__(self, gallery) -> None:  # the Gallery (gallery.py) that owns them: it imports this module, not back
         self.gallery = gallery
         self.loaded: dict[tuple[str, str], ModalityIndex] = {}
         self.huge_pages = False  # Gallery.open(huge_pages=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import BadArgument, TooLittleSpeech, UnreadableMedia
+from fvmatch.media.containers import audio_demuxer, ffmpeg_reason
 from fvmatch.media.vad import speech_only, speech_probabilities, trimmed_speech
 from fvmatch.paths import input_file_problem
 from fvmatch.quality.voice import VoiceQualityMeter
@@ -189,10 +190,7 @@ def _open_audio(path: Path) -> Iterator:
 def _resampled_blocks(path: Path, summary: SpeechSummary, audio_track: int | None = None) -> Iterator[np.ndarray]:
     """Blocks of 16 kHz mono float32 audio, decoded BLOCK_SECONDS (at most MAX_BLOCK_SAMPLES) at a time, from
     `audio_track` (from 1) of a container that holds several (default: the one with the most speech)."""
-    import torch
-    import torchaudio.functional
-
-    from fvmatch.media.video import audio_demuxer
+    from fvmatch.media.resample import resample
 
     demuxer = audio_demuxer(path) if input_file_problem(path) is None else None
     if demuxer is not None:
@@ -212,7 +210,7 @@ def _resampled_blocks(path: Path, summary: SpeechSummary, audio_track: int | Non
         mono = _mono(block, summary)
         summary.duration_seconds += len(mono) / summary.original_sample_rate
         if orig != new:
-            mono = torchaudio.functional.resample(torch.from_numpy(mono), orig, new).numpy()
+            mono = resample(mono, orig, new)  # torchaudio's resampler in numpy (within 2e-7 of it)
         yield mono
 
 
@@ -306,15 +304,13 @@ def _pyav_blocks(path: Path, demuxer: str, summary: SpeechSummary,
 
     from fvmatch.media.sound_tracks import audio_tracks, chosen_track
 
-    from fvmatch.media.video import _reason
-
     container_name = {"mov": "MP4", "matroska": "Matroska/WebM", "aac": "AAC"}[demuxer]
     if path.stat().st_size == 0:
         raise UnreadableMedia(path, "file is empty")
     try:
         container = av.open(str(path), format=demuxer, metadata_errors="ignore")
     except av.FFmpegError as error:
-        raise UnreadableMedia(path, f"{container_name} file is truncated or damaged ({_reason(error)})") from None
+        raise UnreadableMedia(path, f"{container_name} file is truncated or damaged ({ffmpeg_reason(error)})") from None
     except (OSError, ValueError) as error:
         raise UnreadableMedia(path, f"cannot open audio ({error})") from None
     with container:
@@ -341,7 +337,7 @@ def _pyav_blocks(path: Path, demuxer: str, summary: SpeechSummary,
                 frames = packet.decode() if packet is not None else []
                 converted = [c for frame in frames for c in resampler.resample(frame)]
             except av.FFmpegError as error:
-                raise UnreadableMedia(path, f"audio data is truncated or corrupt ({_reason(error)})") from None
+                raise UnreadableMedia(path, f"audio data is truncated or corrupt ({ffmpeg_reason(error)})") from None
             for frame in converted:
                 pending.append(frame.to_ndarray().reshape(-1, frame.layout.nb_channels))
                 held += len(pending[-1])
@@ -413,6 +409,23 @@ def _windows(speech_pieces: Iterable, summary: SpeechSummary) -> Iterator[Speech
             yield window
     if len(pending) > 0 or (trimmed is not None and len(trimmed) > 0):
         yield SpeechWindow(pending, trimmed)
+
+
+def voice_quality_of_clip(samples: np.ndarray, rate: int, codec: str = "") -> dict:
+    """The quality figures of a whole clip held in memory (mono or (frames, channels) float32 at `rate`), measured by
+    the pipeline that measures files (`speech_windows`), the clip written as a float WAV first;
+    `codec` names the clip's codec in the figures (default: that WAV's)."""
+    import tempfile
+
+    import soundfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/clip.wav"
+        soundfile.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="FLOAT")
+        summary = SpeechSummary()
+        for _ in speech_windows(path, summary):
+            pass
+    return summary.meter.result(rate, codec or summary.codec, summary.speech_seconds)
 
 
 def require_speech(path: str | Path, summary: SpeechSummary, min_speech_seconds: float = MIN_SPEECH_SECONDS) -> None:

@@ -124,7 +124,7 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
 
 
 def _is_heif(path: Path) -> bool:
-    from fvmatch.media.video import sniff
+    from fvmatch.media.containers import sniff
 
     try:
         return sniff(path) == "heif"

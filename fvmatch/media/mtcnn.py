@@ -4,9 +4,9 @@ Importing torch costs 1.3-2.1 s of every cold start, and facenet-pytorch's packa
 neither. This module holds `detect_face` of facenet-pytorch 2.5.3 for one image (its three nets: mtcnn_nets.py),
 computed in float32 with numpy: the image pyramid and the candidates' crops resampled as torch's
 `interpolate(mode="area")` does, torchvision's NMS written out. The weights are those shipped in facenet-pytorch's
-wheel (`data/{p,r,o}net.pt`, found with `importlib.util.find_spec`, which does not execute the package), read without
-torch by `fvmatch.media.torch_weights`. Every step keeps facenet-pytorch's arithmetic and order, so boxes,
-probabilities and landmarks are those of `facenet_pytorch.MTCNN(...).detect(image, landmarks=True)` within float32
+wheel (`data/{p,r,o}net.pt`), converted once into models/weights/mtcnn.safetensors (MIT notice: mtcnn.LICENSE;
+models/weights/convert_pretrained.py), so that neither the package nor torch is needed to detect. Every step keeps
+facenet-pytorch's arithmetic and order, so boxes, probabilities and landmarks are those of `facenet_pytorch.MTCNN(...).detect(image, landmarks=True)` within float32
 rounding (tests/test_mtcnn.py compares them).
 
 Adapted from facenet-pytorch (https://github.com/timesler/facenet-pytorch), models/mtcnn.py and
@@ -19,8 +19,7 @@ import numpy as np
 from PIL import Image
 from threadpoolctl import ThreadpoolController
 
-from fvmatch.media.mtcnn_nets import ONet, PNet, RNet, weights_file
-from fvmatch.media.torch_weights import read_state_dict
+from fvmatch.media.mtcnn_nets import ONet, PNet, RNet, load_weights
 
 MIN_FACE_SIZE = 20  # pixels: the smallest face the image pyramid looks for
 THRESHOLDS = (0.6, 0.7, 0.7)  # face probability each stage (P-, R-, O-net) requires
@@ -37,8 +36,8 @@ class MTCNN:
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
-        self.pnet, self.rnet, self.onet = (net(read_state_dict(weights_file(name)))
-                                           for net, name in ((PNet, "pnet"), (RNet, "rnet"), (ONet, "onet")))
+        weights = load_weights()
+        self.pnet, self.rnet, self.onet = PNet(weights["pnet"]), RNet(weights["rnet"]), ONet(weights["onet"])
         # the matrix products are small (a band of patches) and run on one BLAS thread: with two, each product waits
         # for both threads, and where the other core is busy OpenBLAS's waiting (it spins, as OpenMP does by
         # default: cli.py) made a cold face query 2-10x slower (1.9-3.8 s against 5-22 s, measured on 2 busy cores)

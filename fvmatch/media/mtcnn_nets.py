@@ -30,20 +30,32 @@ models/utils/detect_face.py, under its licence:
 """
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from fvmatch.models.checkpoint import WEIGHTS_DIR
+
+# facenet-pytorch's data/{pnet,rnet,onet}.pt converted once (models/weights/convert_pretrained.py), MIT notice beside
+WEIGHTS_FILE = WEIGHTS_DIR / "mtcnn.safetensors"
+WEIGHTS_SHA256 = "32842a11a88b9a1215cb9ef6dbc49b0c96798aae4d90171206badc774bf00263"
 PATCH_BAND_BYTES = 256 * 1024  # patches per matrix product: a band of them and its outputs fit a 1 MiB L2 cache
 
 
-def weights_file(net: str) -> Path:
-    """facenet-pytorch's shipped weights of `net` ("pnet", "rnet" or "onet"), found without importing the package."""
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("facenet-pytorch is not installed: its wheel ships the MTCNN weights")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{net}.pt"
+def load_weights(path: Path = WEIGHTS_FILE) -> dict[str, dict[str, np.ndarray]]:
+    """The shipped weights of the three nets, by net ("pnet", "rnet", "onet") and tensor name ("conv1.weight"), as
+    facenet-pytorch's state dicts name them; the file is checked against its sha256."""
+    from safetensors.numpy import load
+
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != WEIGHTS_SHA256:
+        raise ValueError(f"{path}: not the MTCNN weights fvmatch ships (sha256 differs): reinstall fvmatch")
+    nets: dict[str, dict[str, np.ndarray]] = {"pnet": {}, "rnet": {}, "onet": {}}
+    for name, tensor in load(data).items():
+        net, _, tensor_name = name.partition(".")
+        nets[net][tensor_name] = tensor
+    return nets
 
 
 # ----- layers, on float32 activations laid out N x H x W x C ------------------------------------------------------

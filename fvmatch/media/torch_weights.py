@@ -1,8 +1,8 @@
 """Tensors of a state dict that torch saved in its legacy format, read without torch, as numpy arrays.
 
 facenet-pytorch ships its MTCNN weights (data/{p,r,o}net.pt) in this format, and Resemblyzer its GE2E checkpoint
-(pretrained.pt: a dict of the step, the model's state dict and the optimizer's); `fvmatch.media.mtcnn` and
-`fvmatch.spaces.ge2e_voice` read them here so that neither face detection nor the voice space imports torch. The
+(pretrained.pt: a dict of the step, the model's state dict and the optimizer's); models/weights/convert_pretrained.py
+reads them here, without torch, to write the safetensors files that face detection and the voice space load. The
 unpickler accepts dicts of float32 tensors and plain values and nothing else: a tampered file cannot make it call
 anything.
 """

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import BadArgument, UnreadableMedia
+from fvmatch.media.containers import DEMUXERS, ffmpeg_reason, sniff
+from fvmatch.media.containers import is_video, media_kind  # noqa: F401 (still read from here by tests)
 
 DEFAULT_FPS = 2.0  # frames sampled per second of video
 MAX_FPS = 30.0
@@ -28,11 +30,6 @@ MAX_ANALYSIS_SIDE = 1280  # larger frames are scaled down (720p is analysed as i
 MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD: a declared picture larger than this is refused before decoding
 MAX_DURATION_SECONDS = 24 * 3600.0  # a declared duration longer than a day is refused
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
-# FFmpeg demuxer per container family (the only ones opened)
-DEMUXERS = {"MP4/MOV": "mov", "Matroska/WebM": "matroska", "AVI": "avi"}
-# ISO brands of still images: HEIC/HEIF (Apple's photos; no decoder here) and AVIF (Pillow decodes it)
-HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx"}
-AVIF_BRANDS = {b"avif", b"avis"}
 VFR_TOLERANCE = 0.2  # frame intervals varying more than this (relative) mark a variable frame rate
 ROTATION_TOLERANCE = 0.5  # degrees off a quarter turn that are said (a display matrix is read to 0.1 degree)
 
@@ -87,93 +84,6 @@ class SampledFrame:
     number: int
     image: np.ndarray
     scale: float = 1.0
-
-
-def sniff(path: str | Path) -> str | None:
-    """The kind of file its first bytes say it is: a container of DEMUXERS, "image", "audio", "heif" (a HEIC/HEIF
-    still image: an ISO box file like an MP4, told by its brands), or None."""
-    with open(path, "rb") as handle:
-        head = handle.read(64)
-    if len(head) >= 12 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
-        if head[4:8] == b"ftyp":
-            brands = _ftyp_brands(head)
-            if brands & AVIF_BRANDS:
-                return "image"  # AVIF: Pillow decodes it
-            if brands & HEIF_BRANDS:
-                return "heif"
-            if head[8:11] in (b"M4A", b"M4B"):
-                return "audio"
-        return "MP4/MOV"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "Matroska/WebM"
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "AVI"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head[:4] in (b"fLaC", b"OggS", b"FORM", b".snd") \
-            or head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2") or _adts(head):
-        return "audio"
-    if head.startswith((b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"P6", b"P5")) \
-            or head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image"
-    return None
-
-
-def _ftyp_brands(head: bytes) -> set[bytes]:
-    """The major and compatible brands of an ISO file's leading ftyp box (as far as `head` holds it)."""
-    size = int.from_bytes(head[:4], "big")
-    end = min(len(head), size if size >= 16 else 16)
-    return {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
-
-
-def _adts(head: bytes) -> bool:
-    """An ADTS AAC stream (a bare .aac file): 12 sync bits, then layer 00 (an MP3 frame has layer 01-11)."""
-    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
-
-
-def media_kind(path: str | Path) -> str | None:
-    """What the file's content is, whatever its name: "video" (a container of DEMUXERS with a picture), "audio" (an
-    audio file, or such a container with sound only: an M4A, an audio-only MP4 or WebM), "image", "heif", or None."""
-    try:
-        kind = sniff(path)
-    except OSError:
-        return None
-    if kind in DEMUXERS:
-        return "video" if _has_picture(path, kind) else "audio"
-    return kind
-
-
-def _has_picture(path: str | Path, kind: str) -> bool:
-    """Whether a container holds a video track other than cover art; a container that does not open counts as a
-    video (its reading says what is wrong with it)."""
-    import av
-
-    try:
-        with av.open(str(path), format=DEMUXERS[kind], metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                return True  # no sound either: the video path's message says what it holds
-            return any(not stream.disposition & av.stream.Disposition.attached_pic for stream in container.streams.video)
-    except (av.FFmpegError, OSError, ValueError):
-        return True
-
-
-def is_video(path: str | Path) -> bool:
-    """Whether the file's content is a video container with a picture (whatever its name)."""
-    return media_kind(path) == "video"
-
-
-def audio_demuxer(path: str | Path) -> str | None:
-    """The FFmpeg demuxer that reads the sound of a file soundfile cannot: an MP4/M4A or Matroska/WebM container, or
-    a bare AAC stream (None for any other file)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(64)
-        kind = sniff(path)
-    except OSError:
-        return None
-    if kind in DEMUXERS:
-        return DEMUXERS[kind]
-    if kind == "audio" and head[4:8] == b"ftyp":
-        return "mov"
-    return "aac" if kind == "audio" and _adts(head) else None
 
 
 def probe_video(path: str | Path, max_pixels: int = MAX_FRAME_PIXELS,
@@ -270,10 +180,8 @@ def soundtrack_speech(path: str | Path, info: VideoInfo, summary, segments: list
     `fvmatch.media.audio.speech_windows` gives a recording's: silero-vad's segments, joined, cut in windows.
     `summary` (a SpeechSummary) is filled in as the stream advances; the seconds (start, end) of each segment used
     are appended to `segments`."""
-    from silero_vad import get_speech_timestamps_from_probs
-
     from fvmatch.media.audio import _windows
-    from fvmatch.media.vad import MIN_SAMPLES, VAD_SETTINGS, speech_probabilities
+    from fvmatch.media.vad import MIN_SAMPLES, VAD_SETTINGS, speech_probabilities, speech_segments
 
     try:  # the second speech stream a recording's windows carry where the voice front end has one (as speech_windows)
         from fvmatch.media.vad import trimmed_speech
@@ -295,8 +203,7 @@ def soundtrack_speech(path: str | Path, info: VideoInfo, summary, segments: list
             if len(block) >= MIN_SAMPLES:
                 probabilities = speech_probabilities(block)
                 summary.meter.add_speech(block, probabilities)
-                found = get_speech_timestamps_from_probs(probabilities.tolist(), sampling_rate=SAMPLE_RATE,
-                                                         audio_length_samples=len(block), **VAD_SETTINGS)
+                found = speech_segments(probabilities, len(block), **VAD_SETTINGS)
             segments.extend(((offset + s["start"]) / SAMPLE_RATE, (offset + s["end"]) / SAMPLE_RATE) for s in found)
             offset += len(block)
             speech = np.concatenate([block[s["start"] : s["end"]] for s in found]) if found else block[:0]
@@ -339,7 +246,7 @@ class _open:
         try:
             self.container = av.open(str(path), format=DEMUXERS[kind], metadata_errors="ignore")
         except av.FFmpegError as error:
-            raise UnreadableMedia(path, f"{kind} container is truncated or damaged ({_reason(error)})") from None
+            raise UnreadableMedia(path, f"{kind} container is truncated or damaged ({ffmpeg_reason(error)})") from None
         except (OSError, ValueError) as error:
             raise UnreadableMedia(path, f"cannot open video ({error})") from None
         return self.container, kind
@@ -487,8 +394,8 @@ def _decoded(path, container, stream, info: VideoInfo, kind: str = "video") -> I
         except av.FFmpegError as error:
             if count == 0:
                 raise UnreadableMedia(path, f"{info.container} file is damaged: no {kind} could be decoded "
-                                      f"({_reason(error)})") from None
-            info.damage.append(f"{kind} decoding stopped after {count} frames: {_reason(error)}")
+                                      f"({ffmpeg_reason(error)})") from None
+            info.damage.append(f"{kind} decoding stopped after {count} frames: {ffmpeg_reason(error)}")
             break
         for frame in frames:
             count += 1
@@ -530,8 +437,3 @@ def _variable(intervals: list[float]) -> bool:
         return False
     median = float(np.median(intervals))
     return median > 0 and (max(intervals) - min(intervals)) > VFR_TOLERANCE * median
-
-
-def _reason(error) -> str:
-    text = getattr(error, "strerror", None) or str(error)
-    return str(text).split(":")[0].strip() if text else type(error).__name__

@@ -8,6 +8,6 @@ A questioned voice's figures pick the references it is compared with (`fvmatch.s
 minimums refuse items too poor to compare (`fvmatch.quality.minimums`).
 """
 from fvmatch.quality.face import face_quality, jpeg_quality_estimate
-from fvmatch.quality.voice import VoiceQualityMeter, voice_quality_of_clip
+from fvmatch.quality.voice import VoiceQualityMeter
 
-__all__ = ["face_quality", "jpeg_quality_estimate", "VoiceQualityMeter", "voice_quality_of_clip"]
+__all__ = ["face_quality", "jpeg_quality_estimate", "VoiceQualityMeter"]

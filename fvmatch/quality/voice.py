@@ -190,22 +190,3 @@ def _samples_in_runs(mask: np.ndarray, length: int) -> int:
     breaks = np.flatnonzero(np.diff(positions) != 1) + 1
     runs = np.diff(np.concatenate([[0], breaks, [len(positions)]]))
     return int(runs[runs >= length].sum())
-
-
-def voice_quality_of_clip(samples: np.ndarray, rate: int, codec: str = "") -> dict:
-    """The quality figures of a whole clip held in memory (mono or (frames, channels) float32 at `rate`), measured by
-    the pipeline that measures files (`fvmatch.media.audio.speech_windows`), the clip written as a float WAV first;
-    `codec` names the clip's codec in the figures (default: that WAV's)."""
-    import tempfile
-
-    import soundfile
-
-    from fvmatch.media.audio import SpeechSummary, speech_windows
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = f"{folder}/clip.wav"
-        soundfile.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="FLOAT")
-        summary = SpeechSummary()
-        for _ in speech_windows(path, summary):
-            pass
-    return summary.meter.result(rate, codec or summary.codec, summary.speech_seconds)

@@ -22,6 +22,7 @@ import numpy as np
 
 from fvmatch.spaces.conditions import FUSED_CONDITIONS, VOICE_CONDITIONS, conditioned
 
+TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
 JOINT = "joint"
 FACE_SPACE = "dlib-face"
 VOICE_SPACE = "ge2e-voice"
@@ -49,15 +50,27 @@ PRETRAINED_SPACES = (FACE_SPACE, VOICE_SPACE, *CONDITIONED_SPACES)  # the spaces
 DEFAULT_SPACE = {"face-face": FACE_SPACE, "voice-voice": VOICE_SPACE, "face-voice": JOINT}
 
 
+def trial_type(first: str, second: str) -> str:
+    """'face-voice' for a cross-modal pair (either order), else 'face-face' or 'voice-voice'."""
+    if first == second:
+        return f"{first}-{first}"
+    return "face-voice"
+
+
 def spaces_of(modality: str) -> list[str]:
-    """The spaces that embed a modality, joint first (reference conditions not included)."""
-    return [space for space, modalities in SPACE_MODALITIES.items()
-            if modality in modalities and space not in CONDITIONED_SPACES]
+    """The spaces that embed a modality, joint first (reference conditions not included); without the training
+    extra (torch) the joint space is left out: items are then stored in the pretrained spaces only."""
+    return [space for space in reference_spaces(modality) if space not in CONDITIONED_SPACES]
 
 
 def reference_spaces(modality: str) -> list[str]:
-    """The spaces an enrolled item of `modality` is stored in: its own and those of every reference condition."""
-    return [space for space, modalities in SPACE_MODALITIES.items() if modality in modalities]
+    """The spaces an enrolled item of `modality` is stored in: its own and those of every reference condition; the
+    joint space only where it can run (the training extra installed: fvmatch.extras)."""
+    from fvmatch.extras import joint_space_available
+
+    joint = joint_space_available()
+    return [space for space, modalities in SPACE_MODALITIES.items()
+            if modality in modalities and (space != JOINT or joint)]
 
 
 def query_space(name: str) -> str:
@@ -76,9 +89,10 @@ def condition_query_spaces(name: str) -> list[str]:
 
 def space_for(first: str, second: str, override: str | None = None) -> str:
     """The space that scores a trial between modalities `first` and `second`: `override` if given (BadArgument when
-    it does not embed both), else the trial type's default."""
+    it does not embed both; MissingTrainingExtra for the joint space where torch is absent), else the trial type's
+    default."""
     from fvmatch.errors import BadArgument
-    from fvmatch.scoring import trial_type
+    from fvmatch.extras import require_training_extra
 
     if override is None:
         return DEFAULT_SPACE[trial_type(first, second)]
@@ -87,6 +101,8 @@ def space_for(first: str, second: str, override: str | None = None) -> str:
     if not {first, second} <= set(SPACE_MODALITIES[override]):
         raise BadArgument("--space", f"the {override} space embeds {' and '.join(SPACE_MODALITIES[override])} only: "
                           f"it cannot score {first}-{second} trials")
+    if override == JOINT:
+        require_training_extra("--space joint")
     return override
 
 

@@ -1,6 +1,7 @@
 """Write the pretrained weights that analysis runs in numpy as safetensors, once, from the packages that ship them.
 
-Run from the repository root (needs resemblyzer, silero-vad and torch installed; an analyst's install needs none):
+Run from the repository root (needs the training extra: resemblyzer, silero-vad, facenet-pytorch and torch; an
+analyst's install needs none of them):
     .venv/bin/python models/weights/convert_pretrained.py
 
 - ge2e_voice.safetensors: Resemblyzer 0.1.4's GE2E speaker encoder (resemblyzer/pretrained.pt, Apache-2.0,
@@ -10,6 +11,9 @@ Run from the repository root (needs resemblyzer, silero-vad and torch installed;
 - silero_vad_16k.safetensors: silero-vad 6.2's 16 kHz network, as its JIT model (silero_vad/data/silero_vad.jit,
   MIT, Copyright (c) 2020-present Silero Team) holds it; the package's own silero_vad_16k.safetensors holds other
   weights (an older model) and gives other probabilities.
+- mtcnn.safetensors: facenet-pytorch 2.5.3's MTCNN detector (facenet_pytorch/data/{pnet,rnet,onet}.pt, MIT, Copyright
+  (c) 2019 Timothy Esler), each net's tensors under its name ("pnet.conv1.weight"...), read as ge2e's are; the
+  header names each source file's sha256.
 The bytes are the same on every run (the header's keys sorted; it holds no date).
 """
 from __future__ import annotations
@@ -37,6 +41,10 @@ GE2E_NOTICE = ("Resemblyzer (https://github.com/resemble-ai/Resemblyzer), Copyri
 SILERO_NOTICE = ("silero-vad (https://github.com/snakers4/silero-vad), MIT License, Copyright (c) 2020-present Silero "
                  "Team; see silero_vad_16k.LICENSE. Converted from silero_vad/data/silero_vad.jit (the 16 kHz model): "
                  "the same float32 values, stored as safetensors.")
+MTCNN_NETS = ("pnet", "rnet", "onet")
+MTCNN_NOTICE = ("facenet-pytorch (https://github.com/timesler/facenet-pytorch), MIT License, Copyright (c) 2019 "
+                "Timothy Esler; see mtcnn.LICENSE. Converted from facenet_pytorch/data/{pnet,rnet,onet}.pt: the same "
+                "float32 values, stored as safetensors, each net's tensors prefixed with its name.")
 
 
 def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
@@ -86,6 +94,19 @@ def silero_tensors() -> tuple[dict[str, np.ndarray], str]:
     return tensors, hashlib.sha256(source.read_bytes()).hexdigest()
 
 
+def mtcnn_tensors() -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """MTCNN's three nets' tensors in facenet-pytorch's wheel, each prefixed with its net's name, and each source
+    file's sha256 by net."""
+    tensors, sources_sha256 = {}, {}
+    for net in MTCNN_NETS:
+        source = package_file("facenet_pytorch", f"data/{net}.pt")
+        data = source.read_bytes()
+        state = load_state_dict(io.BytesIO(data), str(source))
+        tensors.update({f"{net}.{name}": np.ascontiguousarray(value) for name, value in state.items()})
+        sources_sha256[net] = hashlib.sha256(data).hexdigest()
+    return tensors, sources_sha256
+
+
 def convert_ge2e() -> None:
     tensors, source_sha256 = ge2e_tensors()
     write_safetensors(OUT / "ge2e_voice.safetensors", tensors, metadata={
@@ -100,10 +121,18 @@ def convert_silero() -> None:
         "licence": SILERO_NOTICE})
 
 
+def convert_mtcnn() -> None:
+    tensors, sources_sha256 = mtcnn_tensors()
+    write_safetensors(OUT / "mtcnn.safetensors", tensors, metadata={
+        "source": "facenet-pytorch 2.5.3, facenet_pytorch/data/{pnet,rnet,onet}.pt",
+        **{f"source_sha256_{net}": sha256 for net, sha256 in sources_sha256.items()}, "licence": MTCNN_NOTICE})
+
+
 if __name__ == "__main__":
     convert_ge2e()
     convert_silero()
-    for name in ("ge2e_voice.safetensors", "silero_vad_16k.safetensors"):
+    convert_mtcnn()
+    for name in ("ge2e_voice.safetensors", "silero_vad_16k.safetensors", "mtcnn.safetensors"):
         path = OUT / name
         print(json.dumps({"file": str(path.relative_to(ROOT)), "bytes": path.stat().st_size,
                           "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}))

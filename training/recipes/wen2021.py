@@ -90,7 +90,7 @@ def learn_identity_weights(recipe: EitherInputRecipe, data, config: JointModelCo
     """Warm-up, then identity weight learning (losses_wen2021.py), on the CPU from seed 0: a fresh model trained
     with the objective under the current weights, the difficulty of each identity tracked, the weights updated every
     `update_passes` passes after `warmup_passes`, until `final_ratio` of the identities are weighted."""
-    from ..trainer import TrainNet, TrainSettings
+    from ..train_net import TrainNet, TrainSettings
 
     settings = TrainSettings(recipe=recipe.name, config=config.name, batch_size=objective.weighting_batch_size,
                              lr_start=objective.weighting_lr, lr_end=objective.weighting_lr, seed=WEIGHTING_SEED)
