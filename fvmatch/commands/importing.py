@@ -40,16 +40,7 @@ def voxceleb1(
         summary = import_voxceleb1(src, data, faces=faces, splits_file=splits, val_fraction=val_fraction, force=force,
                                    progress=lambda n: progress.advance(task, n),
                                    total=lambda n: progress.update(task, total=n))
-    say_skipped(summary, data)
-    if as_json:
-        emit_json(summary)
-        return
-    splits_found = ", ".join(f"{count} {name}" for name, count in summary["splits"].items())
-    say_line(stdout, f"imported {summary['identities']} identities ({splits_found}): {summary['voices']:,} voice "
-                     f"clips, {summary['faces']:,} faces ({summary['face_layout']}) as {summary['links']:,} links "
-                     f"in {data}; {len(summary['skipped'])} skipped")
-    say_line(stdout, f"splits from {summary['split_rule']}")
-    say_line(stdout, f"age: {summary['age']}")
+    _report(summary, data, as_json, "voice clips", f"faces ({summary['face_layout']})")
 
 
 @import_app.command("voxceleb2")
@@ -106,14 +97,15 @@ def pairs(
     _report(summary, data, as_json, f"voices ({summary['videos']:,} videos read)")
 
 
-def _report(summary: dict, data: Path, as_json: bool, voices_are: str) -> None:
+def _report(summary: dict, data: Path, as_json: bool, voices_are: str, faces_are: str = "faces") -> None:
+    """An import's summary: its skips on stderr, then --json or the counts, the split rule and the ages."""
     say_skipped(summary, data)
     if as_json:
         emit_json(summary)
         return
     splits_found = ", ".join(f"{count} {name}" for name, count in summary["splits"].items())
     say_line(stdout, f"imported {summary['identities']} identities ({splits_found}): {summary['voices']:,} "
-                     f"{voices_are}, {summary['faces']:,} faces as {summary['links']:,} links in {data}; "
+                     f"{voices_are}, {summary['faces']:,} {faces_are} as {summary['links']:,} links in {data}; "
                      f"{len(summary['skipped'])} skipped")
     say_line(stdout, f"splits from {summary['split_rule']}")
     say_line(stdout, f"age: {summary['age']}")

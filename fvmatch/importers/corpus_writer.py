@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
@@ -111,3 +111,47 @@ def write_corpus_files(data: Path, summary: dict, rows: list[dict], extra_column
         for row in rows:
             writer.writerow(["" if row.get(column) is None else row.get(column) for column in columns])
     temporary.replace(data / "meta.csv")
+
+
+def unlisted_folders(roots: Iterable[Path], listed: set[str]) -> list[str]:
+    """The speaker folders under the voice roots that the meta file does not list (reported, never read)."""
+    return sorted({entry.name for root in roots for entry in os.scandir(root) if entry.is_dir()
+                   and entry.name not in listed})
+
+
+def import_each(people: Sequence, import_one: Callable[[object], dict | str], name_of: Callable[[object], str],
+                progress: Callable[[int], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """(meta rows, skipped identities) of importing each person (`import_one` gives a row, or why it was skipped)."""
+    rows, skipped = [], []
+    for person in people:
+        row = import_one(person)
+        if isinstance(row, str):
+            skipped.append({"identity": person.identity, "name": name_of(person), "reason": row})
+        else:
+            rows.append(row)
+        if progress:
+            progress(1)
+    return rows, skipped
+
+
+def refuse_empty(skipped: list[dict], src: Path, face_root: Path, face_layouts: str) -> None:
+    """Nothing imported: the faces folder named where no identity with voices had faces, else SRC with the reasons."""
+    with_voices = [entry for entry in skipped if entry["reason"] == "no faces"]
+    if with_voices and all(entry["reason"] in ("no faces", "no voices and no faces") for entry in skipped):
+        raise BadArgument(face_root, f"no face images for any of the {len(with_voices):,} identities with voices "
+                                     f"(read {face_layouts})")
+    reasons = "; ".join(f"{count:,} {reason}" for reason, count in reason_counts(skipped).items())
+    raise BadArgument(src, f"no identity has both voices and faces ({len(skipped):,} skipped: {reasons})")
+
+
+def numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of a release's UTF-8 text file, blank lines left out; BadArgument when it is not UTF-8
+    text or holds nothing."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise BadArgument(path, "not UTF-8 text") from None
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise BadArgument(path, "file is empty")
+    return numbered

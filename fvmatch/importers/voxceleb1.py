@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
-from fvmatch.importers.corpus_writer import (FORMAT, clear_destination, count_files, hashed_draw, reason_counts,
+from fvmatch.importers.corpus_writer import (FORMAT, clear_destination, count_files, hashed_draw, import_each,
+                                             numbered_lines, reason_counts, refuse_empty, unlisted_folders,
                                              write_corpus_files)
 from fvmatch.media.audio import AUDIO_SUFFIXES
 from fvmatch.media.image import IMAGE_SUFFIXES
@@ -79,13 +80,7 @@ def read_vox1_meta(path: str | Path) -> list[Celebrity]:
     if not path.is_file():
         raise BadArgument(path, f"no such file; a VoxCeleb1 release has {META_FILE} (tab-separated: "
                                 f"{', '.join(META_HEADER)})")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise BadArgument(path, "not UTF-8 text") from None
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not numbered:
-        raise BadArgument(path, "file is empty")
+    numbered = numbered_lines(path)
     header = [field.strip() for field in numbered[0][1].split("\t")]
     if len(header) == 1:
         raise BadArgument(path, f"line {numbered[0][0]}: not tab-separated (VoxCeleb1's {META_FILE} separates "
@@ -175,25 +170,13 @@ def import_voxceleb1(src: str | Path, data: str | Path, faces: str | Path | None
     clear_destination(data, force)
     if total:
         total(len(celebrities))
-    listed = {celebrity.identity for celebrity in celebrities}
-    unlisted = sorted({entry.name for root in wav_roots for entry in os.scandir(root)
-                       if entry.is_dir() and entry.name not in listed})
-    rows, skipped, counts = [], [], {"voices": 0, "faces": 0, "links": 0, "frame_sets": 0, "photo_sets": 0}
-    for celebrity in celebrities:
-        row = _import_one(celebrity, data, wav_roots, face_root, named_splits, val_fraction, counts)
-        if isinstance(row, str):
-            skipped.append({"identity": celebrity.identity, "name": celebrity.name, "reason": row})
-        else:
-            rows.append(row)
-        if progress:
-            progress(1)
+    unlisted = unlisted_folders(wav_roots, {celebrity.identity for celebrity in celebrities})
+    counts = {"voices": 0, "faces": 0, "links": 0, "frame_sets": 0, "photo_sets": 0}
+    rows, skipped = import_each(
+        celebrities, lambda celebrity: _import_one(celebrity, data, wav_roots, face_root, named_splits, val_fraction,
+                                                   counts), lambda celebrity: celebrity.name, progress)
     if not rows:
-        with_voices = [entry for entry in skipped if entry["reason"] == "no faces"]
-        if with_voices and all(entry["reason"] in ("no faces", "no voices and no faces") for entry in skipped):
-            raise BadArgument(face_root, f"no face images for any of the {len(with_voices):,} identities with voices "
-                                         f"(read {FACE_LAYOUTS})")
-        reasons = "; ".join(f"{count:,} {reason}" for reason, count in reason_counts(skipped).items())
-        raise BadArgument(src, f"no identity has both voices and faces ({len(skipped):,} skipped: {reasons})")
+        refuse_empty(skipped, src, face_root, FACE_LAYOUTS)
     split_rule = (f"{Path(splits_file).name}: 1 -> train, 2 -> val, 4 -> test" if named_splits is not None else
                   f"Set: test -> test; dev -> train, {val_fraction:.0%} of dev -> val (by a hash of the identity)")
     summary = {

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fvmatch.errors import BadArgument
-from fvmatch.importers.corpus_writer import (FORMAT, clear_destination, count_files, face_videos, hashed_draw, link,
-                                             reason_counts, write_corpus_files)
+from fvmatch.importers.corpus_writer import (FORMAT, clear_destination, count_files, face_videos, hashed_draw,
+                                             import_each, link, numbered_lines, reason_counts, refuse_empty,
+                                             unlisted_folders, write_corpus_files)
 from fvmatch.media.audio import AUDIO_SUFFIXES
 
 META_FILE = "vox2_meta.csv"
@@ -62,13 +63,7 @@ def read_vox2_meta(path: str | Path) -> list[Speaker]:
     path = Path(path)
     if not path.is_file():
         raise BadArgument(path, f"no such file; a VoxCeleb2 release has {META_FILE} ({', '.join(META_HEADER)})")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise BadArgument(path, "not UTF-8 text") from None
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not numbered:
-        raise BadArgument(path, "file is empty")
+    numbered = numbered_lines(path)
     separator = "\t" if "\t" in numbered[0][1] else ","
     header = [field.strip() for field in numbered[0][1].split(separator)]
     missing = [name for name in META_HEADER if name not in header]
@@ -115,25 +110,14 @@ def import_voxceleb2(src: str | Path, data: str | Path, faces: str | Path, val_f
     clear_destination(data, force)
     if total:
         total(len(speakers))
-    listed = {speaker.identity for speaker in speakers}
-    unlisted = sorted({entry.name for root in aac_roots for entry in os.scandir(root)
-                       if entry.is_dir() and entry.name not in listed})
-    rows, skipped, counts = [], [], {"voices": 0, "faces": 0, "links": 0}
-    for speaker in speakers:
-        row = _import_one(speaker, data, aac_roots, face_root, val_fraction, counts)
-        if isinstance(row, str):
-            skipped.append({"identity": speaker.identity, "name": speaker.vggface2, "reason": row})
-        else:
-            rows.append(row)
-        if progress:
-            progress(1)
+    unlisted = unlisted_folders(aac_roots, {speaker.identity for speaker in speakers})
+    counts = {"voices": 0, "faces": 0, "links": 0}
+    rows, skipped = import_each(
+        speakers, lambda speaker: _import_one(speaker, data, aac_roots, face_root, val_fraction, counts),
+        lambda speaker: speaker.vggface2, progress)
     if not rows:
-        with_voices = [entry for entry in skipped if entry["reason"] == "no faces"]
-        if with_voices and all(entry["reason"] in ("no faces", "no voices and no faces") for entry in skipped):
-            raise BadArgument(face_root, f"no face images for any of the {len(with_voices):,} identities with voices "
-                                         "(read <id or VGGFace2 ID>/<photo>.jpg or <id>/<video>/[<utterance>/]<frame>.jpg)")
-        reasons = "; ".join(f"{count:,} {reason}" for reason, count in reason_counts(skipped).items())
-        raise BadArgument(src, f"no identity has both voices and faces ({len(skipped):,} skipped: {reasons})")
+        refuse_empty(skipped, src, face_root,
+                     "<id or VGGFace2 ID>/<photo>.jpg or <id>/<video>/[<utterance>/]<frame>.jpg")
     summary = {
         "format": FORMAT, "source": "VoxCeleb2", "src": str(src.resolve()), "data": str(data),
         "voices_read": [str(root) for root in aac_roots], "faces_read": str(face_root),
