@@ -134,7 +134,10 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
         scoring = None
         if rescore:
             candidates, scoring = fused.for_query(embedding).rescore(gallery, embedding.modality, query, candidates)
-            candidates, scoring["cosines"] = candidates[:top], scoring["cosines"][:top]
+            candidates = candidates[:top]
+            for key in ("cosines", "sex_log10_lr"):  # one entry a candidate, in rank order
+                if key in scoring:
+                    scoring[key] = scoring[key][:top]
         groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring,
                              joint_warning))
     return groups
