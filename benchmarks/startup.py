@@ -13,7 +13,7 @@ commands interleaved round after round so that a busy machine slows them alike:
   - peer Resemblyzer                                    (python -c: preprocess_wav, VoiceEncoder.embed_utterance; the
                                                          same GE2E weights)
   - with --compare DIR: both identify commands run by the fvmatch of another checkout DIR (its own gallery, enrolled
-    by it), e.g. the tree before a change: `git worktree add /work/old_tree HEAD`, then --compare /work/old_tree
+    by it), e.g. the tree before a change: `git worktree add ../old_tree HEAD`, then --compare ../old_tree
 The voice gallery holds one LibriSpeech recording of each of GALLERY_PEOPLE speakers of DIR (default
 ../shared/realmedia/voices; the question's speaker by another recording); without DIR the voice commands are left out.
 The gallery holds a handful of real photos of DIR (default ../shared/realmedia/faces; matplotlib's grace_hopper.jpg

@@ -4,7 +4,7 @@ and a peer loop (face_recognition: dlib's HOG detector and its ResNet encoder) o
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_real.py [--clips-dir DIR] [--fps 2] [--only NAME ...]
          [--commit REV] [--peer-upsample 1] [--skip-peer] [--detector-probe [--skip-fvmatch]] [--json FILE]
 
-Clips: a folder of real videos with a SOURCES.csv (columns file, people_visible, ...; /work/refdata/video by default
+Clips: a folder of real videos with a SOURCES.csv (columns file, people_visible, ...; ../refdata/video beside the checkout by default
 or $FVMATCH_REAL_VIDEO; its README.md says where each clip comes from and under which licence). The clips are not in
 the repository.
 

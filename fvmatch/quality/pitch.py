@@ -14,9 +14,10 @@ import numpy as np
 SAMPLE_RATE = 16000
 F0_RANGE_HZ = (60.0, 400.0)  # the lags searched: adult and child speaking voices, not singing
 YIN_THRESHOLD = 0.25  # 0.1-0.15 in the paper; on 32 ms chunks of real speech that leaves half the voiced ones out: 0.25
-# reads 56 realmedia recordings within 0.34 semitones of librosa's YIN (median; 0.93 at the 90th percentile), none unread
+# reads all 112 realmedia recordings within 0.31 semitones of librosa's YIN (median; 0.96 at the 90th percentile;
+# benchmarks/f0_cost.py --against-librosa), none unread
 MIN_VOICED_CHUNKS = 10  # about a third of a second of voiced speech before a recording's F0 is stated
-# a recording's F0 is read from its first minute of speech (0.75 ms a second of speech, measured by
+# a recording's F0 is read from its first minute of speech (0.35-0.75 ms a second of speech, measured by
 # benchmarks/f0_cost.py: a long recording would otherwise add a quarter of a second for nothing the median needs)
 MAX_SPEECH_CHUNKS = 1875
 
