@@ -293,4 +293,21 @@ def write_calibrated_checkpoint(source: str | Path, out: str | Path, calibration
                                     f"this checkpoint is {card['model_id'][:16]}")
     card = {**card, "calibration": calibration}
     write_checkpoint(state, card, Path(out))
+    _copy_onnx_graphs(source, Path(out))
     return card
+
+
+def _copy_onnx_graphs(source: Path, out: Path) -> None:
+    """The source's ONNX graphs (same weights, same model id) beside the calibrated copy, so that it runs without
+    torch as its source does; none where the source has none."""
+    import shutil
+
+    from fvmatch.models.checkpoint import onnx_graph_paths
+
+    found, targets = onnx_graph_paths(source), onnx_graph_paths(out)
+    if source.resolve() == out.resolve() or not all(path.is_file() for path in found.values()):
+        return
+    for part, path in found.items():
+        temporary = targets[part].with_name(targets[part].name + ".tmp")
+        shutil.copyfile(path, temporary)
+        temporary.replace(targets[part])

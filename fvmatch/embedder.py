@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fvmatch.age_reading import face_age_probabilities, face_age_quality
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
-from fvmatch.extras import joint_space_available, require_training_extra
+from fvmatch.extras import JOINT_PACKAGES, installed, joint_space_available, require_joint_space
 from fvmatch.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech, speech_windows
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
@@ -53,9 +54,11 @@ class PreparedFace:
     crop: FaceCrop
     inputs: dict[str, np.ndarray]
     faces_in_image: int
+    age: dict | None = None  # fvmatch.age_reading.face_age_quality, read off the dlib-face chip where one was cut
 
     def quality(self) -> dict:
-        return {**self.crop.quality(), "faces_in_image": self.faces_in_image}
+        return {**self.crop.quality(), "faces_in_image": self.faces_in_image,
+                **({"age": self.age} if self.age is not None else {})}
 
 
 class Embedder:
@@ -88,7 +91,7 @@ class Embedder:
         except CheckpointError as error:
             raise _invalid(path, error) from None
         embedder = cls(None, device=device, checkpoint_path=path, card=card, **options)
-        if load_weights and joint_space_available():
+        if load_weights and joint_space_available(path):
             embedder.space(JOINT)
         return embedder
 
@@ -140,10 +143,7 @@ class Embedder:
         """The space called `name`, loaded on first use."""
         if name not in self._spaces:
             if name == JOINT:
-                require_training_extra("--space joint")  # a torch model: one line, exit 2, where torch is absent
-                from fvmatch.spaces.joint import JointSpace
-
-                self._spaces[name] = JointSpace(self.checkpoint, self.device, self.space)
+                self._spaces[name] = self._joint_space()
             elif name == FACE_SPACE:
                 from fvmatch.spaces.dlib_face import DlibFaceSpace
 
@@ -167,14 +167,29 @@ class Embedder:
                 raise KeyError(name)
         return self._spaces[name]
 
+    def _joint_space(self):
+        """The checkpoint's joint space: its torch model where torch is installed, else its ONNX graphs beside it
+        on onnxruntime; else MissingTrainingExtra (one line, exit 2)."""
+        if installed(*JOINT_PACKAGES):
+            from fvmatch.spaces.joint import JointSpace
+
+            return JointSpace(self.checkpoint, self.device, self.space)
+        require_joint_space("--space joint", self.checkpoint_path)
+        from fvmatch.spaces.joint_onnx import OnnxJointSpace
+
+        return OnnxJointSpace(self._card, self.checkpoint_path, self.space)
+
     def space_info(self, name: str) -> dict:
         """{"model_id", "dim"} of a space (loads it)."""
         space = self.space(name)
         return {"model_id": space.model_id, "dim": int(space.dim)}
 
     # ----- faces ------------------------------------------------------------------------------------------------
-    def prepare_face(self, path: str | Path, spaces: Sequence[str], all_faces: bool = False) -> list[PreparedFace]:
-        """Detect the largest face of an image (every face with `all_faces`) and prepare each space's input.
+    def prepare_face(self, path: str | Path, spaces: Sequence[str], all_faces: bool = False,
+                     read_age: bool = True) -> list[PreparedFace]:
+        """Detect the largest face of an image (every face with `all_faces`) and prepare each space's input; with
+        `read_age`, its age too where the dlib-face chip is cut (a face-face search needs none: it costs a cold query
+        onnxruntime's start, about 60 ms).
 
         NoFaceFound/UnreadableMedia on failure.
         """
@@ -182,8 +197,13 @@ class Embedder:
         chosen = found if all_faces else found[:1]
         for crop in chosen:
             self.minimums.check(path, crop.quality())
-        return [PreparedFace(crop, {name: self.space(name).prepare(image, crop) for name in spaces}, len(found))
-                for crop in chosen]
+        prepared = [PreparedFace(crop, {name: self.space(name).prepare(image, crop) for name in spaces}, len(found))
+                    for crop in chosen]
+        if read_age and FACE_SPACE in spaces and prepared:  # the age is read off the chip the face space cut (no second detector)
+            probabilities = face_age_probabilities(np.stack([face.inputs[FACE_SPACE] for face in prepared]))
+            for face, row in zip(prepared, () if probabilities is None else probabilities):
+                face.age = face_age_quality(row)
+        return prepared
 
     def embed_prepared_faces(self, faces: Sequence[PreparedFace], spaces: Sequence[str]) -> list[dict[str, np.ndarray]]:
         """{space: unit vector} for each prepared face, every space's faces in one batch."""
@@ -194,10 +214,12 @@ class Embedder:
                     row[name] = vector
         return vectors
 
-    def embed_face(self, path: str | Path, all_faces: bool = False, spaces: Sequence[str] | None = None) -> list[Embedding]:
-        """Embed the largest face of an image (every face with `all_faces`) in `spaces` (default: every face space)."""
+    def embed_face(self, path: str | Path, all_faces: bool = False, spaces: Sequence[str] | None = None,
+                   read_age: bool = True) -> list[Embedding]:
+        """Embed the largest face of an image (every face with `all_faces`) in `spaces` (default: every face space);
+        `read_age`: prepare_face's."""
         spaces = list(spaces) if spaces is not None else spaces_of("face")
-        prepared = self.prepare_face(path, spaces, all_faces)
+        prepared = self.prepare_face(path, spaces, all_faces, read_age)
         return [self.face_embedding(path, face, vectors, spaces)
                 for face, vectors in zip(prepared, self.embed_prepared_faces(prepared, spaces))]
 

@@ -170,13 +170,13 @@ def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: 
 
 def attribute_group(gallery, embedding, target: str, top: int, population: dict | None = None,
                     identity: str | None = None) -> TrialGroup:
-    """Face-voice trials scored by the sex read from each side (fvmatch.attributes): every `target` item of the
+    """Face-voice trials scored by the sex (and age, where read) of each side (fvmatch.attributes): every `target` item of the
     gallery (of one `identity`, if given) read by its head, the identities ranked by their best item's LR, equal LRs
     by the probability of the item's reading. (Not by the joint space's cosine: it carries no weight on real people,
     and reading it would load torch and the joint model into every cold face query, seconds and hundreds of MB.)"""
     from fvmatch.attributes import (DEFAULT_POPULATION, HEAD_OF, attributes_model_id, judgement, read_sex, readings_of,
                                     sex_heads)
-    from fvmatch.gallery.scan import ranked_by, stored_vectors
+    from fvmatch.gallery.scan import ranked_by, stored_qualities, stored_vectors
 
     population = population or DEFAULT_POPULATION
     question = read_sex(embedding.modality, embedding.vectors, embedding.model_ids, embedding.quality)
@@ -188,7 +188,8 @@ def attribute_group(gallery, embedding, target: str, top: int, population: dict 
         raise BadArgument(gallery.directory, f"the gallery's {head['space']} vectors come from another model than the "
                                              "sex head's: fvmatch gallery reindex embeds them again")
     ids, vectors = stored_vectors(gallery, target, head["space"], identity)
-    readings = readings_of(target, vectors) if len(ids) else []
+    qualities = stored_qualities(gallery, ids) if target == "face" else None  # a face's age was read when enrolled
+    readings = readings_of(target, vectors, qualities) if len(ids) else []
     pairs = [(question, reading) if embedding.modality == "face" else (reading, question) for reading in readings]
     judged = [judgement(face, voice, population) for face, voice in pairs]
     keys = [(j.log10_lr, reading.probability) for j, reading in zip(judged, readings)]

@@ -136,7 +136,7 @@ def needs_sex_reading(embedder) -> bool:
 def fused_pair_by_sex(embedder, pair, population: dict | None = None) -> tuple[float, str, dict] | None:
     """`fvmatch.fused_scoring.fused_pair` for the joint+sex fusion: None where the card has none or a side's sex
     cannot be read."""
-    from fvmatch.attributes import DEFAULT_POPULATION, log10_lr, read_sex
+    from fvmatch.attributes import DEFAULT_POPULATION, log10_lr_of, read_sex
 
     entry = fusion_of(embedder.card.get("calibration"), embedder.model_id)
     if entry is None:
@@ -145,7 +145,8 @@ def fused_pair_by_sex(embedder, pair, population: dict | None = None) -> tuple[f
     readings = [read_sex(e.modality, e.vectors, e.model_ids, e.quality) for e in (face, voice)]
     if None in readings:
         return None
-    evidence = log10_lr(*readings, population or DEFAULT_POPULATION)
+    # the sex part alone: the fusion was fitted on it (the age bands are not part of the fused score)
+    evidence = log10_lr_of(readings[0].sex, readings[1].sex, population or DEFAULT_POPULATION)
     return float(fused_score(entry, pair.score, evidence)), JOINT_SEX, {
         "score": "joint+sex", "space": JOINT_SEX, "cosine": round(pair.score, 6), "sex_log10_lr": round(evidence, 4),
         "readings": {"face": readings[0].to_dict(), "voice": readings[1].to_dict()}, "about": ABOUT}

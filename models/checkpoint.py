@@ -28,6 +28,16 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
 
 
+ONNX_PARTS = ("face", "voice")  # the joint model as two graphs onnxruntime runs without torch (models/onnx_export.py)
+ONNX_MODEL_ID_KEY = "fvmatch_model_id"  # the metadata entry naming the checkpoint a graph was exported from
+
+
+def onnx_graph_paths(path: str | Path) -> dict[str, Path]:
+    """Where a checkpoint's ONNX graphs lie: beside it, `<stem>.face.onnx` and `<stem>.voice.onnx`."""
+    path = Path(path)
+    return {part: path.with_name(f"{path.stem}.{part}.onnx") for part in ONNX_PARTS}
+
+
 class CheckpointError(ValueError):
     """The file is not a usable fvmatch checkpoint; the message says why."""
 

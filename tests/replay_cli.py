@@ -229,7 +229,7 @@ class ReplayEmbedder:
     def embed_prepared_faces(self, faces, spaces) -> list[dict]:
         return [{name: self.vectors[name][face.row] for name in spaces} for face in faces]
 
-    def embed_face(self, path, all_faces: bool = False, spaces=None) -> list[_Embedding]:
+    def embed_face(self, path, all_faces: bool = False, spaces=None, read_age: bool = True) -> list[_Embedding]:
         return [self._embedding(self._lookup(path, "face"), spaces)]
 
     def embed_voice(self, path, spaces=None, pick=None, audio_track=None) -> _Embedding:

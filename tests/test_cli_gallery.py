@@ -73,7 +73,7 @@ def test_identify_weighs_the_same_modality_then_the_other_by_sex_and_prints_a_ta
     assert all(" male " in line or " female " in line for line in lines[3:])  # each face's sex reading
     text = " ".join(result.stdout.split())
     assert "voice-voice trials in the ge2e-voice space" in text
-    assert "face-voice trials weighed by the sex read from each side" in text
+    assert "face-voice trials weighed by the sex and age read from each side" in text
 
 
 def test_enrolling_the_same_file_again_is_a_no_op(gallery, corpus):

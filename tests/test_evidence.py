@@ -146,9 +146,17 @@ def test_sex_evidence_names_both_readings_the_population_and_what_it_cannot_show
     assert (found["face"]["sex"], found["face"]["probability"], found["voice"]["sex"], found["voice"]["probability"]) == \
         ("female", 0.97, "male", 0.98)
     assert found["population"] == {"female": 0.5, "male": 0.5} and found["verbal"].endswith("different-person proposition")
-    assert "measured on dlib-face other people" in found["rests_on"] and "not people of one sex" in found["limits"]
+    assert "measured on dlib-face other people" in found["rests_on"] and "not people alike in both" in found["limits"]
     with pytest.raises(ValueError):
         attributes.population_of("female=1.2")
+    # age bands: the named ones as given, the others share the rest; never more than the whole
+    case = attributes.population_of("male=0.7,50+=0.5")
+    assert attributes.population_shares(case) == pytest.approx(
+        {"female": 0.3, "male": 0.7, "under 30": 0.25, "30-49": 0.25, "50 and over": 0.5})
+    assert attributes.population_shares(attributes.DEFAULT_POPULATION)["30-49"] == pytest.approx(1 / 3)
+    for wrong in ("50+=0.5", "female=0.5,under-30=0.7,30-49=0.6", "female=0.5,male=0.5", "female=0.5,teens=0.2"):
+        with pytest.raises(ValueError):
+            attributes.population_of(wrong)
 
 
 def test_reference_entries_cover_the_face_size_bands_and_the_voice_reference_conditions():
@@ -198,9 +206,14 @@ def test_embed_reads_the_sex_of_a_real_face_and_a_real_voice():
         ("female", "dlib-face sex head", "male", "ge2e-voice sex head")
     assert read_face["probability"] > 0.5 and read_voice["probability"] > 0.5
     assert 130 < read_voice["f0_hz"] < 170  # speaker 2033's median F0, read by fvmatch.quality.pitch
+    # her age band read off the face space's chip; the voice's from its ge2e-voice vector: each band's probability
+    assert read_face["age"]["band"] in ("under 30", "30-49") and 18 < read_face["age"]["years"] < 45
+    assert sum(read_face["age"]["bands"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert read_voice["age"]["estimator"] == "ge2e-voice age head" and "years" not in read_voice["age"]
+    age = read_voice["age"]
     text = run_cli_here("embed", "--voice", voice, "--space", "ge2e-voice").stdout
-    assert (f"voice: male {read_voice['probability']:.2f} (F0 {read_voice['f0_hz']:.0f} Hz) (ge2e-voice sex head)"
-            in text)
+    assert (f"voice: male {read_voice['probability']:.2f} (F0 {read_voice['f0_hz']:.0f} Hz), age {age['band']} "
+            f"{age['probability']:.2f} (ge2e-voice sex head; age: ge2e-voice age head)" in text)
     joint_only = json.loads(run_cli_here("embed", "--voice", voice, "--space", "joint", "--json").stdout)
     assert joint_only["sex"] is None  # not embedded in the head's space: nothing read
 
@@ -214,14 +227,16 @@ def test_the_population_the_sex_evidence_assumes_is_an_option_and_named_in_the_r
         pytest.skip(f"{REALMEDIA} is absent: the real photos and recordings of ../shared/realmedia are needed")
     pair = ("verify", "--face", sorted(face.iterdir())[0], "--voice", voice, "--json")
     equal, mostly_women = (json.loads(run_cli_here(*pair, *extra).stdout) for extra in ((), ("--population", "female=0.8")))
-    assert equal["readings"]["population"] == {"female": 0.5, "male": 0.5}
-    assert mostly_women["readings"]["population"] == {"female": 0.8, "male": 0.2}
+    bands = {"under 30": 0.3333, "30-49": 0.3333, "50 and over": 0.3333}  # both sides' ages read: equal bands
+    assert equal["readings"]["population"] == {"female": 0.5, "male": 0.5, **bands}
+    assert mostly_women["readings"]["population"] == {"female": 0.8, "male": 0.2, **bands}
     # a woman's face with a man's voice: where men are rare, a voice read male by chance is rarer too
     assert mostly_women["log10_lr"] > equal["log10_lr"] and "population 80% female" in mostly_women["note"]
     refused = run_cli_here(*pair[:-1], "--population", "female=2")
     assert refused.returncode == 2
     assert refused.stderr.strip() == ("fvmatch: error: --population: 'female=2': give female=SHARE or male=SHARE, a share "
-                                      "strictly between 0 and 1")
+                                      "strictly between 0 and 1, and optionally age bands: under-30=SHARE, 30-49=SHARE, "
+                                      "50+=SHARE")
 
 
 def test_a_voice_is_weighed_by_sex_against_a_gallery_that_holds_faces_alone(tmp_path):
@@ -239,3 +254,41 @@ def test_a_voice_is_weighed_by_sex_against_a_gallery_that_holds_faces_alone(tmp_
     (group,) = answer["trials"]
     assert (group["space"], group["scoring"]["question"]["sex"]) == ("sex", "male")
     assert answer["candidates"][0]["identity"] == "Rose Leslie" and answer["candidates"][0]["log10_lr"] < -1
+
+
+def test_age_bands_add_a_bounded_part_to_the_sex_evidence_and_are_left_out_where_a_side_has_none(monkeypatch):
+    import math
+
+    from fvmatch import attributes
+    from fvmatch.age_reading import AGE_BANDS, AgeReading
+
+    def confusion(right: float) -> dict:  # the true band read with `right`, each other band with the rest
+        return {sex: {true: {read: right if read == true else (1 - right) / 2 for read in AGE_BANDS}
+                      for true in AGE_BANDS} for sex in attributes.SEXES}
+
+    heads = {**fake_heads(), "face-age": {"confusion": confusion(0.7), "estimator": "face net", "measured_on": "F"},
+             "voice-age": {"confusion": confusion(0.5), "trained_on": "V", "measured_on": "V'"},
+             "age": {"bounds": [-0.3, 0.2], "bounds_method": "ELUB (test age)"}}
+    monkeypatch.setattr(attributes, "sex_heads", lambda: heads)
+    old, young = (AgeReading(band, (0.1, 0.1, 0.8) if band == "50 and over" else (0.8, 0.1, 0.1), "x")
+                  for band in ("50 and over", "under 30"))
+    face = attributes.SexReading("face", "male", 0.1, "dlib-face", "d" * 64, age=old)
+    voice = attributes.SexReading("voice", "male", 0.1, "ge2e-voice", "g" * 64, age=young)
+    sex_only = attributes.log10_lr_of("male", "male")
+    # what the bands add: sum_b 1/3 P(face band | b) P(voice band | b) over the sides' band marginals (1/3 each)
+    same_band = math.log10((0.7 * 0.5 + 2 * 0.15 * 0.25) / 3 * 9)
+    assert attributes.log10_lr(face, replace_age(voice, old)) == pytest.approx(sex_only + min(same_band, 0.2), abs=1e-6)
+    apart = math.log10((0.7 * 0.25 + 0.15 * 0.5 + 0.15 * 0.25) / 3 * 9)
+    assert apart < 0 and attributes.log10_lr(face, voice) == pytest.approx(sex_only + max(apart, -0.3), abs=1e-6)
+    found = attributes.evidence(face, voice)
+    assert found["attributes"] == ["sex", "age"] and "age part to [-0.30, +0.20] by ELUB (test age)" in found["rests_on"]
+    unread = attributes.SexReading("face", "male", 0.1, "dlib-face", "d" * 64)  # enrolled before age readings
+    assert attributes.log10_lr(unread, voice) == sex_only
+    assert "age_left_out" in attributes.evidence(unread, voice) and "face's age was not read" in \
+        attributes.evidence(unread, voice)["age_left_out"]
+
+
+def replace_age(reading, age):
+    from dataclasses import replace
+
+    return replace(reading, age=age)

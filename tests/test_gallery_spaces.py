@@ -156,16 +156,21 @@ def test_identify_without_options_answers_the_same_modality_then_the_other_by_se
     assert document["candidates"][0]["identity"] == person and document["left_out"] == []
     by_sex = document["trials"][1]["candidates"]
     other = "voice" if modality == "face" else "face"
-    # the query reads male: the items read male first with evidence for, those read female after with evidence
-    # against (LibriSpeech speaker 1688, a man, reads female: sex evidence is only as good as its readings)
+    # the query reads male: the items read male first, those read female after with evidence against (LibriSpeech
+    # speaker 1688, a man, reads female: sex evidence is only as good as its readings); within one sex the age bands
+    # move an item's LR by at most the age part's bounds, never across the sexes
     assert {c["readings"][modality]["sex"] for c in by_sex} == {"male"}
     read = [c["readings"][other]["sex"] for c in by_sex]
     assert read == sorted(read, key=lambda sex: sex != "male") and "female" in read
-    assert all((c["log10_lr"] > 0) == (c["readings"][other]["sex"] == "male") for c in by_sex)
+    male_lr = [c["log10_lr"] for c in by_sex if c["readings"][other]["sex"] == "male"]
+    female_lr = [c["log10_lr"] for c in by_sex if c["readings"][other]["sex"] == "female"]
+    assert min(male_lr) > max(female_lr) and max(female_lr) < 0
+    assert all(c["readings"][side]["age"]["band"] for c in by_sex for side in ("face", "voice"))
+    assert len({c["log10_lr"] for c in by_sex if c["readings"][other]["sex"] == "male"}) > 1  # the bands tell apart
     assert all(c["decision"] is None for c in by_sex)
     text = run_cli_here("identify", f"--{modality}", query, "--gallery", gallery)
     assert "trials in the joint space" not in " ".join(text.stdout.split())
-    assert "weighed by the sex read from each side" in " ".join(text.stdout.split())
+    assert "weighed by the sex and age read from each side" in " ".join(text.stdout.split())
 
 
 @needs_real_media

@@ -204,3 +204,22 @@ def test_a_partial_download_summarises_skips_in_a_few_lines(release, tmp_path):
         "  1 no faces (e.g. id10273 (Eddie_Izzard))", "  1 no voices (e.g. id10274 (Eddie_Kaye_Thomas))",
         f"fvmatch: 1 speaker folder(s) with voices are not in the meta file, ignored: {UNLISTED}"]
     assert len(json.loads((tmp_path / "c" / "import.json").read_text())["skipped"]) == 42
+
+
+def test_a_published_list_naming_flat_frames_finds_them_in_the_nested_release(imported, tmp_path):
+    """The published face-voice lists name <name>/1.6/<video>/<frame>.jpg (the flat release); the nested release keeps
+    the same frame one folder down, per utterance: evaluate --trials must find it there, and say so."""
+    from fvmatch.evaluation.trials import absent_items, locate_nested_frames, read_trials
+
+    data = imported[0]
+    listed = tmp_path / "veriflist_test_random_unseenunheard.txt"
+    listed.write_text("id,voice-speaker-id,face-speaker-id,label,voice-path,face-path\n"
+                      "0,1,1,1,A.J._Buckley/Yt00vid_0Q-_00001.wav,A.J._Buckley/1.6/Yt00vid_0Q-/0000375.jpg\n"
+                      "1,1,1,1,A.J._Buckley/Yt00vid_1Q-_00002.wav,A.J._Buckley/1.6/Yt00vid_1Q-/0000751.jpg\n",
+                      encoding="utf-8")
+    trials = read_trials(listed, names={row["name"]: row["identity"] for row in read_meta(data)})
+    assert absent_items(trials, data)[0] == 2  # as the list names them, neither frame is in the nested corpus
+    found, moved = locate_nested_frames(trials, data)
+    assert moved == 1 and found.trials[0].probe == "faces/id10001/Yt00vid_0Q-/1/0000375.jpg"
+    assert found.trials[1].probe == "faces/id10001/Yt00vid_1Q-/0000751.jpg"  # no such frame anywhere: left absent
+    assert absent_items(found, data) == (1, ["faces/id10001/Yt00vid_1Q-/0000751.jpg"])

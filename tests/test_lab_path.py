@@ -72,7 +72,8 @@ def run_path(imported, cache, recipe: str, *train_options: str, run: str = "chea
                             "--space", "joint", "--json")
     assert verified.returncode in (0, 1), verified.stderr  # 1: ran fine, not a same-person decision
     return {"trained": json.loads(trained.stdout), "evaluated": evaluated, "calibrated": json.loads(calibration.stdout),
-            "verified": json.loads(verified.stdout), "model": model, "embeddings": embeddings}
+            "verified": json.loads(verified.stdout), "model": model, "embeddings": embeddings,
+            "calibrated_model": calibrated}
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,23 @@ def test_calibrate_refuses_the_two_person_test_split_saying_what_it_needs(import
                           "--split", "test", "--out", tmp_path / "c.safetensors", "--cache", cheapest["embeddings"])
     assert result.returncode == 2 and "too few trials in split 'test' to calibrate" in result.stderr
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_the_trained_and_calibrated_checkpoints_run_without_torch_from_their_onnx_graphs(imported, cheapest):
+    """train writes the graphs beside its checkpoint, calibrate copies them beside its copy; an analyst's install
+    (no torch) then verifies with the calibrated model as torch does."""
+    from light_process import run_light
+
+    from fvmatch.spaces.joint_onnx import has_onnx_graphs
+
+    assert has_onnx_graphs(cheapest["model"]) and has_onnx_graphs(cheapest["calibrated_model"])
+    tree = imported["tree"]
+    light = run_light("verify", "--face", tree["face"], "--voice", tree["voice"], "--model",
+                      cheapest["calibrated_model"], "--space", "joint", "--json")
+    assert light.returncode in (0, 1), light.stderr
+    found, expected = json.loads(light.stdout), cheapest["verified"]
+    assert found["score"] == pytest.approx(expected["score"], abs=1e-4)
+    assert found["log10_lr"] == pytest.approx(expected["log10_lr"], abs=1e-3)
 
 
 def test_verify_with_the_calibrated_checkpoint_gives_the_lr_of_its_face_voice_map(cheapest):

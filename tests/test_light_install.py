@@ -1,11 +1,9 @@
 """An analyst's install (`pip install fvmatch`, no training extra): analysis runs without torch and the packages built
-on it; what needs them (the joint space, training) says so in one line, exit 2. The commands run in fresh processes
+on it (the joint space too, from the shipped checkpoint's ONNX graphs); what needs them (training, the joint space of
+a model without graphs) says so in one line, exit 2. The commands run in fresh processes
 in which those packages cannot be found, as in a light install; the shipped weights equal their sources'."""
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,34 +13,8 @@ import soundfile
 from fvmatch import extras
 from fvmatch.errors import EXIT_BAD_INPUT
 from fvmatch.spaces import JOINT, reference_spaces, space_for, spaces_of
+from light_process import JOINT_REFUSAL, run_light
 from mediagen import speech_clip
-
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN_ONLY = ("torch", "torchaudio", "torchvision", "facenet_pytorch", "resemblyzer", "silero_vad")
-# the training extra's packages made unfindable (find_spec gives None, import fails, as where they are not
-# installed), then the real entry point
-WITHOUT_TRAIN_EXTRA = f"""
-import sys
-from importlib.machinery import PathFinder
-
-class WithoutTrainExtra(PathFinder):
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        return None if name.partition(".")[0] in {TRAIN_ONLY!r} else super().find_spec(name, path, target)
-
-sys.meta_path = [WithoutTrainExtra if finder is PathFinder else finder for finder in sys.meta_path]
-from fvmatch import cli
-sys.argv = ["fvmatch", *sys.argv[1:]]
-cli.main()
-"""
-JOINT_REFUSAL = "fvmatch: error: --space joint needs the training extra: pip install 'fvmatch[train]'"
-
-
-def run_light(*args) -> subprocess.CompletedProcess:
-    # run outside the repository, whose fvmatch/ would shadow a non-editable install
-    return subprocess.run([sys.executable, "-c", WITHOUT_TRAIN_EXTRA, *map(str, args)], capture_output=True,
-                          text=True, timeout=300, cwd=tempfile.gettempdir())
-
 
 @pytest.fixture(scope="module")
 def light_gallery(tmp_path_factory, grace_hopper) -> dict[str, Path]:
@@ -54,15 +26,14 @@ def light_gallery(tmp_path_factory, grace_hopper) -> dict[str, Path]:
     return {"gallery": root / "gallery", "voice": root / "voice.wav", "face": grace_hopper, "enroll": result}
 
 
-def test_enroll_without_the_extra_stores_the_pretrained_spaces_and_says_so_once(light_gallery):
+def test_enroll_without_the_extra_stores_the_joint_space_too_from_the_shipped_onnx_graphs(light_gallery):
     result = light_gallery["enroll"]
     assert result.returncode == 0, result.stderr
     assert "enrolled 2, already there 0, failed 0" in result.stdout
-    assert result.stderr.count("not in the joint space") == 1
-    assert "pip install 'fvmatch[train]'" in result.stderr
+    assert "not in the joint space" not in result.stderr  # the shipped checkpoint runs on onnxruntime
 
 
-def test_identify_without_the_extra_answers_in_the_pretrained_spaces(light_gallery):
+def test_identify_without_the_extra_answers_in_the_pretrained_spaces_and_the_joint_one_on_onnx(light_gallery):
     voice = run_light("identify", "-g", light_gallery["gallery"], "--voice", light_gallery["voice"], "--against",
                       "voice", "--json")
     face = run_light("identify", "-g", light_gallery["gallery"], "--face", light_gallery["face"], "--against",
@@ -70,28 +41,43 @@ def test_identify_without_the_extra_answers_in_the_pretrained_spaces(light_galle
     for result, space in ((voice, "ge2e-voice"), (face, "dlib-face")):
         assert result.returncode == 0, result.stderr
         assert f'"space": "{space}"' in result.stdout and "Grace" in result.stdout
+    joint = run_light("identify", "-g", light_gallery["gallery"], "--face", light_gallery["face"], "--space", "joint",
+                      "--against", "voice", "--json")
+    assert joint.returncode in (0, 1), joint.stderr  # 1: no decision reached
+    assert '"space": "joint"' in joint.stdout and "SYNTHETIC-TRAINED" in joint.stdout
+
+
+@pytest.fixture(scope="module")
+def graphless_model(tmp_path_factory) -> Path:
+    """The shipped checkpoint copied alone: no ONNX graphs beside it."""
+    import shutil
+
+    from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT
+
+    copy = tmp_path_factory.mktemp("graphless") / "model.safetensors"
+    shutil.copyfile(DEFAULT_CHECKPOINT, copy)
+    return copy
 
 
 @pytest.mark.parametrize("command", [
-    ("identify", "--space", "joint", "--against", "voice"),
+    ("embed", "--space", "joint"),
     ("verify", "--space", "joint"),
 ])
-def test_the_joint_space_without_the_extra_is_one_line_exit_2(light_gallery, command):
-    args = [*command, "-g", light_gallery["gallery"]]
-    if command[0] == "identify":
-        args += ["--face", light_gallery["face"]]
-    else:
-        args += ["--face", light_gallery["face"], "--voice", light_gallery["voice"]]
+def test_the_joint_space_of_a_model_without_graphs_is_one_line_exit_2(light_gallery, graphless_model, command):
+    args = [*command, "--model", graphless_model, "--face", light_gallery["face"]]
+    if command[0] == "verify":
+        args += ["--voice", light_gallery["voice"]]
     result = run_light(*args)
     assert result.returncode == EXIT_BAD_INPUT
     assert result.stderr.strip() == JOINT_REFUSAL
 
 
-def test_an_audit_with_the_joint_space_without_the_extra_is_refused_once(light_gallery, tmp_path):
+def test_an_audit_with_the_joint_space_of_a_model_without_graphs_is_refused_once(light_gallery, graphless_model,
+                                                                                tmp_path):
     queries = tmp_path / "queries.csv"
     queries.write_text(f"query_id,modality,path\nq1,voice,{light_gallery['voice']}\nq2,face,{light_gallery['face']}\n")
     result = run_light("audit", "run", "-g", light_gallery["gallery"], "--queries", queries, "--out",
-                       tmp_path / "results.jsonl", "--space", "joint")
+                       tmp_path / "results.jsonl", "--space", "joint", "--model", graphless_model)
     assert result.returncode == EXIT_BAD_INPUT
     assert result.stderr.strip() == JOINT_REFUSAL and not (tmp_path / "results.jsonl").exists()
 
@@ -103,30 +89,34 @@ def test_train_without_the_extra_is_one_line_exit_2(tmp_path):
                                      "pip install 'fvmatch[train]'")
 
 
-def test_items_are_stored_in_the_joint_space_only_where_it_can_run(monkeypatch):
-    with_extra = extras.joint_space_available()
-    assert (JOINT in spaces_of("face")) == with_extra and (JOINT in reference_spaces("voice")) == with_extra
-    monkeypatch.setattr(extras, "joint_space_available", lambda: False)
+def test_items_are_stored_in_the_joint_space_only_where_it_can_run(monkeypatch, tmp_path):
+    assert extras.joint_space_available()  # torch here, or the shipped checkpoint's ONNX graphs
+    assert JOINT in spaces_of("face") and JOINT in reference_spaces("voice")
+    monkeypatch.setattr(extras, "installed", lambda *packages: False)
+    assert extras.joint_space_available()  # without torch: the shipped graphs
+    assert not extras.joint_space_available(tmp_path / "model.safetensors")  # no graphs beside it
+    monkeypatch.setattr(extras, "joint_space_available", lambda checkpoint=None: False)
     assert spaces_of("face") == ["dlib-face"] and spaces_of("voice") == ["ge2e-voice"]
     assert JOINT not in reference_spaces("voice") and len(reference_spaces("voice")) > 1  # the conditions stay
 
 
-def test_space_joint_is_refused_where_torch_is_absent(monkeypatch):
-    monkeypatch.setattr(extras, "installed", lambda *packages: False)
+def test_space_joint_is_refused_where_neither_torch_nor_graphs_are(monkeypatch):
+    monkeypatch.setattr(extras, "joint_space_available", lambda checkpoint=None: False)
     with pytest.raises(extras.MissingTrainingExtra) as refused:
         space_for("face", "voice", "joint")
     assert str(refused.value) == "--space joint needs the training extra: pip install 'fvmatch[train]'"
     assert space_for("face", "face", "dlib-face") == "dlib-face"
 
 
-def test_report_voice_picture_features_are_the_models_log_mel():
-    pytest.importorskip("torchaudio", reason="the reference is the joint model's torch front end (fvmatch[train])")
-    from fvmatch.case_report.pictures import log_mel_picture
-    from fvmatch.media.audio import log_mel
+def test_the_numpy_log_mel_is_the_training_front_end():
+    """fvmatch.media.audio.log_mel (numpy: the joint space's voices and the report's pictures, no torch) equals
+    log_mel_batch (torchaudio: what the joint model was trained on)."""
+    torch = pytest.importorskip("torch", reason="the reference is the joint model's torch front end (fvmatch[train])")
+    from fvmatch.media.audio import log_mel, log_mel_batch
 
     for seconds, seed in ((0.1, 1), (2.5, 2)):
         speech = speech_clip(seconds, seed=seed) if seconds >= 1 else np.random.default_rng(seed).standard_normal(
             1600).astype(np.float32) * 0.1
-        ours, theirs = log_mel_picture(speech), log_mel(speech)
+        ours, theirs = log_mel(speech), log_mel_batch(torch.from_numpy(speech)[None])[0].numpy()
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, atol=1e-4)

@@ -27,7 +27,7 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert command in [line.strip() for line in ci]
 
 
-TRAINING_PACKAGES = ("torch", "torchvision", "torchaudio", "facenet-pytorch", "resemblyzer", "silero-vad")
+TRAINING_PACKAGES = ("torch", "torchvision", "torchaudio", "facenet-pytorch", "onnx", "resemblyzer", "silero-vad")
 
 
 def _name(requirement: str) -> str:

@@ -272,3 +272,27 @@ def test_read_meta_refuses_malformed_files(tmp_path, content, problem):
         (tmp_path / "meta.csv").write_text(content)
     with pytest.raises(BadArgument, match=problem):
         read_meta(tmp_path)
+
+
+def test_frames_per_video_keeps_an_even_spread_of_each_videos_frames(corpus, tmp_path):
+    from fvmatch.training.prepare import sampled_frames
+
+    folder = tmp_path / "faces" / "id1"
+    frames = [folder / "vidA" / f"{n:07d}.jpg" for n in range(7)] + [folder / "vidB" / "u1" / "0000001.jpg",
+                                                                      folder / "vidB" / "u2" / "0000002.jpg"]
+    kept = sampled_frames(frames, folder, 3)
+    assert [path.relative_to(folder).as_posix() for path in kept] == [
+        "vidA/0000000.jpg", "vidA/0000003.jpg", "vidA/0000006.jpg", "vidB/u1/0000001.jpg", "vidB/u2/0000002.jpg"]
+    assert sampled_frames(frames, folder, None) == frames
+    # prepared: each identity's two faces put in one video, one frame of it kept; the cache remembers the choice
+    merged = copy_corpus(corpus, tmp_path / "merged", LABELS[:2])
+    for label in LABELS[:2]:
+        videos = sorted((merged / "faces" / label).iterdir())
+        for extra in videos[1:]:
+            for frame in extra.iterdir():
+                frame.rename(videos[0] / f"b_{frame.name}")
+            extra.rmdir()
+    summary = prepare_corpus(merged, tmp_path / "cache", workers=1, frames_per_video=1)
+    assert summary["counts"]["faces"] == 2 and summary["frames_per_video"] == 1
+    with pytest.raises(BadArgument, match="another --frames-per-video"):
+        prepare_corpus(merged, tmp_path / "cache", workers=1)

@@ -294,7 +294,7 @@ def test_a_face_query_report_answers_now_with_the_trial_types_that_hold(case, co
     kinds = set(re.findall(r"<td>(face-face|face-voice) <span class='small'>\((dlib-face|joint|sex) ", article))
     # face-voice trials are weighed by the sex read from each side, never by the synthetic joint space
     assert kinds == {("face-face", "dlib-face"), ("face-voice", "sex")}
-    assert escaped("sex evidence (face-voice): sex read from the face") in article
+    assert escaped("sex and age evidence (face-voice): sex read from the face") in article
     assert escaped("dlib-face face-face: the shaded areas are the score distributions of same-person and "
                    "different-person trials of the model card's calibration") in article
     assert "<dt>searched</dt><dd>face + voice</dd>" in article

@@ -66,7 +66,7 @@ MIN_PAIRED_IDENTITIES = 2
 
 def prepare_corpus(data: str | Path, cache: str | Path, workers: int = 0, identities_per_shard: int = 64,
                    progress: Callable[[int], None] | None = None,
-                   total: Callable[[int], None] | None = None) -> dict:
+                   total: Callable[[int], None] | None = None, frames_per_video: int | None = None) -> dict:
     """Prepare the shards of DATA in CACHE (resuming a partial cache); return prepare.json's content.
 
     The returned dict also holds "shards_built", the shards this call wrote (empty when the cache was
@@ -74,7 +74,12 @@ def prepare_corpus(data: str | Path, cache: str | Path, workers: int = 0, identi
     process). `total(n)` is called once with the number of identities, then `progress(n)` as identities
     complete (shards already in the cache are reported at once). Raises BadArgument for a corpus that
     cannot be prepared, or ends with fewer than 2 identities holding both a face and a voice.
+    `frames_per_video`: at most this many face frames of each video folder (faces/<id>/<video>/), spread evenly over
+    its frames in name order (VoxCeleb1's tracks hold a frame a second of one face: a handful of a video says what
+    its thousands do, at a fraction of the detection and expert time); None keeps every frame.
     """
+    if frames_per_video is not None and frames_per_video < 1:
+        raise BadArgument(frames_per_video, "frames per video must be at least 1")
     if identities_per_shard < 1:
         raise BadArgument(identities_per_shard, "identities per shard must be at least 1")
     if workers < 0:
@@ -85,7 +90,7 @@ def prepare_corpus(data: str | Path, cache: str | Path, workers: int = 0, identi
     shards = {_shard_name(index): (start, labels[start : start + identities_per_shard])
               for index, start in enumerate(range(0, len(labels), identities_per_shard))}
     plan = {"format": FORMAT, "source": str(data), "identities": identities, "shards": list(shards),
-            "identities_per_shard": identities_per_shard}
+            "identities_per_shard": identities_per_shard, "frames_per_video": frames_per_video}
     stored = _existing_plan(cache, plan)
     done = {name: _read_json(cache / name / "shard.json") for name in shards if (cache / name / "shard.json").is_file()}
     if total:
@@ -100,9 +105,9 @@ def prepare_corpus(data: str | Path, cache: str | Path, workers: int = 0, identi
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers <= 1:
         for name, start, shard_labels in todo:
-            done[name] = _build_shard(data, cache, name, start, shard_labels, progress)
+            done[name] = _build_shard(data, cache, name, start, shard_labels, progress, frames_per_video)
     else:
-        done.update(_build_in_pool(data, cache, todo, workers, progress))
+        done.update(_build_in_pool(data, cache, todo, workers, progress, frames_per_video))
     result = _summary(plan, plan_failures, done, complete=True)
     _write_json(cache / "prepare.json", result)
     return _checked_result(data, cache, {**result, "shards_built": [name for name, _, _ in todo]})
@@ -152,7 +157,8 @@ def _existing_plan(cache: Path, plan: dict) -> dict | None:
             raise BadArgument(cache, "is not empty and holds no prepare.json; give an empty or new folder")
         return None
     stored = _read_json(path)
-    for key, what in (("format", "format"), ("source", "corpus"), ("identities_per_shard", "identities per shard")):
+    for key, what in (("format", "format"), ("source", "corpus"), ("identities_per_shard", "identities per shard"),
+                      ("frames_per_video", "--frames-per-video")):
         if stored.get(key) != plan[key]:
             raise BadArgument(cache, f"was prepared with another {what} ({stored.get(key)!r}, now {plan[key]!r}); "
                                      f"give an empty folder or delete this one")
@@ -197,8 +203,8 @@ def _write_json(path: Path, content: dict | list) -> None:
     os.replace(temporary, path)
 
 
-def _build_in_pool(data: Path, cache: Path, todo: list, workers: int,
-                   progress: Callable[[int], None] | None) -> dict[str, dict]:
+def _build_in_pool(data: Path, cache: Path, todo: list, workers: int, progress: Callable[[int], None] | None,
+                   frames_per_video: int | None = None) -> dict[str, dict]:
     """Build shards in `workers` spawned processes, one shard per task; their progress comes back on a queue."""
     # spawn, not fork: the caller may have torch loaded, and forking a process with its threads is unsafe
     context = multiprocessing.get_context("spawn")
@@ -207,7 +213,8 @@ def _build_in_pool(data: Path, cache: Path, todo: list, workers: int,
     built: dict[str, dict] = {}
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(progress_queue, threads)) as pool:
-        futures = {pool.submit(_build_shard, data, cache, name, start, labels): name for name, start, labels in todo}
+        futures = {pool.submit(_build_shard, data, cache, name, start, labels, None, frames_per_video): name
+                   for name, start, labels in todo}
         pending = set(futures)
         try:
             while pending:
@@ -259,8 +266,24 @@ def _face_detector():
     return FaceDetector()
 
 
+def sampled_frames(paths: list[Path], identity_folder: Path, per_video: int | None) -> list[Path]:
+    """At most `per_video` of an identity's face files from each video folder (its first level below the identity),
+    evenly spread over them in name order; all of them for None."""
+    if per_video is None:
+        return paths
+    videos: dict[str, list[Path]] = {}
+    for path in paths:
+        videos.setdefault(path.relative_to(identity_folder).parts[0], []).append(path)
+    kept = []
+    for frames in videos.values():
+        frames = sorted(frames)
+        chosen = np.unique(np.linspace(0, len(frames) - 1, min(per_video, len(frames))).round().astype(int))
+        kept.extend(frames[i] for i in chosen)
+    return sorted(kept)
+
+
 def _build_shard(data: Path, cache: Path, name: str, start: int, labels: list[str],
-                 progress: Callable[[int], None] | None = None) -> dict:
+                 progress: Callable[[int], None] | None = None, frames_per_video: int | None = None) -> dict:
     """Build one shard in NAME.tmp/, rename it into place, and return its shard.json content."""
     progress = progress or _report_to_parent
     temporary = cache / f"{name}.tmp"
@@ -274,7 +297,8 @@ def _build_shard(data: Path, cache: Path, name: str, start: int, labels: list[st
     paired = 0
     for index, label in enumerate(labels, start):
         face_count = voice_count = 0
-        for path in media_files(data / "faces" / label, IMAGE_SUFFIXES):
+        for path in sampled_frames(media_files(data / "faces" / label, IMAGE_SUFFIXES), data / "faces" / label,
+                                   frames_per_video):
             pixels = _attempt(_face_pixels, path, data, failures)
             if pixels is not None:
                 faces.append(pixels[np.newaxis])

@@ -303,4 +303,8 @@ def train(cache: str | Path, out: str | Path, settings: TrainSettings, device: s
                 on_epoch(record)
         if world > 1:
             torch.distributed.barrier()
+    if rank == 0 and checkpoint_card:  # the graphs an install without torch runs it from (fvmatch.spaces.joint_onnx)
+        from fvmatch.models.onnx_export import export_onnx
+
+        export_onnx(load_checkpoint(out), out)
     return TrainResult(out, checkpoint_card.get("model_id", ""), settings.epochs - start_epoch, step, history)

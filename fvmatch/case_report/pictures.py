@@ -318,7 +318,7 @@ def _voice_query(handle: BinaryIO) -> Picture:
     import soundfile
 
     from fvmatch.media.audio import (HOP_LENGTH, MAX_BLOCK_SAMPLES, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE,
-                                     MIN_SAMPLE_RATE, SAMPLE_RATE, resampling_ratio)
+                                     MIN_SAMPLE_RATE, SAMPLE_RATE, log_mel, resampling_ratio)
 
     # the same bounds as the embedder's reader (fvmatch.media.audio._resampled_blocks): a header cannot make
     # this read or the resampling kernel huge
@@ -352,7 +352,7 @@ def _voice_query(handle: BinaryIO) -> Picture:
     wave.fill_between(times, [c.min() for c in chunks], [c.max() for c in chunks], color=CANDIDATE_COLOUR, linewidth=0)
     wave.set_ylabel("amplitude")
     wave.set_ylim(-1.05, 1.05)
-    features = log_mel_picture(mono)  # the model's own front end: 64 log-mel bands, 25 ms / 10 ms, normalised per band
+    features = log_mel(mono)  # the model's own front end: 64 log-mel bands, 25 ms / 10 ms, normalised per band
     spectrum.imshow(features, origin="lower", aspect="auto", cmap="magma",
                     extent=(0, features.shape[1] * HOP_LENGTH / SAMPLE_RATE, 0, features.shape[0]))
     spectrum.set_ylabel("mel band")
@@ -362,31 +362,6 @@ def _voice_query(handle: BinaryIO) -> Picture:
              else f"all {seconds:.1f} s")
     return Picture(rendered(figure, "jpeg"), f"the query recording, {shown} ({rate} Hz): waveform (16 kHz mono) "
                    "and log-mel features as the model computes them (64 bands, 25 ms / 10 ms, normalised per band)")
-
-
-def log_mel_picture(waveform: np.ndarray) -> np.ndarray:
-    """(64, frames) float32: fvmatch.media.audio.log_mel of 16 kHz audio (torchaudio's MelSpectrogram: a periodic Hann
-    window of 400 samples centred in 512, reflect-padded centred frames every 160, power 2, HTK mel filters without
-    normalisation; log; per-band mean/variance normalisation) in numpy, so that drawing a voice needs no torch (a
-    test compares it with log_mel)."""
-    from fvmatch.media.audio import HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, WIN_LENGTH
-
-    waveform = np.asarray(waveform, dtype=np.float32)
-    window = np.zeros(N_FFT, np.float32)
-    offset = (N_FFT - WIN_LENGTH) // 2
-    window[offset : offset + WIN_LENGTH] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)
-    padded = np.pad(waveform, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
-    spectrum = np.fft.rfft(frames * window, axis=1)
-    power = np.square(spectrum.real) + np.square(spectrum.imag)
-    mels = np.linspace(0.0, 2595.0 * np.log10(1.0 + SAMPLE_RATE / 2 / 700.0), N_MELS + 2)
-    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # HTK mel scale
-    slopes = edges[None, :] - np.linspace(0.0, SAMPLE_RATE // 2, N_FFT // 2 + 1)[:, None]
-    filters = np.maximum(0.0, np.minimum(-slopes[:, :-2] / np.diff(edges)[:-1], slopes[:, 2:] / np.diff(edges)[1:]))
-    features = np.log((power @ filters).T + LOG_FLOOR)
-    mean = features.mean(axis=1, keepdims=True)
-    std = features.std(axis=1, ddof=1, keepdims=True) if features.shape[1] > 1 else np.ones_like(mean)
-    return ((features - mean) / (std + 1e-5)).astype(np.float32)
 
 
 def rendered(figure, kind: str = "png") -> str:

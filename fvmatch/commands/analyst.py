@@ -208,7 +208,8 @@ def identify(
         check_gallery(gallery, modality, targets, space, cross_by)
         for name in spaces:
             gallery.check_space(name, embedder.space(name).model_id)
-        query = (embedder.embed_face(path, spaces=spaces)[0] if modality == "face"
+        # a face asked only against faces needs no age reading (the face-voice evidence is what reads it)
+        query = (embedder.embed_face(path, spaces=spaces, read_age=targets != ["face"])[0] if modality == "face"
                  else embedder.embed_voice(path, spaces=spaces, audio_track=audio_track,
                                            pick=question_spaces(gallery, modality, targets, space, cross_by, sex_fused)))
         groups = identify_query(gallery, query, targets, top, space, embedder.calibration, fmr, fused,

@@ -11,7 +11,7 @@ def print_group(query: str, group) -> None:
     """One trial group as a table titled with what scored it, its warning (if any) beneath."""
     from fvmatch.matching import describe_condition
 
-    scored = ("weighed by the sex read from each side (sex heads" if group.space == "sex"
+    scored = ("weighed by the sex and age read from each side (attribute estimators" if group.space == "sex"
               else f"in the {group.space} space (model")
     _print_candidates(f"{query}: {group.trial_type} trials {scored} {group.model_id[:16]}), {scores_shown(group)}; "
                       f"{describe_condition(group.condition)}", group.candidates, group.judgements)
@@ -46,8 +46,8 @@ def scores_shown(group) -> str:
     if group.scoring["score"] == "sex evidence":
         question = group.scoring["question"]
         return (f"the query reads {reading_words(question)}, population "
-                f"{group.scoring['population']['female']:.0%} female; score: each item's reading; equal LRs by "
-                "the reading's probability")
+                f"{group.scoring['population']['female']:.0%} female; score: each item's reading (sex / age band); "
+                "equal LRs by the reading's probability")
     if group.scoring["score"] == "joint+sex":
         return (f"joint cosine fused with the sex evidence (the query reads {reading_words(group.scoring['question'])})"
                 f" for the top {group.scoring['rescore_top']} by cosine, re-ranked")
@@ -66,17 +66,25 @@ def _print_candidates(title: str, candidates, judgements) -> None:
         reading = (judgement.readings or {}).get(candidate.modality)  # sex evidence: the item's reading, not a cosine
         # Text(): labels and paths are data, never rich markup ("[/]" in a label must print as it is)
         table.add_row(str(candidate.rank), Text(candidate.identity),
-                      f"{reading['sex']} {reading['probability']:.2f}" if reading else f"{candidate.score:.4f}",
+                      _reading_cell(reading) if reading else f"{candidate.score:.4f}",
                       "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
                       judgement.decision or "-", candidate.modality, ShortPath(candidate.source_path))
     stdout.print(table)
 
 
+def _reading_cell(reading: dict) -> str:
+    """An item's attribute reading in a table cell: 'female 0.97', with its age band where read: '/ 30-49 0.66'."""
+    age = reading.get("age")
+    return f"{reading['sex']} {reading['probability']:.2f}" + (f" / {age['band']} {age['probability']:.2f}" if age else "")
+
+
 def sex_evidence_words(judgement) -> str:
-    """A face-voice judgement of sex evidence in one phrase: both readings, the LR and its words, no decision."""
+    """A face-voice judgement of attribute evidence in one phrase: both readings, the LR and its words, what it rests
+    on (sex, and age where both sides' were read), no decision."""
     from fvmatch.attributes import reading_words
 
     face, voice = judgement.readings["face"], judgement.readings["voice"]
-    return (f"sex evidence: the face reads {reading_words(face)}, the voice {reading_words(voice)}: log10 LR "
-            f"{judgement.log10_lr:+.2f} ({judgement.verbal}); no decision (sex alone never says \"same person\")")
+    attributes = "sex and age" if face.get("age") and voice.get("age") else "sex"
+    return (f"{attributes} evidence: the face reads {reading_words(face)}, the voice {reading_words(voice)}: log10 LR "
+            f"{judgement.log10_lr:+.2f} ({judgement.verbal}); no decision ({attributes} never say \"same person\")")
 

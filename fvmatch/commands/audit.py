@@ -56,10 +56,10 @@ def audit_run(
 
     if space is not None and space not in SPACE_MODALITIES:  # a query it cannot score fails alone, with the reason
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
-    if space == "joint":  # refused once, not once per query, where torch is absent
-        from fvmatch.extras import require_training_extra
+    if space == "joint":  # refused once, not once per query, where the joint space cannot run
+        from fvmatch.extras import require_joint_space
 
-        require_training_extra("--space joint")
+        require_joint_space("--space joint", model)
 
     queries = read_queries(queries_file, check_root(root))
     if out.resolve() == queries_file.resolve():

@@ -19,7 +19,7 @@ EvaluationSpaceOption = typer.Option(
     "by sex, face-face in dlib-face, voice-voice in ge2e-voice.")
 
 
-def _spaces(space: Optional[str]) -> list[str]:
+def _spaces(space: Optional[str], model: Optional[Path] = None) -> list[str]:
     """The spaces to embed in: --space alone, else every trial type's default space (a bad name refused early)."""
     from fvmatch.errors import BadArgument
     from fvmatch.evaluation.corpus import DEFAULT_SPACES
@@ -29,8 +29,8 @@ def _spaces(space: Optional[str]) -> list[str]:
         from fvmatch.extras import joint_space_available
         from fvmatch.spaces import JOINT
 
-        # without the training extra (torch) the joint space cannot run: its face-voice trials are left out
-        return [name for name in DEFAULT_SPACES if name != JOINT or joint_space_available()]
+        # where the joint space cannot run (no torch, no ONNX graphs of the model) its face-voice trials are left out
+        return [name for name in DEFAULT_SPACES if name != JOINT or joint_space_available(model)]
     if space == "sex":  # the sex evidence: read from the faces' and voices' vectors of the spaces its heads read
         from fvmatch.evaluation.attribute_evidence import FACE_SPACE, VOICE_SPACE
 
@@ -38,9 +38,9 @@ def _spaces(space: Optional[str]) -> list[str]:
     if space not in SPACE_MODALITIES:
         raise BadArgument("--space", f"{space!r} is not a space; one of {', '.join(SPACE_MODALITIES)}")
     if space == "joint":
-        from fvmatch.extras import require_training_extra
+        from fvmatch.extras import require_joint_space
 
-        require_training_extra("--space joint")
+        require_joint_space("--space joint", model)
     return [space]
 
 
@@ -71,7 +71,7 @@ def _read_trial_list(path: Path, data: Path, split: Optional[str]):
     are those naming people of another split; a list none of whose trials is in DATA is refused."""
     from fvmatch.corpus import corpus_layout, read_meta
     from fvmatch.errors import BadArgument
-    from fvmatch.evaluation.trials import FORMAT, absent_items, read_trials
+    from fvmatch.evaluation.trials import FORMAT, absent_items, locate_nested_frames, read_trials
 
     rows = read_meta(data) if corpus_layout(data) == "meta" else []
     names = {row["name"]: row["identity"] for row in rows}
@@ -80,6 +80,10 @@ def _read_trial_list(path: Path, data: Path, split: Optional[str]):
         raise BadArgument(path, "lists no trials")
     if trial_list.list_format != FORMAT:
         say_line(stderr, f"fvmatch: {path}: {plural(len(trial_list.trials), 'trial')}, read as a {trial_list.list_format}")
+    trial_list, nested = locate_nested_frames(trial_list, data)
+    if nested:
+        say_line(stderr, f"fvmatch: {path}: {plural(nested, 'face frame')} named <video>/<frame> found in a folder per "
+                         "utterance (<video>/<utterance>/<frame>, the nested VoxCeleb1 release)")
     absent, files = absent_items(trial_list, data)
     if absent == len(trial_list.trials):
         raise BadArgument(path, f"none of its {absent:,} trials names files in {data} ({len(files):,} files absent, "
@@ -130,7 +134,7 @@ def evaluate(
 
     from fvmatch.evaluation.attribute_evidence import evaluate_sex
 
-    spaces = _spaces(space)
+    spaces = _spaces(space, model)
     split = _split(data, split, "test")
     given = _read_trial_list(trials, data, split) if trials else None  # a bad list fails before embedding
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
@@ -249,7 +253,7 @@ def calibrate(
 
         raise BadArgument("--space", "'sex': the sex evidence's confusion and bounds ship with its heads "
                                      "(benchmarks/attributes.py measures them); calibrate fits embedding spaces")
-    spaces = _spaces(space)
+    spaces = _spaces(space, model)
     if face_band is not None:
         from fvmatch.errors import BadArgument
         from fvmatch.quality.face import FACE_BANDS

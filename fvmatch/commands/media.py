@@ -90,10 +90,12 @@ def embed(
         return
     for embedding, reading in zip(embeddings, readings):
         # a figure that is unknown (jpeg_quality of a PNG) is left out here; --json gives it as null
-        quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items() if value is not None)
+        quality = ", ".join(f"{key} {value}" for key, value in embedding.quality.items()
+                            if value is not None and key != "age")  # the age reading is said on the next line
         say_line(stdout, f"{embedding.modality} {embedding.source}  ({quality})")  # a path may hold [markup]
         if reading is not None:
-            say_line(stdout, f"{embedding.modality}: {reading.describe()} ({reading.space} sex head)")
+            age = f"; age: {reading.age.estimator}" if reading.age else ""
+            say_line(stdout, f"{embedding.modality}: {reading.describe()} ({reading.space} sex head{age})")
         for name, vector in embedding.vectors.items():
             stdout.print(f"{name} space, model {embedding.model_ids[name][:16]}  {len(vector)}-D unit vector:")
             stdout.print(" ".join(f"{value:+.4f}" for value in vector), soft_wrap=False)

@@ -22,10 +22,13 @@ def prepare(
     experts: bool = typer.Option(False, "--experts", help="Also compute the dlib-face and ge2e-voice vectors of every "
                                  "item (what the experts, wen2021 and fuse-after-align recipes train on), in worker "
                                  "processes, resumable."),
+    frames_per_video: Optional[int] = typer.Option(None, "--frames-per-video", min=1, help="At most N face frames of "
+                                                   "each video folder, evenly spread (VoxCeleb holds thousands of "
+                                                   "frames of one face per video); default: every frame."),
     as_json: bool = JsonOption,
 ) -> None:
     """Detect and align faces, keep the speech of voices, and write training shards (resumable)."""
-    summary = _run_prepare(data, cache, workers, as_json)
+    summary = _run_prepare(data, cache, workers, as_json, frames_per_video)
     if experts:
         summary["experts"] = _run_experts(cache, EXPERT_SPACES, workers, as_json)
     if as_json:
@@ -49,13 +52,13 @@ def prepare(
             say_line(stderr, f"  {line}")
 
 
-def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool) -> dict:
+def _run_prepare(data: Path, cache: Path, workers: int, quiet: bool, frames_per_video: Optional[int] = None) -> dict:
     from fvmatch.training.prepare import prepare_corpus
 
     with item_progress(stderr, "prepare", "identities", transient=quiet) as progress:
         task = progress.add_task("prepare", total=None)
         return prepare_corpus(data, cache, workers=workers, progress=lambda n: progress.advance(task, n),
-                              total=lambda n: progress.update(task, total=n))
+                              total=lambda n: progress.update(task, total=n), frames_per_video=frames_per_video)
 
 
 EXPERT_SPACES = {"face": "dlib-face", "voice": "ge2e-voice"}

@@ -51,7 +51,7 @@ import csv
 import json
 import zlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -315,6 +315,36 @@ def read_trials(path: str | Path, names: Mapping[str, str] | None = None) -> Tri
     trials = [_checked_trial(path, f"trial {number}", row) for number, row in enumerate(document.get("trials", []), 1)]
     return TrialList(trials, seed=document.get("seed"), counts=document.get("counts"), source=str(path),
                      shortfalls=list(document.get("shortfalls", [])))
+
+
+def locate_nested_frames(trials: TrialList, data: str | Path) -> tuple[TrialList, int]:
+    """The list with each face frame it names flat (`faces/<id>/<video>/<frame>.jpg`, as the published face-voice
+    lists name them after VoxCeleb1's flat frame release) but the corpus holds one folder down, in a folder per
+    utterance (`faces/<id>/<video>/<utterance>/<frame>.jpg`, as the nested release keeps them), named where it is;
+    and how many items were so found. A frame's number is its place in the video, so one video's utterances never
+    share a name; a name found in two utterance folders is left as it is (absent)."""
+    data = Path(data)
+    frames_of: dict[Path, dict[str, str]] = {}
+
+    def located(item: str) -> str:
+        parts = item.split("/")
+        if len(parts) != 4 or parts[0] != "faces" or (data / item).is_file():
+            return item
+        video = data.joinpath(*parts[:3])
+        if video not in frames_of:
+            found: dict[str, list[str]] = {}
+            for frame in (video.glob("*/*") if video.is_dir() else ()):
+                found.setdefault(frame.name, []).append(f"{item.rsplit('/', 1)[0]}/{frame.parent.name}/{frame.name}")
+            frames_of[video] = {name: paths[0] for name, paths in found.items() if len(paths) == 1}
+        return frames_of[video].get(parts[3], item)
+
+    moved = 0
+    trials_found = []
+    for trial in trials.trials:
+        items = [located(item) for item in (trial.probe, *trial.candidates)]
+        moved += sum(new != old for new, old in zip(items, (trial.probe, *trial.candidates)))
+        trials_found.append(replace(trial, probe=items[0], candidates=tuple(items[1:])))
+    return replace(trials, trials=trials_found), moved
 
 
 def absent_items(trials: TrialList, data: str | Path) -> tuple[int, list[str]]:

@@ -22,6 +22,18 @@ def stored_vectors(gallery, modality: str, space: str, identity: str | None = No
     return ids, vectors
 
 
+def stored_qualities(gallery, ids: np.ndarray) -> list[dict]:
+    """The stored quality of each item in `ids` (in that order): what was measured when it was enrolled."""
+    import json
+
+    found = {}
+    for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+        chunk = [int(i) for i in ids[start:start + 900]]
+        found.update(gallery.db.execute(f"SELECT id, quality_json FROM media WHERE id IN ({','.join('?' * len(chunk))})",
+                                        chunk).fetchall())
+    return [json.loads(found.get(int(i)) or "{}") for i in ids]
+
+
 def ranked_by(gallery, ids: np.ndarray, keys: Sequence[tuple], score: Callable[[tuple], float], space: str,
               top: int) -> list[Candidate]:
     """Identities ranked by their best item, items compared by `keys` (one sortable tuple an item, higher better);

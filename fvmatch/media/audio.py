@@ -118,11 +118,26 @@ def log_mel_batch(waveforms):
 
 
 def log_mel(waveform: np.ndarray) -> np.ndarray:
-    """64-band log-mel (25 ms / 10 ms) of one 16 kHz mono clip, mean/variance normalised per band over the utterance."""
-    import torch
-
-    batch = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None]
-    return log_mel_batch(batch)[0].numpy().astype(np.float32)
+    """(64, frames) float32 log-mel of one 16 kHz mono clip, in numpy: `log_mel_batch`'s front end (torchaudio's
+    MelSpectrogram: a periodic Hann window of 400 samples centred in 512, reflect-padded centred frames every 160,
+    power 2, HTK mel filters without normalisation; log; per-band mean/variance normalisation over the utterance), so
+    that the joint space's voices and the report's pictures need no torch (a test compares the two)."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    window = np.zeros(N_FFT, np.float32)
+    offset = (N_FFT - WIN_LENGTH) // 2
+    window[offset : offset + WIN_LENGTH] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)
+    padded = np.pad(waveform, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH]
+    spectrum = np.fft.rfft(frames * window, axis=1)
+    power = np.square(spectrum.real) + np.square(spectrum.imag)
+    mels = np.linspace(0.0, 2595.0 * np.log10(1.0 + SAMPLE_RATE / 2 / 700.0), N_MELS + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)  # HTK mel scale
+    slopes = edges[None, :] - np.linspace(0.0, SAMPLE_RATE // 2, N_FFT // 2 + 1)[:, None]
+    filters = np.maximum(0.0, np.minimum(-slopes[:, :-2] / np.diff(edges)[:-1], slopes[:, 2:] / np.diff(edges)[1:]))
+    features = np.log((power @ filters).T + LOG_FLOOR)
+    mean = features.mean(axis=1, keepdims=True)
+    std = features.std(axis=1, ddof=1, keepdims=True) if features.shape[1] > 1 else np.ones_like(mean)
+    return ((features - mean) / (std + 1e-5)).astype(np.float32)
 
 
 @lru_cache(maxsize=4)

@@ -92,7 +92,7 @@ def space_for(first: str, second: str, override: str | None = None) -> str:
     it does not embed both; MissingTrainingExtra for the joint space where torch is absent), else the trial type's
     default."""
     from fvmatch.errors import BadArgument
-    from fvmatch.extras import require_training_extra
+    from fvmatch.extras import require_joint_space
 
     if override is None:
         return DEFAULT_SPACE[trial_type(first, second)]
@@ -102,7 +102,7 @@ def space_for(first: str, second: str, override: str | None = None) -> str:
         raise BadArgument("--space", f"the {override} space embeds {' and '.join(SPACE_MODALITIES[override])} only: "
                           f"it cannot score {first}-{second} trials")
     if override == JOINT:
-        require_training_extra("--space joint")
+        require_joint_space("--space joint")
     return override
 
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from fvmatch.errors import ModelMismatch
 from fvmatch.media.audio import log_mel
 from fvmatch.models.checkpoint import Checkpoint
+from fvmatch.spaces.joint_onnx import expert_space
 
 FACE_BATCH = 32
 
@@ -32,8 +32,8 @@ class JointSpace:
         self.model_id = checkpoint.model_id
         self.dim = int(checkpoint.card["embedding_dim"])
         config = checkpoint.model.config
-        self.face_expert = _expert(checkpoint.card, config.face_input, space) if config.face_input != "crop" else None
-        self.voice_expert = _expert(checkpoint.card, config.voice_input, space) if config.voice_input != "log-mel" else None
+        self.face_expert = expert_space(checkpoint.card, config.face_input, space) if config.face_input != "crop" else None
+        self.voice_expert = expert_space(checkpoint.card, config.voice_input, space) if config.voice_input != "log-mel" else None
         # the speech a window gives it (fvmatch.media.audio.SpeechWindow.speech_for): its voice expert's, as the head was
         # trained on that space's vectors; silero-vad's for a model on log-mel
         self.front_end = getattr(self.voice_expert, "front_end", "speech")
@@ -63,15 +63,3 @@ class JointSpace:
         else:
             inputs = torch.from_numpy(log_mel(speech)).unsqueeze(0)
         return self.model.embed_voices(inputs.to(self.device))[0].float().cpu().numpy()
-
-
-def _expert(card: dict, name: str, space: Callable[[str], object] | None):
-    """The pretrained space `name` an experts model reads, checked against the model id its card recorded."""
-    if space is None:
-        raise ValueError(f"the joint model reads the {name} space: give JointSpace a way to load it")
-    expert = space(name)
-    trained_on = (card.get("experts") or {}).get(name)
-    if trained_on != expert.model_id:
-        raise ModelMismatch(name, f"the joint model's head was trained on {name} model {str(trained_on)[:16]}; the "
-                                  f"installed one is {expert.model_id[:16]}")
-    return expert
