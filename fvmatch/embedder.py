@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.age_reading import face_age_probabilities, face_age_quality
+from fvmatch.age_reading import face_age_probabilities, face_age_quality, start_loading_face_age
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
 from fvmatch.extras import JOINT_PACKAGES, installed, joint_space_available, require_joint_space
 from fvmatch.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech, speech_windows
@@ -193,6 +193,8 @@ class Embedder:
 
         NoFaceFound/UnreadableMedia on failure.
         """
+        if read_age and FACE_SPACE in spaces:
+            start_loading_face_age()  # onnxruntime's start overlaps the detection
         image, found = self.detector.image_and_faces(path)
         chosen = found if all_faces else found[:1]
         for crop in chosen:
