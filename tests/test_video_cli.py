@@ -59,6 +59,9 @@ def test_embed_video_json(clips):
     assert set(document["face"]["spaces"]) == {"joint", "dlib-face"}
     assert set(document["voice"]["spaces"]) == {"joint", "ge2e-voice"}
     assert document["face"]["quality"]["video"]["frame_times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    # the track's age: its best frame's reading off the dlib-face chip, shown with the sex read
+    age = document["face"]["quality"]["age"]
+    assert sum(age["bands"]) == pytest.approx(1.0, abs=1e-3) and 0 < age["years"] < 81
 
 
 def test_a_video_enrolls_as_one_identity_with_its_provenance(gallery, clips):
@@ -113,6 +116,7 @@ def test_verify_video_alone_weighs_its_face_and_voice_by_sex_and_by_the_joint_sp
     assert by_sex.returncode == 0, by_sex.stderr
     (trial,) = json.loads(by_sex.stdout)["trials"]
     assert (trial["space"], trial["decision"]) == ("sex", None) and set(trial["readings"]) >= {"face", "voice"}
+    assert {trial["readings"][side]["age"]["band"] for side in ("face", "voice")} <= {"under 30", "30-49", "50 and over"}
     outcome = run_cli_here("verify", "--video", clips["a1"], "--space", "joint", "--json")
     assert outcome.returncode == 0, outcome.stderr
     document = json.loads(outcome.stdout)
