@@ -141,13 +141,15 @@ def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spa
     linker = TrackLinker(link_space, max_gap_seconds=max(MAX_GAP_SECONDS, 2.0 / fps + 1e-6))
     frames = sampled_frames(path, fps, info, progress)
     pending: list[tuple[float, list[tuple[PreparedFace, float]]]] = []
+    floor = PyramidFloor()
     while True:
         started = time.perf_counter()
         frame = next(frames, None)
         timings["decode"] += time.perf_counter() - started
         if frame is not None:
             started = time.perf_counter()
-            crops = embedder.detector.detect(Image.fromarray(frame.image))
+            crops = embedder.detector.detect(Image.fromarray(frame.image), floor.next_smallest())
+            floor.saw(crops)
             prepared = [(PreparedFace(crop, {name: embedder.space(name).prepare(frame.image, crop) for name in spaces},
                                       len(crops)), frame.scale) for crop in crops]
             pending.append((frame.time, prepared))
@@ -163,6 +165,31 @@ def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spa
             timings["embedding"] += time.perf_counter() - started
         if frame is None:
             return linker.tracks()
+
+
+class PyramidFloor:
+    """The smallest face each sampled frame is searched for. The detector's image pyramid costs most at its finest
+    levels, which only faces smaller than any on screen need: between full scans (every SCAN_EVERY-th sample, and
+    whenever the last sample found no face) a frame is searched for faces at least FLOOR_SHARE of the smallest face
+    of the sample before. A face that grows or shrinks by up to that much between samples is still found; a new,
+    smaller face is found at the next full scan (within SCAN_EVERY samples: 2 s at the default 2 fps)."""
+
+    SCAN_EVERY = 4
+    FLOOR_SHARE = 0.5
+
+    def __init__(self) -> None:
+        self.sample = 0
+        self.smallest: float | None = None  # the width of the smallest face of the last sample (None: it had none)
+
+    def next_smallest(self) -> float | None:
+        """The smallest face width to look for in the next sample (None: a full scan)."""
+        full = self.sample % self.SCAN_EVERY == 0 or self.smallest is None
+        self.sample += 1
+        return None if full else self.FLOOR_SHARE * self.smallest
+
+    def saw(self, crops) -> None:
+        widths = [crop.box[2] - crop.box[0] for crop in crops]
+        self.smallest = min(widths) if widths else None
 
 
 def _face_ages(faces: list[PreparedFace], spaces: Sequence[str]) -> list[dict | None]:

@@ -60,6 +60,37 @@ def test_track_vector_is_quality_weighted_mean_renormalised():
     assert track.best_quality["eye_distance_px"] == 30.0
 
 
+def test_the_pyramid_floor_scans_fully_every_few_samples_and_after_a_sample_without_faces():
+    from types import SimpleNamespace
+
+    from fvmatch.video import PyramidFloor
+
+    floor = PyramidFloor()
+    found = lambda *widths: [SimpleNamespace(box=(10.0, 0.0, 10.0 + w, w)) for w in widths]  # noqa: E731
+    asked = []
+    for crops in (found(120, 80), found(90), found(), found(100), found(100), found(60), found(60), found(60)):
+        asked.append(floor.next_smallest())
+        floor.saw(crops)
+    # sample 0 full; 1: half the smallest of sample 0; 2: half of 90; 3: full (sample 2 found none); 4: full (every
+    # 4th); 5, 6, 7: half the smallest of the sample before
+    assert asked == [None, 40.0, 45.0, None, None, 50.0, 30.0, 30.0]
+
+
+def test_a_floor_finds_the_faces_a_full_scan_finds_at_least_that_wide_and_no_smaller(grace_hopper):
+    from PIL import Image
+
+    from fvmatch.media.image import FaceDetector
+
+    detector, image = FaceDetector(), Image.open(grace_hopper).convert("RGB")
+    (full,) = detector.detect(image)
+    width = full.box[2] - full.box[0]
+    (floored,) = detector.detect(image, 0.5 * width)
+    assert np.allclose(floored.box, full.box, atol=0.05 * width)
+    # MTCNN's smallest face is not a hard edge (its boxes are regressed from 12-px cells): this 181-px face is still
+    # found with a floor of twice its width, not with three times
+    assert len(detector.detect(image, 2.0 * width)) == 1 and detector.detect(image, 3.0 * width) == []
+
+
 @pytest.fixture(scope="module")
 def people():
     return draw_identity("track-a", np.random.default_rng(1)), draw_identity("track-b", np.random.default_rng(2))

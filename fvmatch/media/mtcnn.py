@@ -43,12 +43,14 @@ class MTCNN:
         # default: cli.py) made a cold face query 2-10x slower (1.9-3.8 s against 5-22 s, measured on 2 busy cores)
         self._blas = ThreadpoolController()
 
-    def detect(self, image: Image.Image | np.ndarray, landmarks: bool = False):
+    def detect(self, image: Image.Image | np.ndarray, landmarks: bool = False, min_face_size: float | None = None):
         """Faces of an RGB image (PIL, or uint8 H x W x 3), largest box first, as facenet's `MTCNN.detect`:
         boxes (n, 4) x1 y1 x2 y2, probabilities (n,) and with `landmarks` the five points (n, 5, 2), float32;
-        no face: (None, [None], None). An image smaller than the minimum face size has none."""
+        no face: (None, [None], None). An image smaller than the minimum face size has none. `min_face_size`: the
+        smallest face looked for this once (the pyramid starts there), at least the detector's own."""
+        smallest = max(self.min_face_size, min_face_size or 0.0)
         with self._blas.limit(limits=1, user_api="blas"):
-            found, points = detect_face(np.asarray(image, dtype=np.uint8), self.min_face_size, self.pnet, self.rnet,
+            found, points = detect_face(np.asarray(image, dtype=np.uint8), smallest, self.pnet, self.rnet,
                                         self.onet, self.thresholds, self.factor)
         if len(found) == 0:
             return (None, [None], None) if landmarks else (None, [None])
