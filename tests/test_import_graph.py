@@ -1,7 +1,8 @@
 """Imports run one way: no module of fvmatch/, models/ (fvmatch.models) or training/ (fvmatch.training) imports,
 directly or through others, a module that imports it back. Read from the source with ast: every `import` and
 `from ... import` at any depth counts (a lazy import inside a function still ties two modules), relative imports
-resolved. The layer order is in docs/architecture.md, "Layers"."""
+resolved; and every import goes to a module of its own layer or one below (docs/architecture.md, "Layers", mirrored
+in LAYERS)."""
 from __future__ import annotations
 
 import ast
@@ -126,3 +127,45 @@ def test_lazy_relative_and_package_imports_close_a_cycle(tmp_path):
     (package / "spaces" / "names.py").write_text("JOINT = 'joint'\n\ndef key():\n    from ..gallery import x\n")
     assert cycles(import_graph(module_files({"fvmatch": package}))) == [
         ["fvmatch.calibration", "fvmatch.gallery", "fvmatch.scoring", "fvmatch.spaces", "fvmatch.spaces.names"]]
+
+
+# docs/architecture.md, "Layers", bottom to top: a module's layer is that of the longest name below that is its own
+# name or a package above it
+LAYERS = {
+    1: ("fvmatch.errors", "fvmatch.paths", "fvmatch.extras", "fvmatch.progress", "fvmatch.corpus",
+        "fvmatch.evaluation.metrics", "fvmatch.evaluation.trial", "fvmatch.models"),
+    2: ("fvmatch.quality", "fvmatch.media"),
+    3: ("fvmatch.spaces",),
+    4: ("fvmatch.gallery", "fvmatch.evaluation", "fvmatch.calibration", "fvmatch.scoring"),
+    5: ("fvmatch", "fvmatch.age_reading", "fvmatch.attributes", "fvmatch.evidence", "fvmatch.embedder",
+        "fvmatch.fused_scoring", "fvmatch.matching", "fvmatch.sex_fusion", "fvmatch.video",
+        "fvmatch.evaluation.attribute_evidence"),
+    6: ("fvmatch.enrollment", "fvmatch.reembed", "fvmatch.audit", "fvmatch.audit_files", "fvmatch.batch_audit",
+        "fvmatch.case_report", "fvmatch.importers", "fvmatch.synth", "fvmatch.training"),
+    # the one-off weight conversion reads media.torch_weights: a script over the layers, not a part of them
+    7: ("fvmatch.commands", "fvmatch.cli", "fvmatch.models.weights.convert_pretrained"),
+}
+
+
+def layer_of(module: str) -> int:
+    names = {name: layer for layer, names in LAYERS.items() for name in names}
+    owner = max((name for name in names if module == name or module.startswith(name + ".")), key=len)
+    return names[owner]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module of a higher layer, in words (an import of the bare package `fvmatch`, a name of its
+    __init__, is not counted: every layer's relative imports pass through it)."""
+    return sorted(f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+                  for module, targets in graph.items() for target in targets
+                  if target != "fvmatch" and layer_of(target) > layer_of(module))
+
+
+def test_every_import_goes_to_the_same_layer_or_one_below():
+    """The layer order itself, not only the absence of cycles."""
+    upward = upward_imports(import_graph(module_files(PACKAGE_ROOTS)))
+    assert not upward, "imports against the layer order (docs/architecture.md, Layers):\n" + "\n".join(upward)
+    # the check sees one: media importing the gallery, lazily or not, would be refused
+    assert upward_imports({"fvmatch.media.audio": {"fvmatch.gallery.scan", "fvmatch.errors"}}) == [
+        "fvmatch.media.audio (layer 2) imports fvmatch.gallery.scan (layer 4)"]
+    assert layer_of("fvmatch.evaluation.attribute_evidence") == 5 and layer_of("fvmatch.evaluation.report") == 4
