@@ -21,7 +21,7 @@ import numpy as np
 
 from fvmatch.age_reading import face_age_probabilities, face_age_quality
 from fvmatch.embedder import Embedder, Embedding, PreparedFace
-from fvmatch.errors import FvmatchError, NoFaceFound, PoorQuality, TooLittleSpeech
+from fvmatch.errors import BadArgument, FvmatchError, NoFaceFound, PoorQuality, TooLittleSpeech
 from fvmatch.media.audio import SpeechSummary
 from fvmatch.media.tracks import MAX_GAP_SECONDS, FaceTrack, FrameFace, TrackLinker
 from fvmatch.media.video import DEFAULT_FPS, VideoInfo, probe_video, sampled_frames, soundtrack_speech
@@ -73,11 +73,13 @@ class VideoEvidence:
 def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
                 face_spaces: Sequence[str] | None = None, voice_spaces: Sequence[str] | None = None,
                 all_faces: bool = False, progress: Callable[[float], None] | None = None,
-                info: VideoInfo | None = None, voice_pick: Callable[[dict], Sequence[str]] | None = None) -> VideoEvidence:
+                info: VideoInfo | None = None, voice_pick: Callable[[dict], Sequence[str]] | None = None,
+                face_track: int | None = None) -> VideoEvidence:
     """Embed a video: its face tracks and main face in `face_spaces` (default every face space), its soundtrack's
     speech in `voice_spaces` (default every voice space; [] skips the soundtrack; `voice_pick` as
     Embedder.embed_voice's `pick`). `all_faces`: an Embedding per
-    track too. `progress(seconds)`: the video time reached. UnreadableMedia for a bad file; NoFaceFound when
+    track too. `face_track`: the number of the track to take as the video's face (as `embed --video` lists them,
+    longest first; default 1); BadArgument where there is no such track. `progress(seconds)`: the video time reached. UnreadableMedia for a bad file; NoFaceFound when
     neither a face nor enough speech is found (the message says both)."""
     path = Path(path)
     face_spaces = list(face_spaces) if face_spaces is not None else spaces_of("face")
@@ -85,7 +87,7 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
     info = info if info is not None else probe_video(path)
     sha256, size = file_digest(path)
     timings = {"decode": 0.0, "detection": 0.0, "embedding": 0.0, "speech": 0.0}
-    tracks = face_tracks(embedder, path, info, fps, face_spaces, timings, progress)
+    tracks = chosen_first(path, face_tracks(embedder, path, info, fps, face_spaces, timings, progress), face_track)
     notes: list[str] = []  # filled once both passes are read: the soundtrack's damage is found as it is read
     evidence = VideoEvidence(str(path), sha256, size, fps, info, tracks, None, None, [], notes, timings)
 
@@ -165,6 +167,18 @@ def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spa
             timings["embedding"] += time.perf_counter() - started
         if frame is None:
             return linker.tracks()
+
+
+def chosen_first(path: Path, tracks: list[FaceTrack], number: int | None) -> list[FaceTrack]:
+    """The tracks with track `number` first (the face the video gives); as they are for None."""
+    if number is None or number == 1 and tracks:
+        return tracks
+    chosen = [track for track in tracks if track.number == number]
+    if not chosen:
+        held = f"{len(tracks)} face track{'s' if len(tracks) != 1 else ''}" + (
+            f" (1-{len(tracks)}, longest first: embed --video lists them)" if tracks else "")
+        raise BadArgument("--track", f"{path} holds {held}: there is no track {number}")
+    return chosen + [track for track in tracks if track.number != number]
 
 
 class PyramidFloor:

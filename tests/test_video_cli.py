@@ -266,3 +266,27 @@ def test_embed_video_in_one_space(clips):
     assert voice_only["tracks"][0]["frames"] == 8  # the face is still found and tracked
     face_only = json.loads(run_cli_here("embed", "--video", clips["a1"], "--space", "dlib-face", "--json").stdout)
     assert list(face_only["face"]["spaces"]) == ["dlib-face"] and face_only["voice"] is None
+
+
+def test_track_picks_which_face_of_a_video_is_its_face(tmp_path):
+    a, b = draw_identity("cli-a", np.random.default_rng(21)), draw_identity("cli-b", np.random.default_rng(22))
+    two = write_talking_head(tmp_path / "two.mp4", [OnScreen(a, (0.27, 0.5), 0.5),
+                                                    OnScreen(b, (0.75, 0.5), 0.5, since=1.0, until=3.0)], 4.0, width=480)
+    found = {}
+    for track in (None, 2):
+        outcome = run_cli_here("embed", "--video", two, "--space", "dlib-face", "--json",
+                               *(("--track", track) if track else ()))
+        assert outcome.returncode == 0, outcome.stderr
+        found[track] = json.loads(outcome.stdout)
+    assert [t["track"] for t in found[None]["tracks"]] == [1, 2] and found[None]["face"]["quality"]["track"] == 1
+    # the second track (B, on screen 1-3 s) is the face asked for, listed first; A's is the other
+    assert found[2]["face"]["quality"]["track"] == 2 and [t["track"] for t in found[2]["tracks"]] == [2, 1]
+    centres = {k: np.mean([(box[0] + box[2]) / 2 for box in found[k]["tracks"][0]["boxes"]]) for k in (None, 2)}
+    assert centres[None] < 240 < centres[2]  # A stands left, B right, in the 480-px picture
+    assert found[None]["face"]["spaces"]["dlib-face"]["embedding"] != found[2]["face"]["spaces"]["dlib-face"]["embedding"]
+    missing = run_cli_here("embed", "--video", two, "--space", "dlib-face", "--track", "5")
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        f"fvmatch: error: --track: {two} holds 2 face tracks (1-2, longest first: embed --video lists them): there is "
+        "no track 5")
+    alone = run_cli_here("identify", "-g", tmp_path / "g", "--face", tmp_path / "x.jpg", "--track", "2")
+    assert alone.returncode == 2 and "--track: goes with --video" in alone.stderr

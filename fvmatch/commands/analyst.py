@@ -13,7 +13,7 @@ from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOp
                                      open_gallery, plural, population_option,
                                      quality_minimums, refuse_video_as, require_file, say_line, say_waiting, stderr,
                                      stdout)
-from fvmatch.commands.common import AudioTrackOption
+from fvmatch.commands.common import AudioTrackOption, TrackOption
 from fvmatch.commands.answers import item_notes, print_group, print_notes, sex_evidence_words
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
@@ -138,6 +138,7 @@ def identify(
     voice: Optional[Path] = typer.Option(None, "--voice", help="Query voice recording."),
     video: Optional[Path] = typer.Option(None, "--video", help="Query video: its face track and its soundtrack."),
     fps: float = FpsOption,
+    track: Optional[int] = TrackOption,
     audio_track: Optional[int] = AudioTrackOption,
     against: Optional[str] = typer.Option(None, "--against", help="face, voice or all (default: every trial type "
                                           "whose evidence holds on real people: the query's own modality, and the "
@@ -173,6 +174,8 @@ def identify(
     """
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
+    if track is not None and video is None:
+        raise BadArgument("--track", "goes with --video (it picks one of the video's face tracks)")
     if video is not None:
         if face is not None or voice is not None:
             raise BadArgument("identify", "give exactly one query: --face IMG, --voice AUDIO or --video FILE")
@@ -183,7 +186,8 @@ def identify(
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
             return identify_video(video, fps, against, top, space, fmr, gallery, embedder, gallery_path, as_json,
-                                  rescore_top, population_option(population), audio_track=audio_track)
+                                  rescore_top, population_option(population), audio_track=audio_track,
+                                  face_track=track)
     modality, path = _one_query(face, voice)
     refuse_video_as(path, f"--{modality}")
     from fvmatch.matching import query_spaces

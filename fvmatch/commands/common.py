@@ -261,6 +261,8 @@ def say_waiting(message: str) -> None:
 
 VideoOption = typer.Option(None, "--video", help="Video file (MP4, MOV, MKV, WebM, AVI): its face track and soundtrack.")
 FpsOption = typer.Option(2.0, "--fps", min=0.01, max=30.0, help="Video frames sampled per second.")
+TrackOption = typer.Option(None, "--track", min=1, help="With --video: the face track to take (from 1, longest on "
+                           "screen first, as `embed --video` lists them; default 1).")
 AudioTrackOption = typer.Option(None, "--audio-track", min=1, help="Audio track to read (from 1) of a video or "
                                 "container holding several (default: the one with the most speech).")
 

@@ -9,7 +9,7 @@ import typer
 from fvmatch.commands.common import (FpsOption, JsonOption, MinBandwidthOption, MinFacePxOption, MinSnrOption,
                                      ModelOption, VideoOption, app, emit_json, plural, quality_minimums,
                                      refuse_video_as, say_line, stderr, stdout)
-from fvmatch.commands.common import AudioTrackOption
+from fvmatch.commands.common import AudioTrackOption, TrackOption
 from fvmatch.errors import BadArgument
 from fvmatch.progress import item_progress
 
@@ -57,19 +57,22 @@ def embed(
     min_snr: Optional[float] = MinSnrOption,
     min_bandwidth: Optional[float] = MinBandwidthOption,
     audio_track: Optional[int] = AudioTrackOption,
+    track: Optional[int] = TrackOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Print the embeddings of one face image, one voice recording or one video (its main face track and its
     soundtrack) in every space of their modality (or --space), with quality figures."""
     if sum(item is not None for item in (face, voice, video)) != 1:
         raise BadArgument("embed", "give exactly one of --face IMG, --voice AUDIO or --video FILE")
+    if track is not None and video is None:
+        raise BadArgument("--track", "goes with --video (it picks one of the video's face tracks)")
     refuse_video_as(face, "--face")
     refuse_video_as(voice, "--voice")
     from fvmatch.spaces import space_for, spaces_of
 
     if video is not None:
         return _embed_video(video, fps, model, all_faces, min_speech, space, min_face_px, min_snr, min_bandwidth,
-                            as_json, audio_track)
+                            as_json, audio_track, track)
 
     modality = "face" if face else "voice"
     spaces = [space_for(modality, modality, space)] if space is not None else spaces_of(modality)
@@ -102,7 +105,7 @@ def embed(
 
 
 def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: float, space, min_face_px, min_snr,
-                 min_bandwidth, as_json: bool, audio_track: int | None = None) -> None:
+                 min_bandwidth, as_json: bool, audio_track: int | None = None, track: int | None = None) -> None:
     from fvmatch.embedder import Embedder
     from fvmatch.commands.common import video_evidence
     from fvmatch.spaces import FACE_SPACE, SPACE_MODALITIES, spaces_of
@@ -116,7 +119,8 @@ def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: fl
     embedder = Embedder.load(model, min_speech_seconds=min_speech,
                              minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     evidence = video_evidence(embedder, video, fps, face_spaces=face_spaces or [FACE_SPACE],
-                              voice_spaces=voice_spaces, all_faces=all_faces, audio_track=audio_track)
+                              voice_spaces=voice_spaces, all_faces=all_faces, audio_track=audio_track,
+                              face_track=track)
     if not face_spaces:  # a voice space asked for: the face space only linked the tracks, its vectors are not shown
         for embedding in evidence.track_faces:
             embedding.vectors, embedding.model_ids = {}, {}

@@ -17,7 +17,8 @@ PART = {"face": "face track", "voice": "soundtrack"}
 
 def identify_video(path: Path, fps: float, against: str | None, top: int, space: str | None, fmr: float,
                    gallery, embedder, gallery_path: Path, as_json: bool, rescore_top: int = 50,
-                   population: dict | None = None, audio_track: int | None = None) -> None:
+                   population: dict | None = None, audio_track: int | None = None,
+                   face_track: int | None = None) -> None:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
     from fvmatch.commands.answers import print_group, print_notes
@@ -50,7 +51,7 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                               voice_spaces=spaces["voice"],
                               voice_pick=question_spaces(gallery, "voice", parts["voice"], space, cross_by, sex_fused),
-                              audio_track=audio_track)
+                              audio_track=audio_track, face_track=face_track)
     answered = []  # (part, groups)
     for query in evidence.embeddings():
         if parts[query.modality]:
