@@ -290,3 +290,14 @@ def test_track_picks_which_face_of_a_video_is_its_face(tmp_path):
         "no track 5")
     alone = run_cli_here("identify", "-g", tmp_path / "g", "--face", tmp_path / "x.jpg", "--track", "2")
     assert alone.returncode == 2 and "--track: goes with --video" in alone.stderr
+    # verify --video alone: B's face (track 2) against the soundtrack, read by sex and age like any face-voice pair
+    read = {}
+    for track in ("1", "2"):
+        verified = run_cli_here("verify", "--video", two, "--track", track, "--json")
+        assert verified.returncode == 0, verified.stderr
+        (trial,) = json.loads(verified.stdout)["trials"]
+        assert trial["space"] == "sex"
+        read[track] = trial["readings"]
+    assert read["1"]["voice"] == read["2"]["voice"] and read["1"]["face"]["p_female"] != read["2"]["face"]["p_female"]
+    both = run_cli_here("verify", "--video", two, "--video", two, "--track", "2")
+    assert both.returncode == 2 and "--track: goes with one --video" in both.stderr

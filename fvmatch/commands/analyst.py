@@ -250,6 +250,8 @@ def verify(
     fps: float = FpsOption,
     claim: Optional[str] = typer.Option(None, "--claim", help="With one --video: the claimed identity in --gallery "
                                         "its face track and soundtrack are scored against."),
+    track: Optional[int] = TrackOption,
+    audio_track: Optional[int] = AudioTrackOption,
     gallery_path: Path = GalleryOption,
     space: Optional[str] = SpaceOption,
     fmr: float = FmrOption,
@@ -272,6 +274,10 @@ def verify(
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
     for modality, path in items:
         refuse_video_as(path, f"--{modality}")
+    for option, value in (("--track", track), ("--audio-track", audio_track)):
+        if value is not None and len(video) != 1:
+            raise BadArgument(option, "goes with one --video (it picks one of that video's tracks)")
+    tracks = {"face_track": track, "audio_track": audio_track}
     if claim is not None:
         if len(video) != 1 or items:
             raise BadArgument("--claim", "goes with one --video alone (for an image or a recording: audit run with a "
@@ -283,7 +289,7 @@ def verify(
         with open_gallery(gallery_path) as gallery:
             embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
             return verify_video_claim(video[0], claim, fps, space, fmr, gallery, embedder, as_json,
-                                      population_option(population))
+                                      population_option(population), **tracks)
     if video:
         if len(video) + len(items) > 2:
             raise BadArgument("verify", "a --video goes alone or with one other item (--face, --voice or --video)")
@@ -291,7 +297,7 @@ def verify(
         from fvmatch.embedder import Embedder
 
         embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
-        return verify_video(video, items, fps, space, fmr, embedder, as_json, population_option(population))
+        return verify_video(video, items, fps, space, fmr, embedder, as_json, population_option(population), **tracks)
     if len(items) != 2:
         raise BadArgument("verify", f"give exactly two items (--face/--voice), got {len(items)}")
     from fvmatch.spaces import space_for

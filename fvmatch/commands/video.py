@@ -88,7 +88,8 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
 
 
 def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float, space: str | None, fmr: float,
-                 embedder, as_json: bool, population: dict | None = None) -> None:
+                 embedder, as_json: bool, population: dict | None = None, face_track: int | None = None,
+                 audio_track: int | None = None) -> None:
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
     from fvmatch.commands.answers import print_notes, sex_evidence_words
@@ -103,7 +104,7 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
     if len(videos) == 1 and not others and cross_by is None:  # its face against its soundtrack: face-voice alone
         raise BadArgument(videos[0], cross_modal_refusal(embedder.card))
     calibration = embedder.calibration
-    first = video_evidence(embedder, videos[0], fps)
+    first = video_evidence(embedder, videos[0], fps, audio_track=audio_track, face_track=face_track)
     left = [(f"video {videos[0]} {PART[e.modality]}", e) for e in first.embeddings()]
     if len(videos) == 2:
         second = video_evidence(embedder, videos[1], fps)
@@ -171,7 +172,8 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
 
 
 def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fmr: float, gallery, embedder,
-                       as_json: bool, population: dict | None = None) -> None:
+                       as_json: bool, population: dict | None = None, face_track: int | None = None,
+                       audio_track: int | None = None) -> None:
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
     from fvmatch.commands.answers import print_notes, sex_evidence_words
@@ -191,7 +193,8 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
         gallery.check_space(name, embedder.space(name).model_id)
     evidence = video_evidence(embedder, path, fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                               voice_spaces=spaces["voice"],
-                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space, cross_by))
+                              voice_pick=question_spaces(gallery, "voice", parts["voice"], space, cross_by),
+                              audio_track=audio_track, face_track=face_track)
     answered = [(query, group) for query in evidence.embeddings() if parts[query.modality]
                 for group in verify_claim(gallery, query, claim, parts[query.modality], space, embedder.calibration,
                                           fmr, joint_label(embedder.card), cross_by, population)]
