@@ -169,6 +169,8 @@ def test_audit_report_lists_every_query_and_details_the_answered_ones(audit_repo
             assert f'<td class="identity"><bdi>{escaped(candidate["identity"])}</bdi></td>' in article
             reading = (candidate.get("readings") or {}).get(candidate["matched_modality"])
             shown = f"{reading['sex']} {reading['probability']:.2f}" if reading else f"{candidate['score']:.4f}"
+            if reading and reading.get("age"):  # and its age band, where it was read
+                shown += f" / {escaped(reading['age']['band'])} {reading['age']['probability']:.2f}"
             assert f'<td class="num">{shown}</td>' in article  # sex evidence: the item's reading
         assert "<img src=\"data:image/" in article and "Decision at 1.0% false-match rate" in article
     assert escaped("the shaded areas are the score distributions of same-person and different-person trials of "
@@ -295,6 +297,9 @@ def test_a_face_query_report_answers_now_with_the_trial_types_that_hold(case, co
     # face-voice trials are weighed by the sex read from each side, never by the synthetic joint space
     assert kinds == {("face-face", "dlib-face"), ("face-voice", "sex")}
     assert escaped("sex and age evidence (face-voice): sex read from the face") in article
+    # each voice's row shows its reading, sex and age band, in place of a score: three voices (top 3)
+    cells = re.findall(r'<td class="num">(female|male) (\d\.\d\d) / (under 30|30-49|50 and over) (\d\.\d\d)</td>', article)
+    assert len(cells) == 3 and all(0.5 <= float(sex) <= 1 and 0.3 < float(band) <= 1 for _, sex, _, band in cells)
     assert escaped("dlib-face face-face: the shaded areas are the score distributions of same-person and "
                    "different-person trials of the model card's calibration") in article
     assert "<dt>searched</dt><dd>face + voice</dd>" in article

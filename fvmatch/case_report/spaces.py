@@ -19,8 +19,10 @@ PRETRAINED = {
                   "faces"),
     "ge2e-voice": "Resemblyzer's GE2E speaker encoder (256-D), pretrained on real speech",
     "sex": ("the sex read from the face (a logistic head on its dlib-face vector) and from the voice (a head on its "
-            "ge2e-voice vector), both trained on labelled real people (fvmatch.attributes): a likelihood ratio of "
-            "the two readings; it separates people read as of different sex, not people of one sex"),
+            "ge2e-voice vector), both trained on labelled real people, and the age band read from each where it was "
+            "(dlib's age network on the face's chip, a head on the voice's vector) (fvmatch.attributes): a "
+            "likelihood ratio of the two sides' readings; it separates people read as of different sex (and, "
+            "weakly, of distant age bands), not people alike in both"),
 }
 
 
