@@ -114,6 +114,9 @@ def answered_targets(modality: str, against: str | None, counts: dict, card: dic
     return targets, notes
 
 
+VIDEO_PART = {"face": "face track", "voice": "soundtrack"}
+
+
 def video_targets(against: str | None, counts: dict, card: dict,
                   space: str | None = None) -> tuple[dict[str, list[str]], list[str]]:
     """For a video's face track and soundtrack: the modalities each is compared with (`answered_targets`, a part
@@ -124,8 +127,18 @@ def video_targets(against: str | None, counts: dict, card: dict,
             parts[part], left_out = answered_targets(part, against, counts, card, space)
         except BadArgument:
             parts[part], left_out = [], [f"face-voice trials left out: {cross_modal_refusal(card)}"]
-        if space is not None:  # a named space scores the trials whose two modalities it embeds; the others go
-            parts[part] = [target for target in parts[part] if {part, target} <= set(SPACE_MODALITIES.get(space, ()))]
+        if space is not None:  # a named space scores the trials whose two modalities it embeds; the others go, said
+            embedded = set(SPACE_MODALITIES.get(space, ()))
+            parts[part] = [target for target in parts[part] if {part, target} <= embedded]
+            try:
+                unnamed = answered_targets(part, against, counts, card)[0]  # what the default spaces would answer
+            except BadArgument:
+                unnamed = []
+            dropped = [target for target in unnamed if not {part, target} <= embedded]
+            if dropped:  # the space is the reason, not the evidence: said so instead
+                left_out = [note for note in left_out if not note.startswith("face-voice trials left out")]
+            left_out += [f"{part}-{target} trials of the video's {VIDEO_PART[part]} left out: the {space} space "
+                         f"embeds {' and '.join(sorted(embedded))} only" for target in dropped]
         notes.extend(note for note in left_out if note not in notes)
     return parts, notes
 

@@ -106,6 +106,15 @@ def test_identify_video_finds_the_person_in_both_modalities_each_against_its_own
                                         "ORDER BY id DESC LIMIT 1").fetchone()
     connection.close()
     assert json.loads(inputs)[0]["video"]["face_track"]["frame_times"][:2] == [0.0, 0.5]
+    # a named space scores what it embeds; the trials it cannot score are said, not silently dropped
+    faces_only = run_cli_here("identify", "-g", gallery, "--video", clips["a2"], "--space", "dlib-face", "--json")
+    assert faces_only.returncode == 0, faces_only.stderr
+    document = json.loads(faces_only.stdout)
+    assert {(t["query"], t["trial_type"]) for t in document["trials"]} == {("face track", "face-face")}
+    assert document["left_out"] == [
+        "face-voice trials of the video's face track left out: the dlib-face space embeds face only",
+        "voice-voice trials of the video's soundtrack left out: the dlib-face space embeds face only",
+        "voice-face trials of the video's soundtrack left out: the dlib-face space embeds face only"]
     assert json.loads(result)["modality"] == "video"
 
 
