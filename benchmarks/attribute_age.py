@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from fvmatch.age_reading import AGE_BANDS, FACE_AGE_ESTIMATOR, FACE_AGE_SHA256, band_of_age  # noqa: E402
 from fvmatch.attributes import SEXES, _unbounded_log10_lr, log10_lr_of, p_female  # noqa: E402
 from fvmatch.calibration import cllr  # noqa: E402
+from fvmatch.paths import file_digest  # noqa: E402
 from attributes import SEX_OF, embedded, wilson  # noqa: E402  (a benchmark beside this one)
 
 SHRINK = 5.0  # pseudo-counts pulling a per-sex confusion row towards the pooled row
@@ -126,7 +127,7 @@ def main() -> None:
         "confusion": confusion(voice_true, voice_read, voice_sex),
         "accuracy": round(float((voice_read == voice_true).mean()), 4),
         "accuracy_interval": [round(v, 4) for v in wilson(int((voice_read == voice_true).sum()), len(voice_true))],
-        "people": sorted(set(speakers.tolist())), "sources_csv_sha256": _sha256(args.voices / "SOURCES.csv")}
+        "people": sorted(set(speakers.tolist())), "sources_csv_sha256": file_digest(args.voices / "SOURCES.csv")[0]}
 
     # faces: the shipped network, as fvmatch embed reads it
     rows = list(csv.DictReader(open(args.faces / "SOURCES.csv", newline="", encoding="utf-8")))
@@ -160,7 +161,7 @@ def main() -> None:
         "accuracy_interval": [round(v, 4) for v in wilson(int((face_read == face_true).sum()), len(face_true))],
         "mean_absolute_error_years": round(float(errors.mean()), 2),
         "mean_absolute_error_interval": [round(float(v), 2) for v in spread],
-        "sources_csv_sha256": _sha256(args.faces / "SOURCES.csv")}
+        "sources_csv_sha256": file_digest(args.faces / "SOURCES.csv")[0]}
 
     # the evidence over faces x voices of known sex and band
     sex_trained = set(heads["voice-sex"]["people"]["trained_on"])
@@ -223,12 +224,6 @@ def evidence_figures(heads: dict, faces: tuple, voices: tuple, seed: int) -> Non
           f"{heads['age']['cllr_sex_only']:.3f}); V-F 1:2 U {heads['age']['vf_1to2']['U']:.3f}, G "
           f"{heads['age']['vf_1to2']['G']:.3f} (sex alone U {heads['age']['vf_1to2_sex_only']['U']:.3f}, G "
           f"{heads['age']['vf_1to2_sex_only']['G']:.3f}; a tie counts half; a foil is another sex or band)")
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

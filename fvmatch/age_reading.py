@@ -13,12 +13,13 @@ never saw, is stored beside the sex heads; fvmatch.attributes folds it into the 
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from fvmatch.paths import shipped_bytes
 
 AGE_BANDS = ("under 30", "30-49", "50 and over")
 BAND_EDGES = (30, 50)  # the first age of each band after the first
@@ -41,8 +42,9 @@ _SESSION_LOCK = threading.Lock()
 
 def start_loading_face_age() -> None:
     """Open the face age network in a background thread, so that onnxruntime's start (about 50 ms) overlaps the face
-    detection that runs before any chip is cut; `face_age_probabilities` waits for it."""
-    threading.Thread(target=_face_age_session, daemon=True).start()
+    detection that runs before any chip is cut; `face_age_probabilities` waits for it. Nothing once it is open."""
+    if not _opened_session.cache_info().currsize:
+        threading.Thread(target=_face_age_session, daemon=True).start()
 
 
 def _face_age_session():
@@ -60,8 +62,7 @@ def _opened_session():
     path = _weights_dir() / "face_age.onnx"
     if not path.is_file():
         return None
-    if hashlib.sha256(path.read_bytes()).hexdigest() != FACE_AGE_SHA256:
-        raise RuntimeError(f"{path}: not the shipped face age network (sha256 differs)")
+    shipped_bytes(path, FACE_AGE_SHA256, "face age network")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -84,6 +85,12 @@ def face_age_probabilities(chips: np.ndarray) -> np.ndarray | None:
         return np.zeros((0, len(_AGES)), np.float32)
     batch = (np.stack(inner).astype(np.float32) - _CHIP_MEANS) / np.float32(256.0)
     return session.run(None, {"images": np.ascontiguousarray(batch.transpose(0, 3, 1, 2))})[0]
+
+
+def face_age_qualities(chips: np.ndarray) -> list[dict | None]:
+    """`face_age_quality` of each `dlib-face` chip (n, 150, 150, 3); None each where the network is absent."""
+    probabilities = face_age_probabilities(chips) if len(chips) else None
+    return [None] * len(chips) if probabilities is None else [face_age_quality(row) for row in probabilities]
 
 
 def band_of_age(years: float) -> int:

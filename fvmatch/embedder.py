@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.age_reading import face_age_probabilities, face_age_quality, start_loading_face_age
+from fvmatch.age_reading import face_age_qualities, start_loading_face_age
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
 from fvmatch.extras import JOINT_PACKAGES, installed, joint_space_available, require_joint_space
 from fvmatch.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech, speech_windows
@@ -201,10 +201,9 @@ class Embedder:
             self.minimums.check(path, crop.quality())
         prepared = [PreparedFace(crop, {name: self.space(name).prepare(image, crop) for name in spaces}, len(found))
                     for crop in chosen]
-        if read_age and FACE_SPACE in spaces and prepared:  # the age is read off the chip the face space cut (no second detector)
-            probabilities = face_age_probabilities(np.stack([face.inputs[FACE_SPACE] for face in prepared]))
-            for face, row in zip(prepared, () if probabilities is None else probabilities):
-                face.age = face_age_quality(row)
+        if read_age and FACE_SPACE in spaces and prepared:  # read off the chip the face space cut: no second detector
+            for face, age in zip(prepared, face_age_qualities(np.stack([face.inputs[FACE_SPACE] for face in prepared]))):
+                face.age = age
         return prepared
 
     def embed_prepared_faces(self, faces: Sequence[PreparedFace], spaces: Sequence[str]) -> list[dict[str, np.ndarray]]:

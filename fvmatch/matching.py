@@ -176,7 +176,7 @@ def attribute_group(gallery, embedding, target: str, top: int, population: dict 
     and reading it would load torch and the joint model into every cold face query, seconds and hundreds of MB.)"""
     from fvmatch.attributes import (DEFAULT_POPULATION, HEAD_OF, attributes_model_id, judgement, read_sex, readings_of,
                                     sex_heads)
-    from fvmatch.gallery.scan import ranked_by, stored_qualities, stored_vectors
+    from fvmatch.gallery.scan import ranked_by, stored_ages, stored_vectors
 
     population = population or DEFAULT_POPULATION
     question = read_sex(embedding.modality, embedding.vectors, embedding.model_ids, embedding.quality)
@@ -188,7 +188,7 @@ def attribute_group(gallery, embedding, target: str, top: int, population: dict 
         raise BadArgument(gallery.directory, f"the gallery's {head['space']} vectors come from another model than the "
                                              "sex head's: fvmatch gallery reindex embeds them again")
     ids, vectors = stored_vectors(gallery, target, head["space"], identity)
-    qualities = stored_qualities(gallery, ids) if target == "face" else None  # a face's age was read when enrolled
+    qualities = stored_ages(gallery, ids) if target == "face" else None  # a face's age was read when enrolled
     readings = readings_of(target, vectors, qualities) if len(ids) else []
     pairs = [(question, reading) if embedding.modality == "face" else (reading, question) for reading in readings]
     judged = [judgement(face, voice, population) for face, voice in pairs]

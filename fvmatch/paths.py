@@ -27,6 +27,14 @@ def input_file_problem(path: Path) -> str | None:
     return "not a regular file" if path.exists() else "no such file"
 
 
+def shipped_bytes(path: Path, sha256: str, what: str) -> bytes:
+    """The bytes of a weights file fvmatch ships, checked against its sha256 (ValueError naming `what` otherwise)."""
+    data = Path(path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path}: not the {what} fvmatch ships (sha256 differs): reinstall fvmatch")
+    return data
+
+
 def file_digest(path: Path) -> tuple[str, int]:
     """(sha256, size in bytes) of a file, read once."""
     with open(path, "rb") as handle:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.age_reading import face_age_probabilities, face_age_quality
+from fvmatch.age_reading import face_age_qualities
 from fvmatch.embedder import Embedder, Embedding, PreparedFace
 from fvmatch.errors import BadArgument, FvmatchError, NoFaceFound, PoorQuality, TooLittleSpeech
 from fvmatch.media.audio import SpeechSummary
@@ -160,7 +160,9 @@ def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spa
             started = time.perf_counter()
             faces = [face for _, found in pending for face, _ in found]
             vectors = iter(embedder.embed_prepared_faces(faces, spaces))
-            ages = iter(_face_ages(faces, spaces))
+            # each face's age off its dlib-face chip (about 2 ms a face): a track carries its best frame's reading
+            ages = iter(face_age_qualities(np.stack([face.inputs[FACE_SPACE] for face in faces]))
+                        if faces and FACE_SPACE in spaces else [None] * len(faces))
             for when, found in pending:
                 linker.add_frame([_frame_face(when, face, scale, next(vectors), next(ages)) for face, scale in found])
             pending = []
@@ -204,14 +206,6 @@ class PyramidFloor:
     def saw(self, crops) -> None:
         widths = [crop.box[2] - crop.box[0] for crop in crops]
         self.smallest = min(widths) if widths else None
-
-
-def _face_ages(faces: list[PreparedFace], spaces: Sequence[str]) -> list[dict | None]:
-    """Each face's age reading off its dlib-face chip (fvmatch.age_reading; about 2 ms a face), None where no such
-    chip was cut: a track carries its best frame's reading, as it carries that frame's other figures."""
-    probabilities = (face_age_probabilities(np.stack([face.inputs[FACE_SPACE] for face in faces]))
-                     if faces and FACE_SPACE in spaces else None)
-    return [None] * len(faces) if probabilities is None else [face_age_quality(row) for row in probabilities]
 
 
 def _frame_face(when: float, face: PreparedFace, scale: float, vectors: dict[str, np.ndarray],

@@ -31,6 +31,12 @@ class JointModelConfig:
         """The frozen pretrained spaces this model reads (none for a model trained end to end on media)."""
         return tuple(name for name, own in ((self.face_input, "crop"), (self.voice_input, "log-mel")) if name != own)
 
+    @property
+    def face_side(self) -> int:
+        """The side of the square crop the face subnet itself reads: small_cnn area-resizes MTCNN's 160 px crops to
+        its input size first (fvmatch.models.face.SmallFaceCNN), other subnets read them as they are."""
+        return self.face_input_size if self.face_subnet == "small_cnn" else 160
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -53,11 +53,6 @@ class _VoiceGraph(nn.Module):
         return self.model.embed_voices(voice)
 
 
-def face_input_size(config) -> int:
-    """The side of the face graph's square input: the subnet's input size (small_cnn), else MTCNN's 160."""
-    return config.face_input_size if config.face_subnet == "small_cnn" else 160
-
-
 def export_onnx(checkpoint: Checkpoint, path: str | Path) -> dict[str, Path]:
     """Write the checkpoint's face and voice graphs beside `path` (its file), each named by its model id; return them."""
     import onnx
@@ -67,8 +62,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path) -> dict[str, Path]:
         face_example = torch.zeros(2, config.face_channels[0])
         voice_example, voice_axes = torch.zeros(1, config.voice_channels[0]), {0: "batch"}
     else:
-        side = face_input_size(config)
-        face_example = torch.zeros(2, 3, side, side)
+        face_example = torch.zeros(2, 3, config.face_side, config.face_side)
         voice_example, voice_axes = torch.zeros(1, 64, 200), {0: "batch", 2: "frames"}
     written = {}
     for part, graph, example, axes in (("face", _FaceGraph(model), face_example, {0: "batch"}),

@@ -256,14 +256,7 @@ def write_tracks(path: Path, tracks: list[np.ndarray], picture: Path | None = No
         sounds = [container.add_stream("aac", rate=16000, layout="stereo" if samples.ndim == 2 else "mono")
                   for samples in tracks]
         if video is not None:
-            pixels = np.asarray(Image.open(picture).convert("RGB").resize((256, 300)))
-            for number in range(20):
-                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                frame.pts = number
-                for packet in video.encode(frame):
-                    container.mux(packet)
-            for packet in video.encode():
-                container.mux(packet)
+            encode_frames(container, video, np.asarray(Image.open(picture).convert("RGB").resize((256, 300))), 20)
         for sound, samples in zip(sounds, tracks):
             planes = np.ascontiguousarray(np.atleast_2d(samples.T), dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout="stereo" if samples.ndim == 2 else "mono")
@@ -358,14 +351,21 @@ def write_turned_by(path: Path, degrees: float, picture: Path) -> Path:
         stream = container.add_stream("libx264", rate=5)
         stream.width, stream.height, stream.pix_fmt = 256, 300, "yuv420p"
         stream.set_display_rotation(degrees)
-        for number in range(10):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = number
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_frames(container, stream, pixels, 10)
     return path
+
+
+def encode_frames(container, stream, pixels: np.ndarray, count: int) -> None:
+    """`count` frames of one picture into a PyAV video stream, then the encoder flushed."""
+    import av
+
+    for number in range(count):
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        frame.pts = number
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 @pytest.mark.parametrize("degrees, quarter, off", [(45, 0, 45), (135, 180, 45), (100, 90, 10)])

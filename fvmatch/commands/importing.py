@@ -14,6 +14,8 @@ import_app = typer.Typer(help="Lay a published corpus or a laboratory's own pair
                          "their files; only frames and soundtracks of videos are written).",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
+ReplaceOption = typer.Option(False, "--force", help="Replace a previous import in DATA (what it wrote only: links, "
+                             "meta.csv, a video's frames and soundtrack).")
 
 
 @import_app.command("voxceleb1")
@@ -28,7 +30,7 @@ def voxceleb1(
                                           "2 val, 4 test) instead of the Set column."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of dev identities made val when the "
                                        "splits come from the Set column (chosen by a hash of the identity)."),
-    force: bool = typer.Option(False, "--force", help="Replace a previous import in DATA (links and meta only)."),
+    force: bool = ReplaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Lay the VoxCeleb1 release out as a corpus for prepare, train, evaluate and calibrate: links to its files,
@@ -52,7 +54,7 @@ def voxceleb2(
                                "VGGFace2 ID: frames (<video>/[<utterance>/]<frame>.jpg) or photos (<photo>.jpg)."),
     val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share of dev identities made val (chosen by a "
                                        "hash of the identity)."),
-    force: bool = typer.Option(False, "--force", help="Replace a previous import in DATA (links and meta only)."),
+    force: bool = ReplaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Lay the VoxCeleb2 release out as a corpus for prepare, train, evaluate and calibrate: links to its M4A files
@@ -78,7 +80,7 @@ def pairs(
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of people made test where meta.csv "
                                         "gives no split."),
     video_frames: int = typer.Option(10, "--video-frames", min=1, help="Frames kept per video (one a second)."),
-    force: bool = typer.Option(False, "--force", help="Replace a previous import in DATA (what it wrote only)."),
+    force: bool = ReplaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Lay a laboratory's own paired recordings out as a corpus: photos and recordings linked per session, videos'

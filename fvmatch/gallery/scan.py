@@ -22,16 +22,17 @@ def stored_vectors(gallery, modality: str, space: str, identity: str | None = No
     return ids, vectors
 
 
-def stored_qualities(gallery, ids: np.ndarray) -> list[dict]:
-    """The stored quality of each item in `ids` (in that order): what was measured when it was enrolled."""
+def stored_ages(gallery, ids: np.ndarray) -> list[dict]:
+    """Each item's stored age reading (its quality's `age`, read when it was enrolled), as a quality dict holding that
+    alone ({} where it has none), in the order of `ids`: SQLite extracts it, so the rest of the quality is not parsed."""
     import json
 
     found = {}
     for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
         chunk = [int(i) for i in ids[start:start + 900]]
-        found.update(gallery.db.execute(f"SELECT id, quality_json FROM media WHERE id IN ({','.join('?' * len(chunk))})",
-                                        chunk).fetchall())
-    return [json.loads(found.get(int(i)) or "{}") for i in ids]
+        found.update(gallery.db.execute("SELECT id, json_extract(quality_json, '$.age') FROM media WHERE id IN "
+                                        f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    return [{"age": json.loads(found[int(i)])} if found.get(int(i)) else {} for i in ids]
 
 
 def ranked_by(gallery, ids: np.ndarray, keys: Sequence[tuple], score: Callable[[tuple], float], space: str,

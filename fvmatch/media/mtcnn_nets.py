@@ -30,12 +30,12 @@ models/utils/detect_face.py, under its licence:
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from fvmatch.models.checkpoint import WEIGHTS_DIR
+from fvmatch.paths import shipped_bytes
 
 # facenet-pytorch's data/{pnet,rnet,onet}.pt converted once (models/weights/convert_pretrained.py), MIT notice beside
 WEIGHTS_FILE = WEIGHTS_DIR / "mtcnn.safetensors"
@@ -48,9 +48,7 @@ def load_weights(path: Path = WEIGHTS_FILE) -> dict[str, dict[str, np.ndarray]]:
     facenet-pytorch's state dicts name them; the file is checked against its sha256."""
     from safetensors.numpy import load
 
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != WEIGHTS_SHA256:
-        raise ValueError(f"{path}: not the MTCNN weights fvmatch ships (sha256 differs): reinstall fvmatch")
+    data = shipped_bytes(path, WEIGHTS_SHA256, "MTCNN weights")
     nets: dict[str, dict[str, np.ndarray]] = {"pnet": {}, "rnet": {}, "onet": {}}
     for name, tensor in load(data).items():
         net, _, tensor_name = name.partition(".")

@@ -11,13 +11,13 @@ sigmoid give the chunk's probability of speech (silero-vad's layers, laid out as
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from fvmatch.media.numpy_lstm import LstmLayer, LstmWeights
 from fvmatch.models.checkpoint import WEIGHTS_DIR
+from fvmatch.paths import shipped_bytes
 
 WEIGHTS_FILE = WEIGHTS_DIR / "silero_vad_16k.safetensors"
 WEIGHTS_SHA256 = "691fec2533b22821b0744dfd5c119c17532f6d20c75915e865ac78bb8a2e9dd5"
@@ -38,9 +38,7 @@ class SileroVad:
     def __init__(self, path: Path = WEIGHTS_FILE) -> None:
         from safetensors.numpy import load
 
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != WEIGHTS_SHA256:
-            raise ValueError(f"{path}: not the silero-vad weights fvmatch ships (sha256 differs): reinstall fvmatch")
+        data = shipped_bytes(path, WEIGHTS_SHA256, "silero-vad weights")
         weights = load(data)
         # the STFT's real and imaginary kernels as one matrix: a frame of 256 samples -> 129 real, 129 imaginary parts
         self.stft = np.ascontiguousarray(weights["stft_conv.weight"][:, 0, :].T)

@@ -33,6 +33,7 @@ import numpy as np
 
 from fvmatch.media.numpy_lstm import LstmLayer, LstmWeights
 from fvmatch.models.checkpoint import WEIGHTS_DIR
+from fvmatch.paths import shipped_bytes
 
 # resemblyzer/hparams.py (not imported: importing any part of the package imports librosa)
 SAMPLE_RATE = 16000
@@ -85,9 +86,7 @@ class Ge2eVoiceSpace:
     def __init__(self) -> None:
         from safetensors.numpy import load
 
-        data = WEIGHTS_FILE.read_bytes()
-        if hashlib.sha256(data).hexdigest() != WEIGHTS_FILE_SHA256:
-            raise ValueError(f"{WEIGHTS_FILE}: not the GE2E weights fvmatch ships (sha256 differs): reinstall fvmatch")
+        data = shipped_bytes(WEIGHTS_FILE, WEIGHTS_FILE_SHA256, "GE2E weights")
         # the id: the converted file's source and the speech front end, which moves the vectors as much as the
         # weights do: a gallery or calibration made with another front end is refused or set aside, as one made with
         # other weights

@@ -59,7 +59,7 @@ class OnnxJointSpace:
         self.model_id = card["model_id"]
         self.dim = int(card["embedding_dim"])
         config = JointModelConfig.from_dict(card["config"])
-        self.face_side = config.face_input_size if config.face_subnet == "small_cnn" else 160
+        self.face_side = config.face_side
         self.sessions = {}
         for part, path in onnx_graph_paths(checkpoint_path).items():
             session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
