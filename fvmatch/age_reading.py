@@ -44,7 +44,10 @@ def start_loading_face_age() -> None:
     """Open the face age network in a background thread, so that onnxruntime's start (about 50 ms) overlaps the face
     detection that runs before any chip is cut; `face_age_probabilities` waits for it. Nothing once it is open."""
     if not _opened_session.cache_info().currsize:
-        threading.Thread(target=_face_age_session, daemon=True).start()
+        # not a daemon: a command that fails at once (a bad file) would otherwise exit while onnxruntime builds its
+        # session in this thread, and its C++ runtime aborts the process (exit -6, seen on a loaded machine); the
+        # interpreter waits for it (some 50 ms) instead
+        threading.Thread(target=_face_age_session).start()
 
 
 def _face_age_session():
