@@ -16,7 +16,8 @@ are reported apart, since the head was trained on the others. FACES_AGE: `<photo
 with a 95% Wilson interval for the peer (on the photos its own detector read) and for fvmatch's head (on the photos
 fvmatch embedded), and both on the photos both read; on FACES_AGE the peer's age error (mean absolute error with a
 95% normal interval, mean signed error, per decade) beside a reference: a ridge regression of age on the `dlib-face`
-vectors, 5-fold cross-validated over the photos (what fvmatch's space could give; fvmatch has no age head).
+vectors, 5-fold cross-validated over the photos (what fvmatch's space could give). fvmatch's own face age reading
+(dlib's age network on its `dlib-face` chip) is measured by benchmarks/attribute_age.py on the same photos.
 """
 from __future__ import annotations
 
