@@ -1,4 +1,4 @@
-"""Train and measure fvmatch's age readings (fvmatch/age_reading.py) and the face-voice evidence sex and age give.
+"""Train and measure fvmatch's age readings (fvmatch/evidence/age.py) and the face-voice evidence sex and age give.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/attribute_age.py --faces REFDATA/faces_age \
         --voices REFDATA/voices_age --work WORK
@@ -8,7 +8,7 @@ face age network is dlib's, trained elsewhere), so every photo measures it. VOIC
 SOURCES.csv (speaker, age_low, age_high, sex): real speakers of known age band (Common Voice's self-reported decades,
 TIMIT/EMO-DB/VCTK ages). Public real media kept out of the repository.
 
-- Voice: a multinomial logistic head on `ge2e-voice` vectors over the three bands (fvmatch.age_reading.AGE_BANDS),
+- Voice: a multinomial logistic head on `ge2e-voice` vectors over the three bands (fvmatch.evidence.age.AGE_BANDS),
   classes weighted equally; its confusion P(read band | true band, sex) measured out of fold (5 folds by speaker:
   every speaker read by a head that never heard them); the shipped head is then fitted on all speakers.
 - Face: the shipped network read off the `dlib-face` chip, as `fvmatch embed` does; its confusion measured on FACES.
@@ -35,9 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fvmatch.age_reading import AGE_BANDS, FACE_AGE_ESTIMATOR, FACE_AGE_SHA256, band_of_age  # noqa: E402
-from fvmatch.attributes import SEXES, _unbounded_log10_lr, log10_lr_of, p_female  # noqa: E402
-from fvmatch.calibration import cllr  # noqa: E402
+from fvmatch.evidence.age import AGE_BANDS, FACE_AGE_ESTIMATOR, FACE_AGE_SHA256, band_of_age  # noqa: E402
+from fvmatch.evidence.attributes import SEXES, _unbounded_log10_lr, log10_lr_of, p_female  # noqa: E402
+from fvmatch.calibration.fitting import cllr  # noqa: E402
 from fvmatch.paths import file_digest  # noqa: E402
 from attributes import SEX_OF, embedded, wilson  # noqa: E402  (a benchmark beside this one)
 
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "fvmatch" / "reference" / "attributes.json")
     args = parser.parse_args()
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     heads = json.loads(args.out.read_text(encoding="utf-8"))
     embedder = Embedder.load()

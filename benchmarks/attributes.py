@@ -8,7 +8,7 @@ FACES: `<person>/<photo>` with SEX.csv (person,sex F|M); VOICES: `<speaker>/<rec
 sex, ...). Public real media kept out of the repository. The people are split, seeded, into a training part and a
 held-out part (30%); a logistic head is trained on the training part's `dlib-face` (faces) or `ge2e-voice` (voices)
 vectors, and its confusion P(read | true sex) measured on the held-out people's items is what the likelihood ratio
-uses (fvmatch.attributes). Printed: each head's accuracy with a 95% Wilson interval on the held-out people and on the
+uses (fvmatch.evidence.attributes). Printed: each head's accuracy with a 95% Wilson interval on the held-out people and on the
 --check sets, beside a peer (voices: a fundamental-frequency threshold fitted on the training part); the face-voice
 evidence's V-F 1:2 on the held-out faces and voices, unstratified (U) and within one sex (G); its Cllr; the ELUB
 bounds. Writes the heads with their cards into --out (default fvmatch/reference/attributes.json).
@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fvmatch.attributes import SEXES  # noqa: E402
-from fvmatch.calibration import cllr  # noqa: E402
+from fvmatch.evidence.attributes import SEXES  # noqa: E402
+from fvmatch.calibration.fitting import cllr  # noqa: E402
 from fvmatch.evaluation.corpus import embed_spaces  # noqa: E402
 from reference_calibration import held_out_people, linked_layout  # noqa: E402  (a benchmark beside this one)
 
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "fvmatch" / "reference" / "attributes.json")
     args = parser.parse_args()
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     embedder = Embedder.load()
     heads, held_items = {}, {}

@@ -46,8 +46,8 @@ import numpy as np
 
 def build(workdir: Path, identities: int, real: int, seed: int, filler_batch: int = 1000) -> Path:
     """The corpus, the gallery and the query file; returns the query file."""
-    from fvmatch.embedder import Embedder
-    from fvmatch.enrollment import EnrollItem, enroll
+    from fvmatch.analysis.embedder import Embedder
+    from fvmatch.enrollment.enroll import EnrollItem, enroll
     from fvmatch.gallery import Gallery, NewItem
     from fvmatch.spaces import PRETRAINED_SPACES
     from fvmatch.synth import CorpusSpec, write_corpus

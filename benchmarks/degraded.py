@@ -123,7 +123,7 @@ def chosen(conditions: dict, wanted: str | None) -> dict:
 def run_voices(root: Path, quick: bool, wanted: str | None = None) -> None:
     import soundfile
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import FvmatchError
     from fvmatch.spaces import VOICE_SPACE, condition_query_spaces, query_space, reference_spaces
     from fvmatch.spaces.conditions import conditioned, reference_condition
@@ -192,7 +192,7 @@ def run_voices(root: Path, quick: bool, wanted: str | None = None) -> None:
 def run_faces(root: Path, quick: bool, wanted: str | None = None) -> None:
     import face_recognition
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import FvmatchError
     from fvmatch.media.image import load_image
     from fvmatch.spaces import FACE_SPACE

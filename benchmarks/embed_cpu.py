@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 import torch
 
-from fvmatch.embedder import Embedder
+from fvmatch.analysis.embedder import Embedder
 from fvmatch.media.audio import SpeechSummary, log_mel, speech_windows
 from fvmatch.media.image import load_image
 from fvmatch.models.checkpoint import Checkpoint, make_card

@@ -37,7 +37,7 @@ sys.path.insert(1, str(ROOT / "benchmarks"))
 
 from attributes import SEX_OF, embedded, wilson  # noqa: E402  (the sex-head benchmark beside this one)
 
-from fvmatch.attributes import p_female, sex_heads  # noqa: E402
+from fvmatch.evidence.attributes import p_female, sex_heads  # noqa: E402
 
 # where the peer was installed apart (--target): ../extra_pkgs beside the checkout, or $PEER_PACKAGES
 PEER_PATH = Path(os.environ.get("PEER_PACKAGES", Path(__file__).resolve().parents[2] / "extra_pkgs"))
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--peer-path", type=Path, default=PEER_PATH)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     embedder, predictor = Embedder.load(), load_peer(args.peer_path)
     shipped = sex_heads()["face-sex"]

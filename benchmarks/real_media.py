@@ -83,7 +83,7 @@ def figures(vectors: np.ndarray, owners: np.ndarray) -> dict:
 
 
 def fvmatch_face(space: str):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import FvmatchError
 
     embedder = Embedder.load()
@@ -98,7 +98,7 @@ def fvmatch_face(space: str):
 
 
 def fvmatch_voice(space: str):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import FvmatchError
 
     embedder = Embedder.load()

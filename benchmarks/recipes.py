@@ -58,7 +58,7 @@ def default_runs(other_configs: bool) -> list[tuple[str, str]]:
 
 
 def run_one(recipe: str, config: str, corpus: Path, cache: Path, out: Path, args, device: str) -> dict:
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.training.data import PreparedCorpus
 
     train_ids = len(PreparedCorpus(cache).split("train"))

@@ -7,7 +7,7 @@ FACES and VOICES are plain folders `<person>/<file>` with a SOURCES.csv (file, i
 path_in_repository, sha256, licence, ...): public real media assembled for this, kept out of the repository. Per
 space (`dlib-face` face-face, `ge2e-voice` voice-voice): the people are split, seeded, into a fitting part and a
 held-out part (--held-out, a fraction of the people); the logistic-regression map is fitted on the fitting part's
-trials (fvmatch.calibration.fit) and its log10 LRs bounded by ELUB (NFI's lir, Vergeer et al. 2016); the held-out
+trials (fvmatch.calibration.fitting.fit) and its log10 LRs bounded by ELUB (NFI's lir, Vergeer et al. 2016); the held-out
 part's trials (people the map never saw) give Cllr, Cllr_min and EER; --check gives the same on a second real set
 (../shared/realmedia). Writes fvmatch/reference/calibration.json (the entries, each marked "reference" and naming its
 data, its sources' repositories, commits and licences) and fvmatch/reference/sources-<modality>.csv (every file
@@ -29,10 +29,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fvmatch.calibration import FORMAT, MAX_TRIALS, cllr, cllr_min, fit, log10_lr, pair_scores  # noqa: E402
+from fvmatch.calibration.fitting import FORMAT, MAX_TRIALS, cllr, cllr_min, fit, log10_lr, pair_scores  # noqa: E402
 from fvmatch.evaluation.corpus import ItemSet, embed_spaces  # noqa: E402
 from fvmatch.evaluation.metrics import equal_error_rate  # noqa: E402
-from fvmatch.scoring import calibration_key  # noqa: E402
+from fvmatch.calibration.scoring import calibration_key  # noqa: E402
 
 OUT = ROOT / "fvmatch" / "reference"
 SPACES = {"face": ("dlib-face", "face-face", "faces", "photos"), "voice": ("ge2e-voice", "voice-voice", "voices", "recordings")}
@@ -330,7 +330,7 @@ def main() -> None:
     parser.add_argument("--degraded", action="store_true", help="also the entries of the voice reference conditions "
                         "and the face size bands (questions degraded from the same files)")
     args = parser.parse_args()
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     embedder = Embedder.load()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ def telephone_copies(corpus: Path) -> dict[Path, tuple[Path, Path]]:
 
 
 def measure(model: str | None, corpus: Path, copies: dict[Path, Path]) -> dict:
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import NoFaceFound
     from fvmatch.training.validation import verification_auc, voice_to_face_matching
 

@@ -6,7 +6,7 @@ Run: .venv/bin/python benchmarks/video.py [--fps 2] [--hour-fps 0.1] [--workdir 
 1. Writes a 1-minute 1280x720 talking-head MP4 (H.264 + AAC, 25 frames/s: a synthetic person's face, a new photo
    each second, drifting; their synthetic voice; fvmatch.synth.video) and a 1-hour file made of it remuxed 60 times
    (packets copied with shifted timestamps: a real 1-hour H.264/AAC stream, no re-encoding).
-2. In a fresh process for each file: loads the models and runs fvmatch.video.embed_video on a 4-second clip
+2. In a fresh process for each file: loads the models and runs fvmatch.analysis.video.embed_video on a 4-second clip
    (untimed warm-up), then on the file: decode (every frame decoded, the sampled ones converted to RGB), detection
    (MTCNN on each sampled frame, and the face spaces' inputs cut), embedding (the face spaces, in batches, and the
    track linking), speech (soundtrack decoded to 16 kHz, silero-vad, the voice spaces), each in seconds; the
@@ -32,8 +32,8 @@ from measured_child import measure as measure_child  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
-from fvmatch.embedder import Embedder
-from fvmatch.video import embed_video
+from fvmatch.analysis.embedder import Embedder
+from fvmatch.analysis.video import embed_video
 path, warm, fps = sys.argv[1], sys.argv[2], float(sys.argv[3])
 embedder = Embedder.load()
 embed_video(embedder, warm, fps=2.0)

@@ -9,8 +9,8 @@ or $FVMATCH_REAL_VIDEO; its README.md says where each clip comes from and under 
 the repository.
 
 1. fvmatch, in one child process (models loaded once; an untimed warm-up on the first clip): for each clip
-   fvmatch.video.embed_video(embedder, clip, fps) as `fvmatch embed --video CLIP` runs it, its stage timings
-   (decode, detection, embedding, speech; fvmatch.video's `timings`), its wall time, its face tracks (times, boxes).
+   fvmatch.analysis.video.embed_video(embedder, clip, fps) as `fvmatch embed --video CLIP` runs it, its stage timings
+   (decode, detection, embedding, speech; fvmatch.analysis.video's `timings`), its wall time, its face tracks (times, boxes).
 2. The peer, in another child process: the same sampled frames (fvmatch.media.video.sampled_frames: same times,
    frames over 1280 px scaled down as fvmatch does), face_recognition.face_locations(model="hog",
    number_of_times_to_upsample=--peer-upsample: 1 is the library's default, it finds faces down to about 40 px) and
@@ -66,8 +66,8 @@ if os.environ.get("FVMATCH_BENCH_CODE"):  # an exported commit: before the insta
 FVMATCH_CHILD = CODE_PRELUDE + """
 import json, sys, time
 import fvmatch
-from fvmatch.embedder import Embedder
-from fvmatch.video import embed_video
+from fvmatch.analysis.embedder import Embedder
+from fvmatch.analysis.video import embed_video
 fps, paths = float(sys.argv[1]), sys.argv[2:]
 print(json.dumps({"fvmatch": fvmatch.__file__}), flush=True)
 embedder = Embedder.load()

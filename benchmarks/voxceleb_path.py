@@ -170,7 +170,7 @@ def main() -> None:
         return
     if not (args.source / "faces").is_dir():
         sys.exit(f"{args.source}: no faces/ folder of real media (give DIR)")
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.training.data import PreparedCorpus
     from fvmatch.training.dry_run import measure_items
     from fvmatch.training.expert_vectors import compute_expert_vectors

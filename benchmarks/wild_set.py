@@ -96,7 +96,7 @@ def corpus(identity: str) -> str:
 def run_voices(root: Path, cache: Cache) -> None:
     import soundfile
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import FvmatchError
     from fvmatch.spaces import VOICE_SPACE, condition_query_spaces, query_space, reference_spaces
     from fvmatch.spaces.conditions import conditioned, reference_condition
@@ -229,7 +229,7 @@ def print_routes(rows: dict, references: dict, routes: list) -> None:
 
 
 def run_faces(root: Path, cache: Cache) -> None:
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import FvmatchError
     from fvmatch.media.degrade import shrink_face
     from fvmatch.media.image import load_image

@@ -11,7 +11,7 @@ __all__ = ["load_model", "embed_face", "embed_voice", "Embedder", "Embedding"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from fvmatch import embedder
+        from fvmatch.analysis import embedder
 
         return getattr(embedder, name)
     raise AttributeError(f"module 'fvmatch' has no attribute {name!r}")

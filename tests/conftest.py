@@ -19,7 +19,7 @@ def grace_hopper() -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     return Embedder.load()
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-STORAGE_CODE = ("fvmatch/gallery/", "fvmatch/enrollment.py", "fvmatch/audit.py", "fvmatch/commands/analyst.py")
+STORAGE_CODE = ("fvmatch/gallery/", "fvmatch/enrollment/enroll.py", "fvmatch/audit/trail.py", "fvmatch/commands/analyst.py")
 SCRIPT = Path(__file__).resolve()
 
 
@@ -175,7 +175,7 @@ class _Space:
 
 
 class ReplayEmbedder:
-    """What fvmatch.embedder.Embedder offers to enroll and identify, answered from the table."""
+    """What fvmatch.analysis.embedder.Embedder offers to enroll and identify, answered from the table."""
 
     def __init__(self, table: Path, delay_seconds: float = 0.0) -> None:
         data = np.load(table)
@@ -192,7 +192,7 @@ class ReplayEmbedder:
         self.delay_seconds = delay_seconds
 
     def _lookup(self, path, modality: str) -> int:
-        from fvmatch.enrollment import file_digest
+        from fvmatch.enrollment.enroll import file_digest
         from fvmatch.errors import UnreadableMedia
 
         time.sleep(self.delay_seconds)
@@ -203,7 +203,7 @@ class ReplayEmbedder:
 
     @property
     def calibration(self) -> dict:
-        from fvmatch.evidence import effective_calibration
+        from fvmatch.evidence.rules import effective_calibration
 
         return effective_calibration(self.card)
 
@@ -249,9 +249,9 @@ class ReplayEmbedder:
 
 
 def install_replay(table: Path, delay_seconds: float) -> None:
-    """Put a stand-in `fvmatch.embedder` module in place before the CLI imports it (so torch is never loaded)."""
+    """Put a stand-in `fvmatch.analysis.embedder` module in place before the CLI imports it (so torch is never loaded)."""
     replay = ReplayEmbedder(table, delay_seconds)
-    module = types.ModuleType("fvmatch.embedder")
+    module = types.ModuleType("fvmatch.analysis.embedder")
 
     class Embedder:
         @classmethod
@@ -263,7 +263,7 @@ def install_replay(table: Path, delay_seconds: float) -> None:
         return replay
 
     module.Embedder, module.embedder_for_gallery = Embedder, embedder_for_gallery
-    sys.modules["fvmatch.embedder"] = module
+    sys.modules["fvmatch.analysis.embedder"] = module
 
 
 def _die() -> None:
@@ -402,10 +402,10 @@ def count_lines(stop_at: int | None = None, report: bool = False) -> None:
 def main(argv: list[str]) -> None:
     install_replay(Path(argv[0]), float(os.environ.get("REPLAY_DELAY", "0")))
     import fvmatch.cli
-    import fvmatch.enrollment
+    import fvmatch.enrollment.enroll
 
     if os.environ.get("REPLAY_BATCH"):
-        fvmatch.enrollment.BATCH_SIZE = int(os.environ["REPLAY_BATCH"])
+        fvmatch.enrollment.enroll.BATCH_SIZE = int(os.environ["REPLAY_BATCH"])
     if os.environ.get("REPLAY_KILL"):
         install_kill(os.environ["REPLAY_KILL"])
     if os.environ.get("REPLAY_FAULT"):

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from fvmatch.audit import GENESIS_HASH, append_audit, audit_rows, row_hash, verify_chain
+from fvmatch.audit.trail import GENESIS_HASH, append_audit, audit_rows, row_hash, verify_chain
 from fvmatch.gallery import Gallery
 
 

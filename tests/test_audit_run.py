@@ -11,8 +11,8 @@ import sqlite3
 import pytest
 from mediagen import run_cli
 
-from fvmatch.audit_files import ResultsFile, read_queries
-from fvmatch.batch_audit import answer_query, run_audit
+from fvmatch.audit.files import ResultsFile, read_queries
+from fvmatch.audit.batch import answer_query, run_audit
 from fvmatch.errors import BadArgument
 from fvmatch.synth import CorpusSpec, write_corpus
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fvmatch.calibration import (MIN_DIFFERENT_TRIALS, MIN_SAME_TRIALS, calibrate, cllr, cllr_min, fit, log10_lr,
-                                 verbal_equivalent, write_calibrated_checkpoint)
+from fvmatch.calibration.fitting import (MIN_DIFFERENT_TRIALS, MIN_SAME_TRIALS, calibrate, cllr, cllr_min, fit,
+                                         log10_lr, verbal_equivalent, write_calibrated_checkpoint)
 from fvmatch.errors import BadArgument, ModelMismatch
 from fvmatch.evaluation import EmbeddedCorpus, ItemSet
-from fvmatch.scoring import judge
+from fvmatch.calibration.scoring import judge
 
 SAME_MEAN, DIFFERENT_MEAN, SD = 0.6, 0.1, 0.1
 
@@ -204,7 +204,7 @@ def test_calibrate_refuses_a_corpus_too_small_for_a_trial_type():
 
 
 def test_calibrated_checkpoint_keeps_the_model_id_and_carries_the_calibration(tmp_path, entry):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
 
     model_id = read_card(DEFAULT_CHECKPOINT)["model_id"]

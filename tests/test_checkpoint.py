@@ -112,7 +112,7 @@ def test_opening_a_checkpoint_reads_its_card_without_torch_or_the_weights():
     import sys
 
     probe = ("import sys\n"
-             "from fvmatch.embedder import Embedder\n"
+             "from fvmatch.analysis.embedder import Embedder\n"
              "embedder = Embedder.load()\n"
              "print(embedder.model_id[:16], embedder.embedding_dim, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -121,7 +121,7 @@ def test_opening_a_checkpoint_reads_its_card_without_torch_or_the_weights():
 
 
 def test_weights_that_do_not_match_the_card_are_refused_at_first_use_or_when_asked_at_once(saved, tmp_path):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import InvalidCheckpoint
 
     _, _, card = saved
@@ -138,7 +138,7 @@ def test_weights_that_do_not_match_the_card_are_refused_at_first_use_or_when_ask
 
 
 def test_a_card_that_describes_no_model_is_refused_when_opened(saved, tmp_path):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import InvalidCheckpoint
 
     model, _, card = saved
@@ -149,7 +149,7 @@ def test_a_card_that_describes_no_model_is_refused_when_opened(saved, tmp_path):
 
 
 def test_a_checkpoint_replaced_after_it_was_opened_is_refused_at_first_use(saved, tmp_path):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.errors import InvalidCheckpoint
 
     model, path, card = saved

@@ -235,7 +235,7 @@ def test_verify_with_a_calibrated_model_reports_the_lr_and_decides(corpus, tmp_p
                         reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
     import numpy as np
 
-    from fvmatch.calibration import fit, write_calibrated_checkpoint
+    from fvmatch.calibration.fitting import fit, write_calibrated_checkpoint
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
 
     rng = np.random.default_rng(0)

@@ -184,7 +184,7 @@ def test_condition_vectors_of_an_older_model_are_not_searched_until_reindex_embe
 
 def calibration_of(space: str, data: str, shift: float) -> dict:
     """A calibration entry of `space` voice-voice as `fvmatch calibrate` writes it, fitted on drawn scores."""
-    from fvmatch.calibration import FORMAT, fit
+    from fvmatch.calibration.fitting import FORMAT, fit
 
     rng = np.random.default_rng(7)
     entry = fit(rng.normal(0.8 - shift, 0.05, 300), rng.normal(0.4 - shift, 0.1, 3000), identities=12)
@@ -194,8 +194,8 @@ def calibration_of(space: str, data: str, shift: float) -> dict:
 
 
 def test_a_condition_s_calibration_sits_beside_the_clean_one_and_names_its_own_data():
-    from fvmatch.calibration import added_to
-    from fvmatch.scoring import judge
+    from fvmatch.calibration.fitting import added_to
+    from fvmatch.calibration.scoring import judge
 
     clean = calibration_of("ge2e-voice", "clean-interviews", 0.0)
     both = added_to(clean, calibration_of("ge2e-voice@telephone", "intercepted-calls", 0.2))
@@ -211,9 +211,9 @@ def test_a_condition_s_calibration_sits_beside_the_clean_one_and_names_its_own_d
 
 
 def test_a_small_face_is_judged_by_the_small_faces_map_where_there_is_one():
-    from fvmatch.calibration import FORMAT, added_to, fit
+    from fvmatch.calibration.fitting import FORMAT, added_to, fit
     from fvmatch.quality.face import face_band
-    from fvmatch.scoring import judge
+    from fvmatch.calibration.scoring import judge
 
     rng = np.random.default_rng(5)
     general = fit(rng.normal(0.8, 0.05, 300), rng.normal(0.3, 0.1, 3000), identities=12)
@@ -247,8 +247,8 @@ def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
     # the fused conditions hold that vector beside the enrolled one, and a question is read both ways for them
     import hashlib
 
-    from fvmatch.embedder import Embedder
-    from fvmatch.matching import query_spaces
+    from fvmatch.analysis.embedder import Embedder
+    from fvmatch.analysis.matching import query_spaces
     from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE,
                                 SPACE_MODALITIES, query_space)
     from fvmatch.spaces.conditions import FUSED_CONDITIONS, conditioned, split
@@ -283,7 +283,7 @@ def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
 
 @needs_real_media
 def test_a_fused_condition_scores_the_mean_of_its_two_cosines(questioned):
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.spaces import FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE
 
     embedder = Embedder.load()
@@ -302,8 +302,8 @@ def test_a_fused_condition_scores_the_mean_of_its_two_cosines(questioned):
 
 @needs_real_media
 def test_a_call_in_verify_is_read_as_the_telephone_references_are(questioned):
-    from fvmatch.embedder import Embedder
-    from fvmatch.matching import score_pair
+    from fvmatch.analysis.embedder import Embedder
+    from fvmatch.analysis.matching import score_pair
     from fvmatch.spaces import FUSED_QUERY_SPACE
 
     embedder, reference = Embedder.load(), clips_of(SPEAKERS[1])[0]
@@ -319,10 +319,10 @@ def test_a_question_is_embedded_only_in_the_space_its_quality_picks(gallery, que
     # clean: ge2e-voice (trimmed speech); a call: the space its telephone references are searched from (silero's
     # speech beside the trimmed); the encoder runs for those alone, unless the recording is too long to wait for its
     # quality
-    from fvmatch import embedder as embedder_module
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis import embedder as embedder_module
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.gallery import Gallery
-    from fvmatch.matching import query_spaces, question_spaces
+    from fvmatch.analysis.matching import query_spaces, question_spaces
     from fvmatch.spaces import FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE
 
     embedder, calls = Embedder.load(), []
@@ -352,7 +352,7 @@ def test_a_question_is_embedded_only_in_the_space_its_quality_picks(gallery, que
 def test_vectors_of_an_older_voice_model_are_refused_until_reindex_embeds_them_again(gallery, tmp_path):
     import shutil
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     old = tmp_path / "old"
     shutil.copytree(gallery, old)
@@ -393,7 +393,7 @@ def test_a_gallery_without_voices_takes_this_fvmatch_s_voice_model_as_it_is(tmp_
     # no ge2e-voice vector to compare: a changed model is recorded on the next write, not refused
     import matplotlib.cbook
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     photo = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     gallery = tmp_path / "faces-only"

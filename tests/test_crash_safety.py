@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from replay_cli import build_reference, replay_command
 
-from fvmatch.audit import verify_chain
+from fvmatch.audit.trail import verify_chain
 from fvmatch.gallery import Gallery
 from fvmatch.gallery.index import ModalityIndex, index_path
 from fvmatch.spaces import reference_spaces

@@ -182,7 +182,7 @@ def test_real_photos_and_speech_are_verified_in_the_pretrained_spaces(tmp_path):
 @pytest.mark.slow
 def test_calibrate_fits_a_voice_only_folder_in_the_voice_space_and_writes_it_under_its_key(tmp_path, embedder):
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
-    from fvmatch.scoring import judge
+    from fvmatch.calibration.scoring import judge
 
     corpus, folder = tmp_path / "synthetic", tmp_path / "recordings"
     # ten speakers with five clips each: 100 same-speaker and 1,125 different-speaker pairs, the least calibrate takes

@@ -261,7 +261,7 @@ def test_table2_rows_put_the_published_voxceleb_figures_beside_ours(results):
 
 
 def test_write_plots_writes_roc_det_histograms_tippett_and_the_1_to_n_curve(tmp_path, corpus):
-    from fvmatch.calibration import calibrate
+    from fvmatch.calibration.fitting import calibrate
 
     plain = write_plots(evaluate(corpus, seed=7, counts=SMALL, replicates=20), tmp_path / "plain")
     assert {path.name for path in plain} == {f"{plot}-{kind}.png" for plot in ("roc", "det", "histogram")
@@ -390,7 +390,7 @@ def test_each_trial_type_is_scored_in_its_own_space_when_several_are_given(corpu
 
 
 def test_a_calibration_is_checked_in_the_space_that_scores_the_trial_type(corpus):
-    from fvmatch.calibration import calibrate
+    from fvmatch.calibration.fitting import calibrate
 
     faces_only = in_space(corpus, "dlib-face", "d" * 64)
     calibration = calibrate(faces_only)

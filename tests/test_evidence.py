@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fvmatch.errors import BadArgument
-from fvmatch.evidence import (SYNTHETIC_JOINT_LABEL, answered_targets, effective_calibration, joint_holds, joint_label,
-                              reference_calibration, video_targets)
+from fvmatch.evidence.rules import (SYNTHETIC_JOINT_LABEL, answered_targets, effective_calibration, joint_holds,
+                                    joint_label, reference_calibration, video_targets)
 
 SYNTHETIC = {"model_id": "a" * 64, "training_data": "SYNTHETIC DATA ONLY: fvmatch synth corpus (seed 7)"}
 BOTH = {"face": 3, "voice": 2}
@@ -17,7 +17,7 @@ BOTH = {"face": 3, "voice": 2}
 @pytest.fixture()
 def no_sex_heads(monkeypatch):
     """fvmatch as if it shipped no sex heads: the joint space alone could carry face-voice evidence."""
-    from fvmatch import attributes
+    from fvmatch.evidence import attributes
 
     monkeypatch.setattr(attributes, "sex_heads", lambda: {})
 
@@ -79,7 +79,7 @@ def test_every_reference_entry_names_its_data_is_bounded_by_elub_and_validated_o
     reference = reference_calibration()
     if not reference:
         pytest.skip("this checkout ships no reference calibration (fvmatch/reference/calibration.json)")
-    from fvmatch.calibration import log10_lr
+    from fvmatch.calibration.fitting import log10_lr
 
     for key in ("dlib-face face-face", "ge2e-voice voice-voice"):
         entry = reference[key]
@@ -104,8 +104,8 @@ def fake_heads(face_right: float = 0.95, voice_right: float = 0.98) -> dict:
 
 
 def test_with_sex_heads_a_face_is_weighed_against_voices_by_sex_and_the_joint_space_only_when_named(monkeypatch):
-    from fvmatch import attributes
-    from fvmatch.evidence import cross_modal_scoring
+    from fvmatch.evidence import attributes
+    from fvmatch.evidence.rules import cross_modal_scoring
 
     monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads())
     assert answered_targets("face", None, BOTH, SYNTHETIC) == (["face", "voice"], [])
@@ -117,7 +117,7 @@ def test_with_sex_heads_a_face_is_weighed_against_voices_by_sex_and_the_joint_sp
 def test_sex_evidence_is_the_ratio_of_the_readings_under_one_and_two_people(monkeypatch):
     import math
 
-    from fvmatch import attributes
+    from fvmatch.evidence import attributes
 
     monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads())
     woman = attributes.SexReading("face", "female", 0.97, "dlib-face", "d" * 64)
@@ -137,7 +137,7 @@ def test_sex_evidence_is_the_ratio_of_the_readings_under_one_and_two_people(monk
 
 
 def test_sex_evidence_names_both_readings_the_population_and_what_it_cannot_show(monkeypatch):
-    from fvmatch import attributes
+    from fvmatch.evidence import attributes
 
     monkeypatch.setattr(attributes, "sex_heads", lambda: fake_heads())
     face = attributes.SexReading("face", "female", 0.97, "dlib-face", "d" * 64)
@@ -259,8 +259,8 @@ def test_a_voice_is_weighed_by_sex_against_a_gallery_that_holds_faces_alone(tmp_
 def test_age_bands_add_a_bounded_part_to_the_sex_evidence_and_are_left_out_where_a_side_has_none(monkeypatch):
     import math
 
-    from fvmatch import attributes
-    from fvmatch.age_reading import AGE_BANDS, AgeReading
+    from fvmatch.evidence import attributes
+    from fvmatch.evidence.age import AGE_BANDS, AgeReading
 
     def confusion(right: float) -> dict:  # the true band read with `right`, each other band with the rest
         return {sex: {true: {read: right if read == true else (1 - right) / 2 for read in AGE_BANDS}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fvmatch.embedder import Embedder
+from fvmatch.analysis.embedder import Embedder
 from fvmatch.synth import CorpusSpec, write_corpus
 pytest.importorskip("torch", reason="needs the training extra (torch): pip install 'fvmatch[train]'")
 from fvmatch.training import expert_vectors as experts

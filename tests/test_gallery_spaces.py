@@ -36,7 +36,7 @@ def version_1_gallery(directory: Path, corpus: Path, embedder) -> None:
     import sqlite_utils
 
     from fvmatch.gallery.schema import MIGRATIONS
-    from fvmatch.enrollment import file_digest
+    from fvmatch.enrollment.enroll import file_digest
 
     directory.mkdir()
     db = sqlite_utils.Database(directory / "gallery.db")

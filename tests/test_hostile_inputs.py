@@ -27,7 +27,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from scipy.signal import resample_poly
 
-from fvmatch.enrollment import EnrollReport, items_from_manifest
+from fvmatch.enrollment.enroll import EnrollReport, items_from_manifest
 from fvmatch.errors import NoFaceFound, UnreadableMedia
 from fvmatch.media.audio import MAX_RESAMPLE_KERNEL, SAMPLE_RATE, load_audio, resampling_ratio
 from fvmatch.media.image import FaceDetector, load_image

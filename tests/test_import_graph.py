@@ -136,12 +136,10 @@ LAYERS = {
         "fvmatch.evaluation.metrics", "fvmatch.evaluation.trial", "fvmatch.models"),
     2: ("fvmatch.quality", "fvmatch.media"),
     3: ("fvmatch.spaces",),
-    4: ("fvmatch.gallery", "fvmatch.evaluation", "fvmatch.calibration", "fvmatch.scoring"),
-    5: ("fvmatch", "fvmatch.age_reading", "fvmatch.attributes", "fvmatch.evidence", "fvmatch.embedder",
-        "fvmatch.fused_scoring", "fvmatch.matching", "fvmatch.sex_fusion", "fvmatch.video",
-        "fvmatch.evaluation.attribute_evidence"),
-    6: ("fvmatch.enrollment", "fvmatch.reembed", "fvmatch.audit", "fvmatch.audit_files", "fvmatch.batch_audit",
-        "fvmatch.case_report", "fvmatch.importers", "fvmatch.synth", "fvmatch.training"),
+    4: ("fvmatch.gallery", "fvmatch.evaluation", "fvmatch.calibration"),
+    5: ("fvmatch", "fvmatch.evidence", "fvmatch.analysis", "fvmatch.evaluation.attribute_evidence"),
+    6: ("fvmatch.enrollment", "fvmatch.audit", "fvmatch.case_report", "fvmatch.importers", "fvmatch.synth",
+        "fvmatch.training"),
     # the one-off weight conversion reads media.torch_weights: a script over the layers, not a part of them
     7: ("fvmatch.commands", "fvmatch.cli", "fvmatch.models.weights.convert_pretrained"),
 }

@@ -33,7 +33,7 @@ def test_area_resize_is_torchs_area_interpolation():
 
 
 def test_onnx_vectors_equal_torchs_on_real_faces_and_voices():
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     faces = sorted((REALMEDIA / "faces").glob("*/*"))[:40:10]
     voices = sorted((REALMEDIA / "voices").glob("*/*.flac"))[:30:10]
@@ -54,7 +54,7 @@ def test_onnx_vectors_equal_torchs_on_real_faces_and_voices():
 def test_graphs_of_another_model_are_refused(tmp_path):
     import onnx
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     model = tmp_path / "model.safetensors"
     shutil.copyfile(DEFAULT_CHECKPOINT, model)

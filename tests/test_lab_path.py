@@ -15,7 +15,7 @@ import pytest
 from mediagen import run_cli_here
 from voxceleb_tree import LAYOUTS, build_generated_release, render_corpus
 
-from fvmatch.calibration import MIN_IDENTITIES, MIN_SAME_TRIALS, log10_lr, verbal_equivalent
+from fvmatch.calibration.fitting import MIN_IDENTITIES, MIN_SAME_TRIALS, log10_lr, verbal_equivalent
 from fvmatch.corpus import read_meta
 
 SPLITS = {"train": 2, "val": 10, "test": 2}

@@ -1,4 +1,4 @@
-"""Property-based tests of enrolment manifests (fvmatch.enrollment.items_from_manifest over fvmatch.paths): any
+"""Property-based tests of enrolment manifests (fvmatch.enrollment.enroll.items_from_manifest over fvmatch.paths): any
 bytes in, only BadArgument or items and recorded failures out, one per row, each naming the line the row starts on;
 valid rows round-trip; with a root, a path is accepted exactly when it resolves inside it."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fvmatch.enrollment import MANIFEST_COLUMNS, EnrollReport, items_from_manifest
+from fvmatch.enrollment.enroll import MANIFEST_COLUMNS, EnrollReport, items_from_manifest
 from fvmatch.errors import BadArgument
 from fvmatch.paths import resolve_listed_path
 

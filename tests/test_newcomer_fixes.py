@@ -175,7 +175,7 @@ def test_a_manifest_row_naming_a_directory_or_a_missing_file_names_the_path(tmp_
 # --- 5. a query file's missing file names the file --------------------------------------------------------------------
 
 def test_a_query_row_whose_file_is_missing_names_it_as_written_and_resolved(tmp_path):
-    from fvmatch.audit_files import Query, read_queries
+    from fvmatch.audit.files import Query, read_queries
 
     case = tmp_path / "case"
     (case / "photos").mkdir(parents=True)

@@ -8,7 +8,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fvmatch.audit_files import read_queries
+from fvmatch.audit.files import read_queries
 from fvmatch.errors import BadArgument
 
 HEADER = "query_id,modality,path,claimed_identity\n"

@@ -196,7 +196,7 @@ def protected(workspace, base_gallery, request):
 @pytest.mark.parametrize("modality, identity", [("face", "id00001"), ("voice", "id00002")])
 def test_identify_on_a_write_protected_gallery_answers_changes_no_byte_and_logs_the_query_elsewhere(
         workspace, evidence, protected, modality, identity):
-    from fvmatch.audit import log_rows, verify_log
+    from fvmatch.audit.trail import log_rows, verify_log
 
     gallery, log = protected
     query = item(evidence, modality, identity, 1)
@@ -233,7 +233,7 @@ def test_a_query_without_audit_log_is_refused_in_one_line_before_any_work(worksp
 
 
 def test_verify_a_video_against_a_claimed_identity_changes_no_byte(workspace, evidence, protected):
-    from fvmatch.audit import log_rows
+    from fvmatch.audit.trail import log_rows
 
     gallery, log = protected
     before = snapshot(gallery)
@@ -289,7 +289,7 @@ def test_audit_log_verify_checks_the_trail_and_the_audit_log_and_names_an_altere
 
 # ----- report and audit run ---------------------------------------------------------------------------------------
 def test_report_and_audit_run_write_elsewhere_and_their_rows_to_the_audit_log(workspace, evidence, protected):
-    from fvmatch.audit import log_rows, verify_log
+    from fvmatch.audit.trail import log_rows, verify_log
 
     gallery, log = protected
     examiner = workspace / "examiner"
@@ -353,7 +353,7 @@ def test_read_only_asked_for_on_a_writable_gallery_adds_no_file_and_holds_writer
 
 
 def test_audit_log_takes_a_writable_gallery_s_rows_too_and_a_cut_log_is_refused_before_work(base_gallery, tmp_path):
-    from fvmatch.audit import log_rows
+    from fvmatch.audit.trail import log_rows
 
     copy, log = tmp_path / "copy", tmp_path / "queries.jsonl"
     shutil.copytree(base_gallery, copy)

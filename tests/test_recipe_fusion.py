@@ -14,8 +14,8 @@ import torch
 from mediagen import run_cli_here
 from trainruns import stopped_after_first_epoch_then_resumed
 
-from fvmatch.embedder import Embedder
-from fvmatch.fused_scoring import FUSED, fused_scorer
+from fvmatch.analysis.embedder import Embedder
+from fvmatch.evidence.fused_scores import FUSED, fused_scorer
 from fvmatch.models.checkpoint import load_checkpoint, read_card
 from fvmatch.models.config import get_config
 from fvmatch.models.joint import build_model
@@ -203,7 +203,7 @@ def test_identify_re_ranks_the_cosine_top_k_by_fused_score(trained, gallery):
 
 
 def test_calibrating_a_fusion_model_fits_the_fused_score_verify_reports(trained, gallery, tmp_path):
-    from fvmatch.calibration import calibrate, pair_scores, write_calibrated_checkpoint
+    from fvmatch.calibration.fitting import calibrate, pair_scores, write_calibrated_checkpoint
     from fvmatch.evaluation.corpus import EmbeddedCorpus, ItemSet
     from fvmatch.evaluation.metrics import equal_error_rate
 

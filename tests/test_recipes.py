@@ -10,7 +10,7 @@ pytest.importorskip("torch", reason="needs the training extra (torch): pip insta
 import torch
 from mediagen import run_cli_here
 
-from fvmatch.embedder import Embedder
+from fvmatch.analysis.embedder import Embedder
 from fvmatch.models.checkpoint import load_checkpoint, read_card
 from fvmatch.models.config import get_config
 from fvmatch.models.joint import build_model

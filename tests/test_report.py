@@ -72,7 +72,7 @@ def corpus(tmp_path_factory):
 def calibrated(tmp_path_factory) -> Path:
     """The shipped model with a calibration of every trial type in the space that scores it, and of the joint space's
     same-modality trials too (fitted on synthetic scores: a test fixture)."""
-    from fvmatch.calibration import fit, write_calibrated_checkpoint
+    from fvmatch.calibration.fitting import fit, write_calibrated_checkpoint
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
     from fvmatch.spaces.dlib_face import weight_files, weights_sha256
     from fvmatch.spaces.ge2e_voice import Ge2eVoiceSpace
@@ -137,7 +137,7 @@ def audit_report(case, calibrated):
 @pytest.fixture
 def no_reference(monkeypatch):
     """No shipped reference calibration: only the model card's own judges scores."""
-    from fvmatch import evidence
+    from fvmatch.evidence import rules as evidence
 
     monkeypatch.setattr(evidence, "reference_calibration", lambda: {})
 
@@ -200,7 +200,7 @@ def test_each_identity_face_is_embedded_once_and_reused(audit_report, case):
 
 
 def test_audit_report_shows_the_run_rows_and_is_recorded_in_the_trail(audit_report, case):
-    from fvmatch.audit import verify_chain
+    from fvmatch.audit.trail import verify_chain
     from fvmatch.gallery import Gallery
 
     page, document = audit_report["html"], audit_report["document"]
@@ -475,8 +475,8 @@ def test_a_face_face_report_describes_dlib_face_and_says_nothing_of_the_joint_sp
 
 def test_a_score_judged_by_the_reference_calibration_names_it_and_no_uncalibrated_banner(case, corpus, monkeypatch,
                                                                                           tmp_path):
-    from fvmatch import evidence
-    from fvmatch.calibration import fit
+    from fvmatch.evidence import rules as evidence
+    from fvmatch.calibration.fitting import fit
 
     rng = np.random.default_rng(1)
     entry = fit(rng.normal(0.8, 0.08, 400), rng.normal(0.1, 0.25, 4000), identities=40) | {

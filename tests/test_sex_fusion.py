@@ -1,4 +1,4 @@
-"""A joint space trained on real pairs fused with the sex evidence (fvmatch.sex_fusion): fitted by `calibrate` on
+"""A joint space trained on real pairs fused with the sex evidence (fvmatch.evidence.sex_fusion): fitted by `calibrate` on
 the same face-voice trials, stored under its own key naming both models, and used by `verify` and `identify`."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fvmatch.attributes import sex_heads
-from fvmatch.calibration import calibrate
+from fvmatch.evidence.attributes import sex_heads
+from fvmatch.calibration.fitting import calibrate
 from fvmatch.evaluation import EmbeddedCorpus, ItemSet
-from fvmatch.sex_fusion import JOINT_SEX, add_sex_fusion, fusion_of
+from fvmatch.evidence.sex_fusion import JOINT_SEX, add_sex_fusion, fusion_of
 
 PEOPLE, ITEMS = 40, 4
 
@@ -77,7 +77,7 @@ def test_without_the_spaces_the_heads_read_the_fusion_is_skipped_and_says_why():
 def fused_checkpoint(tmp_path_factory) -> Path:
     """The shipped joint checkpoint with a joint+sex fusion calibrated for it (on handmade trials: the machinery,
     not its accuracy)."""
-    from fvmatch.calibration import write_calibrated_checkpoint
+    from fvmatch.calibration.fitting import write_calibrated_checkpoint
     from fvmatch.models.checkpoint import DEFAULT_CHECKPOINT, read_card
 
     model_id = read_card(DEFAULT_CHECKPOINT)["model_id"]

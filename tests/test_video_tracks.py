@@ -1,4 +1,4 @@
-"""Face tracks (fvmatch.media.tracks) and video embedding (fvmatch.video): linking rules on made-up detections, then
+"""Face tracks (fvmatch.media.tracks) and video embedding (fvmatch.analysis.video): linking rules on made-up detections, then
 real talking-head videos through MTCNN and the real encoders."""
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_track_vector_is_quality_weighted_mean_renormalised():
 def test_the_pyramid_floor_scans_fully_every_few_samples_and_after_a_sample_without_faces():
     from types import SimpleNamespace
 
-    from fvmatch.video import PyramidFloor
+    from fvmatch.analysis.video import PyramidFloor
 
     floor = PyramidFloor()
     found = lambda *widths: [SimpleNamespace(box=(10.0, 0.0, 10.0 + w, w)) for w in widths]  # noqa: E731
@@ -108,7 +108,7 @@ def two_people(tmp_path_factory, people):
 def test_two_people_give_two_tracks_and_the_longest_is_main(embedder, two_people):
     pytest.importorskip("torch",
                         reason="the joint space needs the training extra (torch): pip install 'fvmatch[train]'")
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     evidence = embed_video(embedder, two_people, fps=2.0, all_faces=True)
     assert [t.frames for t in evidence.tracks] == [8, 4]
@@ -137,7 +137,7 @@ def test_two_people_give_two_tracks_and_the_longest_is_main(embedder, two_people
 
 
 def test_no_audio_gives_face_only_and_no_face_gives_voice_only(embedder, tmp_path, people):
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     silent = write_talking_head(tmp_path / "silent.mp4", [OnScreen(people[0])], 2.0, audio=False)
     evidence = embed_video(embedder, silent)
@@ -155,7 +155,7 @@ def test_no_audio_gives_face_only_and_no_face_gives_voice_only(embedder, tmp_pat
 
 
 def test_a_low_sampling_rate_still_links_a_track(embedder, tmp_path, people):
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     clip = write_talking_head(tmp_path / "slow.mp4", [OnScreen(people[0])], 8.0, frame_rate=5)
     evidence = embed_video(embedder, clip, fps=1 / 3, voice_spaces=[])  # samples 3 s apart, beyond MAX_GAP_SECONDS
@@ -167,7 +167,7 @@ def test_the_soundtrack_goes_down_the_recordings_voice_path(embedder, two_people
     import soundfile
 
     from fvmatch.media.video import probe_video, soundtrack_blocks
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     evidence = embed_video(embedder, two_people, face_spaces=["dlib-face"])
     decoded = np.concatenate(list(soundtrack_blocks(two_people, probe_video(two_people))))

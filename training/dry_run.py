@@ -74,7 +74,7 @@ def plan_training(data: str | Path, out: str | Path, recipe: str, config: str, e
     samples = _sample(per_identity, sample_items)
     embedder = None
     if experts:
-        from fvmatch.embedder import Embedder
+        from fvmatch.analysis.embedder import Embedder
 
         embedder = Embedder.load()  # only its pretrained spaces are used, as the recipe uses them
     measured = measure_items(samples, prepare=not prepared, embedder=embedder)

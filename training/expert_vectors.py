@@ -189,7 +189,7 @@ def _start_worker(checkpoint: str, threads: int) -> None:
     """Pool initializer: one Embedder per process, the cores shared among the workers rather than oversubscribed."""
     import torch
 
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     global _worker_embedder
     torch.set_num_threads(threads)

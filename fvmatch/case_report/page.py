@@ -112,10 +112,10 @@ def render_report(records: Sequence[dict], gallery, card: dict, audit_rows: Sequ
     verdicts: per record, what the audit trail says of it (results.run_rows); audit_rows: the trail rows that
     produced the results.
     """
-    from fvmatch.audit import verify_chain
+    from fvmatch.audit.trail import verify_chain
     from fvmatch.case_report.pictures import best_faces, enrolled_faces
     from fvmatch.case_report.spaces import describe_space, spaces_used
-    from fvmatch.evidence import effective_calibration
+    from fvmatch.evidence.rules import effective_calibration
     from fvmatch.spaces import JOINT
 
     detailed = list(detailed) if detailed is not None else [r for r in records if r["status"] == "ok"][:DETAIL_LIMIT]
@@ -163,7 +163,7 @@ def _version() -> str:
 
 def _joint_banner(card: dict, uses) -> dict | None:
     """What the banner over a shown score of the synthetic-trained joint space says; None: no such score shown."""
-    from fvmatch.evidence import joint_trained_on_synthetic
+    from fvmatch.evidence.rules import joint_trained_on_synthetic
     from fvmatch.spaces import JOINT
 
     joint = [use for use in uses if use.space == JOINT]
@@ -196,7 +196,7 @@ def _quality(record: dict) -> str:
 
 def _conditions(record: dict) -> str:
     """Each trial's condition match: the questioned item's condition and the references' (or why not matched)."""
-    from fvmatch.matching import describe_condition
+    from fvmatch.analysis.matching import describe_condition
 
     trials = [trial for trial in record.get("trials") or [] if isinstance(trial, dict)]
     return "; ".join(f"{_text(trial.get('trial_type'))}: {describe_condition(trial.get('condition'))}"
@@ -296,15 +296,15 @@ def _card_facts(card: dict) -> list[tuple[str, str, object]]:
 
 def _entry_name(key: str) -> str:
     """A calibration key as the reader knows it: the joint space's entries are keyed by trial type alone."""
-    from fvmatch.scoring import TRIAL_TYPES
+    from fvmatch.calibration.scoring import TRIAL_TYPES
 
     return f"joint {key}" if key.split(" @")[0] in TRIAL_TYPES else key
 
 
 def _calibration_rows(calibration: dict, uses) -> list[dict]:
-    """The calibration scores are judged by (fvmatch.evidence.effective_calibration): one row per entry, the shown
+    """The calibration scores are judged by (fvmatch.evidence.rules.effective_calibration): one row per entry, the shown
     (space, trial type) first, with its use; an entry None for a shown one that has no calibration."""
-    from fvmatch.scoring import calibration_key
+    from fvmatch.calibration.scoring import calibration_key
 
     entries = {key: value for key, value in calibration.items() if isinstance(value, dict) and "map" in value}
     shown = {calibration_key(use.space, use.trial_type): use for use in uses}

@@ -1,6 +1,6 @@
 """An audit's results file read back for a report, without changing it, and checked against the gallery.
 
-`fvmatch.audit_files.ResultsFile` repairs a partial last line on open, which a report must never do to evidence:
+`fvmatch.audit.files.ResultsFile` repairs a partial last line on open, which a report must never do to evidence:
 this reader only reads, and refuses what is not a complete fvmatch results file. The checks name what a report
 must not hide: results from another model (refused), results of no audit run recorded in this gallery's trail
 (refused), and lines that disagree with what the trail recorded when they were answered (shown, per query).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fvmatch.audit_files import parse_results
+from fvmatch.audit.files import parse_results
 from fvmatch.errors import BadArgument, ModelMismatch
 from fvmatch.paths import input_file_problem
 
@@ -88,7 +88,7 @@ def run_rows(gallery, results: Results) -> TrailCheck:
     A run without a row (interrupted before it could append one) and a results file whose sha256 no audit run
     recorded are findings; each ok record is compared with the answer its run's row recorded.
     """
-    from fvmatch.audit import audit_rows
+    from fvmatch.audit.trail import audit_rows
 
     wanted = set(results.run_ids)
     rows = [row for row in audit_rows(gallery, command=RUN_COMMAND)
@@ -164,8 +164,8 @@ def select_details(records: Sequence[dict], query_ids: Sequence[str], limit: int
 
 def calibration_findings(records: Sequence[dict], card: dict) -> list[str]:
     """Say so when the results were answered under another calibration than the report reads: another of the
-    model card's own, or other reference calibrations of fvmatch (fvmatch.evidence.effective_calibration)."""
-    from fvmatch.evidence import effective_calibration
+    model card's own, or other reference calibrations of fvmatch (fvmatch.evidence.rules.effective_calibration)."""
+    from fvmatch.evidence.rules import effective_calibration
 
     findings = []
     answered = [record.get("calibration") or {} for record in records if record["status"] == "ok"]

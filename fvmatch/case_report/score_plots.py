@@ -17,11 +17,11 @@ LABEL_GAP = 0.045  # rank numbers at least this share of a plot's width apart
 def score_plot(record: dict, calibration: dict | None) -> tuple[Picture, list[str]]:
     """The calibration's same/different score distributions of each (space, trial type) in the answer, with the
     candidates' scores marked (numbers are ranks); without a calibration, the scores alone. `calibration`: the one
-    scores are judged by (fvmatch.evidence.effective_calibration). Returns the plot and, per (space, trial type), a
+    scores are judged by (fvmatch.evidence.rules.effective_calibration). Returns the plot and, per (space, trial type), a
     sentence saying what it shows."""
     from matplotlib.figure import Figure
 
-    from fvmatch.scoring import calibration_key
+    from fvmatch.calibration.scoring import calibration_key
 
     # sex evidence (space "sex") is a likelihood ratio of two readings, not a score with distributions: not plotted
     candidates = [c for c in record.get("candidates") or [] if isinstance(c.get("score"), (int, float))
@@ -192,7 +192,7 @@ def _spread(places: list[float], gap: float) -> list[float]:
 
 
 def _threshold(entry: dict, fmr: float) -> float | None:
-    from fvmatch.calibration import operating_point
+    from fvmatch.calibration.fitting import operating_point
     from fvmatch.errors import BadArgument
 
     try:

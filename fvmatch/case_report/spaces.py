@@ -20,7 +20,7 @@ PRETRAINED = {
     "ge2e-voice": "Resemblyzer's GE2E speaker encoder (256-D), pretrained on real speech",
     "sex": ("the sex read from the face (a logistic head on its dlib-face vector) and from the voice (a head on its "
             "ge2e-voice vector), both trained on labelled real people, and the age band read from each where it was "
-            "(dlib's age network on the face's chip, a head on the voice's vector) (fvmatch.attributes): a "
+            "(dlib's age network on the face's chip, a head on the voice's vector) (fvmatch.evidence.attributes): a "
             "likelihood ratio of the two sides' readings; it separates people read as of different sex (and, "
             "weakly, of distant age bands), not people alike in both"),
 }
@@ -94,7 +94,7 @@ def _add(values: list, value: object) -> None:
 
 def describe_space(space: str, card: dict) -> str:
     """What a space's model is, in a phrase: a pretrained space's origin, or the joint checkpoint's training data."""
-    from fvmatch.evidence import joint_trained_on_synthetic
+    from fvmatch.evidence.rules import joint_trained_on_synthetic
 
     base, condition = split(space)
     base = base.split("/")[0]  # an internal reading of a space ("ge2e-voice/speech") is that space's model

@@ -46,7 +46,8 @@ def enroll(
 
     A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
     """
-    from fvmatch.enrollment import EnrollReport, enroll as enroll_items, items_from_dir, items_from_manifest, items_from_options
+    from fvmatch.enrollment.enroll import (EnrollReport, enroll as enroll_items, items_from_dir, items_from_manifest,
+                                           items_from_options)
 
     sources = sum([identity is not None or bool(face) or bool(voice) or bool(video), from_dir is not None,
                    manifest is not None])
@@ -67,7 +68,7 @@ def enroll(
                               "--identity")
         items = items_from_options(identity, face, voice, video)
 
-    from fvmatch.embedder import Embedder, embedder_for_gallery
+    from fvmatch.analysis.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory
     from fvmatch.gallery.lock import WriteLock
     from fvmatch.spaces import PRETRAINED_SPACES
@@ -180,7 +181,7 @@ def identify(
         if face is not None or voice is not None:
             raise BadArgument("identify", "give exactly one query: --face IMG, --voice AUDIO or --video FILE")
         from fvmatch.commands.video import identify_video
-        from fvmatch.embedder import embedder_for_gallery
+        from fvmatch.analysis.embedder import embedder_for_gallery
 
         require_file(video)
         with open_gallery(gallery_path) as gallery:
@@ -190,20 +191,20 @@ def identify(
                                   face_track=track)
     modality, path = _one_query(face, voice)
     refuse_video_as(path, f"--{modality}")
-    from fvmatch.matching import query_spaces
+    from fvmatch.analysis.matching import query_spaces
 
     if space is not None:
         query_spaces(modality, [modality if against in (None, "all") else against], space)  # a bad one: refused first
-    from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.evidence import answered_targets, cross_modal_scoring, joint_label, require_targets
-    from fvmatch.matching import check_gallery, identify as identify_query, merged, question_spaces, ranked
+    from fvmatch.analysis.embedder import embedder_for_gallery
+    from fvmatch.evidence.rules import answered_targets, cross_modal_scoring, joint_label, require_targets
+    from fvmatch.analysis.matching import check_gallery, identify as identify_query, merged, question_spaces, ranked
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
         targets, left_out = answered_targets(modality, against, gallery.counts(), embedder.card, space)
         require_targets(modality, targets, left_out, gallery.directory)
         cross_by = cross_modal_scoring(embedder.card, space)
-        from fvmatch.sex_fusion import SexFusion, rescorer
+        from fvmatch.evidence.sex_fusion import SexFusion, rescorer
 
         # a pair encoder, or the card's joint+sex fusion, re-ranks a joint search; None: its cosines as they are
         fused = rescorer(embedder, rescore_top, population_option(population))
@@ -283,7 +284,7 @@ def verify(
             raise BadArgument("--claim", "goes with one --video alone (for an image or a recording: audit run with a "
                               "claimed_identity column)")
         from fvmatch.commands.video import verify_video_claim
-        from fvmatch.embedder import embedder_for_gallery
+        from fvmatch.analysis.embedder import embedder_for_gallery
 
         require_file(video[0])
         with open_gallery(gallery_path) as gallery:
@@ -294,7 +295,7 @@ def verify(
         if len(video) + len(items) > 2:
             raise BadArgument("verify", "a --video goes alone or with one other item (--face, --voice or --video)")
         from fvmatch.commands.video import verify_video
-        from fvmatch.embedder import Embedder
+        from fvmatch.analysis.embedder import Embedder
 
         embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
         return verify_video(video, items, fps, space, fmr, embedder, as_json, population_option(population), **tracks)
@@ -303,11 +304,11 @@ def verify(
     from fvmatch.spaces import space_for
 
     space_for(items[0][0], items[1][0], space)  # a bad --space is refused before anything loads
-    from fvmatch.embedder import Embedder
-    from fvmatch.attributes import ATTRIBUTE_SPACE
-    from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
-    from fvmatch.matching import describe_condition, score_pair
-    from fvmatch.scoring import judge
+    from fvmatch.analysis.embedder import Embedder
+    from fvmatch.evidence.attributes import ATTRIBUTE_SPACE
+    from fvmatch.evidence.rules import cross_modal_refusal, cross_modal_scoring, joint_label
+    from fvmatch.analysis.matching import describe_condition, score_pair
+    from fvmatch.calibration.scoring import judge
     from fvmatch.spaces import JOINT
 
     embedder = Embedder.load(model, minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
@@ -316,8 +317,8 @@ def verify(
         raise BadArgument("verify", cross_modal_refusal(embedder.card))
     if cross_by == ATTRIBUTE_SPACE:
         return _verify_by_sex(embedder, items, as_json, population_option(population))
-    from fvmatch.attributes import reading_words
-    from fvmatch.sex_fusion import needs_sex_reading, scored_pair
+    from fvmatch.evidence.attributes import reading_words
+    from fvmatch.evidence.sex_fusion import needs_sex_reading, scored_pair
 
     pair = score_pair(embedder, items, space, needs_sex_reading(embedder))
     # the cosine, unless a pair encoder or the card's joint+sex fusion scores this pair
@@ -349,10 +350,10 @@ def verify(
 
 
 def _verify_by_sex(embedder, items, as_json: bool, population: dict) -> None:
-    """A face and a voice weighed by the sex read from each (fvmatch.attributes): each reading, the LR, what it rests
+    """A face and a voice weighed by the sex read from each (fvmatch.evidence.attributes): each reading, the LR, what it rests
     on; no decision."""
-    from fvmatch.attributes import judgement, read_sex
-    from fvmatch.matching import HEAD_SPACE
+    from fvmatch.evidence.attributes import judgement, read_sex
+    from fvmatch.analysis.matching import HEAD_SPACE
 
     readings, embeddings = {}, []
     for modality, path in items:

@@ -9,7 +9,7 @@ from fvmatch.commands.common import ShortPath, say_line, stdout
 
 def print_group(query: str, group) -> None:
     """One trial group as a table titled with what scored it, its warning (if any) beneath."""
-    from fvmatch.matching import describe_condition
+    from fvmatch.analysis.matching import describe_condition
 
     scored = ("weighed by the sex and age read from each side (attribute estimators" if group.space == "sex"
               else f"in the {group.space} space (model")
@@ -41,7 +41,7 @@ def scores_shown(group) -> str:
     """What a group's scores are, for its table's title."""
     if not group.scoring:
         return "cosine scores"
-    from fvmatch.attributes import reading_words
+    from fvmatch.evidence.attributes import reading_words
 
     if group.scoring["score"] == "sex evidence":
         question = group.scoring["question"]
@@ -81,7 +81,7 @@ def _reading_cell(reading: dict) -> str:
 def sex_evidence_words(judgement) -> str:
     """A face-voice judgement of attribute evidence in one phrase: both readings, the LR and its words, what it rests
     on (sex, and age where both sides' were read), no decision."""
-    from fvmatch.attributes import reading_words
+    from fvmatch.evidence.attributes import reading_words
 
     face, voice = judgement.readings["face"], judgement.readings["voice"]
     attributes = "sex and age" if face.get("age") and voice.get("age") else "sex"

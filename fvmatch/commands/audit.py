@@ -49,8 +49,8 @@ def audit_run(
     """
     if against not in (None, "face", "voice", "all"):
         raise BadArgument("--against", f"{against!r} is not one of face, voice, all")
-    from fvmatch.audit_files import ResultsFile, read_queries
-    from fvmatch.batch_audit import run_audit
+    from fvmatch.audit.files import ResultsFile, read_queries
+    from fvmatch.audit.batch import run_audit
     from fvmatch.paths import check_root
     from fvmatch.spaces import SPACE_MODALITIES
 
@@ -64,7 +64,7 @@ def audit_run(
     queries = read_queries(queries_file, check_root(root))
     if out.resolve() == queries_file.resolve():
         raise BadArgument(out, "--out must not be the query file")
-    from fvmatch.embedder import embedder_for_gallery
+    from fvmatch.analysis.embedder import embedder_for_gallery
     from fvmatch.progress import item_progress
 
     with open_gallery(gallery_path) as gallery, ResultsFile.exclusive(out) as results:
@@ -124,7 +124,7 @@ def audit_log(
     On a read-only gallery given --audit-log, the rows of that file that name the gallery follow (marked "log").
     --verify checks the gallery's chain and, with --audit-log, the file's chain as well. Neither records a row.
     """
-    from fvmatch.audit import audit_rows, verify_chain as check_chain, verify_log
+    from fvmatch.audit.trail import audit_rows, verify_chain as check_chain, verify_log
 
     log = gallery_access_of_this_run().audit_log
     if log is not None and not log.is_file():

@@ -181,7 +181,7 @@ PopulationOption = typer.Option(None, "--population", metavar="female=SHARE",
 
 def population_option(text: str | None) -> dict[str, float]:
     """--population as a make-up {"female": share, "male": share} (BadArgument when malformed)."""
-    from fvmatch.attributes import population_of
+    from fvmatch.evidence.attributes import population_of
 
     try:
         return population_of(text)
@@ -226,7 +226,7 @@ def open_gallery(path: Path, access: str = "query"):
             raise GalleryUnwritable(path, "read-only gallery: give --audit-log FILE to record this query's audit row "
                                     "elsewhere (or work on a writable copy)")
         if options.audit_log is not None and access != "inspect":
-            from fvmatch.audit import check_audit_log
+            from fvmatch.audit.trail import check_audit_log
 
             check_audit_log(options.audit_log, gallery)
         gallery.audit_log = options.audit_log
@@ -240,7 +240,7 @@ def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str
     """Append this command to the gallery's hash-chained audit trail (arguments as typed), and to --audit-log when
     given; on a read-only gallery to --audit-log alone. The row as stored (the log's, on a read-only gallery). An
     `optional` row (a pure read's) on a read-only gallery without --audit-log is not recorded: None."""
-    from fvmatch.audit import append_audit
+    from fvmatch.audit.trail import append_audit
 
     if optional and gallery.read_only and gallery.audit_log is None:
         return None
@@ -248,7 +248,7 @@ def audit(gallery, command: str, inputs: list[dict], result: dict, model_id: str
 
 
 def file_input(path: Path) -> dict:
-    from fvmatch.enrollment import file_digest
+    from fvmatch.enrollment.enroll import file_digest
 
     return {"path": str(Path(path).resolve()), "sha256": file_digest(Path(path))[0]}
 
@@ -290,11 +290,11 @@ def refuse_video_as(path: Path | None, option: str) -> None:
 
 
 def video_evidence(embedder, path: Path, fps: float, audio_track: int | None = None, **options):
-    """fvmatch.video.embed_video with a progress bar on stderr (seconds of video read); the notes it makes (no audio
+    """fvmatch.analysis.video.embed_video with a progress bar on stderr (seconds of video read); the notes it makes (no audio
     track, no face, damage) are said on stderr, one line each."""
     from fvmatch.media.video import probe_video
     from fvmatch.progress import item_progress
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     info = probe_video(path, audio_track=audio_track)
     with item_progress(stderr, "video", unit="s", transient=True) as progress:

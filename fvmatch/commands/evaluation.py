@@ -128,7 +128,7 @@ def evaluate(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluate with the published protocols (verification, 1:2, 1:N, retrieval), each in its space, with 95% CIs."""
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.evaluation import evaluate as run_evaluation, table2_rows, trials_for, without_scores
     from fvmatch.evaluation import write_plots, write_trials
 
@@ -245,8 +245,8 @@ def calibrate(
 ) -> None:
     """Fit score -> log10 LR per (space, trial type), thresholds at 1% / 0.1% FMR and EER, Cllr; store them in the
     card (replacing its calibration, or adding to it with --add)."""
-    from fvmatch.calibration import added_to, calibrate as fit_calibration, write_calibrated_checkpoint
-    from fvmatch.embedder import Embedder
+    from fvmatch.calibration.fitting import added_to, calibrate as fit_calibration, write_calibrated_checkpoint
+    from fvmatch.analysis.embedder import Embedder
 
     if space == "sex":
         from fvmatch.errors import BadArgument
@@ -265,8 +265,8 @@ def calibrate(
     split = _split(data, split, "val")
     embedder = Embedder.load(model, load_weights=True)  # a bad model fails here, not once per file
     corpora = _embed(data, embedder, spaces, split, cache, as_json)
-    from fvmatch.fused_scoring import fused_scorer
-    from fvmatch.sex_fusion import add_sex_fusion
+    from fvmatch.evidence.fused_scores import fused_scorer
+    from fvmatch.evidence.sex_fusion import add_sex_fusion
 
     # a fuse-after-align model: its face-voice trials are calibrated by the fused score too (what verify reports)
     calibration = fit_calibration(corpora, seed=seed, face_band=face_band, fused=fused_scorer(embedder))

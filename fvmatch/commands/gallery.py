@@ -100,8 +100,8 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
 
     An item whose evidence file is gone or changed (sha256) is listed by name and kept as it is: exit 2.
     """
-    from fvmatch.embedder import embedder_for_gallery
-    from fvmatch.reembed import fill_missing_vectors, items_missing_vectors
+    from fvmatch.analysis.embedder import embedder_for_gallery
+    from fvmatch.enrollment.reembed import fill_missing_vectors, items_missing_vectors
     from fvmatch.spaces import PRETRAINED_SPACES
 
     with open_gallery(gallery_path, access="write") as gallery:

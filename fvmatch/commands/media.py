@@ -76,13 +76,13 @@ def embed(
 
     modality = "face" if face else "voice"
     spaces = [space_for(modality, modality, space)] if space is not None else spaces_of(modality)
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
 
     embedder = Embedder.load(model, min_speech_seconds=min_speech,
                              minimums=quality_minimums(min_face_px, min_snr, min_bandwidth))
     embeddings = (embedder.embed_face(face, all_faces=all_faces, spaces=spaces) if face
                   else [embedder.embed_voice(voice, spaces=spaces, audio_track=audio_track)])
-    from fvmatch.attributes import read_sex
+    from fvmatch.evidence.attributes import read_sex
 
     readings = [read_sex(embedding.modality, embedding.vectors, embedding.model_ids, embedding.quality)
                 for embedding in embeddings]
@@ -106,7 +106,7 @@ def embed(
 
 def _embed_video(video: Path, fps: float, model, all_faces: bool, min_speech: float, space, min_face_px, min_snr,
                  min_bandwidth, as_json: bool, audio_track: int | None = None, track: int | None = None) -> None:
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.commands.common import video_evidence
     from fvmatch.spaces import FACE_SPACE, SPACE_MODALITIES, spaces_of
 

@@ -80,7 +80,7 @@ def _audit_run_report(results_path: Path, query_ids: list[str], detail_limit: in
                       model: Optional[Path]) -> dict:
     from fvmatch.case_report import (answer_summary, calibration_findings, check_model, read_results, render_report,
                                      run_rows, select_details, write_report)
-    from fvmatch.embedder import embedder_for_gallery
+    from fvmatch.analysis.embedder import embedder_for_gallery
 
     results = read_results(results_path)
     with open_gallery(gallery_path) as gallery:
@@ -112,9 +112,9 @@ def _log_of(gallery) -> str | None:
 
 def _query_report(modality: str, path: Path, claim: Optional[str], against: Optional[str], top: int, fmr: float,
                   out: Path, gallery_path: Path, model: Optional[Path], population: dict | None = None) -> dict:
-    from fvmatch.batch_audit import answer_query
+    from fvmatch.audit.batch import answer_query
     from fvmatch.case_report import answer_summary, render_report, write_report
-    from fvmatch.embedder import embedder_for_gallery
+    from fvmatch.analysis.embedder import embedder_for_gallery
 
     with open_gallery(gallery_path) as gallery:
         embedder = embedder_for_gallery(gallery, model)

@@ -66,7 +66,7 @@ EXPERT_SPACES = {"face": "dlib-face", "voice": "ge2e-voice"}
 
 def _run_experts(cache: Path, spaces: dict[str, str], workers: int, quiet: bool) -> dict:
     """The frozen spaces' vectors of every prepared item, computed in worker processes with a progress bar."""
-    from fvmatch.embedder import Embedder
+    from fvmatch.analysis.embedder import Embedder
     from fvmatch.training.data import PreparedCorpus
     from fvmatch.training.expert_vectors import compute_expert_vectors
 

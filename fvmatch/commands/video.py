@@ -22,8 +22,9 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
     """Search the gallery with the video's main face track and its soundtrack, each against `against` (default
     both modalities), one group per (part, trial type)."""
     from fvmatch.commands.answers import print_group, print_notes
-    from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
-    from fvmatch.matching import check_gallery, identify as identify_query, merged, query_spaces, question_spaces, ranked
+    from fvmatch.evidence.rules import cross_modal_scoring, joint_label, video_targets
+    from fvmatch.analysis.matching import (check_gallery, identify as identify_query, merged, query_spaces,
+                                           question_spaces, ranked)
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
 
     if space is not None and space not in SPACE_MODALITIES:
@@ -36,7 +37,7 @@ def identify_video(path: Path, fps: float, against: str | None, top: int, space:
         raise BadArgument(gallery.directory, "; ".join([f"nothing of this video can be weighed against the gallery's "
                                                         f"{' or '.join(asked)} items", *left_out]))
     cross_by = cross_modal_scoring(embedder.card, space)
-    from fvmatch.sex_fusion import SexFusion, rescorer
+    from fvmatch.evidence.sex_fusion import SexFusion, rescorer
 
     # a pair encoder, or the card's joint+sex fusion, re-ranks a joint search; None: its cosines as they are
     fused = rescorer(embedder, rescore_top, population)
@@ -93,9 +94,9 @@ def verify_video(videos: list[Path], others: list[tuple[str, Path]], fps: float,
     """A video alone: does its on-screen face belong with its soundtrack (joint space)? A video with a face, a voice
     or another video: every trial between the two sides' items, each in its trial type's space."""
     from fvmatch.commands.answers import print_notes, sex_evidence_words
-    from fvmatch.attributes import ATTRIBUTE_SPACE, DEFAULT_POPULATION, judgement as sex_judgement, read_sex
-    from fvmatch.evidence import cross_modal_refusal, cross_modal_scoring, joint_label
-    from fvmatch.scoring import judge
+    from fvmatch.evidence.attributes import ATTRIBUTE_SPACE, DEFAULT_POPULATION, judgement as sex_judgement, read_sex
+    from fvmatch.evidence.rules import cross_modal_refusal, cross_modal_scoring, joint_label
+    from fvmatch.calibration.scoring import judge
     from fvmatch.spaces import JOINT, SPACE_MODALITIES, space_for, spaces_of, trial_type
 
     if space is not None and space not in SPACE_MODALITIES:
@@ -177,9 +178,9 @@ def verify_video_claim(path: Path, claim: str, fps: float, space: str | None, fm
     """Is the person of this video the claimed identity? Its face track and soundtrack each scored against the
     identity's best item of each modality (exactly, not searched), one line per part and trial type."""
     from fvmatch.commands.answers import print_notes, sex_evidence_words
-    from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
+    from fvmatch.evidence.rules import cross_modal_scoring, joint_label, video_targets
     from fvmatch.gallery.gallery import UnknownIdentity
-    from fvmatch.matching import describe_condition, query_spaces, question_spaces, verify_claim
+    from fvmatch.analysis.matching import describe_condition, query_spaces, question_spaces, verify_claim
     from fvmatch.spaces import SPACE_MODALITIES, spaces_of
 
     if space is not None and space not in SPACE_MODALITIES:

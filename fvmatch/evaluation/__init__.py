@@ -29,7 +29,7 @@ from fvmatch.evaluation.metrics import CONFIDENCE, REPLICATES
 from fvmatch.evaluation.trials import (TrialCounts, TrialList, make_trials, read_trials, trial_type_of,
                                        write_trials)
 from fvmatch.evaluation.report import table2_rows, write_plots
-from fvmatch.scoring import calibration_key
+from fvmatch.calibration.scoring import calibration_key
 from fvmatch.spaces import JOINT, SPACE_MODALITIES, TRIAL_TYPES
 
 __all__ = ["DEFAULT_SPACES", "EmbeddedCorpus", "ItemSet", "as_corpora", "embed_corpus", "embed_spaces", "evaluate",
@@ -306,7 +306,7 @@ def _calibration_check(entry: dict, model_id: str, same: np.ndarray, different: 
 
     An entry made with another model of the space (`model_id` is this one's) is not checked: the note says so.
     """
-    from fvmatch.calibration import cllr, cllr_min, log10_lr
+    from fvmatch.calibration.fitting import cllr, cllr_min, log10_lr
 
     check = {"same": int(len(same)), "different": int(len(different))}
     made_with = entry.get("space_model_id")

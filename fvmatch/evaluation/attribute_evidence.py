@@ -1,4 +1,4 @@
-"""The sex evidence (fvmatch.attributes) measured with the seed protocols: face-voice verification, 1:2, 1:N and
+"""The sex evidence (fvmatch.evidence.attributes) measured with the seed protocols: face-voice verification, 1:2, 1:N and
 retrieval, unstratified (U) and within strata (G: both people of one gender; N, A, GNA likewise).
 
 Sex read from a face and from a voice separates people of different sex and nothing else: unstratified it reads
@@ -7,7 +7,7 @@ reported side by side so that nobody takes it for identity evidence.
 
 The readings are scored with the evaluation's own machinery (`evaluate`): each face becomes the one-hot vector of
 the sex it reads as and each voice the column of the log10 LR table for its reading, so that a trial's dot product
-is exactly the pair's log10 LR (fvmatch.attributes.log10_lr, with the population given).
+is exactly the pair's log10 LR (fvmatch.evidence.attributes.log10_lr, with the population given).
 """
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import numpy as np
 from fvmatch.evaluation import EmbeddedCorpus, ItemSet, as_corpora, evaluate, make_trials
 from fvmatch.evaluation.trials import TrialList, trial_type_of
 
-FACE_SPACE, VOICE_SPACE = "dlib-face", "ge2e-voice"  # the spaces the sex heads read (fvmatch.matching.HEAD_SPACE)
-NOTE = ("sex evidence: the sex read from each face and voice (fvmatch.attributes), scored as the pair's log10 LR. It "
+FACE_SPACE, VOICE_SPACE = "dlib-face", "ge2e-voice"  # the spaces the sex heads read (fvmatch.analysis.matching.HEAD_SPACE)
+NOTE = ("sex evidence: the sex read from each face and voice (fvmatch.evidence.attributes), scored as the pair's log10 LR. It "
         "separates people of different sex only: the G rows (both people of one gender) read about chance (50%) by "
         "design; U reads above chance only as far as the population mixes the sexes. Not identity evidence.")
 
 
 def sex_corpus(embedded, population: dict | None = None) -> tuple[EmbeddedCorpus | None, str | None]:
     """The corpus's faces (of `dlib-face`) and voices (of `ge2e-voice`) as sex readings, or None and why not."""
-    from fvmatch.attributes import (ATTRIBUTE_SPACE, DEFAULT_POPULATION, HEAD_OF, SEXES, attributes_model_id,
-                                    log10_lr_of, readings_of, sex_heads)
+    from fvmatch.evidence.attributes import (ATTRIBUTE_SPACE, DEFAULT_POPULATION, HEAD_OF, SEXES, attributes_model_id,
+                                             log10_lr_of, readings_of, sex_heads)
 
     corpora = as_corpora(embedded)
     heads = sex_heads()

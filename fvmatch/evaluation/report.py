@@ -194,7 +194,7 @@ def _histogram(kind: str, same: np.ndarray, different: np.ndarray, entry: dict |
     axes.set_ylabel("density")
     axes.legend(loc="upper left", fontsize=8)
     if entry is not None:
-        from fvmatch.calibration import log10_lr
+        from fvmatch.calibration.fitting import log10_lr
 
         curve = axes.twinx()
         curve.plot(bins, log10_lr(bins, entry), color="black", label="calibration")
@@ -205,7 +205,7 @@ def _histogram(kind: str, same: np.ndarray, different: np.ndarray, entry: dict |
 
 def _tippett(kind: str, same: np.ndarray, different: np.ndarray, entry: dict):
     """Cumulative LR distributions: the share of same-person (and different-person) trials with log10 LR >= x."""
-    from fvmatch.calibration import log10_lr
+    from fvmatch.calibration.fitting import log10_lr
 
     figure, axes = _figure(f"Tippett, {kind} (calibrated)")
     for values, label in ((log10_lr(same, entry), "same person"), (log10_lr(different, entry), "different person")):

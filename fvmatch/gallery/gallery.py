@@ -107,11 +107,11 @@ class Gallery:
         self.db = db
         self.read_only = read_only  # why nothing may be written (None: a writable gallery)
         self.upgraded_in_memory = list(upgraded_in_memory)  # migrations a read-only open applied to its copy in memory
-        # where the audit rows of reads go besides (on a read-only gallery: instead of) its trail (fvmatch.audit)
+        # where the audit rows of reads go besides (on a read-only gallery: instead of) its trail (fvmatch.audit.trail)
         self.audit_log: Path | None = None
         self._writers_held_off: int | None = None  # a read-only gallery's shared hold on the write lock
         # this fvmatch's model id of a space, where an embedder was chosen for the gallery (embedder_for_gallery):
-        # a reference condition whose stored vectors came from another model is not searched (fvmatch.matching)
+        # a reference condition whose stored vectors came from another model is not searched (fvmatch.analysis.matching)
         self.space_models: Callable[[str], str] | None = None
         self.indexes = GalleryIndexes(self)
 

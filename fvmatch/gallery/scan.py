@@ -1,5 +1,5 @@
 """Exhaustive reads of a gallery's stored vectors: for scores no index can search (a linear head's reading of every
-item, fvmatch.attributes), where every item of a modality is scored and the identities ranked by their best item."""
+item, fvmatch.evidence.attributes), where every item of a modality is scored and the identities ranked by their best item."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

@@ -1,6 +1,6 @@
 """A voice's fundamental frequency (F0), read from the 32 ms chunks the quality meter already sees.
 
-F0 is the label-free cue to a speaker's sex beside the `ge2e-voice` sex head (fvmatch.attributes): adult male
+F0 is the label-free cue to a speaker's sex beside the `ge2e-voice` sex head (fvmatch.evidence.attributes): adult male
 voices mostly speak at 85-155 Hz, female at 165-255 Hz, with an overlap an examiner should see. Each speech chunk
 gets YIN's cumulative mean normalised difference (de Cheveigné and Kawahara 2002), computed for all chunks of a
 block at once through one FFT each; a chunk is voiced where the difference dips under YIN_THRESHOLD, and its F0 is

@@ -96,7 +96,7 @@ class ExpertsRecipe:
                              "--recipe fuse-after-align")
 
     def data(self, corpus: PreparedCorpus, config: JointModelConfig) -> ExpertData:
-        from fvmatch.embedder import Embedder
+        from fvmatch.analysis.embedder import Embedder
 
         embedder = Embedder.load()  # only its pretrained spaces are used: the joint weights are never loaded
         data = expert_data(corpus, config.face_input, config.voice_input, embedder)

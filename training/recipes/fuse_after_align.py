@@ -149,7 +149,7 @@ class FuseAfterAlignRecipe:
                              "has no pair encoder or reads media: use --config experts-fusion")
 
     def data(self, corpus: PreparedCorpus, config: JointModelConfig) -> VideoData:
-        from fvmatch.embedder import Embedder
+        from fvmatch.analysis.embedder import Embedder
 
         embedder = Embedder.load()  # only its pretrained spaces are used: the joint weights are never loaded
         for space, dim in ((config.face_input, config.face_channels[0]), (config.voice_input, config.voice_channels[0])):

@@ -148,7 +148,7 @@ def enroll(gallery: Gallery, embedder, items: Sequence[EnrollItem], report: Enro
     """Embed and store `items` (hold the gallery's write lock); failures are recorded, never raised.
 
     A video item becomes a face item (its main face track) and a voice item (its soundtrack's speech) of its identity,
-    stored together (fvmatch.video; `fps`: frames sampled a second); images and recordings are embedded in batches.
+    stored together (fvmatch.analysis.video; `fps`: frames sampled a second); images and recordings are embedded in batches.
 
     `record_batch(entries)` is called with each batch's enrolled entries inside the transaction that stores them
     (the CLI appends an audit row there), so a killed run leaves no stored item that it did not record.
@@ -213,7 +213,7 @@ def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollRe
                   record_batch: Callable[[list[dict]], object] | None, fps: float) -> None:
     """Embed one video and store its face track and soundtrack as items of its identity, in one transaction."""
     from fvmatch.media.video import probe_video
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     try:
         _check_file(item)

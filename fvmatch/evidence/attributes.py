@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.age_reading import AGE_BANDS, AgeReading, age_reading, face_age_reading, voice_band_probabilities
+from fvmatch.evidence.age import AGE_BANDS, AgeReading, age_reading, face_age_reading, voice_band_probabilities
 
-ATTRIBUTES = Path(__file__).parent / "reference" / "attributes.json"
+ATTRIBUTES = Path(__file__).parent.parent / "reference" / "attributes.json"
 SEXES = ("female", "male")
 DEFAULT_POPULATION = {"female": 0.5, "male": 0.5}
 ATTRIBUTE_SPACE = "sex"  # the name face-voice trials scored by the sex readings go by, beside the embedding spaces
@@ -53,7 +53,7 @@ class SexReading:
     space: str
     space_model_id: str
     f0_hz: float | None = None  # a voice's median F0 (fvmatch.quality.pitch): the label-free cue shown beside it
-    age: AgeReading | None = None  # the age band it reads as (fvmatch.age_reading), where its estimator ran
+    age: AgeReading | None = None  # the age band it reads as (fvmatch.evidence.age), where its estimator ran
 
     @property
     def probability(self) -> float:
@@ -139,9 +139,9 @@ def attributes_model_id() -> str:
 
 
 def judgement(face: SexReading, voice: SexReading, population: dict[str, float] = DEFAULT_POPULATION):
-    """A face-voice pair's sex evidence as a fvmatch.scoring.Judgement: its LR, no decision (sex alone cannot say
+    """A face-voice pair's sex evidence as a fvmatch.calibration.scoring.Judgement: its LR, no decision (sex alone cannot say
     "same person"), each side's reading."""
-    from fvmatch.scoring import Judgement
+    from fvmatch.calibration.scoring import Judgement
 
     found = evidence(face, voice, population)
     note = (f"{' and '.join(found['attributes'])} evidence (face-voice): {found['rests_on']}; {LIMITS}; no decision: "
@@ -243,7 +243,7 @@ def population_shares(population: dict[str, float]) -> dict[str, float]:
 def evidence(face: SexReading, voice: SexReading, population: dict[str, float] = DEFAULT_POPULATION) -> dict:
     """A face-voice pair's attribute evidence: each reading, the log10 LR with its verbal equivalent, what it rests
     on (sex, and age where both sides' ages were read), what was left out and why."""
-    from fvmatch.calibration import verbal_equivalent
+    from fvmatch.calibration.fitting import verbal_equivalent
 
     value = round(log10_lr(face, voice, population), 4)
     heads = sex_heads()

@@ -6,7 +6,7 @@ Two rules (ARCHITECTURE.md section 6):
   people. A face-voice score of the joint space holds only when its checkpoint was trained on real pairs and
   calibrated for face-voice trials; the shipped one was trained on synthetic people, so its face-voice cosine is
   shown only when the analyst names the joint space (`--space joint`), and then labelled (`SYNTHETIC_JOINT_LABEL`).
-  Without such a checkpoint, face-voice trials are weighed by the sex read from each side (fvmatch.attributes),
+  Without such a checkpoint, face-voice trials are weighed by the sex read from each side (fvmatch.evidence.attributes),
   where its heads ship; with neither, they are left out and the answer says so.
 - **Likelihood ratios out of the box.** fvmatch ships reference calibrations of its pretrained spaces, fitted on
   named public real data (`reference/calibration.json`, built by `benchmarks/reference_calibration.py`); the
@@ -23,7 +23,7 @@ from pathlib import Path
 from fvmatch.errors import BadArgument
 from fvmatch.spaces import JOINT, SPACE_MODALITIES
 
-REFERENCE_CALIBRATION = Path(__file__).parent / "reference" / "calibration.json"
+REFERENCE_CALIBRATION = Path(__file__).parent.parent / "reference" / "calibration.json"
 SYNTHETIC_MARK = "SYNTHETIC DATA ONLY"  # how training.data describes a corpus made by `fvmatch synth`
 SYNTHETIC_JOINT_LABEL = ("SYNTHETIC-TRAINED joint space: these scores carry no weight on real people (shown "
                          "because the joint space was asked for)")
@@ -32,7 +32,7 @@ SYNTHETIC_JOINT_LABEL = ("SYNTHETIC-TRAINED joint space: these scores carry no w
 @lru_cache(maxsize=1)
 def reference_calibration() -> dict:
     """The shipped reference calibration ({} where the package holds none): entries keyed as a card's are
-    (fvmatch.calibration.calibration_key), each marked "reference" and naming its data."""
+    (fvmatch.calibration.fitting.calibration_key), each marked "reference" and naming its data."""
     if not REFERENCE_CALIBRATION.is_file():
         return {}
     return json.loads(REFERENCE_CALIBRATION.read_text(encoding="utf-8"))
@@ -72,9 +72,9 @@ def joint_holds(card: dict) -> str | None:
 
 def cross_modal_scoring(card: dict, space: str | None = None) -> str | None:
     """What scores a face-voice trial: "joint" (asked for by name, or a joint model trained and calibrated on real
-    pairs), "sex" (the sex read from each side, fvmatch.attributes, where its heads ship), or None (nothing that
+    pairs), "sex" (the sex read from each side, fvmatch.evidence.attributes, where its heads ship), or None (nothing that
     holds on real people: the trial is left out)."""
-    from fvmatch.attributes import ATTRIBUTE_SPACE, sex_heads
+    from fvmatch.evidence.attributes import ATTRIBUTE_SPACE, sex_heads
 
     if space == JOINT or (space is None and joint_holds(card) is None):
         return JOINT

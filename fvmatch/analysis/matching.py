@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fvmatch.attributes import ATTRIBUTE_SPACE
+from fvmatch.evidence.attributes import ATTRIBUTE_SPACE
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
-from fvmatch.scoring import Judgement, judge
+from fvmatch.calibration.scoring import Judgement, judge
 from fvmatch.quality.face import face_band
 from fvmatch.spaces import (CONDITIONED_SPACES, FACE_SPACE, JOINT, VOICE_SPACE, condition_query_spaces, query_space,
                             space_for, trial_type)
@@ -37,8 +37,8 @@ class TrialGroup:
     candidates: list[Candidate]
     judgements: list[Judgement]
     condition: dict | None = None  # the questioned item's condition and whether the references were brought to it
-    scoring: dict | None = None  # fused scores (fvmatch.fused_scoring): the kind, K re-scored, the cosines; None: cosine
-    warning: str | None = None  # what the scores cannot show (fvmatch.evidence.joint_label), said beside them
+    scoring: dict | None = None  # fused scores (fvmatch.evidence.fused_scores): the kind, K re-scored, the cosines; None: cosine
+    warning: str | None = None  # what the scores cannot show (fvmatch.evidence.rules.joint_label), said beside them
 
     def to_dict(self) -> dict:
         return {"trial_type": self.trial_type, "space": self.space, "model_id": self.model_id, "against": self.against,
@@ -52,7 +52,7 @@ def query_spaces(modality: str, targets: Sequence[str], space: str | None = None
     a voice against voices, by default, in the base space and in the one its reference conditions are searched from
     (`question_spaces` picks one of them from the question's measured quality); a face-voice trial scored by the sex
     readings (`cross_by` "sex") in the space its head reads, and so too, beside the joint space, one whose joint
-    score is fused with them (`sex_fused`: fvmatch.sex_fusion)."""
+    score is fused with them (`sex_fused`: fvmatch.evidence.sex_fusion)."""
     def conditions(target: str, chosen: str) -> list[str]:  # a voice's quality may pick a reference condition
         return condition_query_spaces(chosen) if space is None and modality == target == "voice" else []
 
@@ -115,9 +115,9 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
              population: dict | None = None) -> list[TrialGroup]:
     """One group per target modality that holds items: the top identities by their best item in the trial's space.
 
-    `fused` (fvmatch.fused_scoring.rescorer's: a pair encoder, or the joint+sex fusion): a face-voice trial of the
+    `fused` (fvmatch.evidence.fused_scores.rescorer's: a pair encoder, or the joint+sex fusion): a face-voice trial of the
     joint space takes the top `fused.rescore_top` identities of the cosine search and ranks them by its fused score.
-    `joint_warning`: said with every group scored in the joint space (fvmatch.evidence.joint_label). `cross_by`
+    `joint_warning`: said with every group scored in the joint space (fvmatch.evidence.rules.joint_label). `cross_by`
     "sex": face-voice trials scored by the sex read from each side (`attribute_group`), in `population`."""
     counts = gallery.counts()
     groups = []
@@ -170,12 +170,12 @@ def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: 
 
 def attribute_group(gallery, embedding, target: str, top: int, population: dict | None = None,
                     identity: str | None = None) -> TrialGroup:
-    """Face-voice trials scored by the sex (and age, where read) of each side (fvmatch.attributes): every `target` item of the
+    """Face-voice trials scored by the sex (and age, where read) of each side (fvmatch.evidence.attributes): every `target` item of the
     gallery (of one `identity`, if given) read by its head, the identities ranked by their best item's LR, equal LRs
     by the probability of the item's reading. (Not by the joint space's cosine: it carries no weight on real people,
     and reading it would load torch and the joint model into every cold face query, seconds and hundreds of MB.)"""
-    from fvmatch.attributes import (DEFAULT_POPULATION, HEAD_OF, attributes_model_id, judgement, read_sex, readings_of,
-                                    sex_heads)
+    from fvmatch.evidence.attributes import (DEFAULT_POPULATION, HEAD_OF, attributes_model_id, judgement, read_sex,
+                                             readings_of, sex_heads)
     from fvmatch.gallery.scan import ranked_by, stored_ages, stored_vectors
 
     population = population or DEFAULT_POPULATION
@@ -250,7 +250,7 @@ def score_pair(embedder, items: Sequence[tuple[str, object]], space: str | None 
                sex_fused: bool = False) -> PairScore:
     """Embed two (modality, path) items and score them in the trial type's space (`space` overrides it); with
     `sex_fused`, a face and a voice scored in the joint space are also embedded in the spaces their sex is read
-    from (fvmatch.sex_fusion).
+    from (fvmatch.evidence.sex_fusion).
 
     Two voices of different conditions (one clean, one measured narrowband or noisy) are compared like with like:
     the clean one is embedded again brought to the other's condition, and the other is read as that condition's

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fvmatch.calibration import calibration_key, log10_lr, operating_point, verbal_equivalent
+from fvmatch.calibration.fitting import calibration_key, log10_lr, operating_point, verbal_equivalent
 from fvmatch.spaces import JOINT, TRIAL_TYPES  # noqa: F401 (TRIAL_TYPES: case_report/page.py still reads it here)
 
 
@@ -25,7 +25,7 @@ class Judgement:
     space: str = JOINT
     model_id: str = ""  # of the space that scored it
     calibration: str | None = None  # which calibration gave the LR: "reference: <its data>" or "model card: <data>"
-    readings: dict | None = None  # sex evidence (fvmatch.attributes): each side's reading
+    readings: dict | None = None  # sex evidence (fvmatch.evidence.attributes): each side's reading
 
     def to_dict(self) -> dict:
         return {"score": round(self.score, 6), "trial_type": self.trial_type, "space": self.space,

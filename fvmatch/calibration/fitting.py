@@ -24,7 +24,7 @@ MIN_SAME_TRIALS same-person and MIN_DIFFERENT_TRIALS different-person trials, fr
 The result is JSON and lives in the joint checkpoint's model card as card["calibration"] (see `calibrate`), each
 entry under calibration_key(space, trial type) and recording the model id of its space; writing it
 into a checkpoint does not change the model id, which hashes the weights alone. fvmatch ships reference entries of
-its pretrained spaces, fitted on named public real data (fvmatch.evidence.reference_calibration); an LR is best
+its pretrained spaces, fitted on named public real data (fvmatch.evidence.rules.reference_calibration); an LR is best
 calibrated on trials like the case's, so an analyst's own entry (`calibrate --add`) supersedes a reference one.
 """
 from __future__ import annotations
@@ -176,7 +176,7 @@ def pair_scores(first, second, seed: int = 0, max_trials: int = MAX_TRIALS,
     """Scores of every same-person and every different-person pair between two ItemSets (distinct items when
     they are one set), each hypothesis sampled down to `max_trials` pairs from the seed; and the number of
     people with same-person pairs. `score`: of row i of two (N, D) arrays, for another score than the cosine
-    (a pair encoder's, fvmatch.fused_scoring)."""
+    (a pair encoder's, fvmatch.evidence.fused_scores)."""
     one_set = first is second
     rng = np.random.default_rng([seed, 0xCA1])
     same, people = [], 0
@@ -216,7 +216,7 @@ def calibrate(embedded, seed: int = 0, trial_types: Sequence[str] | None = None,
     plus "space" and "space_model_id". Refuses (BadArgument naming each (space, trial type) that falls short and
     the numbers needed) rather than calibrate part. `face_band`: the data are faces of that size band
     (fvmatch.quality.face.FACE_BANDS): the face-face entries are kept for questions of that band. `fused` (a
-    fvmatch.fused_scoring.FusedScorer): the joint space's face-voice trials are also calibrated by their fused
+    fvmatch.evidence.fused_scores.FusedScorer): the joint space's face-voice trials are also calibrated by their fused
     score, in an entry of their own (space FUSED), the score `verify` and `identify` report for such a model.
     """
     from fvmatch.evaluation.corpus import as_corpora, scoring_spaces

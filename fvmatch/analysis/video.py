@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.age_reading import face_age_qualities
-from fvmatch.embedder import Embedder, Embedding, PreparedFace
+from fvmatch.evidence.age import face_age_qualities
+from fvmatch.analysis.embedder import Embedder, Embedding, PreparedFace
 from fvmatch.errors import BadArgument, FvmatchError, NoFaceFound, PoorQuality, TooLittleSpeech
 from fvmatch.media.audio import SpeechSummary
 from fvmatch.media.tracks import MAX_GAP_SECONDS, FaceTrack, FrameFace, TrackLinker

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fvmatch.calibration import FUSED
+from fvmatch.calibration.fitting import FUSED
 
 if TYPE_CHECKING:
     from fvmatch.gallery.gallery import Candidate
@@ -92,7 +92,7 @@ def fused_scorer(embedder, rescore_top: int = DEFAULT_RESCORE_TOP) -> FusedScore
 
 def fused_pair(embedder, pair) -> tuple[float, str, dict]:
     """(score, the space its calibration is looked up under, the record a result shows) of a scored pair
-    (fvmatch.matching.PairScore): the fused score for a face and a voice in the joint space of a checkpoint with a
+    (fvmatch.analysis.matching.PairScore): the fused score for a face and a voice in the joint space of a checkpoint with a
     pair encoder, else the pair's own cosine."""
     from fvmatch.spaces import JOINT
 

@@ -2,13 +2,13 @@
 section 6; issue 29).
 
 A laboratory's joint checkpoint (trained on real face-voice pairs and calibrated with `fvmatch calibrate`) and the
-sex read from each side (fvmatch.attributes) are not independent: a joint space learns sex too. Their LRs are
+sex read from each side (fvmatch.evidence.attributes) are not independent: a joint space learns sex too. Their LRs are
 therefore never multiplied. `calibrate` fits, on the same face-voice calibration trials, a logistic regression on
 both (the joint cosine and the sex evidence's log10 LR) and keeps its ratio as the fused score
 
     fused score = joint cosine + sex_weight * sex log10 LR
 
-which is then calibrated like any score (`fvmatch.calibration.fit`: the LR map, its bounds, operating points), in
+which is then calibrated like any score (`fvmatch.calibration.fitting.fit`: the LR map, its bounds, operating points), in
 an entry of its own (space JOINT_SEX) that names both: the joint model id and the sex heads' model id, and the
 correlation of the two on those trials. `verify` of a face and a voice and `identify` across modalities report the
 fused score where the card holds that entry and the shipped sex heads are the ones it was fitted with; `identify`
@@ -52,7 +52,7 @@ def fusion_weight(joint_same: np.ndarray, joint_different: np.ndarray, sex_same:
 
 def fusion_entry(joint: tuple[np.ndarray, np.ndarray, int], sex: tuple[np.ndarray, np.ndarray, int],
                  joint_model_id: str, sex_model_id: str, fit) -> dict:
-    """The calibration entry of the fused score: `fit` (fvmatch.calibration.fit) of joint + weight * sex on the same
+    """The calibration entry of the fused score: `fit` (fvmatch.calibration.fitting.fit) of joint + weight * sex on the same
     trials (`joint` and `sex`: (same scores, different scores, people) of identical pairs), with what it rests on."""
     (joint_same, joint_different, people), (sex_same, sex_different, _) = joint, sex
     weight = fusion_weight(joint_same, joint_different, sex_same, sex_different)
@@ -66,8 +66,8 @@ def fusion_entry(joint: tuple[np.ndarray, np.ndarray, int], sex: tuple[np.ndarra
 
 def fusion_of(calibration: dict | None, joint_model_id: str) -> dict | None:
     """The card's fused entry, where it was fitted with this joint model and the sex heads shipped now."""
-    from fvmatch.attributes import attributes_model_id, sex_heads
-    from fvmatch.scoring import calibration_key
+    from fvmatch.evidence.attributes import attributes_model_id, sex_heads
+    from fvmatch.calibration.scoring import calibration_key
 
     entry = (calibration or {}).get(calibration_key(JOINT_SEX, "face-voice"))
     if entry is None or not sex_heads() or entry.get("space_model_id") != joint_model_id:
@@ -86,10 +86,10 @@ class SexFusion:
     entry: dict
     rescore_top: int = DEFAULT_RESCORE_TOP
     population: dict | None = None
-    question: object | None = None  # the question's fvmatch.attributes.SexReading (`for_query`)
+    question: object | None = None  # the question's fvmatch.evidence.attributes.SexReading (`for_query`)
 
     def for_query(self, embedding) -> "SexFusion":
-        from fvmatch.attributes import read_sex
+        from fvmatch.evidence.attributes import read_sex
 
         reading = read_sex(embedding.modality, embedding.vectors, embedding.model_ids, embedding.quality)
         if reading is None:
@@ -99,7 +99,7 @@ class SexFusion:
 
     def rescore(self, gallery, query_modality: str, query: np.ndarray, candidates: list) -> tuple[list, dict]:
         """The candidates (their best items) ranked by the fused score; the record a result shows."""
-        from fvmatch.attributes import DEFAULT_POPULATION, HEAD_OF, log10_lr_of, readings_of, sex_heads
+        from fvmatch.evidence.attributes import DEFAULT_POPULATION, HEAD_OF, log10_lr_of, readings_of, sex_heads
 
         target = "voice" if query_modality == "face" else "face"
         head = sex_heads()[HEAD_OF[target]]
@@ -134,9 +134,9 @@ def needs_sex_reading(embedder) -> bool:
 
 
 def fused_pair_by_sex(embedder, pair, population: dict | None = None) -> tuple[float, str, dict] | None:
-    """`fvmatch.fused_scoring.fused_pair` for the joint+sex fusion: None where the card has none or a side's sex
+    """`fvmatch.evidence.fused_scores.fused_pair` for the joint+sex fusion: None where the card has none or a side's sex
     cannot be read."""
-    from fvmatch.attributes import DEFAULT_POPULATION, log10_lr_of, read_sex
+    from fvmatch.evidence.attributes import DEFAULT_POPULATION, log10_lr_of, read_sex
 
     entry = fusion_of(embedder.card.get("calibration"), embedder.model_id)
     if entry is None:
@@ -153,14 +153,14 @@ def fused_pair_by_sex(embedder, pair, population: dict | None = None) -> tuple[f
 
 
 def add_sex_fusion(calibration: dict, embedded, seed: int = 0, max_trials: int | None = None) -> dict:
-    """`calibration` (fvmatch.calibration.calibrate's, of these corpora) with the joint space's face-voice trials
+    """`calibration` (fvmatch.calibration.fitting.calibrate's, of these corpora) with the joint space's face-voice trials
     fused with the sex evidence, fitted on the same pairs, where the data were also embedded in the spaces the sex
     heads read; else with why not, under "joint+sex skipped". No joint face-voice entry: `calibration` as it is."""
-    from fvmatch.attributes import attributes_model_id
-    from fvmatch.calibration import MAX_TRIALS, fit, pair_scores, shortfall
+    from fvmatch.evidence.attributes import attributes_model_id
+    from fvmatch.calibration.fitting import MAX_TRIALS, fit, pair_scores, shortfall
     from fvmatch.evaluation import ItemSet, as_corpora
     from fvmatch.evaluation.attribute_evidence import sex_corpus
-    from fvmatch.scoring import calibration_key
+    from fvmatch.calibration.scoring import calibration_key
     from fvmatch.spaces import JOINT
 
     corpora = as_corpora(embedded)
@@ -196,8 +196,8 @@ def add_sex_fusion(calibration: dict, embedded, seed: int = 0, max_trials: int |
 
 def rescorer(embedder, rescore_top: int = DEFAULT_RESCORE_TOP, population: dict | None = None):
     """What re-ranks a joint search's face-voice candidates: the checkpoint's pair encoder
-    (fvmatch.fused_scoring), else the card's joint+sex fusion, else None."""
-    from fvmatch.fused_scoring import fused_scorer
+    (fvmatch.evidence.fused_scores), else the card's joint+sex fusion, else None."""
+    from fvmatch.evidence.fused_scores import fused_scorer
 
     scorer = fused_scorer(embedder, rescore_top)
     return scorer if scorer is not None else sex_fusion(embedder.card, embedder.model_id, rescore_top, population)
@@ -205,9 +205,9 @@ def rescorer(embedder, rescore_top: int = DEFAULT_RESCORE_TOP, population: dict 
 
 def scored_pair(embedder, pair, population: dict | None = None) -> tuple[float, str, dict]:
     """(score, the space its calibration is looked up under, the record a result shows) of a scored pair
-    (fvmatch.matching.PairScore): the joint+sex fused score of a face and a voice in the joint space where the card
-    has that fusion (and both sides' sex can be read), else fvmatch.fused_scoring.fused_pair's."""
-    from fvmatch.fused_scoring import fused_pair, has_pair_encoder
+    (fvmatch.analysis.matching.PairScore): the joint+sex fused score of a face and a voice in the joint space where the card
+    has that fusion (and both sides' sex can be read), else fvmatch.evidence.fused_scores.fused_pair's."""
+    from fvmatch.evidence.fused_scores import fused_pair, has_pair_encoder
     from fvmatch.spaces import JOINT
 
     if pair.trial_type == "face-voice" and pair.space == JOINT and not has_pair_encoder(embedder.card):

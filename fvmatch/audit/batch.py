@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fvmatch.audit_files import Query, ResultsFile
+from fvmatch.audit.files import Query, ResultsFile
 from fvmatch.errors import BadArgument, FvmatchError
 
 BATCH_SIZE = 32
@@ -104,23 +104,23 @@ class _Context:
 
     def __init__(self, gallery, embedder, against, top, fmr, run_id, input_digest, space=None,
                  population=None) -> None:
-        from fvmatch.enrollment import file_digest
+        from fvmatch.enrollment.enroll import file_digest
 
         self.gallery, self.embedder, self.against, self.top, self.fmr, self.run_id, self.space = (
             gallery, embedder, against, top, fmr, run_id, space)
-        self.population = population  # of the sex evidence (fvmatch.attributes); None: equal sexes
+        self.population = population  # of the sex evidence (fvmatch.evidence.attributes); None: equal sexes
         self.checked: dict[str, FvmatchError | None] = {}  # per query modality: what the gallery lacks for it
         self.digest = input_digest or file_digest
         self.counts = gallery.counts()
-        from fvmatch.evidence import cross_modal_scoring, joint_label, video_targets
+        from fvmatch.evidence.rules import cross_modal_scoring, joint_label, video_targets
 
-        # per query modality, what it is weighed against (fvmatch.evidence: only trial types whose evidence holds)
+        # per query modality, what it is weighed against (fvmatch.evidence.rules: only trial types whose evidence holds)
         self.parts, self.left_out = video_targets(against, self.counts, embedder.card, space)
         self.joint_warning = joint_label(embedder.card)
         self.cross_by = cross_modal_scoring(embedder.card, space)  # what scores face-voice trials, if anything
         calibration = embedder.calibration
         self.calibration = calibration
-        from fvmatch.sex_fusion import SexFusion, rescorer
+        from fvmatch.evidence.sex_fusion import SexFusion, rescorer
 
         # a pair encoder or the card's joint+sex fusion re-ranks face-voice searches, as identify does
         self.fused = rescorer(embedder, population=population)
@@ -139,20 +139,20 @@ class _Context:
         return self.parts[modality]
 
     def spaces(self, modality: str) -> list[str]:
-        from fvmatch.matching import query_spaces
+        from fvmatch.analysis.matching import query_spaces
 
         return query_spaces(modality, self.targets(modality), self.space, self.cross_by, self.sex_fused)
 
     def pick(self, modality: str):
         """The spaces a question of a given measured quality needs (Embedder.embed_voice's `pick`)."""
-        from fvmatch.matching import question_spaces
+        from fvmatch.analysis.matching import question_spaces
 
         return question_spaces(self.gallery, modality, self.targets(modality), self.space, self.cross_by,
                                self.sex_fused)
 
     def check_gallery(self, modality: str) -> None:
         """What the gallery lacks to answer a query of this modality (no items, missing vectors), found once."""
-        from fvmatch.matching import check_gallery
+        from fvmatch.analysis.matching import check_gallery
 
         if modality not in self.checked:
             try:
@@ -183,7 +183,7 @@ class _Context:
                     records[position] = self._answer_video(query, record, began)
                     continue
                 if not any(self.counts[target] for target in self.targets(query.modality)):
-                    from fvmatch.evidence import require_targets
+                    from fvmatch.evidence.rules import require_targets
 
                     require_targets(query.modality, [], self.left_out, query.origin)
                 self.check_gallery(query.modality)
@@ -248,7 +248,7 @@ class _Context:
                 "answered_at": _utc_now()}
 
     def _answer(self, query: Query, record: dict, embedding, embed_seconds: float) -> dict:
-        from fvmatch.matching import ranked
+        from fvmatch.analysis.matching import ranked
 
         began = time.perf_counter()
         targets = self.targets(query.modality)
@@ -282,7 +282,7 @@ class _Context:
         """The trial groups answering one embedding, the claimed identity's scored exactly or an identification:
         (groups, None), or ([], the failed record) when the claimed identity is not enrolled."""
         from fvmatch.gallery.gallery import UnknownIdentity
-        from fvmatch.matching import identify, verify_claim
+        from fvmatch.analysis.matching import identify, verify_claim
 
         if not query.claimed_identity:
             return identify(self.gallery, embedding, targets, self.top, self.space, self.calibration, self.fmr,
@@ -297,13 +297,13 @@ class _Context:
     def _answer_video(self, query: Query, record: dict, began: float) -> dict:
         """A video row: its main face track and its soundtrack each searched (or scored against the claim), the
         candidates of both in one list (by likelihood ratio when every group is calibrated), each naming its part."""
-        from fvmatch.matching import check_gallery, merged, query_spaces, question_spaces
+        from fvmatch.analysis.matching import check_gallery, merged, query_spaces, question_spaces
         from fvmatch.spaces import spaces_of
-        from fvmatch.video import embed_video
+        from fvmatch.analysis.video import embed_video
 
         parts = {part: [target for target in self.parts[part] if self.counts[target]] for part in ("face", "voice")}
         if not any(parts.values()):
-            from fvmatch.evidence import require_targets
+            from fvmatch.evidence.rules import require_targets
 
             require_targets("video's face or voice", [], self.left_out, query.origin)
         spaces = {}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fvmatch.age_reading import face_age_qualities, start_loading_face_age
+from fvmatch.evidence.age import face_age_qualities, start_loading_face_age
 from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
 from fvmatch.extras import JOINT_PACKAGES, installed, joint_space_available, require_joint_space
-from fvmatch.media.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech, speech_windows
+from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech,
+                                 speech_windows)
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
@@ -54,7 +55,7 @@ class PreparedFace:
     crop: FaceCrop
     inputs: dict[str, np.ndarray]
     faces_in_image: int
-    age: dict | None = None  # fvmatch.age_reading.face_age_quality, read off the dlib-face chip where one was cut
+    age: dict | None = None  # fvmatch.evidence.age.face_age_quality, read off the dlib-face chip where one was cut
 
     def quality(self) -> dict:
         return {**self.crop.quality(), "faces_in_image": self.faces_in_image,
@@ -124,8 +125,8 @@ class Embedder:
     @property
     def calibration(self) -> dict:
         """The calibration its scores are judged by: fvmatch's reference entries under the card's own
-        (fvmatch.evidence.effective_calibration)."""
-        from fvmatch.evidence import effective_calibration
+        (fvmatch.evidence.rules.effective_calibration)."""
+        from fvmatch.evidence.rules import effective_calibration
 
         return effective_calibration(self._card)
 
@@ -236,7 +237,7 @@ class Embedder:
 
         The recording is streamed (an hour-long file is never held whole). `pick`, given the recording's measured
         quality, names the spaces of `spaces` it needs (a question's quality chooses the references it is compared
-        with, and so the speech its vector is read from: fvmatch.matching.question_spaces): the windows wait for
+        with, and so the speech its vector is read from: fvmatch.analysis.matching.question_spaces): the windows wait for
         the quality and only those spaces are embedded, unless the recording holds more than DEFERRED_WINDOWS
         windows of speech, whose spaces are then all embedded as they come (memory stays bounded). TooLittleSpeech
         when it holds less than `min_speech_seconds`; UnreadableMedia for a bad file. `audio_track` (from 1): a

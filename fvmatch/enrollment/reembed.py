@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fvmatch.enrollment import file_digest
+from fvmatch.enrollment.enroll import file_digest
 from fvmatch.errors import FvmatchError
 from fvmatch.gallery import MODALITIES, Gallery
 from fvmatch.spaces import reference_spaces
@@ -111,7 +111,7 @@ def _video_fps(embedder, item: dict) -> float | None:
 def _from_video(embedder, item: dict, modality: str, spaces: list[str]):
     """The Embedding of a video item in `spaces`: the video embedded again as it was (same sampling), its main face
     track or its soundtrack; the FvmatchError when the video no longer gives that part."""
-    from fvmatch.video import embed_video
+    from fvmatch.analysis.video import embed_video
 
     try:
         evidence = embed_video(embedder, item["source_path"], fps=_video_fps(embedder, item),

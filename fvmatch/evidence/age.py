@@ -9,7 +9,7 @@
   self-reported decades; `benchmarks/attribute_age.py`), shipped in `reference/attributes.json` ("voice-age").
 
 Each band reading's confusion P(read band | true band, true sex), measured on labelled real people the estimator
-never saw, is stored beside the sex heads; fvmatch.attributes folds it into the face-voice likelihood ratio.
+never saw, is stored beside the sex heads; fvmatch.evidence.attributes folds it into the face-voice likelihood ratio.
 """
 from __future__ import annotations
 
