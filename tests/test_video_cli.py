@@ -277,10 +277,17 @@ def test_embed_video_in_one_space(clips):
     assert list(face_only["face"]["spaces"]) == ["dlib-face"] and face_only["voice"] is None
 
 
-def test_track_picks_which_face_of_a_video_is_its_face(tmp_path):
+@pytest.fixture(scope="module")
+def two_people(tmp_path_factory):
+    """A on the left for 4 s (track 1), B on the right from 1 s to 3 s (track 2), one soundtrack."""
     a, b = draw_identity("cli-a", np.random.default_rng(21)), draw_identity("cli-b", np.random.default_rng(22))
-    two = write_talking_head(tmp_path / "two.mp4", [OnScreen(a, (0.27, 0.5), 0.5),
-                                                    OnScreen(b, (0.75, 0.5), 0.5, since=1.0, until=3.0)], 4.0, width=480)
+    return write_talking_head(tmp_path_factory.mktemp("two") / "two.mp4",
+                              [OnScreen(a, (0.27, 0.5), 0.5), OnScreen(b, (0.75, 0.5), 0.5, since=1.0, until=3.0)],
+                              4.0, width=480)
+
+
+def test_track_picks_which_face_of_a_video_is_its_face(tmp_path, two_people):
+    two = two_people
     found = {}
     for track in (None, 2):
         outcome = run_cli_here("embed", "--video", two, "--space", "dlib-face", "--json",
@@ -310,3 +317,55 @@ def test_track_picks_which_face_of_a_video_is_its_face(tmp_path):
     assert read["1"]["voice"] == read["2"]["voice"] and read["1"]["face"]["p_female"] != read["2"]["face"]["p_female"]
     both = run_cli_here("verify", "--video", two, "--video", two, "--track", "2")
     assert both.returncode == 2 and "--track: goes with one --video" in both.stderr
+
+
+def test_two_people_of_one_video_enroll_from_their_own_tracks_and_reindex_from_them(tmp_path, two_people):
+    gallery = tmp_path / "g"
+    first = run_cli_here("enroll", "-g", gallery, "-i", "ann", "--video", two_people, "--json")
+    assert first.returncode == 0, first.stderr
+    assert [e["modality"] for e in json.loads(first.stdout)["enrolled_items"]] == ["face", "voice"]
+    second = run_cli_here("enroll", "-g", gallery, "-i", "ben", "--video", two_people, "--track", "2", "--json")
+    assert second.returncode == 0, second.stderr
+    (entry,) = json.loads(second.stdout)["enrolled_items"]  # B's face; the soundtrack stays A's voice
+    assert entry["modality"] == "face" and entry["video"]["frame_times"] == [1.0, 1.5, 2.0, 2.5]
+    assert "soundtrack already enrolled as the voice of 'ann': face only" in " ".join(entry["notes"])
+    again = run_cli_here("enroll", "-g", gallery, "-i", "ben", "--video", two_people, "--track", "2", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 1
+    before = gallery_state(gallery)
+    taken = run_cli_here("enroll", "-g", gallery, "-i", "cy", "--video", two_people, "--track", "2")
+    assert taken.returncode == 2 and "same file is already enrolled as 'ben'" in taken.stderr
+    assert gallery_state(gallery) == before
+    for misuse in (("--video", two_people, "--video", two_people, "--track", "2"),
+                   ("--face", two_people, "--audio-track", "1")):
+        refused = run_cli_here("enroll", "-g", gallery, "-i", "cy", *misuse)
+        assert refused.returncode == 2 and "goes with one --video" in refused.stderr
+    # reindex embeds each face again from its own track, found by its frame times
+    with sqlite3.connect(gallery / "gallery.db") as db:
+        assert db.execute("SELECT identities.label, json_extract(quality_json, '$.track') FROM media JOIN identities "
+                          "ON identities.id = identity_id WHERE modality = 'face' ORDER BY media.id").fetchall() == [
+            ("ann", 1), ("ben", 2)]
+        kept = dict(db.execute("SELECT media_id, embedding FROM vectors WHERE space = 'dlib-face'").fetchall())
+        db.execute("DELETE FROM vectors WHERE space = 'dlib-face'")
+    filled = run_cli_here("gallery", "reindex", "--gallery", gallery, "--json")
+    assert filled.returncode == 0, filled.stderr
+    assert json.loads(filled.stdout)["filled"] == 2
+    with sqlite3.connect(gallery / "gallery.db") as db:
+        again = dict(db.execute("SELECT media_id, embedding FROM vectors WHERE space = 'dlib-face'").fetchall())
+    assert again.keys() == kept.keys() and len(kept) == 2
+    for key, blob in kept.items():
+        np.testing.assert_allclose(np.frombuffer(again[key], np.float32), np.frombuffer(blob, np.float32), atol=1e-5)
+
+
+def test_audit_run_takes_a_video_rows_tracks(gallery, two_people, tmp_path):
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"query_id,modality,path,claimed_identity,track,audio_track\nq1,video,{two_people},,2,1\n"
+                       f"q2,video,{two_people},,0,\nq3,face,{two_people},,1,\nq4,video,{two_people},,3,\n")
+    results = tmp_path / "results.jsonl"
+    outcome = run_cli_here("audit", "run", "-g", gallery, "--queries", queries, "--out", results, "--json")
+    assert outcome.returncode == 2  # q2, q3 and q4 failed
+    records = {r["query_id"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert records["q1"]["status"] == "ok"
+    assert records["q1"]["video"]["face_track"]["frame_times"] == [1.0, 1.5, 2.0, 2.5]  # B's track, not A's
+    assert "track '0' is not a track number (a whole number from 1)" in records["q2"]["error"]
+    assert "track '1' goes with modality video" in records["q3"]["error"]
+    assert "holds 2 face tracks" in records["q4"]["error"] and "there is no track 3" in records["q4"]["error"]

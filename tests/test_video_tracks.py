@@ -91,6 +91,46 @@ def test_a_floor_finds_the_faces_a_full_scan_finds_at_least_that_wide_and_no_sma
     assert len(detector.detect(image, 2.0 * width)) == 1 and detector.detect(image, 3.0 * width) == []
 
 
+def test_a_face_takes_the_vectors_of_the_embedded_chip_it_barely_differs_from(embedder, grace_hopper):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from fvmatch.analysis.embedder import PreparedFace
+    from fvmatch.analysis.video import ChipReuse, chip_signature
+
+    image = np.asarray(Image.open(grace_hopper).convert("RGB"))
+    (crop,) = embedder.detector.detect(Image.fromarray(image))
+    chip = embedder.space("dlib-face").prepare(image, crop)
+    other = np.roll(chip, 40, axis=1)  # the same pixels, the face out of place: another chip
+    blend = lambda share: ((1 - share) * chip + share * other).astype(np.uint8)  # noqa: E731
+    box = crop.box
+    moved = (box[0] + 0.6 * (box[2] - box[0]), box[1], box[2] + 0.6 * (box[2] - box[0]), box[3])
+    correlation = lambda a, b: float(chip_signature(a) @ chip_signature(b))  # noqa: E731
+    brighter = np.clip(chip * 1.3 + 12, 0, 255).astype(np.uint8)
+    assert correlation(brighter, chip) > 0.99 and correlation(other, chip) < 0.6
+    # a drift in two steps, each within the threshold, the two together past it
+    threshold, shares = ChipReuse.MIN_CORRELATION, np.arange(0.0, 1.0, 0.01)
+    step = max(s for s in shares if correlation(blend(s), chip) >= threshold)
+    drift = max(s for s in shares if correlation(blend(s), blend(step)) >= threshold)
+    assert 0 < step < drift and correlation(blend(drift), chip) < threshold
+
+    def slot(picture, where=box):
+        (found,) = reuse.slots([PreparedFace(SimpleNamespace(box=where), {"dlib-face": picture}, 1)])
+        return found
+
+    reuse = ChipReuse()
+    first = slot(chip)
+    assert slot(brighter) is first  # brightness and contrast do not count
+    assert slot(blend(step)) is first
+    assert slot(blend(drift)) is not first  # compared with the chip embedded, not with the one reused
+    reuse = ChipReuse()
+    first = slot(chip)
+    assert slot(chip, moved) is not first  # the same chip elsewhere in the frame (IoU under MIN_IOU)
+    assert slot(other, moved) is not first
+    assert len({id(slot(chip)), id(first)}) == 2  # only the sample just before is looked at
+
+
 @pytest.fixture(scope="module")
 def people():
     return draw_identity("track-a", np.random.default_rng(1)), draw_identity("track-b", np.random.default_rng(2))
@@ -134,6 +174,10 @@ def test_two_people_give_two_tracks_and_the_longest_is_main(embedder, two_people
     assert segments and sum(b - a for a, b in segments) == pytest.approx(voice.quality["speech_seconds"], abs=0.01)
     assert evidence.notes == []
     assert set(evidence.timings) == {"decode", "detection", "embedding", "speech"}
+    # each of the 12 faces embedded or given the vectors of an embedded one; each track embeds its first
+    chips = evidence.face_chips
+    assert chips["embedded"] + chips["reused"] == 12 and chips["embedded"] >= 2
+    assert evidence.to_dict()["face_chips"] == chips
 
 
 def test_no_audio_gives_face_only_and_no_face_gives_voice_only(embedder, tmp_path, people):

@@ -300,6 +300,7 @@ class _Context:
         from fvmatch.analysis.matching import check_gallery, merged, query_spaces, question_spaces
         from fvmatch.spaces import spaces_of
         from fvmatch.analysis.video import embed_video
+        from fvmatch.media.video import probe_video
 
         parts = {part: [target for target in self.parts[part] if self.counts[target]] for part in ("face", "voice")}
         if not any(parts.values()):
@@ -317,7 +318,8 @@ class _Context:
         evidence = embed_video(self.embedder, query.path, fps=self.fps, face_spaces=spaces["face"] or spaces_of("face")[:1],
                                voice_spaces=spaces["voice"],
                                voice_pick=question_spaces(self.gallery, "voice", parts["voice"], self.space,
-                                                          self.cross_by, self.sex_fused))
+                                                          self.cross_by, self.sex_fused),
+                               info=probe_video(query.path, audio_track=query.audio_track), face_track=query.face_track)
         embed_seconds = time.perf_counter() - began
         began = time.perf_counter()
         answered = []  # (part, group)

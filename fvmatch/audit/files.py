@@ -18,7 +18,7 @@ from fvmatch.errors import BadArgument
 from fvmatch.paths import input_file_problem, read_listing, resolve_listed_path
 
 QUERY_COLUMNS = ("query_id", "modality", "path")
-OPTIONAL_COLUMNS = ("claimed_identity",)
+OPTIONAL_COLUMNS = ("claimed_identity", "track", "audio_track")  # the tracks: of a video row (embed --video lists them)
 # failures that make a row's query id unusable as its resume key: such rows are keyed by their line instead
 ID_PROBLEMS = ("missing query id", "duplicate query id")
 
@@ -34,6 +34,8 @@ class Query:
     origin: str  # "queries.csv:4", for messages
     problem: str | None = None
     problem_kind: str | None = None
+    face_track: int | None = None  # a video row's face track (None: the longest)
+    audio_track: int | None = None  # a video row's audio track (None: the one with the most speech)
 
     @property
     def key(self) -> str:
@@ -77,6 +79,8 @@ def read_queries(queries_file: Path, root: Path | None = None) -> list[Query]:
             problem, kind = f"unknown modality {modality!r} (face, voice or video)", "unknown modality"
         elif not raw_path:
             problem, kind = "empty path", "empty path"
+        elif problem := _track_problem(row, modality):
+            kind = "bad track"
         else:
             try:
                 path = resolve_listed_path(queries_file, raw_path, root, origin)
@@ -84,8 +88,26 @@ def read_queries(queries_file: Path, root: Path | None = None) -> list[Query]:
                 problem, kind = error.problem, "path refused"
         if query_id and query_id not in first_line:
             first_line[query_id] = line
-        queries.append(Query(query_id, line, modality, raw_path, path, claim, origin, problem, kind))
+        tracks = {} if problem else {name: int(row[column]) for name, column in TRACK_COLUMNS
+                                    if (row.get(column) or "").strip()}
+        queries.append(Query(query_id, line, modality, raw_path, path, claim, origin, problem, kind, **tracks))
     return queries
+
+
+TRACK_COLUMNS = (("face_track", "track"), ("audio_track", "audio_track"))  # (Query field, column)
+
+
+def _track_problem(row: dict, modality: str) -> str | None:
+    """Why a row's track columns cannot be used (a track is a whole number from 1, and only a video has tracks)."""
+    for _, column in TRACK_COLUMNS:
+        value = (row.get(column) or "").strip()
+        if not value:
+            continue
+        if modality != "video":
+            return f"{column} {value!r} goes with modality video (it picks one of a video's tracks)"
+        if not value.isdigit() or int(value) < 1:
+            return f"{column} {value!r} is not a track number (a whole number from 1)"
+    return None
 
 
 def is_result_record(record: object) -> bool:

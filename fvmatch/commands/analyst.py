@@ -25,6 +25,8 @@ def enroll(
     face: list[Path] = typer.Option([], "--face", help="Face image (repeatable)."),
     voice: list[Path] = typer.Option([], "--voice", help="Voice recording (repeatable)."),
     video: list[Path] = typer.Option([], "--video", help="Video (repeatable): its main face track and its soundtrack."),
+    track: Optional[int] = TrackOption,
+    audio_track: Optional[int] = AudioTrackOption,
     fps: float = FpsOption,
     from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="DIR/<label>/<files>; modality from file type."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV: identity,modality,path (paths relative to "
@@ -42,7 +44,9 @@ def enroll(
     """Enroll face images, voice recordings and videos into the gallery (created on first use, pinned to the model).
 
     Each item is embedded in every space of its modality (joint, and dlib-face or ge2e-voice). A video gives a face
-    item (its longest face track) and a voice item (its soundtrack's speech), with the frames and seconds used.
+    item (its longest face track, or --track N) and a voice item (its soundtrack's speech), with the frames and
+    seconds used. Two people of one video are enrolled from their own tracks: the soundtrack stays the voice of the
+    identity that enrolled it first (the other gets its face only, and a note says so).
 
     A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
     """
@@ -67,6 +71,14 @@ def enroll(
             raise BadArgument("enroll", "--identity needs at least one --face, --voice or --video file, and files need "
                               "--identity")
         items = items_from_options(identity, face, voice, video)
+    for option, value in (("--track", track), ("--audio-track", audio_track)):
+        if value is not None and (len(video) != 1 or from_dir is not None or manifest is not None):
+            raise BadArgument(option, "goes with one --video (it picks one of that video's tracks)")
+    if track is not None or audio_track is not None:
+        from dataclasses import replace
+
+        items = [replace(item, face_track=track, audio_track=audio_track) if item.modality == "video" else item
+                 for item in items]
 
     from fvmatch.analysis.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory

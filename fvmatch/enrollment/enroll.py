@@ -33,6 +33,8 @@ class EnrollItem:
     modality: str
     path: Path
     origin: str  # where the item came from, for messages: the path, or "manifest.csv line 4"
+    face_track: int | None = None  # a video's face track to enroll (as embed --video lists them; None: the longest)
+    audio_track: int | None = None  # a video's audio track to read (from 1; None: the one with the most speech)
 
 
 @dataclass
@@ -217,16 +219,31 @@ def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollRe
 
     try:
         _check_file(item)
-        info = probe_video(item.path)  # what the file is comes first: an image named .mp4 is no duplicate video
+        # what the file is comes first: an image named .mp4 is no duplicate video
+        info = probe_video(item.path, audio_track=item.audio_track)
         sha256, size = file_digest(item.path)
-        owners = {label for modality in ("face", "voice") for _, label in gallery.media_by_sha256(sha256, modality)}
-        if item.identity in owners:
+        # a video holds one face per track and one voice per audio track: each is a part of its own, owned by
+        # whoever enrolled it first (so two people of one interview are enrolled from their own tracks)
+        face_owners = gallery.video_part_owners(sha256, "face", item.face_track or 1)
+        voice_owners = gallery.video_part_owners(sha256, "voice", info.audio_track if info.audio_tracks else None)
+        parts = {"face": face_owners, "voice": voice_owners}
+        mine = {part for part, owners in parts.items() if item.identity in owners}
+        others = {part: sorted(owners - {item.identity})[0] for part, owners in parts.items()
+                  if part not in mine and owners - {item.identity} and not force}
+        if "face" in others:
+            raise BadArgument(item.origin, _already_enrolled(others["face"], item))
+        wanted = [part for part in parts if part not in mine and part not in others]
+        if not wanted:  # its face is this identity's (and its soundtrack this identity's or another's)
             report.skipped.append(_skipped(item, "already enrolled for this identity"))
             return
-        if owners and not force:
-            raise BadArgument(item.origin, _already_enrolled(sorted(owners)[0], item))
+        notes = []
+        if "voice" in others:  # the soundtrack stays its first owner's voice; this identity gets its own face
+            notes.append(f"soundtrack already enrolled as the voice of {others['voice']!r}: face only (--force enrolls "
+                         "it again)")
         evidence = embed_video(embedder, item.path, fps=fps, face_spaces=spaces_of("face"),
-                               voice_spaces=reference_spaces("voice"), info=info)
+                               voice_spaces=reference_spaces("voice") if "voice" in wanted else [], info=info,
+                               face_track=item.face_track)
+        evidence.notes.extend(notes)
     except FvmatchError as error:
         report.fail(item.origin, _problem(item, error))
         return
@@ -237,7 +254,7 @@ def _enroll_video(gallery: Gallery, embedder, item: EnrollItem, report: EnrollRe
     ready = [NewItem(item.identity, embedding.modality, source, evidence.sha256, evidence.size,
                      float(embedding.quality["detection_probability"] if embedding.modality == "face"
                            else embedding.quality["speech_seconds"]), embedding.vectors, embedding.quality)
-             for embedding in evidence.embeddings()]
+             for embedding in evidence.embeddings() if embedding.modality in wanted]
     entries: list[dict] = []
 
     def stored(media_ids: list[int]) -> None:

@@ -109,17 +109,30 @@ def _video_fps(embedder, item: dict) -> float | None:
 
 
 def _from_video(embedder, item: dict, modality: str, spaces: list[str]):
-    """The Embedding of a video item in `spaces`: the video embedded again as it was (same sampling), its main face
-    track or its soundtrack; the FvmatchError when the video no longer gives that part."""
+    """The Embedding of a video item in `spaces`: the video embedded again as it was (same sampling and audio track),
+    the face track it was enrolled from (the one whose frame times are most nearly its own: numbers can change with
+    the tracker; an item recorded without frame times: the main track) or its soundtrack; the FvmatchError when the video no longer gives that part."""
     from fvmatch.analysis.video import embed_video
+    from fvmatch.media.video import probe_video
 
+    record = item["video"]
     try:
-        evidence = embed_video(embedder, item["source_path"], fps=_video_fps(embedder, item),
+        info = probe_video(item["source_path"], audio_track=record.get("audio_track"))
+        evidence = embed_video(embedder, item["source_path"], fps=_video_fps(embedder, item), info=info,
                                face_spaces=spaces if modality == "face" else None,
-                               voice_spaces=spaces if modality == "voice" else [])
+                               voice_spaces=spaces if modality == "voice" else [], all_faces=modality == "face")
     except FvmatchError as error:
         return error
-    found = evidence.face if modality == "face" else evidence.voice
+    if modality == "voice":
+        found = evidence.voice
+    else:
+        stored = {round(float(time), 3) for time in record.get("frame_times") or []}
+        times = [{round(time, 3) for time in track.times} for track in evidence.tracks]
+        # the share of frame times in common (Jaccard): a short track inside a long one's time is still its own
+        shared = [len(stored & own) / len(stored | own) if stored else float(not number)
+                  for number, own in enumerate(times)]
+        best = max(range(len(shared)), key=shared.__getitem__, default=None)
+        found = evidence.track_faces[best] if best is not None and shared[best] > 0 else None
     return found if found is not None else FvmatchError(item["source_path"], f"the video no longer gives a {modality}")
 
 

@@ -319,6 +319,18 @@ class Gallery:
             "WHERE media.sha256 = ? AND media.modality = ?", [sha256, modality]).fetchall()
         return [(int(row[0]), row[1]) for row in rows]
 
+    def video_part_owners(self, sha256: str, modality: str, track: int | None) -> set[str]:
+        """The identities holding a part of the video with this content: its face track `track` (modality face), or
+        the soundtrack of its audio track `track` (modality voice; None: a video with one audio track or none). An
+        item of this content stored without a track number (a file enrolled as a photo or recording) owns every
+        part."""
+        where = "$.track" if modality == "face" else "$.video.audio_track"
+        rows = self.db.execute(
+            "SELECT identities.label, json_extract(media.quality_json, ?) FROM media JOIN identities ON "
+            "identities.id = media.identity_id WHERE media.sha256 = ? AND media.modality = ?",
+            [where, sha256, modality]).fetchall()
+        return {label for label, stored in rows if stored is None or track is None or int(stored) == track}
+
     def has_identity(self, label: str) -> bool:
         return self._find_identity(label) is not None
 
