@@ -195,14 +195,19 @@ def test_from_dir_and_manifest_take_videos(tmp_path, clips):
     assert json.loads(outcome.stdout)["gallery_counts"] == {"identities": 1, "face": 1, "voice": 1}
 
 
-def test_audit_run_and_report_take_videos(gallery, clips, tmp_path):
-    queries = tmp_path / "queries.csv"
-    queries.write_text(f"query_id,modality,path,claimed_identity\nq1,video,{clips['a2']},\n"
-                       f"q2,video,{clips['image']},\nq3,video,{clips['a2']},alice\n")
-    results = tmp_path / "results.jsonl"
+def audit_run(gallery, tmp_path, rows: str):
+    """`audit run` of a query file of these rows: its exit code, the results file and its records by query id."""
+    queries, results = tmp_path / "queries.csv", tmp_path / "results.jsonl"
+    queries.write_text(rows)
     outcome = run_cli_here("audit", "run", "-g", gallery, "--queries", queries, "--out", results, "--json")
-    assert outcome.returncode == 2  # q2 failed
-    records = {r["query_id"]: r for r in map(json.loads, results.read_text().splitlines())}
+    return outcome.returncode, results, {r["query_id"]: r for r in map(json.loads, results.read_text().splitlines())}
+
+
+def test_audit_run_and_report_take_videos(gallery, clips, tmp_path):
+    code, results, records = audit_run(gallery, tmp_path, f"query_id,modality,path,claimed_identity\n"
+                                       f"q1,video,{clips['a2']},\nq2,video,{clips['image']},\n"
+                                       f"q3,video,{clips['a2']},alice\n")
+    assert code == 2  # q2 failed
     assert records["q2"]["status"] == "failed" and "an image file, not a video" in records["q2"]["error"]
     first = records["q1"]
     assert first["status"] == "ok" and first["modality"] == "video" and first["against"] == ["face", "voice"]
@@ -357,13 +362,10 @@ def test_two_people_of_one_video_enroll_from_their_own_tracks_and_reindex_from_t
 
 
 def test_audit_run_takes_a_video_rows_tracks(gallery, two_people, tmp_path):
-    queries = tmp_path / "queries.csv"
-    queries.write_text(f"query_id,modality,path,claimed_identity,track,audio_track\nq1,video,{two_people},,2,1\n"
-                       f"q2,video,{two_people},,0,\nq3,face,{two_people},,1,\nq4,video,{two_people},,3,\n")
-    results = tmp_path / "results.jsonl"
-    outcome = run_cli_here("audit", "run", "-g", gallery, "--queries", queries, "--out", results, "--json")
-    assert outcome.returncode == 2  # q2, q3 and q4 failed
-    records = {r["query_id"]: r for r in map(json.loads, results.read_text().splitlines())}
+    code, _, records = audit_run(gallery, tmp_path, f"query_id,modality,path,claimed_identity,track,audio_track\n"
+                                 f"q1,video,{two_people},,2,1\nq2,video,{two_people},,0,\n"
+                                 f"q3,face,{two_people},,1,\nq4,video,{two_people},,3,\n")
+    assert code == 2  # q2, q3 and q4 failed
     assert records["q1"]["status"] == "ok"
     assert records["q1"]["video"]["face_track"]["frame_times"] == [1.0, 1.5, 2.0, 2.5]  # B's track, not A's
     assert "track '0' is not a track number (a whole number from 1)" in records["q2"]["error"]

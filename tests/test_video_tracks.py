@@ -76,6 +76,31 @@ def test_the_pyramid_floor_scans_fully_every_few_samples_and_after_a_sample_with
     assert asked == [None, 40.0, 45.0, None, None, 50.0, 30.0, 30.0]
 
 
+def test_between_full_scans_a_frame_is_searched_around_the_faces_before_and_whole_for_large_new_ones():
+    from types import SimpleNamespace
+
+    from fvmatch.analysis.video import PyramidFloor
+
+    face = lambda x1, y1, x2, y2: SimpleNamespace(box=(x1, y1, x2, y2))  # noqa: E731
+    floor = PyramidFloor()
+    assert floor.next_smallest() is None and floor.regions(1280, 720) is None  # sample 0: a full scan
+    floor.saw([face(100, 100, 200, 220), face(900, 300, 960, 370)])
+    assert floor.next_smallest() == 30.0  # half the smallest face (60 px wide)
+    # a square twice each face's larger side around it, clipped to the frame; the frame for faces of 144 px and more
+    assert floor.regions(1280, 720) == [(30, 40, 271, 281, 30.0), (860, 265, 1001, 406, 30.0), (0, 0, 1280, 720, 144.0)]
+    floor.saw([face(110, 100, 210, 220)])  # the second face is not found in its region
+    assert floor.next_smallest() is None and floor.regions(1280, 720) is None  # so the next sample scans fully
+    floor.saw([face(110, 100, 210, 220), face(900, 300, 960, 370)])
+    assert floor.next_smallest() == 30.0 and floor.regions(1280, 720) is not None
+    floor.saw([face(120, 100, 220, 220), face(950, 300, 1010, 370)])  # each moved within its region: none lost
+    assert floor.smallest == 60
+    # a face filling the frame: its region would cover most of it, so the whole frame is searched (floored)
+    floor = PyramidFloor()
+    floor.next_smallest()
+    floor.saw([face(100, 40, 500, 440)])
+    assert floor.next_smallest() == 200.0 and floor.regions(640, 480) is None
+
+
 def test_a_floor_finds_the_faces_a_full_scan_finds_at_least_that_wide_and_no_smaller(grace_hopper):
     from PIL import Image
 
@@ -89,6 +114,11 @@ def test_a_floor_finds_the_faces_a_full_scan_finds_at_least_that_wide_and_no_sma
     # MTCNN's smallest face is not a hard edge (its boxes are regressed from 12-px cells): this 181-px face is still
     # found with a floor of twice its width, not with three times
     assert len(detector.detect(image, 2.0 * width)) == 1 and detector.detect(image, 3.0 * width) == []
+    # searched only around it (its region in the image's coordinates), and in a region beside it where it is not
+    x1, y1, x2, y2 = (int(v) for v in full.box)
+    (around,) = detector.detect(image, None, [(x1 - 100, y1 - 100, x2 + 100, y2 + 100, 0.5 * width)])
+    assert np.allclose(around.box, full.box, atol=0.05 * width) and around.pixels.shape == full.pixels.shape
+    assert detector.detect(image, None, [(x2, 0, image.width, image.height, 0.5 * width)]) == []
 
 
 def test_a_face_takes_the_vectors_of_the_embedded_chip_it_barely_differs_from(embedder, grace_hopper):

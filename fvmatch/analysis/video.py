@@ -160,7 +160,8 @@ def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spa
         timings["decode"] += time.perf_counter() - started
         if frame is not None:
             started = time.perf_counter()
-            crops = embedder.detector.detect(Image.fromarray(frame.image), floor.next_smallest())
+            smallest, picture = floor.next_smallest(), Image.fromarray(frame.image)
+            crops = embedder.detector.detect(picture, smallest, floor.regions(*picture.size))
             floor.saw(crops)
             prepared = [PreparedFace(crop, {name: embedder.space(name).prepare(frame.image, crop) for name in spaces},
                                      len(crops)) for crop in crops]
@@ -260,28 +261,63 @@ class ChipReuse:
 
 
 class PyramidFloor:
-    """The smallest face each sampled frame is searched for. The detector's image pyramid costs most at its finest
-    levels, which only faces smaller than any on screen need: between full scans (every SCAN_EVERY-th sample, and
-    whenever the last sample found no face) a frame is searched for faces at least FLOOR_SHARE of the smallest face
-    of the sample before. A face that grows or shrinks by up to that much between samples is still found; a new,
-    smaller face is found at the next full scan (within SCAN_EVERY samples: 2 s at the default 2 fps)."""
+    """Where and how small each sampled frame is searched for faces. The detector's image pyramid costs most at its
+    finest levels, which only faces smaller than any on screen need, and over the whole frame, where only the faces
+    already on screen are: between full scans (every SCAN_EVERY-th sample, whenever the sample before found no face,
+    and after a region lost its face) a frame is searched around each face of the sample before (`regions`: a square
+    REGION_SIDE times the face's size, centred on it) for faces at least FLOOR_SHARE of the smallest of them, and
+    over the whole frame for faces at least NEW_FACE_SHARE of its shorter side (the pyramid's few coarse levels:
+    cheap). A face that moves, grows or shrinks by up to that much between samples is still found, a large new one
+    at once, a smaller new one at the next full scan (within SCAN_EVERY samples: 2 s at the default 2 fps)."""
 
     SCAN_EVERY = 4
     FLOOR_SHARE = 0.5
+    REGION_SIDE = 2.0
+    REGION_MAX_SHARE = 0.5  # regions covering more of the frame than this: the whole frame is searched (floored)
+    NEW_FACE_SHARE = 0.2
 
     def __init__(self) -> None:
         self.sample = 0
         self.smallest: float | None = None  # the width of the smallest face of the last sample (None: it had none)
+        self.boxes: list[tuple[float, float, float, float]] = []  # the last sample's faces
+        self.full = True  # whether the sample planned last is a full scan
+        self.searched: list | None = None  # the faces whose regions the sample planned last searched (None: none)
 
     def next_smallest(self) -> float | None:
         """The smallest face width to look for in the next sample (None: a full scan)."""
-        full = self.sample % self.SCAN_EVERY == 0 or self.smallest is None
+        self.full = self.sample % self.SCAN_EVERY == 0 or self.smallest is None
         self.sample += 1
-        return None if full else self.FLOOR_SHARE * self.smallest
+        self.searched = None
+        return None if self.full else self.FLOOR_SHARE * self.smallest
+
+    def regions(self, width: int, height: int) -> list[tuple[int, int, int, int, float]] | None:
+        """The (left, top, right, bottom, smallest face) regions of a `width` x `height` frame to search in the
+        sample just planned by next_smallest, or None: the whole frame at that floor (a full scan, or regions that
+        would cover most of the frame)."""
+        if self.full or not self.boxes:
+            return None
+        floor = self.FLOOR_SHARE * self.smallest
+        regions = []
+        for x1, y1, x2, y2 in self.boxes:
+            half = self.REGION_SIDE * max(x2 - x1, y2 - y1) / 2
+            centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
+            regions.append((max(0, int(centre_x - half)), max(0, int(centre_y - half)),
+                            min(width, int(centre_x + half) + 1), min(height, int(centre_y + half) + 1), floor))
+        if sum((right - left) * (bottom - top) for left, top, right, bottom, _ in regions) > (
+                self.REGION_MAX_SHARE * width * height):
+            return None
+        self.searched = list(self.boxes)
+        return regions + [(0, 0, width, height, max(floor, self.NEW_FACE_SHARE * min(width, height)))]
 
     def saw(self, crops) -> None:
         widths = [crop.box[2] - crop.box[0] for crop in crops]
-        self.smallest = min(widths) if widths else None
+        centres = [((crop.box[0] + crop.box[2]) / 2, (crop.box[1] + crop.box[3]) / 2) for crop in crops]
+        # a face of the sample before with no face found in its region: it is looked for everywhere next time
+        lost = any(not any(abs(x - (x1 + x2) / 2) <= self.REGION_SIDE * max(x2 - x1, y2 - y1) / 2
+                           and abs(y - (y1 + y2) / 2) <= self.REGION_SIDE * max(x2 - x1, y2 - y1) / 2
+                           for x, y in centres) for x1, y1, x2, y2 in self.searched or [])
+        self.smallest = min(widths) if widths and not lost else None
+        self.boxes = [tuple(crop.box) for crop in crops]
 
 
 def _frame_face(when: float, face: PreparedFace, scale: float, vectors: dict[str, np.ndarray],
