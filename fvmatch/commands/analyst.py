@@ -44,9 +44,9 @@ def enroll(
     """Enroll face images, voice recordings and videos into the gallery (created on first use, pinned to the model).
 
     Each item is embedded in every space of its modality (joint, and dlib-face or ge2e-voice). A video gives a face
-    item (its longest face track, or --track N) and a voice item (its soundtrack's speech), with the frames and
-    seconds used. Two people of one video are enrolled from their own tracks: the soundtrack stays the voice of the
-    identity that enrolled it first (the other gets its face only, and a note says so).
+    item (its longest face track) and a voice item (its soundtrack's speech), with the frames and seconds used;
+    --track N takes another face track, so two people of one video are enrolled from their own tracks (the soundtrack
+    stays the voice of the identity that enrolled it first: the other gets its face only, and a note says so).
 
     A bad file is reported and skipped; the others are enrolled. Exit 2 if any item failed.
     """
