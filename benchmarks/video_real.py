@@ -66,8 +66,12 @@ if os.environ.get("FVMATCH_BENCH_CODE"):  # an exported commit: before the insta
 FVMATCH_CHILD = CODE_PRELUDE + """
 import json, sys, time
 import fvmatch
-from fvmatch.analysis.embedder import Embedder
-from fvmatch.analysis.video import embed_video
+try:
+    from fvmatch.analysis.embedder import Embedder
+    from fvmatch.analysis.video import embed_video
+except ModuleNotFoundError:  # --commit of a tree from before the modules were grouped into packages (148e187)
+    from fvmatch.embedder import Embedder
+    from fvmatch.video import embed_video
 fps, paths = float(sys.argv[1]), sys.argv[2:]
 print(json.dumps({"fvmatch": fvmatch.__file__}), flush=True)
 embedder = Embedder.load()
