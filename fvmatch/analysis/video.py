@@ -281,7 +281,7 @@ class PyramidFloor:
         self.smallest: float | None = None  # the width of the smallest face of the last sample (None: it had none)
         self.boxes: list[tuple[float, float, float, float]] = []  # the last sample's faces
         self.full = True  # whether the sample planned last is a full scan
-        self.searched: list | None = None  # the faces whose regions the sample planned last searched (None: none)
+        self.searched: list | None = None  # the regions the sample planned last searched (None: the frame)
 
     def next_smallest(self) -> float | None:
         """The smallest face width to look for in the next sample (None: a full scan)."""
@@ -306,16 +306,15 @@ class PyramidFloor:
         if sum((right - left) * (bottom - top) for left, top, right, bottom, _ in regions) > (
                 self.REGION_MAX_SHARE * width * height):
             return None
-        self.searched = list(self.boxes)
+        self.searched = [region[:4] for region in regions]
         return regions + [(0, 0, width, height, max(floor, self.NEW_FACE_SHARE * min(width, height)))]
 
     def saw(self, crops) -> None:
         widths = [crop.box[2] - crop.box[0] for crop in crops]
         centres = [((crop.box[0] + crop.box[2]) / 2, (crop.box[1] + crop.box[3]) / 2) for crop in crops]
-        # a face of the sample before with no face found in its region: it is looked for everywhere next time
-        lost = any(not any(abs(x - (x1 + x2) / 2) <= self.REGION_SIDE * max(x2 - x1, y2 - y1) / 2
-                           and abs(y - (y1 + y2) / 2) <= self.REGION_SIDE * max(x2 - x1, y2 - y1) / 2
-                           for x, y in centres) for x1, y1, x2, y2 in self.searched or [])
+        # a region where no face was found: its face is looked for everywhere next time
+        lost = any(not any(left <= x <= right and top <= y <= bottom for x, y in centres)
+                   for left, top, right, bottom in self.searched or [])
         self.smallest = min(widths) if widths and not lost else None
         self.boxes = [tuple(crop.box) for crop in crops]
 

@@ -13,7 +13,7 @@ from fvmatch.commands.common import (FmrOption, FpsOption, GalleryOption, JsonOp
                                      open_gallery, plural, population_option,
                                      quality_minimums, refuse_video_as, require_file, say_line, say_waiting, stderr,
                                      stdout)
-from fvmatch.commands.common import AudioTrackOption, TrackOption
+from fvmatch.commands.common import AudioTrackOption, TrackOption, tracks_need_one_video
 from fvmatch.commands.answers import item_notes, print_group, print_notes, sex_evidence_words
 from fvmatch.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, BadArgument
 from fvmatch.progress import item_progress
@@ -71,9 +71,7 @@ def enroll(
             raise BadArgument("enroll", "--identity needs at least one --face, --voice or --video file, and files need "
                               "--identity")
         items = items_from_options(identity, face, voice, video)
-    for option, value in (("--track", track), ("--audio-track", audio_track)):
-        if value is not None and (len(video) != 1 or from_dir is not None or manifest is not None):
-            raise BadArgument(option, "goes with one --video (it picks one of that video's tracks)")
+    tracks_need_one_video(len(video) if from_dir is None and manifest is None else 0, track, audio_track)
     if track is not None or audio_track is not None:
         from dataclasses import replace
 
@@ -287,9 +285,7 @@ def verify(
     items = [("face", p) for p in face] + [("voice", p) for p in voice]
     for modality, path in items:
         refuse_video_as(path, f"--{modality}")
-    for option, value in (("--track", track), ("--audio-track", audio_track)):
-        if value is not None and len(video) != 1:
-            raise BadArgument(option, "goes with one --video (it picks one of that video's tracks)")
+    tracks_need_one_video(len(video), track, audio_track)
     tracks = {"face_track": track, "audio_track": audio_track}
     if claim is not None:
         if len(video) != 1 or items:

@@ -267,6 +267,13 @@ AudioTrackOption = typer.Option(None, "--audio-track", min=1, help="Audio track 
                                 "container holding several (default: the one with the most speech).")
 
 
+def tracks_need_one_video(videos: int, track: int | None, audio_track: int | None) -> None:
+    """--track and --audio-track pick one video's tracks: refused unless exactly `videos` == 1."""
+    for option, value in (("--track", track), ("--audio-track", audio_track)):
+        if value is not None and videos != 1:
+            raise BadArgument(option, "goes with one --video (it picks one of that video's tracks)")
+
+
 def require_file(path: Path) -> None:
     """UnreadableMedia for a path that is no file (missing, a directory), in the words every command uses: called
     before a gallery or a model is opened, so a mistyped path is the one error said."""
