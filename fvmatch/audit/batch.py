@@ -5,7 +5,7 @@ file (and confined to `--root` when one is given, see fvmatch.paths). A row with
 `identify` (ranked candidates); a row with one like a verification of that claim (the claimed identity's best
 item, scored exactly). Each answer or failure is one line of the results file, written and fsynced batch by
 batch, so a killed run loses at most the batch in flight and re-running it answers only what is missing. The
-query and results files themselves: audit_files.py.
+query and results files themselves: fvmatch.audit.files.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The two files of a batch audit: the query file read (every row, bad ones with their problem) and the results
 file (JSON lines: what is already answered, appended durably, a partial last line repaired on open).
 
-`audit run` (batch_audit.py) answers the queries; a report (case_report/results.py) reads the results as they are.
+`audit run` (fvmatch.audit.batch) answers the queries; a report (case_report/results.py) reads the results as they are.
 """
 from __future__ import annotations
 
