@@ -294,6 +294,79 @@ def face_band_entries(source: Path, work: Path, embedder, held_out: float, seed:
     return entries
 
 
+def template_trials(references: dict[str, np.ndarray], questions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Same-person and different-person scores of every question against every person's template (each person's
+    template from `references`, fvmatch.analysis.templates.template_vector)."""
+    from fvmatch.analysis.templates import template_vector
+
+    people = sorted(set(references) & set(questions))
+    templates = np.stack([template_vector(references[person]) for person in people])
+    same, different = [], []
+    for row, person in enumerate(people):
+        scores = questions[person] @ templates.T
+        same.append(scores[:, row])
+        different.append(np.delete(scores, row, axis=1).ravel())
+    return np.concatenate(same).astype(np.float64), np.concatenate(different).astype(np.float64)
+
+
+def face_template_entries(source: Path, work: Path, embedder, held_out: float, seed: int) -> dict[str, dict]:
+    """Per template size n (2 up to fvmatch.analysis.templates.TEMPLATE_SIZE), of all sizes and per size band:
+    each person's photos after their first n (clean, or shrunk to the band as face_band_entries shrinks them)
+    against templates of every person's first n clean photos. Run after face_band_entries (its shrunk photos)."""
+    from fvmatch.analysis.templates import TEMPLATE_SIZE
+    from fvmatch.quality.face import face_band
+    from fvmatch.spaces import FACE_SPACE
+
+    files = person_files(source, "face")
+    names = sorted({person for person, _ in files})
+    held_names = held_out_people(names, held_out, seed)
+    cache = VectorCache(work / "bands.json")
+    photos: dict[str, list[tuple[Path, np.ndarray]]] = {}
+    for person, path in files:
+        found = cache.get(FACE_SPACE, path, lambda p: _face(embedder, p))
+        if found is not None:
+            photos.setdefault(person, []).append((path, found[0]))
+
+    def asked(person: str, path: Path, vector: np.ndarray, band: str | None) -> np.ndarray | None:
+        if band is None:
+            return vector
+        shrunk = work / f"faces@{band}" / person / f"{path.stem}.png"
+        found = cache.get(FACE_SPACE, shrunk, lambda p: _face(embedder, p)) if shrunk.exists() else None
+        return found[0] if found is not None and face_band(found[1]) == band else None
+
+    entries = {}
+    for size in range(2, TEMPLATE_SIZE + 1):
+        references = {person: np.stack([v for _, v in items[:size]]) for person, items in photos.items()
+                      if len(items) > size}
+        for band in (None, *FACE_BAND_EYES):
+            questions = {}
+            for person in references:
+                found = [asked(person, path, vector, band) for path, vector in photos[person][size:]]
+                if any(vector is not None for vector in found):
+                    questions[person] = np.stack([vector for vector in found if vector is not None])
+            fitting = {person for person in questions if person not in held_names}
+            same, different = template_trials({p: references[p] for p in fitting}, {p: questions[p] for p in fitting})
+            entry = fit(same, different, len(fitting), bound=elub_bounds)
+            held = template_trials({p: references[p] for p in questions if p in held_names},
+                                   {p: questions[p] for p in questions if p in held_names})
+            labels = np.r_[np.ones(len(held[0])), np.zeros(len(held[1]))].astype(bool)
+            rate, _ = equal_error_rate(labels, np.r_[held])
+            sized = f"shrunk to the {band} band" if band else "clean"
+            entry.update({
+                "reference": True, "space": FACE_SPACE, "space_model_id": embedder.space(FACE_SPACE).model_id,
+                "data": (f"fvmatch reference faces 1: templates of each person's first {size} photos against their "
+                         f"other photos, {sized} ({sum(len(q) for q in questions.values()):,} questions of "
+                         f"{len(questions)} people; people split as for the clean entry)"),
+                "bounds_method": BOUNDS_METHOD.format(version=version("lir")),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "held_out": {"people": len(questions) - len(fitting), "same": len(held[0]), "different": len(held[1]),
+                             "cllr": round(cllr(log10_lr(held[0], entry), log10_lr(held[1], entry)), 4),
+                             "cllr_min": round(cllr_min(*held), 4), "eer": round(float(rate), 4)}})
+            entries[calibration_key(f"{FACE_SPACE} template{size}", "face-face", band)] = entry
+        cache.save()
+    return entries
+
+
 def _face(embedder, path: Path) -> tuple[np.ndarray, dict]:
     embedding = embedder.embed_face(path, spaces=["dlib-face"])[0]
     return embedding.vectors["dlib-face"], embedding.quality
@@ -349,10 +422,11 @@ def main() -> None:
         calibration[key] = entry
         print_row(key, entry)
         if args.degraded:
-            make = face_band_entries if modality == "face" else voice_condition_entries
-            for key, degraded in make(source, args.work, embedder, args.held_out, args.seed).items():
-                calibration[key] = {**degraded, **{name: entry[name] for name in ("sources", "sources_csv_sha256")}}
-                print_row(key, degraded)
+            makers = [face_band_entries, face_template_entries] if modality == "face" else [voice_condition_entries]
+            for make in makers:
+                for key, degraded in make(source, args.work, embedder, args.held_out, args.seed).items():
+                    calibration[key] = {**degraded, **{name: entry[name] for name in ("sources", "sources_csv_sha256")}}
+                    print_row(key, degraded)
     existing.write_text(json.dumps(calibration, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {existing}")
 

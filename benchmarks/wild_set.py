@@ -19,7 +19,9 @@ condition, the same seeds), each question scored:
 and per corpus (the folder prefix: urdu = talk shows, meeting, cv = Common Voice read prompts on the contributors' own
 devices), since read and spontaneous speech have been seen to call for different conditions.
 Faces, questions clean and with the face shrunk to 80 px wide (faces already narrower keep their size) and saved as
-JPEG quality 30: fvmatch dlib-face beside the face_recognition pipeline (benchmarks/real_media.py's peer).
+JPEG quality 30: fvmatch dlib-face beside the face_recognition pipeline (benchmarks/real_media.py's peer). Then with
+TEMPLATE_REFERENCES clean photos of each person enrolled and the others asked: identities ranked by their best
+reference and by their template (fvmatch.analysis.templates: how identify ranks faces), each pipeline's vectors.
 
 Embeddings are cached (--cache, default DIR/.cache/wild_set.npz) by file content and model id: a second run only
 scores.
@@ -45,6 +47,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "refdata" / "wild"
 DEGRADED_VOICE = "telephone + noise 10 dB"
 FORCED_SPACES = ("ge2e-voice", "ge2e-voice@telephone", "ge2e-voice@noisy", "ge2e-voice@telephone-noisy")
 FACE_PX, JPEG_QUALITY = 80, 30
+TEMPLATE_REFERENCES = 3  # references a person in the templates' table (each person's first photos)
 
 
 def rate(hits: int, total: int) -> str:
@@ -271,6 +274,7 @@ def run_faces(root: Path, cache: Cache) -> None:
     print("| questions | fvmatch dlib-face rank-1 [95% Wilson] | EER | peer face_recognition rank-1 | EER "
           "| failed (fvmatch / peer) |")
     print("|---|---|---|---|---|---|")
+    asked: dict[tuple[str, Path], dict] = {}  # (condition, question) -> each pipeline's vector (None: failed)
     with tempfile.TemporaryDirectory() as scratch:
         for condition in ("clean", f"face {FACE_PX} px + JPEG {JPEG_QUALITY}"):
             rows = {"fvmatch": [], "peer": []}
@@ -289,6 +293,8 @@ def run_faces(root: Path, cache: Cache) -> None:
                     image.convert("RGB").save(file, format="JPEG", quality=JPEG_QUALITY)
                 data = file.read_bytes()
                 mine, other = ours(data, file), theirs(data, file)
+                asked[condition, path] = {"fvmatch": None if mine is None else mine[FACE_SPACE],
+                                          "peer": None if other is None else other["peer"]}
                 rows["fvmatch"].append((owner, None if mine is None else (mine[FACE_SPACE],), FACE_SPACE))
                 rows["peer"].append((owner, None if other is None else (other["peer"],), "peer"))
             cache.save()
@@ -296,6 +302,45 @@ def run_faces(root: Path, cache: Cache) -> None:
             hits = [sum(hits_of(rows[name], references[name])) for name in ("fvmatch", "peer")]
             print(f"| {condition} | {rate(hits[0], len(questions))} | {a['eer']:.1%} | {rate(hits[1], len(questions))} "
                   f"| {b['eer']:.1%} | {a['failed']} / {b['failed']} |", flush=True)
+    print_templates(people, asked, ours, theirs)
+
+
+def print_templates(people: dict, asked: dict, ours, theirs) -> None:
+    """Several references a person: each person's first TEMPLATE_REFERENCES photos enrolled (clean), the others
+    asked; identities ranked by their best reference (identify's way for voices, the peer's nearest neighbour) and by
+    their template (fvmatch.analysis.templates, identify's way for faces), each pipeline's vectors."""
+    from fvmatch.analysis.templates import template_vector
+    from fvmatch.spaces import FACE_SPACE
+
+    references = {"fvmatch": {}, "peer": {}}
+    for owner, files in people.items():
+        found = [(ours(path.read_bytes(), path), theirs(path.read_bytes(), path)) for path in files[:TEMPLATE_REFERENCES]]
+        for name, vectors in (("fvmatch", [m[FACE_SPACE] for m, _ in found if m is not None]),
+                              ("peer", [o["peer"] for _, o in found if o is not None])):
+            if vectors:  # as unit vectors: cosines, as the table above (face_recognition's are not unit vectors)
+                stacked = np.stack(vectors).astype(np.float64)
+                references[name][owner] = stacked / np.linalg.norm(stacked, axis=1, keepdims=True)
+    questions = [(owner, path) for owner, files in people.items() for path in files[TEMPLATE_REFERENCES:]]
+    print(f"\nfaces, {TEMPLATE_REFERENCES} clean references a person: {len(questions)} questions against "
+          f"{len(people)} people")
+    print("| questions | fvmatch, best reference | fvmatch, template (identify) | peer, best reference "
+          "| peer, template |")
+    print("|---|---|---|---|---|")
+    for condition in dict.fromkeys(condition for condition, _ in asked):
+        cells = []
+        for name in ("fvmatch", "peer"):
+            for rule in ("best", "template"):
+                hits = 0
+                for owner, path in questions:
+                    vector = asked[condition, path][name]
+                    if vector is None:
+                        continue
+                    vector = np.asarray(vector, np.float64) / np.linalg.norm(vector)  # the peer's are not unit
+                    scores = {person: float((refs @ vector).max()) if rule == "best" else
+                              float(template_vector(refs) @ vector) for person, refs in references[name].items()}
+                    hits += max(scores, key=scores.get) == owner
+                cells.append(rate(hits, len(questions)))
+        print(f"| {condition} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main() -> None:

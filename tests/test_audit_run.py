@@ -115,16 +115,19 @@ def test_audit_run_answers_good_rows_records_bad_ones_and_a_second_run_adds_noth
     assert {key: r["error_kind"] for key, r in records.items() if r["status"] == "failed"} == EXPECTED_FAILURES
     for key in EXPECTED_FAILURES:
         assert records[key]["error"] and records[key]["candidates"] == []
-    # a query that is an enrolled item finds that very item first (its own embedding, score 1)
+    # a query that is an enrolled item finds that very item first (its own embedding, score 1); a face's identity is
+    # scored by the template of its faces, that item the best of them
     for key, identity in (("face-1", "id00001"), ("voice-3", "id00003")):
         top = records[key]["candidates"][0]
-        assert (records[key]["status"], top["identity"], top["score"]) == ("ok", identity, pytest.approx(1.0, abs=1e-4))
+        best = top["references"][0]["score"] if key.startswith("face") else top["score"]
+        assert (records[key]["status"], top["identity"], best) == ("ok", identity, pytest.approx(1.0, abs=1e-4))
         assert records[key]["sha256"] and records[key]["model_id"] == summary["model_id"]
+    assert 0.9 < records["face-1"]["candidates"][0]["score"] < 1 - 1e-4  # the template of two faces, not the item
     claim = records["claim-2"]  # a claim against all: the claimed identity's best item of each trial type with evidence
     assert claim["task"] == "verify" and [c["identity"] for c in claim["candidates"]] == ["id00002", "id00002"]
-    assert [(c["trial_type"], c["space"]) for c in claim["candidates"]] == [("face-face", "dlib-face"),
+    assert [(c["trial_type"], c["space"]) for c in claim["candidates"]] == [("face-face", "dlib-face template2"),
                                                                             ("face-voice", "sex")]
-    assert claim["candidates"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert claim["candidates"][0]["references"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     # the failures are listed on stderr, one line each naming the row
     assert f"fvmatch: failed: {queries}:6: noface.jpg: no face found" in first.stderr
     assert "Traceback" not in first.stderr

@@ -11,8 +11,9 @@ import pytest
 import soundfile
 
 from fvmatch.media.degrade import add_noise, telephone_band
-from fvmatch.spaces.conditions import (CHANNEL_CUT_BELOW_DB, NARROWBAND_BELOW_HZ, NOISY_BELOW_DB, VOICE_CONDITIONS,
-                                       bring_to_condition, reference_condition)
+from fvmatch.spaces.conditions import (CHANNEL_CUT_BELOW_DB, NARROWBAND_BELOW_HZ, NOISY_BELOW_DB,
+                                       TELEPHONE_NOISY_BELOW_DB, VOICE_CONDITIONS, bring_to_condition,
+                                       reference_condition)
 from mediagen import run_cli_here
 
 REAL_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "realmedia"
@@ -29,9 +30,12 @@ def test_the_reference_condition_follows_the_measured_quality():
     call = {"bandwidth_hz": NARROWBAND_BELOW_HZ - 500, "low_band_db": CHANNEL_CUT_BELOW_DB - 10, "snr_db": 30.0}
     assert reference_condition({**call, "bandwidth_hz": 8000.0, "low_band_db": 8.0}) is None
     assert reference_condition(call) == "telephone"
-    assert reference_condition({**call, "snr_db": NOISY_BELOW_DB + 1}) == "telephone"
+    assert reference_condition({**call, "snr_db": TELEPHONE_NOISY_BELOW_DB + 1}) == "telephone"
+    # a call is noisy up to a higher SNR than wideband speech: its noisy references also hold the band-only ones
+    assert reference_condition({**call, "snr_db": TELEPHONE_NOISY_BELOW_DB - 1}) == "telephone-noisy"
     assert reference_condition({**call, "snr_db": 5.0}) == "telephone-noisy"
     assert reference_condition({"bandwidth_hz": 8000.0, "low_band_db": 8.0, "snr_db": NOISY_BELOW_DB - 5}) == "noisy"
+    assert reference_condition({"bandwidth_hz": 8000.0, "low_band_db": 8.0, "snr_db": NOISY_BELOW_DB + 1}) is None
     # narrowband that kept its low end (no telephone channel's 300 Hz cut): references through 8 kHz sampling alone;
     # with noise as well, the noisy references (there are no narrowband-noisy ones)
     assert reference_condition({**call, "low_band_db": CHANNEL_CUT_BELOW_DB + 5}) == "narrowband"
@@ -251,7 +255,7 @@ def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
     from fvmatch.analysis.matching import query_spaces
     from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FUSED_QUERY_SPACE, SPEECH_VOICE_SPACE,
                                 SPACE_MODALITIES, query_space)
-    from fvmatch.spaces.conditions import FUSED_CONDITIONS, conditioned, split
+    from fvmatch.spaces.conditions import FUSED_CONDITIONS, TEMPLATE_CONDITIONS, conditioned, split
 
     embedder = Embedder.load()
     base, speech = embedder.space("ge2e-voice"), embedder.space(SPEECH_VOICE_SPACE)
@@ -260,7 +264,8 @@ def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
     assert FUSED_QUERY_SPACE not in SPACE_MODALITIES and set(FUSED_CONDITIONS) == {"telephone", "narrowband"}
     for name in CONDITIONED_SPACES:
         condition = split(name)[1]
-        own = embedder.space(conditioned(SPEECH_VOICE_SPACE, condition) if condition in FUSED_CONDITIONS else name)
+        parted = condition in FUSED_CONDITIONS or condition in TEMPLATE_CONDITIONS
+        own = embedder.space(conditioned(SPEECH_VOICE_SPACE, condition) if parted else name)
         assert own.front_end == "speech"
         recipe = f"{base.weights_sha256} {condition} {VOICE_CONDITIONS[condition]} v1"
         assert own.model_id == hashlib.sha256(recipe.encode()).hexdigest()  # as before the trimmed front end
@@ -270,6 +275,13 @@ def test_the_conditioned_spaces_read_silero_speech_and_keep_their_model_ids():
             assert COMPOSITE_SPACES[name] == (own.name, "ge2e-voice") and space.dim == 512
             assert query_space(name) == FUSED_QUERY_SPACE
             parts = f"side by side v1 {own.model_id} {base.model_id}"
+            assert space.model_id == hashlib.sha256(parts.encode()).hexdigest()
+        elif condition in TEMPLATE_CONDITIONS:  # the mean of its conditions' vectors, renormalised
+            named = [conditioned(SPEECH_VOICE_SPACE, part) if part in FUSED_CONDITIONS or part == condition
+                     else conditioned("ge2e-voice", part) for part in TEMPLATE_CONDITIONS[condition]]
+            assert COMPOSITE_SPACES[name] == tuple(named) and own.name in named
+            assert space.dim == 256 and query_space(name) == SPEECH_VOICE_SPACE
+            parts = "template v1 " + " ".join(embedder.space(part).model_id for part in named)
             assert space.model_id == hashlib.sha256(parts.encode()).hexdigest()
         else:
             assert space.dim == 256 and query_space(name) == SPEECH_VOICE_SPACE

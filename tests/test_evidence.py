@@ -169,6 +169,15 @@ def test_reference_entries_cover_the_face_size_bands_and_the_voice_reference_con
         entry = reference[key]
         assert entry["reference"] and entry["bounds_method"].startswith("ELUB") and entry["held_out"]["people"] >= 12
         assert "shrunk to the" in entry["data"] or "brought to the" in entry["data"]
+    # identity templates (fvmatch.analysis.templates): a map per number of faces, of every size and per size band
+    from fvmatch.analysis.templates import TEMPLATE_SIZE
+
+    for size in range(2, TEMPLATE_SIZE + 1):
+        for band in ("", " @small", " @medium"):
+            entry = reference[f"dlib-face template{size} face-face{band}"]
+            assert entry["bounds_method"].startswith("ELUB") and entry["held_out"]["people"] >= 12
+            assert f"templates of each person's first {size} photos" in entry["data"]
+            assert entry["space_model_id"] == reference["dlib-face face-face"]["space_model_id"]
 
 
 def test_a_small_face_question_is_judged_by_the_small_face_map_and_says_so(tmp_path):

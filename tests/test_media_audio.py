@@ -210,3 +210,30 @@ def test_a_space_reads_its_own_speech_of_a_window():
     assert audio.SpeechWindow(speech, trimmed[: SAMPLE_RATE // 2]).speech_for(Trimmed()) is speech
     assert audio.SpeechWindow(speech[: SAMPLE_RATE // 4], trimmed[: SAMPLE_RATE // 2]).speech_for(Trimmed()).mean() == 2.0
     assert audio.SpeechWindow(speech, None).speech_for(Trimmed()) is speech
+
+
+def test_a_quiet_call_s_speech_is_looked_for_again_louder_and_hiss_stays_refused(embedder, tmp_path):
+    from fvmatch.media.degrade import telephone_band
+    from mediagen import librispeech_clip
+
+    samples, rate = librispeech_clip("1688-142285-0000")
+    quiet = samples * np.float32(10 ** (-75 / 20) / np.sqrt(np.mean(samples ** 2)))  # -75 dBFS
+    narrow, narrow_rate = telephone_band(quiet, rate)
+    soundfile.write(tmp_path / "quiet-call.wav", narrow, narrow_rate, subtype="FLOAT")
+    as_recorded = SpeechSummary()
+    for _ in speech_windows(tmp_path / "quiet-call.wav", as_recorded):
+        pass
+    assert as_recorded.speech_seconds < 1.0 and as_recorded.level_dbfs < -75  # silero hears too little at this level
+    louder = audio.louder_for_speech(as_recorded)
+    assert louder == pytest.approx(audio.QUIET_DBFS - as_recorded.level_dbfs)
+    embedding = embedder.embed_voice(tmp_path / "quiet-call.wav", spaces=["ge2e-voice"])
+    assert embedding.quality["speech_found_louder_db"] == round(louder, 1)
+    assert embedding.quality["speech_seconds"] > 8
+    again = embedder.embed_voice(tmp_path / "quiet-call.wav", spaces=["ge2e-voice"])  # the same: deterministic
+    assert again.vectors["ge2e-voice"] == pytest.approx(embedding.vectors["ge2e-voice"])
+    hiss = np.random.default_rng(0).standard_normal(5 * SAMPLE_RATE).astype(np.float32) * np.float32(1e-3)  # -60
+    soundfile.write(tmp_path / "hiss.wav", hiss, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(TooLittleSpeech, match="0.0 s detected in 5.0 s of audio, heard 30 dB louder"):
+        embedder.embed_voice(tmp_path / "hiss.wav", spaces=["ge2e-voice"])
+    assert audio.louder_for_speech(SpeechSummary(energy=1.0, samples=10)) is None  # at 0 dBFS: nothing to raise
+    assert audio.louder_for_speech(SpeechSummary(energy=1e-9, samples=10)) is None  # -100 dBFS: silent, not quiet

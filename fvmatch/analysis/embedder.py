@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.evidence.age import face_age_qualities, start_loading_face_age
-from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch
+from fvmatch.errors import FvmatchError, InvalidCheckpoint, ModelMismatch, TooLittleSpeech
 from fvmatch.extras import JOINT_PACKAGES, installed, joint_space_available, require_joint_space
-from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, require_speech,
-                                 speech_windows)
+from fvmatch.media.audio import (MIN_SPEECH_SECONDS, SAMPLE_RATE, SpeechSummary, SpeechWindow, louder_for_speech,
+                                 require_speech, speech_windows)
 from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
 from fvmatch.quality.minimums import QualityMinimums
-from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE, VOICE_SPACE,
-                            spaces_of)
+from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE, TEMPLATE_SPACES,
+                            VOICE_SPACE, spaces_of)
 from fvmatch.spaces.conditions import split
 
 # a recording's windows of speech (WINDOW_SECONDS each: 2 minutes, both speech streams about 15 MB) held until its
@@ -156,9 +156,10 @@ class Embedder:
             elif name == SPEECH_VOICE_SPACE:  # the same encoder (loaded once) on silero-vad's speech
                 self._spaces[name] = self.space(VOICE_SPACE).reading_speech()
             elif name in COMPOSITE_SPACES:
-                from fvmatch.spaces.conditions import CompositeVoiceSpace
+                from fvmatch.spaces.conditions import CompositeVoiceSpace, ConditionTemplateSpace
 
-                self._spaces[name] = CompositeVoiceSpace(name, [self.space(part) for part in COMPOSITE_SPACES[name]])
+                kind = ConditionTemplateSpace if name in TEMPLATE_SPACES else CompositeVoiceSpace
+                self._spaces[name] = kind(name, [self.space(part) for part in COMPOSITE_SPACES[name]])
             elif name in CONDITIONED_SPACES or split(name)[0] == SPEECH_VOICE_SPACE:
                 # a reference condition, or the condition's own part of a fused one ("ge2e-voice/speech@telephone")
                 from fvmatch.spaces.conditions import ConditionedVoiceSpace
@@ -239,11 +240,20 @@ class Embedder:
         quality, names the spaces of `spaces` it needs (a question's quality chooses the references it is compared
         with, and so the speech its vector is read from: fvmatch.analysis.matching.question_spaces): the windows wait for
         the quality and only those spaces are embedded, unless the recording holds more than DEFERRED_WINDOWS
-        windows of speech, whose spaces are then all embedded as they come (memory stays bounded). TooLittleSpeech
-        when it holds less than `min_speech_seconds`; UnreadableMedia for a bad file. `audio_track` (from 1): a
+        windows of speech, whose spaces are then all embedded as they come (memory stays bounded). A recording in
+        which silero-vad finds too little speech and that is quieter than -30 dBFS is read again with silero hearing it
+        raised to that level (fvmatch.media.audio.louder_for_speech; its quality says so: `speech_found_louder_db`).
+        TooLittleSpeech when it holds less than `min_speech_seconds` even so; UnreadableMedia for a bad file. `audio_track` (from 1): a
         container's track to read (default: the one with the most speech).
         """
         summary = SpeechSummary()
+        try:
+            return self._voice_embedding(path, summary, speech_windows(path, summary, audio_track), spaces, pick)
+        except TooLittleSpeech:
+            louder = louder_for_speech(summary)  # a quiet recording: its speech looked for again, louder
+            if louder is None:
+                raise
+        summary = SpeechSummary(louder_db=louder)
         return self._voice_embedding(path, summary, speech_windows(path, summary, audio_track), spaces, pick)
 
     def embed_voices(self, paths: Sequence[str | Path], spaces: Sequence[str] | None = None,

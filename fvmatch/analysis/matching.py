@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fvmatch.analysis.templates import TEMPLATE_MODALITIES, score_name, templated
 from fvmatch.evidence.attributes import ATTRIBUTE_SPACE
 from fvmatch.errors import BadArgument
 from fvmatch.gallery.gallery import Candidate
@@ -24,6 +25,7 @@ from fvmatch.spaces.conditions import conditioned, reference_condition, split
 
 
 HEAD_SPACE = {"face": FACE_SPACE, "voice": VOICE_SPACE}  # the space each modality's sex head reads
+TEMPLATE_RERANK = 20  # identities found by their best item whose templates are scored (identify's over-fetch)
 
 
 @dataclass
@@ -90,6 +92,12 @@ def _spaces_read(modality: str, targets: Sequence[str], cross_by: str | None, se
     return list(dict.fromkeys(names))
 
 
+def by_template(modality: str, target: str, space: str) -> bool:
+    """Whether a same-modality trial scores identities by their templates (fvmatch.analysis.templates): faces,
+    in their own space."""
+    return modality == target and target in TEMPLATE_MODALITIES and space == FACE_SPACE
+
+
 def same_modality_first(modality: str, targets: Sequence[str]) -> list[str]:
     """The order groups are listed in: the same-modality trial before the cross-modal one."""
     return sorted(targets, key=lambda target: target != modality)
@@ -113,7 +121,8 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
              calibration: dict | None = None, fmr: float = 0.01, fused=None,
              joint_warning: str | None = None, cross_by: str | None = None,
              population: dict | None = None) -> list[TrialGroup]:
-    """One group per target modality that holds items: the top identities by their best item in the trial's space.
+    """One group per target modality that holds items: the top identities by their best item in the trial's space
+    (faces against faces: by their templates, fvmatch.analysis.templates, ranked by LR where calibrated).
 
     `fused` (fvmatch.evidence.fused_scores.rescorer's: a pair encoder, or the joint+sex fusion): a face-voice trial of the
     joint space takes the top `fused.rescore_top` identities of the cosine search and ranks them by its fused score.
@@ -130,7 +139,11 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
         chosen, condition = reference_space(gallery, embedding, target, space)
         query = embedding.vectors[query_space(chosen)]
         rescore = fused is not None and chosen == JOINT and embedding.modality != target
-        candidates = gallery.search(query, [target], top=max(top, fused.rescore_top) if rescore else top, space=chosen)
+        template = by_template(embedding.modality, target, chosen)
+        fetch = max(top, fused.rescore_top) if rescore else max(top, TEMPLATE_RERANK) if template else top
+        candidates = gallery.search(query, [target], top=fetch, space=chosen)
+        if template:
+            candidates = templated(gallery, query, candidates, chosen)
         scoring = None
         if rescore:
             candidates, scoring = fused.for_query(embedding).rescore(gallery, embedding.modality, query, candidates)
@@ -138,8 +151,10 @@ def identify(gallery, embedding, targets: Sequence[str], top: int = 10, space: s
             for key in ("cosines", "sex_log10_lr"):  # one entry a candidate, in rank order
                 if key in scoring:
                     scoring[key] = scoring[key][:top]
-        groups.append(_group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring,
-                             joint_warning))
+        group = _group(gallery, embedding, target, chosen, candidates, calibration, fmr, condition, scoring,
+                       joint_warning)
+        group.candidates, group.judgements = group.candidates[:top], group.judgements[:top]  # templates over-fetched
+        groups.append(group)
     return groups
 
 
@@ -147,8 +162,8 @@ def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: 
                  calibration: dict | None = None, fmr: float = 0.01,
                  joint_warning: str | None = None, cross_by: str | None = None,
                  population: dict | None = None) -> list[TrialGroup]:
-    """The claimed identity's best item of each target modality, scored exactly (UnknownIdentity: no such label;
-    an empty list: it has no item of those modalities)."""
+    """The claimed identity's best item of each target modality, scored exactly, or its template of faces
+    (UnknownIdentity: no such label; an empty list: it has no item of those modalities)."""
     groups = []
     for target in same_modality_first(embedding.modality, targets):
         if cross_by == ATTRIBUTE_SPACE and target != embedding.modality:
@@ -161,7 +176,10 @@ def verify_claim(gallery, embedding, label: str, targets: Sequence[str], space: 
                 groups.append(group)
             continue
         chosen, condition = reference_space(gallery, embedding, target, space)
-        found = gallery.score_identity(embedding.vectors[query_space(chosen)], label, [target], space=chosen)
+        query = embedding.vectors[query_space(chosen)]
+        found = gallery.score_identity(query, label, [target], space=chosen)
+        if found is not None and by_template(embedding.modality, target, chosen):
+            (found,) = templated(gallery, query, [found], chosen)
         if found is not None:
             groups.append(_group(gallery, embedding, target, chosen, [found], calibration, fmr, condition,
                                  joint_warning=joint_warning))
@@ -326,10 +344,17 @@ def _group(gallery, embedding, target: str, space: str, candidates: list[Candida
     # a face question's size band picks its calibration (the references are enrolled, good photos: the question is
     # the smaller face of the pair)
     band = face_band(embedding.quality) if kind == "face-face" else None
-    judged_as = scoring["space"] if scoring else space  # a fused score is judged by the fused calibration alone
-    return TrialGroup(kind, space, model_id, target, candidates,
-                      [judge(c.score, kind, calibration, fmr, judged_as, model_id, band) for c in candidates], condition,
-                      scoring, joint_warning if space == JOINT else None)
+    # a fused score is judged by the fused calibration alone; a template's by the map of templates of its size
+    judgements = [judge(c.score, kind, calibration, fmr, scoring["space"] if scoring else score_name(space, c),
+                        model_id, band) for c in candidates]
+    if any(c.references for c in candidates) and all(j.log10_lr is not None for j in judgements):
+        # templates of different sizes and single references score on different scales: ranked by their LRs
+        pairs = sorted(zip(candidates, judgements), key=lambda pair: (-pair[1].log10_lr, -pair[0].score))
+        candidates, judgements = [c for c, _ in pairs], [j for _, j in pairs]
+        for rank, candidate in enumerate(candidates, start=1):
+            candidate.rank = rank
+    return TrialGroup(kind, space, model_id, target, candidates, judgements, condition, scoring,
+                      joint_warning if space == JOINT else None)
 
 
 def merged(groups: Sequence[TrialGroup]) -> bool:

@@ -97,6 +97,7 @@ def describe_space(space: str, card: dict) -> str:
     from fvmatch.evidence.rules import joint_trained_on_synthetic
 
     base, condition = split(space)
+    base, _, template = base.partition(" template")  # a template's score (fvmatch.analysis.templates)
     base = base.split("/")[0]  # an internal reading of a space ("ge2e-voice/speech") is that space's model
     if base == JOINT:
         trained = card.get("training_data") or "training data not stated in its card"
@@ -105,4 +106,6 @@ def describe_space(space: str, card: dict) -> str:
     what = PRETRAINED.get(base, f"a space this fvmatch does not describe ({base})")
     if condition:
         what += f"; the enrolled voices brought to the {condition} condition of the questioned recording"
+    if template:
+        what += f"; each identity scored by the template of its first {template} references"
     return what

@@ -19,6 +19,8 @@ def print_group(query: str, group) -> None:
     if top is not None and top.log10_lr is not None:
         say_line(stdout, f"rank 1, {group.candidates[0].identity}: log10 LR {top.log10_lr:+.2f}, {top.verbal} "
                          f"({top.calibration})")
+    if group.candidates and group.candidates[0].references:
+        say_line(stdout, f"rank 1, {group.candidates[0].identity}: {_template_words(group.candidates[0])}")
     if group.warning:
         say_line(stdout, f"WARNING: {group.warning}")
 
@@ -40,7 +42,9 @@ def print_notes(notes) -> None:
 def scores_shown(group) -> str:
     """What a group's scores are, for its table's title."""
     if not group.scoring:
-        return "cosine scores"
+        templates = any(candidate.references for candidate in group.candidates)
+        return ("cosine scores (\"N faces\": with the template of the identity's first N faces)" if templates
+                else "cosine scores")
     from fvmatch.evidence.attributes import reading_words
 
     if group.scoring["score"] == "sex evidence":
@@ -68,8 +72,20 @@ def _print_candidates(title: str, candidates, judgements) -> None:
         table.add_row(str(candidate.rank), Text(candidate.identity),
                       _reading_cell(reading) if reading else f"{candidate.score:.4f}",
                       "-" if judgement.log10_lr is None else f"{judgement.log10_lr:+.2f}",
-                      judgement.decision or "-", candidate.modality, ShortPath(candidate.source_path))
+                      judgement.decision or "-", _matched_cell(candidate), ShortPath(candidate.source_path))
     stdout.print(table)
+
+
+def _matched_cell(candidate) -> str:
+    """The matched item's modality; a template's (fvmatch.analysis.templates): how many references made it, "3 faces"."""
+    return f"{len(candidate.references)} {candidate.modality}s" if candidate.references else candidate.modality
+
+
+def _template_words(candidate) -> str:
+    """Which references carried a template's score: each one's own cosine, the best first."""
+    return (f"scored by the template of its first {len(candidate.references)} faces, whose own cosines are "
+            + ", ".join(f"{reference['score']:.4f} ({reference['source_path']})"
+                        for reference in candidate.references))
 
 
 def _reading_cell(reading: dict) -> str:

@@ -69,7 +69,7 @@ class NewItem:
 
 @dataclass
 class Candidate:
-    """One identity in a ranked answer: its best-matching item decides its score."""
+    """One identity in a ranked answer: its best-matching item, or its template of references, decides its score."""
 
     rank: int
     identity: str
@@ -79,11 +79,15 @@ class Candidate:
     source_path: str
     items_compared: int
     space: str = SPACE
+    # scored by the identity's template (fvmatch.analysis.templates): each of its references, the best first, with
+    # its own cosine with the query; the media id and path above are the best one's. None: scored by its best item
+    references: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return {"rank": self.rank, "identity": self.identity, "score": round(self.score, 6),
                 "matched_modality": self.modality, "media_id": self.media_id, "source_path": self.source_path,
-                "items_compared": self.items_compared, "space": self.space}
+                "items_compared": self.items_compared, "space": self.space,
+                **({"references": self.references} if self.references is not None else {})}
 
 
 def _now() -> str:

@@ -59,3 +59,28 @@ def ranked_by(gallery, ids: np.ndarray, keys: Sequence[tuple], score: Callable[[
     order = sorted(best.items(), key=lambda entry: (tuple(-value for value in entry[1][0]), entry[0]))[:top]
     return [Candidate(rank, identity, score(key), details[media_id][1], media_id, details[media_id][2],
                       compared[identity], space) for rank, (identity, (key, media_id)) in enumerate(order, start=1)]
+
+
+def identity_items(gallery, labels: Sequence[str], modality: str, space: str,
+                   first: int) -> dict[str, tuple[list[int], list[str], np.ndarray]]:
+    """Per identity label: (media ids, source paths, vectors) of its first `first` items of `modality` with a vector
+    in `space`, in enrolment order (identities without one are absent)."""
+    found: dict[str, tuple[list[int], list[str], list[bytes]]] = {}
+    for start in range(0, len(labels), 900):  # SQLite's bound-parameter limit
+        chunk = list(labels[start:start + 900])
+        # CROSS JOIN keeps identities the outer loop: the labels' rows, then their media by media_by_identity (left
+        # to itself, SQLite walks every item of the modality in id order, a second at a million items)
+        rows = gallery.db.execute(
+            "SELECT identities.label, media.id, media.source_path, vectors.embedding FROM identities"
+            " CROSS JOIN media ON media.identity_id = identities.id"
+            " JOIN vectors ON vectors.media_id = media.id AND vectors.space = ?"
+            f" WHERE identities.label IN ({','.join('?' * len(chunk))}) AND media.modality = ?",
+            [space, *chunk, modality]).fetchall()
+        for label, media_id, source_path, blob in sorted(rows, key=lambda row: row[1]):
+            ids, paths, blobs = found.setdefault(label, ([], [], []))
+            if len(ids) < first:
+                ids.append(media_id)
+                paths.append(source_path)
+                blobs.append(blob)
+    return {label: (ids, paths, np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), gallery.dim(space)))
+            for label, (ids, paths, blobs) in found.items()}

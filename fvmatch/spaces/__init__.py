@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fvmatch.spaces.conditions import FUSED_CONDITIONS, VOICE_CONDITIONS, conditioned
+from fvmatch.spaces.conditions import FUSED_CONDITIONS, TEMPLATE_CONDITIONS, VOICE_CONDITIONS, conditioned
 
 TRIAL_TYPES = ("face-voice", "face-face", "voice-voice")
 JOINT = "joint"
@@ -37,12 +37,24 @@ FUSED_QUERY_SPACE = "ge2e-voice/speech+trimmed"
 # reference condition -> the space of a question's vector compared with its references
 CONDITIONED_SPACES = {conditioned(VOICE_SPACE, condition): FUSED_QUERY_SPACE if condition in FUSED_CONDITIONS
                       else SPEECH_VOICE_SPACE for condition in VOICE_CONDITIONS}
-# spaces made of other spaces' vectors side by side (fvmatch.spaces.conditions.CompositeVoiceSpace) -> their parts; a
-# fused condition's references: the condition's own vector (an internal space, "ge2e-voice/speech@narrowband") and
-# the enrolled one
+
+
+def _condition_part(condition: str) -> str:
+    """The space of a reference's vector brought to `condition` alone: the condition's own part where its references
+    are made of parts (a fused or template condition: "ge2e-voice/speech@telephone"), else the condition's space."""
+    made_of_parts = condition in FUSED_CONDITIONS or condition in TEMPLATE_CONDITIONS
+    return conditioned(SPEECH_VOICE_SPACE if made_of_parts else VOICE_SPACE, condition)
+
+
+# a template condition's references (fvmatch.spaces.conditions.ConditionTemplateSpace) -> the spaces of its parts
+TEMPLATE_SPACES = {conditioned(VOICE_SPACE, condition): tuple(_condition_part(part) for part in parts)
+                   for condition, parts in TEMPLATE_CONDITIONS.items()}
+# spaces made of other spaces' vectors (side by side: fvmatch.spaces.conditions.CompositeVoiceSpace; or a template)
+# -> their parts; a fused condition's references: the condition's own vector and the enrolled one
 COMPOSITE_SPACES = {FUSED_QUERY_SPACE: (SPEECH_VOICE_SPACE, VOICE_SPACE),
-                    **{conditioned(VOICE_SPACE, condition): (conditioned(SPEECH_VOICE_SPACE, condition), VOICE_SPACE)
-                       for condition in FUSED_CONDITIONS}}
+                    **{conditioned(VOICE_SPACE, condition): (_condition_part(condition), VOICE_SPACE)
+                       for condition in FUSED_CONDITIONS},
+                    **TEMPLATE_SPACES}
 SPACE_MODALITIES = {JOINT: ("face", "voice"), FACE_SPACE: ("face",), VOICE_SPACE: ("voice",),
                     **{name: ("voice",) for name in CONDITIONED_SPACES}}
 PRETRAINED_SPACES = (FACE_SPACE, VOICE_SPACE, *CONDITIONED_SPACES)  # the spaces whose weights ship in packages
