@@ -294,7 +294,8 @@ def face_band_entries(source: Path, work: Path, embedder, held_out: float, seed:
     return entries
 
 
-def template_trials(references: dict[str, np.ndarray], questions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def template_trials(references: dict[str, np.ndarray],
+                    questions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Same-person and different-person scores of every question against every person's template (each person's
     template from `references`, fvmatch.analysis.templates.template_vector)."""
     from fvmatch.analysis.templates import template_vector

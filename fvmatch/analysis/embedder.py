@@ -22,8 +22,8 @@ from fvmatch.media.image import FaceCrop, FaceDetector
 from fvmatch.models.checkpoint import (DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint, read_card,
                                        read_model_card)
 from fvmatch.quality.minimums import QualityMinimums
-from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE, TEMPLATE_SPACES,
-                            VOICE_SPACE, spaces_of)
+from fvmatch.spaces import (COMPOSITE_SPACES, CONDITIONED_SPACES, FACE_SPACE, JOINT, SPEECH_VOICE_SPACE,
+                            TEMPLATE_SPACES, VOICE_SPACE, spaces_of)
 from fvmatch.spaces.conditions import split
 
 # a recording's windows of speech (WINDOW_SECONDS each: 2 minutes, both speech streams about 15 MB) held until its
@@ -241,10 +241,10 @@ class Embedder:
         with, and so the speech its vector is read from: fvmatch.analysis.matching.question_spaces): the windows wait for
         the quality and only those spaces are embedded, unless the recording holds more than DEFERRED_WINDOWS
         windows of speech, whose spaces are then all embedded as they come (memory stays bounded). A recording in
-        which silero-vad finds too little speech and that is quieter than -30 dBFS is read again with silero hearing it
+        which silero-vad finds too little speech and that is quieter than -30 dBFS is read again, silero hearing it
         raised to that level (fvmatch.media.audio.louder_for_speech; its quality says so: `speech_found_louder_db`).
-        TooLittleSpeech when it holds less than `min_speech_seconds` even so; UnreadableMedia for a bad file. `audio_track` (from 1): a
-        container's track to read (default: the one with the most speech).
+        TooLittleSpeech when it holds less than `min_speech_seconds` even so; UnreadableMedia for a bad file.
+        `audio_track` (from 1): a container's track to read (default: the one with the most speech).
         """
         summary = SpeechSummary()
         try:

@@ -77,7 +77,7 @@ def _print_candidates(title: str, candidates, judgements) -> None:
 
 
 def _matched_cell(candidate) -> str:
-    """The matched item's modality; a template's (fvmatch.analysis.templates): how many references made it, "3 faces"."""
+    """The matched item's modality; for a template (fvmatch.analysis.templates), how many faces made it: "3 faces"."""
     return f"{len(candidate.references)} {candidate.modality}s" if candidate.references else candidate.modality
 
 
