@@ -37,7 +37,7 @@ from real_media import AUDIO_SUFFIXES  # noqa: E402  (benchmarks beside this one
 
 ROOT = Path(__file__).resolve().parents[2]
 CONDITIONS = ("clean", "telephone", "telephone + white 10 dB", "telephone + white 15 dB", "telephone + white 20 dB",
-              "telephone + pink 10 dB", "white 10 dB", "white 15 dB", "pink 10 dB")
+              "telephone + pink 10 dB", "white 0 dB", "white 5 dB", "white 10 dB", "white 15 dB", "pink 10 dB")
 SWEEP_DB = (12.5, 15.0, 20.0, 25.0, 30.0, 1000.0)
 OTHERS_DB = (10.0, 11.0, 12.5, 14.0, 15.0, 16.0, 18.0)
 BEFORE_DB = 12.5  # before the template: every question, calls too, noisy under this SNR
@@ -56,6 +56,8 @@ def degrade(name: str):
         "telephone + white 15 dB": lambda x, r, s: call(x, r, s, 15),
         "telephone + white 20 dB": lambda x, r, s: call(x, r, s, 20),
         "telephone + pink 10 dB": lambda x, r, s: call(x, r, s, 10, "pink"),
+        "white 0 dB": lambda x, r, s: (add_noise(x, 0, s), r),
+        "white 5 dB": lambda x, r, s: (add_noise(x, 5, s), r),
         "white 10 dB": lambda x, r, s: (add_noise(x, 10, s), r),
         "white 15 dB": lambda x, r, s: (add_noise(x, 15, s), r),
         "pink 10 dB": lambda x, r, s: (add_noise(x, 10, s, kind="pink"), r),

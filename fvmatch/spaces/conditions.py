@@ -37,7 +37,7 @@ SAMPLE_RATE = 16000
 # cost the clean questions it caught (0.5% -> 1.0%). The noisy threshold was 12.5 dB, set on read speech; in the
 # wild the estimate reads speech with white noise at 10 dB higher (p10 10.0, median 14.6 dB on 151 questions), and
 # at 15 dB the automatic choice gained on both kinds of speech (benchmarks/voice_routes.py, its second sweep: right
-# answers over 18 rows 1,462 -> 1,487; in the wild white noise 10 dB 114 -> 125, pink 112 -> 125 of 151; read pink
+# answers over 22 rows 1,782 -> 1,807; in the wild white noise 10 dB 114 -> 125, pink 112 -> 125 of 151; read pink
 # 48 -> 50 of 50) and lost one question in a row at most (in the wild clean 141 -> 140, white noise 15 dB 129 -> 128);
 # at 16 dB and above it lost more in those rows. Its cost on read speech: 5 of the 50 clean LibriSpeech questions
 # read 12.8-14.2 dB (their own noise) and go to the noisy references, rank-1 unchanged, EER of the degraded table's
@@ -46,12 +46,12 @@ NARROWBAND_BELOW_HZ = 4600.0
 NOISY_BELOW_DB = 15.0
 # ...but a call through a telephone channel is noisy under this SNR: its references are then the telephone-noisy
 # template (TEMPLATE_CONDITIONS), which also holds the band-only references and so loses little on clean calls. On
-# 50 LibriSpeech and 151 in-the-wild questions (talk shows, meetings, Common Voice) per condition
-# (`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/voice_routes.py`, its sweep), brought to the
-# telephone band with white noise at 10/15/20 dB and pink noise at 10 dB, rank-1 over all 18 rows (those and clean,
-# band only, white and pink noise wideband) rose from 1,333 right answers at 12.5 dB to 1,445 at 20, 1,487 at 25,
-# 1,486 at 30, 1,483 at any SNR; no row lost more than one question at 25 (the band-only calls, SNR p10 20.7 dB in the wild,
-# 28.3 read, kept theirs)
+# 50 LibriSpeech and 151 in-the-wild questions (talk shows, meetings, Common Voice) per condition, brought to the
+# telephone band with white noise at 10/15/20 dB and pink noise at 10 dB (`OMP_NUM_THREADS=1 .venv/bin/python
+# benchmarks/voice_routes.py`, its first sweep), rank-1 over all 22 rows (those and clean, band only, white noise at
+# 0-15 dB and pink noise wideband) rose from 1,653 right answers at 12.5 dB to 1,765 at 20, 1,807 at 25, 1,806 at 30,
+# 1,803 at any SNR; no row lost a question at 25 (the band-only calls, SNR p10 20.7 dB in the wild, 28.3 read, kept
+# theirs)
 TELEPHONE_NOISY_BELOW_DB = 25.0
 # ...and it went through a telephone channel when its 100-250 Hz band is this far under its 300-3400 Hz band
 # (fvmatch.quality.voice.low_band_db): telephone references help only such calls. Narrowband speech that kept its
