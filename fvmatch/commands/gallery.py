@@ -1,4 +1,4 @@
-"""Gallery maintenance: gallery info|list|remove|reindex."""
+"""Gallery maintenance: gallery info|list|remove|reindex|export|import."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from fvmatch.commands.common import (GalleryOption, JsonOption, LockTimeoutOption, ModelOption, app, audit, emit_json,
-                                     open_gallery, plural, say_line, say_waiting, stderr, stdout)
-from fvmatch.errors import EXIT_BAD_INPUT
+                                     gallery_access_of_this_run, open_gallery, plural, say_line, say_waiting, stderr,
+                                     stdout)
+from fvmatch.errors import EXIT_BAD_INPUT, BadArgument
 from fvmatch.progress import item_progress
 
 
@@ -133,3 +134,79 @@ def gallery_reindex(gallery_path: Path = GalleryOption, model: Optional[Path] = 
                          f"{item['problem']}")
     if report.unavailable:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@gallery_app.command("export")
+def gallery_export(to: Path = typer.Option(..., "--to", help="A new (or empty) folder for the export."),
+                   gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
+    """Write the gallery whole into a folder of plain files: every identity, item, vector of every space and audit
+    row with its hash, and a manifest with each file's sha256. `gallery import` makes a gallery of it elsewhere.
+
+    A pure read (a read-only evidence gallery can be exported); the export's audit row, naming the manifest's
+    sha256, goes to the trail after it (on a read-only gallery to --audit-log when given, else nowhere).
+    """
+    from fvmatch.gallery.transfer import export_gallery, manifest_sha256
+
+    with open_gallery(gallery_path, access="read") as gallery:
+        with item_progress(stderr, "export", transient=as_json) as progress:
+            task = progress.add_task("export", total=None)
+            manifest = export_gallery(gallery, to, lambda done: progress.update(task, completed=done))
+        digest = manifest_sha256(to)
+        audit(gallery, "gallery export", [], {"to": str(to.resolve()), "manifest_sha256": digest,
+                                              "counts": manifest["counts"]}, gallery.model_id, optional=True)
+    summary = {"to": str(to.resolve()), "manifest_sha256": digest, "counts": manifest["counts"],
+               "spaces": sorted(entry["space"] for entry in manifest["spaces"].values()),
+               "audit_rows": manifest["files"]["audit.jsonl"]["rows"]}
+    if as_json:
+        emit_json(summary)
+        return
+    stdout.print(f"exported {_counted(manifest['counts'])}, {plural(summary['audit_rows'], 'audit row')} to "
+                 f"{summary['to']}; manifest sha256 {digest}", highlight=False)
+
+
+@gallery_app.command("import")
+def gallery_import(folder: Path = typer.Argument(..., help="A folder written by `fvmatch gallery export`."),
+                   gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
+    """Make a new gallery at --gallery (absent or an empty folder) from an export, every file checked against the
+    manifest's sha256 first and the audit trail's hash chain after; ids, vectors and audit rows as exported, the
+    indexes built from the vectors. Anything amiss: one line, exit 2, and no gallery left at --gallery.
+    """
+    import shutil
+
+    from fvmatch.audit.trail import verify_chain
+    from fvmatch.errors import FvmatchError
+    from fvmatch.gallery import Gallery
+    from fvmatch.gallery.transfer import BadExport, check_import_target, import_gallery, manifest_sha256, read_manifest
+
+    if gallery_access_of_this_run().read_only:
+        raise BadArgument("--read-only", "gallery import makes a gallery; give --read-only to commands that read one")
+    check_import_target(gallery_path)
+    checked = read_manifest(folder)  # every file against the manifest, before anything is written
+    with item_progress(stderr, "import", transient=as_json) as progress:
+        task = progress.add_task("import", total=None)
+        manifest = import_gallery(folder, gallery_path, lambda done: progress.update(task, completed=done), checked)
+    try:
+        with Gallery.open(gallery_path) as gallery:
+            check = verify_chain(gallery)
+            if not check.ok:
+                raise BadExport(folder, f"the audit trail does not verify: {check.problem}")
+            digest = manifest_sha256(folder)
+            audit(gallery, "gallery import", [{"path": str(folder.resolve()), "sha256": digest}],
+                  {"from": manifest["source"], "manifest_sha256": digest, "counts": manifest["counts"],
+                   "audit_rows_verified": check.rows}, gallery.model_id)
+    except FvmatchError:
+        shutil.rmtree(gallery_path, ignore_errors=True)
+        raise
+    summary = {"gallery": str(gallery_path.resolve()), "from": manifest["source"], "manifest_sha256": digest,
+               "counts": manifest["counts"], "audit_rows_verified": check.rows}
+    if as_json:
+        emit_json(summary)
+        return
+    stdout.print(f"imported {_counted(manifest['counts'])} into {summary['gallery']}; every file matched manifest "
+                 f"sha256 {digest}; audit trail verified ({plural(check.rows, 'row')})", highlight=False)
+
+
+def _counted(counts: dict) -> str:
+    """A gallery's counts in words: "2 identities, 2 faces, 1 voice"."""
+    return (f"{plural(counts['identities'], 'identity', 'identities')}, {plural(counts['face'], 'face')}, "
+            f"{plural(counts['voice'], 'voice')}")
