@@ -94,6 +94,18 @@ def test_an_altered_missing_or_extra_file_is_refused_and_leaves_no_gallery(sourc
                                             bytes=(forged / "audit.jsonl").stat().st_size)
     (forged / MANIFEST).write_text(json.dumps(manifest))
     assert "the audit trail does not verify: row 1 was altered" in refused(forged, tmp_path / "e")
+    # rows of another schema (an export of another version), the manifest made to match
+    renamed = tmp_path / "renamed"
+    shutil.copytree(export, renamed)
+    lines = [json.loads(line) for line in (renamed / "identities.jsonl").read_text().splitlines()]
+    (renamed / "identities.jsonl").write_text("".join(json.dumps({("name" if k == "label" else k): v
+                                                                    for k, v in row.items()}) + "\n" for row in lines))
+    manifest = json.loads((renamed / MANIFEST).read_text())
+    manifest["files"]["identities.jsonl"].update(sha256=_sha256(renamed / "identities.jsonl"),
+                                                 bytes=(renamed / "identities.jsonl").stat().st_size)
+    (renamed / MANIFEST).write_text(json.dumps(manifest))
+    assert "its rows hold created, id, metadata, name; this fvmatch's identities holds created, id, label, metadata" \
+        in refused(renamed, tmp_path / "f")
     # a target that holds something, and an export folder that does
     occupied = tmp_path / "occupied"
     occupied.mkdir()

@@ -185,6 +185,9 @@ def import_gallery(folder: str | Path, directory: str | Path, progress=lambda do
                     insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
                     batch = []
                     for row in _jsonl(folder / f"{table}.jsonl"):
+                        if sorted(row) != sorted(columns):  # another schema: an export of another fvmatch version
+                            raise BadExport(folder / f"{table}.jsonl", f"its rows hold {', '.join(sorted(row))}; "
+                                            f"this fvmatch's {table} holds {', '.join(sorted(columns))}")
                         batch.append([row[column] for column in columns])
                         if len(batch) == CHUNK_ROWS:
                             gallery.db.conn.executemany(insert, batch)
