@@ -98,6 +98,11 @@ def export_gallery(gallery: Gallery, folder: str | Path, progress=lambda done: N
             record(f"{table}.jsonl", count)
         spaces = {}
         for number, space in enumerate(sorted(gallery.spaces)):
+            models = [row[0] for row in gallery.db.execute("SELECT DISTINCT model_id FROM vectors WHERE space = ?",
+                                                           [space]).fetchall()]
+            if len(models) > 1:  # one model id a space is what the export keeps
+                raise BadArgument(gallery.directory, f"its {space} vectors come from {len(models)} models: fvmatch "
+                                                     "gallery reindex embeds them again with one")
             ids_name, vectors_name, count = f"vectors-{number}.ids", f"vectors-{number}.f32", 0
             cursor = gallery.db.execute("SELECT media_id, embedding FROM vectors WHERE space = ? ORDER BY media_id",
                                         [space])
@@ -111,7 +116,7 @@ def export_gallery(gallery: Gallery, folder: str | Path, progress=lambda done: N
             record(ids_name, count)
             record(vectors_name, count)
             spaces[str(number)] = {"space": space, "dim": gallery.dim(space),
-                                   "model_id": gallery.spaces[space]["model_id"]}
+                                   "model_id": models[0] if models else gallery.spaces[space]["model_id"]}
         counts = gallery.counts()
     finally:
         gallery.db.execute("COMMIT")
@@ -144,6 +149,17 @@ def read_manifest(folder: str | Path) -> dict:
     extra = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in files)
     if extra:
         raise BadExport(folder / extra[0], "not in the manifest: the export has files it did not write")
+    needed = ["meta.json", *(f"{table}.jsonl" for table in TABLES)]
+    for number, entry in (manifest.get("spaces") or {}).items():
+        ids, vectors = f"vectors-{number}.ids", f"vectors-{number}.f32"
+        needed += [ids, vectors]
+        count = files[ids]["bytes"] // 8 if ids in files else None
+        if count is not None and vectors in files and count * 4 * int(entry["dim"]) != files[vectors]["bytes"]:
+            raise BadExport(folder / vectors, f"holds {files[vectors]['bytes']:,} bytes, not the {entry['dim']}-D "
+                                              f"vectors of the {count:,} ids beside it")
+    missing = [name for name in needed if name not in files]
+    if missing:
+        raise BadExport(folder / MANIFEST, f"names no {missing[0]}: not a whole export")
     return manifest
 
 
