@@ -99,12 +99,24 @@ def validation(entry: dict, items: ItemSet, seed: int, references: ItemSet | Non
     """Cllr of the entry's map, Cllr_min and EER on the trials among `items` (people the map was not fitted on;
     `references`: questions against these references instead of among themselves)."""
     same, different, people = trial_scores(items, items if references is None else references, seed)
+    return trial_figures(entry, same, different, people, len(items))
+
+
+def trial_figures(entry: dict, same: np.ndarray, different: np.ndarray, people: int, items: int) -> dict:
+    """Cllr of the entry's map, Cllr_min and EER on these same-person and different-person scores."""
     labels = np.r_[np.ones(len(same)), np.zeros(len(different))].astype(bool)
     rate, _ = equal_error_rate(labels, np.r_[same, different])
-    return {"people": people, "items": len(items), "same": len(same), "different": len(different),
+    return {"people": people, "items": items, "same": len(same), "different": len(different),
             "cllr": round(cllr(log10_lr(same, entry), log10_lr(different, entry)), 4),
             "cllr_min": round(cllr_min(same, different), 4), "eer": round(float(rate), 4),
             "log10_lr_range": [round(float(log10_lr(same, entry).min()), 2), round(float(log10_lr(different, entry).max()), 2)]}
+
+
+def reference_fields(data: str, space: str, space_model_id: str, held_out: dict) -> dict:
+    """What every shipped entry says of itself beside its map: its data, space and model, bounds, time, validation."""
+    return {"reference": True, "data": data, "space": space, "space_model_id": space_model_id,
+            "bounds_method": BOUNDS_METHOD.format(version=version("lir")),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "held_out": held_out}
 
 
 def read_sources(source: Path) -> list[dict]:
@@ -137,12 +149,8 @@ def build(modality: str, source: Path, work: Path, embedder, held_out: float, se
     rows = read_sources(source)
     label = (f"fvmatch reference {folder} 1 ({len(fit_items):,} public {unit} of {len(fitting)} people, every file in "
              f"fvmatch/reference/sources-{folder}.csv)")
-    entry.update({"reference": True, "data": label, "space": space, "space_model_id": corpus.model_id,
-                  "bounds_method": BOUNDS_METHOD.format(version=version("lir")),
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "sources": summary_of_sources(rows),
-                  "held_out": validation(entry, subset(items, held), seed),
-                  "failures": len(corpus.failures)})
+    entry.update({**reference_fields(label, space, corpus.model_id, validation(entry, subset(items, held), seed)),
+                  "sources": summary_of_sources(rows), "failures": len(corpus.failures)})
     if check is not None:
         checked = embed_spaces(linked_layout(check / folder, folder, work, f"{modality}-check"), embedder, [space],
                                cache_dir=work / "cache")[space]
@@ -205,10 +213,8 @@ def degraded_entry(questions: ItemSet, references: ItemSet, held_names: set[str]
     fit_q, fit_r = subset(questions, fitting), subset(references, fitting)
     same, different, count = question_scores(fit_q, fit_r, seed)
     entry = fit(same, different, count, bound=elub_bounds)
-    entry.update({"reference": True, "data": data, "space": space, "space_model_id": space_model_id,
-                  "bounds_method": BOUNDS_METHOD.format(version=version("lir")),
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "held_out": validation(entry, subset(questions, held), seed, subset(references, held))})
+    entry.update(reference_fields(data, space, space_model_id,
+                                  validation(entry, subset(questions, held), seed, subset(references, held))))
     return entry
 
 
@@ -348,21 +354,14 @@ def face_template_entries(source: Path, work: Path, embedder, held_out: float, s
             fitting = {person for person in questions if person not in held_names}
             same, different = template_trials({p: references[p] for p in fitting}, {p: questions[p] for p in fitting})
             entry = fit(same, different, len(fitting), bound=elub_bounds)
-            held = template_trials({p: references[p] for p in questions if p in held_names},
-                                   {p: questions[p] for p in questions if p in held_names})
-            labels = np.r_[np.ones(len(held[0])), np.zeros(len(held[1]))].astype(bool)
-            rate, _ = equal_error_rate(labels, np.r_[held])
+            held_people = [p for p in questions if p in held_names]
+            held = template_trials({p: references[p] for p in held_people}, {p: questions[p] for p in held_people})
             sized = f"shrunk to the {band} band" if band else "clean"
-            entry.update({
-                "reference": True, "space": FACE_SPACE, "space_model_id": embedder.space(FACE_SPACE).model_id,
-                "data": (f"fvmatch reference faces 1: templates of each person's first {size} photos against their "
-                         f"other photos, {sized} ({sum(len(q) for q in questions.values()):,} questions of "
-                         f"{len(questions)} people; people split as for the clean entry)"),
-                "bounds_method": BOUNDS_METHOD.format(version=version("lir")),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "held_out": {"people": len(questions) - len(fitting), "same": len(held[0]), "different": len(held[1]),
-                             "cllr": round(cllr(log10_lr(held[0], entry), log10_lr(held[1], entry)), 4),
-                             "cllr_min": round(cllr_min(*held), 4), "eer": round(float(rate), 4)}})
+            data = (f"fvmatch reference faces 1: templates of each person's first {size} photos against their other "
+                    f"photos, {sized} ({sum(len(q) for q in questions.values()):,} questions of {len(questions)} "
+                    "people; people split as for the clean entry)")
+            entry.update(reference_fields(data, FACE_SPACE, embedder.space(FACE_SPACE).model_id, trial_figures(
+                entry, *held, len(held_people), sum(len(questions[p]) for p in held_people))))
             entries[calibration_key(f"{FACE_SPACE} template{size}", "face-face", band)] = entry
         cache.save()
     return entries

@@ -33,35 +33,32 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_media import AUDIO_SUFFIXES  # noqa: E402  (benchmarks beside this one)
+from degraded import voice_conditions  # noqa: E402  (benchmarks beside this one)
+from real_media import AUDIO_SUFFIXES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CONDITIONS = ("clean", "telephone", "telephone + white 10 dB", "telephone + white 15 dB", "telephone + white 20 dB",
-              "telephone + pink 10 dB", "white 0 dB", "white 5 dB", "white 10 dB", "white 15 dB", "pink 10 dB")
 SWEEP_DB = (12.5, 15.0, 20.0, 25.0, 30.0, 1000.0)
 OTHERS_DB = (10.0, 11.0, 12.5, 14.0, 15.0, 16.0, 18.0)
 BEFORE_DB = 12.5  # before the template: every question, calls too, noisy under this SNR
 
 
-def degrade(name: str):
+def recipes() -> dict:
+    """condition -> function (samples, rate, seed) -> (samples, rate) of the questioned file: benchmarks/degraded.py's
+    recipes where it has the condition, the calls at other noise levels and colours besides."""
     from fvmatch.media.degrade import add_noise, telephone_band
 
-    def call(x, r, s, snr=None, kind="white"):
-        narrow, rate = telephone_band(x, r)
-        return (add_noise(narrow, snr, s, kind=kind), rate) if snr else (narrow, rate)
-    return {
-        "clean": lambda x, r, s: (x, r),
-        "telephone": lambda x, r, s: call(x, r, s),
-        "telephone + white 10 dB": lambda x, r, s: call(x, r, s, 10),
-        "telephone + white 15 dB": lambda x, r, s: call(x, r, s, 15),
-        "telephone + white 20 dB": lambda x, r, s: call(x, r, s, 20),
-        "telephone + pink 10 dB": lambda x, r, s: call(x, r, s, 10, "pink"),
-        "white 0 dB": lambda x, r, s: (add_noise(x, 0, s), r),
-        "white 5 dB": lambda x, r, s: (add_noise(x, 5, s), r),
-        "white 10 dB": lambda x, r, s: (add_noise(x, 10, s), r),
-        "white 15 dB": lambda x, r, s: (add_noise(x, 15, s), r),
-        "pink 10 dB": lambda x, r, s: (add_noise(x, 10, s, kind="pink"), r),
-    }[name]
+    shared = voice_conditions(quick=False)
+
+    def call(snr: float, kind: str = "white"):
+        return lambda x, r, s: (add_noise(telephone_band(x, r)[0], snr, s, kind=kind), 8000)
+
+    def noise(snr: float):
+        return lambda x, r, s: (add_noise(x, snr, s), r)
+    return {"clean": shared["clean"], "telephone": shared["telephone 300-3400 Hz, 8 kHz"],
+            "telephone + white 10 dB": shared["telephone + noise 10 dB"], "telephone + white 15 dB": call(15),
+            "telephone + white 20 dB": call(20), "telephone + pink 10 dB": call(10, "pink"),
+            "white 0 dB": shared["white noise 0 dB"], "white 5 dB": shared["white noise 5 dB"],
+            "white 10 dB": shared["white noise 10 dB"], "white 15 dB": noise(15), "pink 10 dB": shared["pink noise 10 dB"]}
 
 
 def sets(real: Path, wild: Path) -> dict[str, dict[str, tuple[list[Path], list[Path]]]]:
@@ -126,11 +123,11 @@ def main() -> None:
             args.cache.parent.mkdir(parents=True, exist_ok=True)
             args.cache.write_bytes(pickle.dumps(cache))
             questions = [(speaker, path) for speaker, (_, asked) in speakers.items() for path in asked]
-            for condition in CONDITIONS:
+            for condition, degrade in recipes().items():
                 rows = []
                 for number, (speaker, path) in enumerate(questions):
                     samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-                    degraded, degraded_rate = degrade(condition)(samples.mean(axis=1), rate, number)
+                    degraded, degraded_rate = degrade(samples.mean(axis=1), rate, number)
                     file = Path(scratch) / "question.wav"
                     soundfile.write(file, np.clip(degraded, -1, 1), degraded_rate, subtype="PCM_16")
                     vectors, quality = embed(("question", set_name, condition, speaker, path.name), file, question_names)

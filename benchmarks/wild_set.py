@@ -314,7 +314,8 @@ def print_templates(people: dict, asked: dict, ours, theirs) -> None:
 
     references = {"fvmatch": {}, "peer": {}}
     for owner, files in people.items():
-        found = [(ours(path.read_bytes(), path), theirs(path.read_bytes(), path)) for path in files[:TEMPLATE_REFERENCES]]
+        found = [(ours(data, path), theirs(data, path))
+                 for path, data in ((path, path.read_bytes()) for path in files[:TEMPLATE_REFERENCES])]
         for name, vectors in (("fvmatch", [m[FACE_SPACE] for m, _ in found if m is not None]),
                               ("peer", [o["peer"] for _, o in found if o is not None])):
             if vectors:  # as unit vectors: cosines, as the table above (face_recognition's are not unit vectors)

@@ -87,10 +87,11 @@ def test_an_altered_missing_or_extra_file_is_refused_and_leaves_no_gallery(sourc
     first = json.loads(lines[0])
     first["user"] = "someone else"
     (forged / "audit.jsonl").write_text("\n".join([json.dumps(first, sort_keys=True), *lines[1:]]) + "\n")
-    from fvmatch.gallery.transfer import MANIFEST, _sha256
+    from fvmatch.gallery.transfer import MANIFEST
+    from fvmatch.paths import file_digest
 
     manifest = json.loads((forged / MANIFEST).read_text())
-    manifest["files"]["audit.jsonl"].update(sha256=_sha256(forged / "audit.jsonl"),
+    manifest["files"]["audit.jsonl"].update(sha256=file_digest(forged / "audit.jsonl")[0],
                                             bytes=(forged / "audit.jsonl").stat().st_size)
     (forged / MANIFEST).write_text(json.dumps(manifest))
     assert "the audit trail does not verify: row 1 was altered" in refused(forged, tmp_path / "e")
@@ -101,7 +102,7 @@ def test_an_altered_missing_or_extra_file_is_refused_and_leaves_no_gallery(sourc
     (renamed / "identities.jsonl").write_text("".join(json.dumps({("name" if k == "label" else k): v
                                                                     for k, v in row.items()}) + "\n" for row in lines))
     manifest = json.loads((renamed / MANIFEST).read_text())
-    manifest["files"]["identities.jsonl"].update(sha256=_sha256(renamed / "identities.jsonl"),
+    manifest["files"]["identities.jsonl"].update(sha256=file_digest(renamed / "identities.jsonl")[0],
                                                  bytes=(renamed / "identities.jsonl").stat().st_size)
     (renamed / MANIFEST).write_text(json.dumps(manifest))
     assert "its rows hold created, id, metadata, name; this fvmatch's identities holds created, id, label, metadata" \

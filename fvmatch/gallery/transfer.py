@@ -21,7 +21,6 @@ after the import is the audit trail's (fvmatch.audit.trail.verify_chain; the com
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ import numpy as np
 
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery.gallery import Gallery
+from fvmatch.paths import file_digest
 
 FORMAT = "fvmatch-gallery-export/1"
 MANIFEST = "manifest.json"
@@ -44,17 +44,9 @@ class BadExport(FvmatchError):
     """A folder that is not a whole, unaltered gallery export."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_sha256(folder: Path) -> str:
     """The sha256 of an export's manifest: the one figure that vouches for the whole export."""
-    return _sha256(Path(folder) / MANIFEST)
+    return file_digest(Path(folder) / MANIFEST)[0]
 
 
 def _columns(gallery: Gallery, table: str) -> list[str]:
@@ -78,8 +70,8 @@ def export_gallery(gallery: Gallery, folder: str | Path, progress=lambda done: N
     written = 0
 
     def record(name: str, rows: int) -> None:
-        path = folder / name
-        files[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size, "rows": rows}
+        digest, size = file_digest(folder / name)
+        files[name] = {"sha256": digest, "bytes": size, "rows": rows}
 
     gallery.db.execute("BEGIN")  # one read transaction: every file is of one state of the gallery
     try:
@@ -144,7 +136,7 @@ def read_manifest(folder: str | Path) -> dict:
         path = folder / name
         if Path(name).name != name or not path.is_file():
             raise BadExport(path, "missing from the export (the manifest names it)")
-        if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
+        if path.stat().st_size != expected["bytes"] or file_digest(path)[0] != expected["sha256"]:
             raise BadExport(path, "altered: its sha256 is not the manifest's")
     extra = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in files)
     if extra:
