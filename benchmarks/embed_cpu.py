@@ -16,7 +16,8 @@ import soundfile
 import torch
 
 from fvmatch.analysis.embedder import Embedder
-from fvmatch.media.audio import SpeechSummary, log_mel, speech_windows
+from fvmatch.media.audio import SpeechSummary, speech_windows
+from fvmatch.media.log_mel import log_mel
 from fvmatch.media.image import load_image
 from fvmatch.models.checkpoint import Checkpoint, make_card
 from fvmatch.models.config import CONFIGS

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from fvmatch.media.audio import log_mel_batch
+from fvmatch.media.log_mel import log_mel_batch
 from fvmatch.models.config import get_config
 from fvmatch.models.face import standardize_faces
 from fvmatch.models.joint import IdentityClassifier, JointModel

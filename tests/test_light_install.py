@@ -109,10 +109,10 @@ def test_space_joint_is_refused_where_neither_torch_nor_graphs_are(monkeypatch):
 
 
 def test_the_numpy_log_mel_is_the_training_front_end():
-    """fvmatch.media.audio.log_mel (numpy: the joint space's voices and the report's pictures, no torch) equals
+    """fvmatch.media.log_mel.log_mel (numpy: the joint space's voices and the report's pictures, no torch) equals
     log_mel_batch (torchaudio: what the joint model was trained on)."""
     torch = pytest.importorskip("torch", reason="the reference is the joint model's torch front end (fvmatch[train])")
-    from fvmatch.media.audio import log_mel, log_mel_batch
+    from fvmatch.media.log_mel import log_mel, log_mel_batch
 
     for seconds, seed in ((0.1, 1), (2.5, 2)):
         speech = speech_clip(seconds, seed=seed) if seconds >= 1 else np.random.default_rng(seed).standard_normal(

@@ -8,7 +8,8 @@ from scipy.signal import resample_poly
 
 from fvmatch.errors import TooLittleSpeech, UnreadableMedia
 from fvmatch.media import audio, vad
-from fvmatch.media.audio import N_MELS, SAMPLE_RATE, SpeechSummary, load_audio, log_mel, speech_windows
+from fvmatch.media.audio import SAMPLE_RATE, SpeechSummary, load_audio, speech_windows
+from fvmatch.media.log_mel import N_MELS, log_mel
 
 from mediagen import speech_clip
 

@@ -66,7 +66,7 @@ def test_voice_subnet_output_depends_on_length_only_through_the_average():
 def test_voice_embedding_of_a_long_recording_is_the_average_of_its_windows(embedder, tmp_path, monkeypatch):
     import soundfile
 
-    from fvmatch.media import audio
+    from fvmatch.media import audio, log_mel
 
     from mediagen import speech_clip
 
@@ -76,7 +76,7 @@ def test_voice_embedding_of_a_long_recording_is_the_average_of_its_windows(embed
     windows = list(audio.speech_windows(path))
     assert len(windows) >= 3
     with torch.inference_mode():
-        per_window = [embedder.model.embed_voices(torch.from_numpy(audio.log_mel(w.samples))[None])[0].numpy() for w in windows]
+        per_window = [embedder.model.embed_voices(torch.from_numpy(log_mel.log_mel(w.samples))[None])[0].numpy() for w in windows]
     expected = sum(w.speech_seconds * v for w, v in zip(windows, per_window))
     expected /= np.linalg.norm(expected)
     result = embedder.embed_voice(path, spaces=["joint"])

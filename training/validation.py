@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from fvmatch.evaluation.metrics import auc
-from fvmatch.media.audio import log_mel_batch
+from fvmatch.media.log_mel import log_mel_batch
 
 from .data import PreparedCorpus, crop_voice
 

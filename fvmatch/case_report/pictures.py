@@ -317,8 +317,9 @@ def _face_query(handle: BinaryIO, quality: object) -> Picture:
 def _voice_query(handle: BinaryIO) -> Picture:
     import soundfile
 
-    from fvmatch.media.audio import (HOP_LENGTH, MAX_BLOCK_SAMPLES, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE,
-                                     MIN_SAMPLE_RATE, SAMPLE_RATE, log_mel, resampling_ratio)
+    from fvmatch.media.audio import (MAX_BLOCK_SAMPLES, MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
+                                     SAMPLE_RATE, resampling_ratio)
+    from fvmatch.media.log_mel import HOP_LENGTH, log_mel
 
     # the same bounds as the embedder's reader (fvmatch.media.audio._resampled_blocks): a header cannot make
     # this read or the resampling kernel huge

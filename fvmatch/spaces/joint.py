@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from fvmatch.media.audio import log_mel
+from fvmatch.media.log_mel import log_mel
 from fvmatch.models.checkpoint import Checkpoint
 from fvmatch.spaces.joint_onnx import expert_space
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fvmatch.errors import ModelMismatch
-from fvmatch.media.audio import log_mel
+from fvmatch.media.log_mel import log_mel
 from fvmatch.models.checkpoint import ONNX_MODEL_ID_KEY, onnx_graph_paths
 from fvmatch.models.config import JointModelConfig
 

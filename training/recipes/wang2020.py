@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from fvmatch.media.audio import log_mel_batch
+from fvmatch.media.log_mel import log_mel_batch
 from fvmatch.models.config import JointModelConfig
 
 from ..augment import telephone_band
