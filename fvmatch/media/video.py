@@ -327,8 +327,8 @@ def _display_angle(frame) -> float:
     import math
 
     side_data = getattr(frame, "side_data", None) or ()
-    # PyAV 18.1.1 made side_data a mapping whose iteration yields its keys; its values are the side data in every 18.x
-    for data in (side_data.values() if hasattr(side_data, "values") else side_data):
+    for entry in side_data:
+        data = entry if hasattr(entry, "type") else side_data[entry]  # PyAV 18.1.1 iterates the types, as keys
         if getattr(data.type, "name", "") == "DISPLAYMATRIX" and len(bytes(data)) >= 36:
             matrix = np.frombuffer(bytes(data)[:36], dtype="<i4").astype(np.float64)
             scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
