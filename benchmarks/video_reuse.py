@@ -1,4 +1,4 @@
-"""What reusing a face's vectors costs and saves (fvmatch.analysis.video.ChipReuse), on real clips.
+"""What reusing a face's vectors costs and saves (fvmatch.analysis.video_faces.ChipReuse), on real clips.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/video_reuse.py [--clips-dir DIR] [--fps 2]
          [--min-correlation 0.9 0.95 0.97] [--only NAME ...]
@@ -22,7 +22,8 @@ DEFAULT_CLIPS = Path(os.environ.get("FVMATCH_REAL_VIDEO", Path(__file__).resolve
 
 
 def run(embedder, clip: Path, fps: float, min_correlation: float | None) -> dict:
-    from fvmatch.analysis.video import ChipReuse, face_tracks
+    from fvmatch.analysis.video import face_tracks
+    from fvmatch.analysis.video_faces import ChipReuse
     from fvmatch.media.video import probe_video
     from fvmatch.spaces import spaces_of
 
@@ -30,7 +31,8 @@ def run(embedder, clip: Path, fps: float, min_correlation: float | None) -> dict
     info = probe_video(clip)
     timings = {"decode": 0.0, "detection": 0.0, "embedding": 0.0}
     counts: dict[str, int] = {}
-    tracks = face_tracks(embedder, clip, info, fps, spaces_of("face"), timings, None, counts)
+    # one pass (workers=1): the setting patched here does not reach worker processes
+    tracks = face_tracks(embedder, clip, info, fps, spaces_of("face"), timings, None, counts, workers=1)
     return {"minutes": info.duration_seconds / 60, "timings": timings, "counts": counts,
             "tracks": {tuple(track.times): track.vector("dlib-face") for track in tracks}}
 

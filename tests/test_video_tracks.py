@@ -48,6 +48,22 @@ def test_a_face_that_jumps_rejoins_on_resemblance_within_the_gap():
     assert [t.frames for t in linker.tracks()] == [2, 1]
 
 
+def test_a_cut_to_another_person_in_the_same_place_starts_a_track_though_dlib_face_finds_them_alike():
+    """Cosines measured at the cuts of benchmarks/video_minute.py's minute (one talking head to another, boxes
+    overlapping): 0.82-0.90 in dlib-face, face to face; one person's consecutive samples: 0.92 and above."""
+    def at(cosine, axis=1):  # a unit vector at `cosine` from (1, 0, 0), towards y (axis 1) or z (axis 2)
+        values = [cosine, 0.0, 0.0]
+        values[axis] = float(np.sqrt(1 - cosine ** 2))
+        return unit(*values)
+
+    linker = TrackLinker("s")
+    linker.add_frame([face(0.0, (0, 0, 10, 10), at(1.0))])
+    linker.add_frame([face(0.5, (0, 0, 10, 10), at(1.0))])
+    linker.add_frame([face(1.0, (1, 0, 11, 10), at(0.86))])  # the next clip: another person where the first was
+    linker.add_frame([face(1.5, (40, 40, 50, 50), at(0.90, axis=2))])  # another one elsewhere: too unlike to rejoin
+    assert [track.times for track in linker.tracks()] == [[0.0, 0.5], [1.0], [1.5]]
+
+
 def test_track_vector_is_quality_weighted_mean_renormalised():
     track = FaceTrack(1)
     track.add(face(0.0, (0, 0, 10, 10), unit(1, 0, 0), probability=1.0, eyes=30.0))  # weight 1
@@ -63,7 +79,7 @@ def test_track_vector_is_quality_weighted_mean_renormalised():
 def test_the_pyramid_floor_scans_fully_every_few_samples_and_after_a_sample_without_faces():
     from types import SimpleNamespace
 
-    from fvmatch.analysis.video import PyramidFloor
+    from fvmatch.analysis.video_faces import PyramidFloor
 
     floor = PyramidFloor()
     found = lambda *widths: [SimpleNamespace(box=(10.0, 0.0, 10.0 + w, w)) for w in widths]  # noqa: E731
@@ -79,7 +95,7 @@ def test_the_pyramid_floor_scans_fully_every_few_samples_and_after_a_sample_with
 def test_between_full_scans_a_frame_is_searched_around_the_faces_before_and_whole_for_large_new_ones():
     from types import SimpleNamespace
 
-    from fvmatch.analysis.video import PyramidFloor
+    from fvmatch.analysis.video_faces import PyramidFloor
 
     face = lambda x1, y1, x2, y2: SimpleNamespace(box=(x1, y1, x2, y2))  # noqa: E731
     floor = PyramidFloor()
@@ -127,7 +143,7 @@ def test_a_face_takes_the_vectors_of_the_embedded_chip_it_barely_differs_from(em
     from PIL import Image
 
     from fvmatch.analysis.embedder import PreparedFace
-    from fvmatch.analysis.video import ChipReuse, chip_signature
+    from fvmatch.analysis.video_faces import ChipReuse, chip_signature
 
     image = np.asarray(Image.open(grace_hopper).convert("RGB"))
     (crop,) = embedder.detector.detect(Image.fromarray(image))

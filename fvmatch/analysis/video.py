@@ -17,18 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from fvmatch.evidence.age import face_age_qualities
-from fvmatch.analysis.embedder import Embedder, Embedding, PreparedFace
+from fvmatch.analysis.embedder import Embedder, Embedding
+from fvmatch.analysis.video_faces import sampled_faces
+from fvmatch.analysis.video_parts import faces_by_parts, video_parts
 from fvmatch.errors import BadArgument, FvmatchError, NoFaceFound, PoorQuality, TooLittleSpeech
 from fvmatch.media.audio import SpeechSummary
-from fvmatch.media.tracks import MAX_GAP_SECONDS, FaceTrack, FrameFace, TrackLinker, iou
-from fvmatch.media.video import DEFAULT_FPS, VideoInfo, probe_video, sampled_frames, soundtrack_speech
+from fvmatch.media.tracks import MAX_GAP_SECONDS, FaceTrack, TrackLinker
+from fvmatch.media.video import DEFAULT_FPS, VideoInfo, probe_video, soundtrack_speech
 from fvmatch.paths import file_digest
 from fvmatch.spaces import FACE_SPACE, spaces_of
-
-FRAME_BATCH = 16  # sampled frames whose faces are embedded together
 
 
 @dataclass
@@ -76,13 +73,14 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
                 face_spaces: Sequence[str] | None = None, voice_spaces: Sequence[str] | None = None,
                 all_faces: bool = False, progress: Callable[[float], None] | None = None,
                 info: VideoInfo | None = None, voice_pick: Callable[[dict], Sequence[str]] | None = None,
-                face_track: int | None = None) -> VideoEvidence:
+                face_track: int | None = None, workers: int | None = None) -> VideoEvidence:
     """Embed a video: its face tracks and main face in `face_spaces` (default every face space), its soundtrack's
     speech in `voice_spaces` (default every voice space; [] skips the soundtrack; `voice_pick` as
-    Embedder.embed_voice's `pick`). `all_faces`: an Embedding per
-    track too. `face_track`: the number of the track to take as the video's face (as `embed --video` lists them,
-    longest first; default 1); BadArgument where there is no such track. `progress(seconds)`: the video time reached. UnreadableMedia for a bad file; NoFaceFound when
-    neither a face nor enough speech is found (the message says both)."""
+    Embedder.embed_voice's `pick`). `all_faces`: an Embedding per track too. `face_track`: the number of the track
+    to take as the video's face (as `embed --video` lists them, longest first; default 1); BadArgument where there
+    is no such track. `workers`: the processes that may read the picture (face_tracks). `progress(seconds)`: the
+    video time reached. UnreadableMedia for a bad file; NoFaceFound when neither a face nor enough speech is found
+    (the message says both)."""
     path = Path(path)
     face_spaces = list(face_spaces) if face_spaces is not None else spaces_of("face")
     voice_spaces = list(voice_spaces) if voice_spaces is not None else spaces_of("voice")
@@ -90,8 +88,8 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
     sha256, size = file_digest(path)
     timings = {"decode": 0.0, "detection": 0.0, "embedding": 0.0, "speech": 0.0}
     face_chips: dict[str, int] = {}
-    tracks = chosen_first(path, face_tracks(embedder, path, info, fps, face_spaces, timings, progress, face_chips),
-                          face_track)
+    found = face_tracks(embedder, path, info, fps, face_spaces, timings, progress, face_chips, workers)
+    tracks = chosen_first(path, found, face_track)
     notes: list[str] = []  # filled once both passes are read: the soundtrack's damage is found as it is read
     evidence = VideoEvidence(str(path), sha256, size, fps, info, tracks, None, None, [], notes, timings,
                              face_chips=face_chips)
@@ -137,66 +135,28 @@ def embed_video(embedder: Embedder, path: str | Path, fps: float = DEFAULT_FPS,
 
 def face_tracks(embedder: Embedder, path: Path, info: VideoInfo, fps: float, spaces: Sequence[str],
                 timings: dict[str, float] | None = None, progress: Callable[[float], None] | None = None,
-                counts: dict[str, int] | None = None) -> list[FaceTrack]:
+                counts: dict[str, int] | None = None, workers: int | None = None) -> list[FaceTrack]:
     """The video's face tracks, longest on screen first: every sampled frame's faces (MTCNN, at or above the
     detector's threshold) embedded in `spaces` (or given the vectors of the face before them, ChipReuse) and linked
-    (fvmatch.media.tracks). `counts`: filled with the faces embedded and those that reused a vector."""
-    from PIL import Image
-
+    (fvmatch.media.tracks). `counts`: filled with the faces embedded and those that reused a vector. `workers`: the
+    processes that may read the picture, a part each (fvmatch.analysis.video_parts; default the cores this process
+    may use, or $FVMATCH_VIDEO_WORKERS); the tracks are those of one pass (tests/test_video_parts.py)."""
     timings = timings if timings is not None else {"decode": 0.0, "detection": 0.0, "embedding": 0.0}
-    link_space = FACE_SPACE if FACE_SPACE in spaces else spaces[0]
-    # a face may be missed in one sampled frame (or, at a low --fps, the samples are far apart) and its track go on
-    linker = TrackLinker(link_space, max_gap_seconds=max(MAX_GAP_SECONDS, 2.0 / fps + 1e-6))
-    frames = sampled_frames(path, fps, info, progress)
-    pending: list[tuple[float, list[tuple[PreparedFace, float, ChipSlot]]]] = []
-    floor = PyramidFloor()
-    reuse = ChipReuse() if FACE_SPACE in spaces else None
     counts = counts if counts is not None else {}
     counts.setdefault("embedded", 0)
     counts.setdefault("reused", 0)
-    while True:
-        started = time.perf_counter()
-        frame = next(frames, None)
-        timings["decode"] += time.perf_counter() - started
-        if frame is not None:
-            started = time.perf_counter()
-            smallest, picture = floor.next_smallest(), Image.fromarray(frame.image)
-            crops = embedder.detector.detect(picture, smallest, floor.regions(*picture.size))
-            floor.saw(crops)
-            prepared = [PreparedFace(crop, {name: embedder.space(name).prepare(frame.image, crop) for name in spaces},
-                                     len(crops)) for crop in crops]
-            slots = reuse.slots(prepared) if reuse is not None else [ChipSlot() for _ in prepared]
-            pending.append((frame.time, [(face, frame.scale, slot) for face, slot in zip(prepared, slots)]))
-            timings["detection"] += time.perf_counter() - started
-        if pending and (frame is None or len(pending) >= FRAME_BATCH):
-            started = time.perf_counter()
-            _fill_slots([(face, slot) for _, found in pending for face, _, slot in found], spaces, embedder, counts)
-            for when, found in pending:
-                linker.add_frame([_frame_face(when, face, scale, slot.vectors, slot.age) for face, scale, slot in found])
-            pending = []
-            timings["embedding"] += time.perf_counter() - started
-        if frame is None:
-            return linker.tracks()
-
-
-def _fill_slots(faces: list[tuple[PreparedFace, ChipSlot]], spaces: Sequence[str], embedder: Embedder,
-                counts: dict[str, int]) -> None:
-    """Embed each face whose slot is still empty (once a slot, though several faces share it) and read its age off
-    its dlib-face chip (about 2 ms a face: a track carries its best frame's reading)."""
-    todo, seen = [], set()
-    for face, slot in faces:
-        if slot.vectors is None and id(slot) not in seen:
-            seen.add(id(slot))
-            todo.append((face, slot))
-    counts["embedded"] += len(todo)
-    counts["reused"] += len(faces) - len(todo)
-    if not todo:
-        return
-    vectors = embedder.embed_prepared_faces([face for face, _ in todo], spaces)
-    ages = (face_age_qualities(np.stack([face.inputs[FACE_SPACE] for face, _ in todo]))
-            if FACE_SPACE in spaces else [None] * len(todo))
-    for (_, slot), vector, age in zip(todo, vectors, ages):
-        slot.vectors, slot.age = vector, age
+    link_space = FACE_SPACE if FACE_SPACE in spaces else spaces[0]
+    # a face may be missed in one sampled frame (or, at a low --fps, the samples are far apart) and its track go on
+    linker = TrackLinker(link_space, max_gap_seconds=max(MAX_GAP_SECONDS, 2.0 / fps + 1e-6))
+    faces = None
+    parts = video_parts(info.duration_seconds, fps, workers)
+    if len(parts) > 1 and embedder.checkpoint_path is not None and embedder.device == "cpu":
+        faces = faces_by_parts(embedder, path, info, fps, spaces, parts, timings, progress, counts)
+    if faces is None:
+        faces = sampled_faces(embedder, path, info, fps, spaces, timings, progress, counts)
+    for _, found in faces:
+        linker.add_frame(found)
+    return linker.tracks()
 
 
 def chosen_first(path: Path, tracks: list[FaceTrack], number: int | None) -> list[FaceTrack]:
@@ -209,127 +169,6 @@ def chosen_first(path: Path, tracks: list[FaceTrack], number: int | None) -> lis
             f" (1-{len(tracks)}, longest first: embed --video lists them)" if tracks else "")
         raise BadArgument("--track", f"{path} holds {held}: there is no track {number}")
     return chosen + [track for track in tracks if track.number != number]
-
-
-@dataclass(eq=False)
-class ChipSlot:
-    """The vectors and age reading one embedded face chip gives; the faces that reuse it share the slot."""
-
-    vectors: dict[str, np.ndarray] | None = None
-    age: dict | None = None
-    signature: np.ndarray | None = None  # chip_signature of the chip embedded
-
-
-def chip_signature(chip: np.ndarray) -> np.ndarray:
-    """A dlib-face chip (150x150x3 uint8, aligned on the eyes and nose) as a 30x30 grey picture of its centre (the
-    face, not the margin around it), zero mean and unit length: the dot product of two is their correlation, blind
-    to a change of brightness or contrast."""
-    grey = chip[15:135, 15:135].astype(np.float32).mean(axis=2)
-    small = grey.reshape(30, 4, 30, 4).mean(axis=(1, 3)).ravel()
-    small -= small.mean()
-    return small / (float(np.linalg.norm(small)) + 1e-6)
-
-
-class ChipReuse:
-    """A face whose aligned chip barely changed since the embedded face before it takes that face's vectors instead
-    of running the descriptor again (the ResNet is about 80 ms a face on one core, most of a video's time once
-    detection is cheap). "Barely changed": the face overlaps one of the sample before (IoU at least MIN_IOU) whose
-    embedded chip it correlates with at MIN_CORRELATION or more (chip_signature). It is always compared with the chip
-    that was embedded, never with a reused one, so small changes cannot add up along a track. On 30 real clips
-    (benchmarks/video_reuse.py; docs/benchmarks.md, "Real video footage") 0.9 reuses 40% of the faces, the tracks
-    are the same as with every face embedded, and each track's vector is within cosine 0.9955 of its own then.
-    """
-
-    MIN_IOU = 0.5
-    MIN_CORRELATION = 0.9
-
-    def __init__(self) -> None:
-        self._previous: list[tuple[tuple[float, ...], ChipSlot]] = []  # the last sample's faces: box and slot
-
-    def slots(self, faces: Sequence[PreparedFace]) -> list[ChipSlot]:
-        """Each face's slot: the one of the face before it where its chip barely changed, else a new one."""
-        chosen = []
-        for face in faces:
-            signature = chip_signature(face.inputs[FACE_SPACE])
-            overlaps = [(iou(box, face.crop.box), slot) for box, slot in self._previous]
-            overlap, slot = max(overlaps, key=lambda pair: pair[0], default=(0.0, None))
-            if slot is None or overlap < self.MIN_IOU or float(signature @ slot.signature) < self.MIN_CORRELATION:
-                slot = ChipSlot(signature=signature)
-            chosen.append(slot)
-        self._previous = [(face.crop.box, slot) for face, slot in zip(faces, chosen)]
-        return chosen
-
-
-class PyramidFloor:
-    """Where and how small each sampled frame is searched for faces. The detector's image pyramid costs most at its
-    finest levels, which only faces smaller than any on screen need, and over the whole frame, where only the faces
-    already on screen are: between full scans (every SCAN_EVERY-th sample, whenever the sample before found no face,
-    and after a region lost its face) a frame is searched around each face of the sample before (`regions`: a square
-    REGION_SIDE times the face's size, centred on it) for faces at least FLOOR_SHARE of the smallest of them, and
-    over the whole frame for faces at least NEW_FACE_SHARE of its shorter side (the pyramid's few coarse levels:
-    cheap). A face that moves, grows or shrinks by up to that much between samples is still found, a large new one
-    at once, a smaller new one at the next full scan (within SCAN_EVERY samples: 2 s at the default 2 fps)."""
-
-    SCAN_EVERY = 4
-    FLOOR_SHARE = 0.5
-    REGION_SIDE = 2.0
-    REGION_MAX_SHARE = 0.5  # regions covering more of the frame than this: the whole frame is searched (floored)
-    NEW_FACE_SHARE = 0.2
-
-    def __init__(self) -> None:
-        self.sample = 0
-        self.smallest: float | None = None  # the width of the smallest face of the last sample (None: it had none)
-        self.boxes: list[tuple[float, float, float, float]] = []  # the last sample's faces
-        self.full = True  # whether the sample planned last is a full scan
-        self.searched: list | None = None  # the regions the sample planned last searched (None: the frame)
-
-    def next_smallest(self) -> float | None:
-        """The smallest face width to look for in the next sample (None: a full scan)."""
-        self.full = self.sample % self.SCAN_EVERY == 0 or self.smallest is None
-        self.sample += 1
-        self.searched = None
-        return None if self.full else self.FLOOR_SHARE * self.smallest
-
-    def regions(self, width: int, height: int) -> list[tuple[int, int, int, int, float]] | None:
-        """The (left, top, right, bottom, smallest face) regions of a `width` x `height` frame to search in the
-        sample just planned by next_smallest, or None: the whole frame at that floor (a full scan, or regions that
-        would cover most of the frame)."""
-        if self.full or not self.boxes:
-            return None
-        floor = self.FLOOR_SHARE * self.smallest
-        regions = []
-        for x1, y1, x2, y2 in self.boxes:
-            half = self.REGION_SIDE * max(x2 - x1, y2 - y1) / 2
-            centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2
-            regions.append((max(0, int(centre_x - half)), max(0, int(centre_y - half)),
-                            min(width, int(centre_x + half) + 1), min(height, int(centre_y + half) + 1), floor))
-        if sum((right - left) * (bottom - top) for left, top, right, bottom, _ in regions) > (
-                self.REGION_MAX_SHARE * width * height):
-            return None
-        self.searched = [region[:4] for region in regions]
-        return regions + [(0, 0, width, height, max(floor, self.NEW_FACE_SHARE * min(width, height)))]
-
-    def saw(self, crops) -> None:
-        widths = [crop.box[2] - crop.box[0] for crop in crops]
-        centres = [((crop.box[0] + crop.box[2]) / 2, (crop.box[1] + crop.box[3]) / 2) for crop in crops]
-        # a region where no face was found: its face is looked for everywhere next time
-        lost = any(not any(left <= x <= right and top <= y <= bottom for x, y in centres)
-                   for left, top, right, bottom in self.searched or [])
-        self.smallest = min(widths) if widths and not lost else None
-        self.boxes = [tuple(crop.box) for crop in crops]
-
-
-def _frame_face(when: float, face: PreparedFace, scale: float, vectors: dict[str, np.ndarray],
-                age: dict | None = None) -> FrameFace:
-    """A detected face in displayed-picture pixels (frames larger than the analysis size were scaled down)."""
-    box = tuple(v / scale for v in face.crop.box)
-    quality = face.crop.quality() | ({"age": age} if age else {})
-    if scale != 1.0:
-        for key in ("eye_distance_px", "face_px"):
-            if quality.get(key) is not None:
-                quality[key] = round(quality[key] / scale, 1)
-    quality["box"] = [round(v, 1) for v in box]
-    return FrameFace(when, box, face.crop.probability, vectors, quality)
 
 
 def _track_embedding(embedder: Embedder, evidence: VideoEvidence, track: FaceTrack,

@@ -98,29 +98,52 @@ def probe_video(path: str | Path, max_pixels: int = MAX_FRAME_PIXELS,
                      list_tracks=True)
 
 
+@dataclass
+class PictureRead:
+    """What one pass over the picture, or over a part of it, read beyond VideoInfo's counts: the time of its last
+    frame and the intervals between its frames (for the notes made once the whole picture is read: `finish_picture`)."""
+
+    last_time: float | None = None
+    intervals: list[float] = field(default_factory=list)
+
+
 def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo | None = None,
                    progress: Callable[[float], None] | None = None, max_pixels: int = MAX_FRAME_PIXELS,
-                   max_duration: float = MAX_DURATION_SECONDS) -> Iterator[SampledFrame]:
+                   max_duration: float = MAX_DURATION_SECONDS, part: tuple[float, float | None] | None = None,
+                   read: PictureRead | None = None) -> Iterator[SampledFrame]:
     """The video's frames, `fps` a second, upright, in order. `info` (from `probe_video`) is filled in as decoding
     goes: frames decoded and sampled, variable frame rate, damage. `progress(seconds)` is told the video time
-    reached. Damage part-way ends the frames (and is noted in `info.damage`); damage before any frame raises."""
+    reached. Damage part-way ends the frames (and is noted in `info.damage`); damage before any frame raises.
+
+    `part` (start, end or None), `start` a multiple of 1 / `fps`: only the frames from `start` to `end` (the file is
+    sought to the key frame before `start`), exactly those a whole pass samples there; the notes about the whole
+    picture (variable frame rate, a still, a short track) are then left to `finish_picture`, given `read` from every
+    part."""
     if not 0 < fps <= MAX_FPS:
         raise BadArgument("--fps", f"{fps:g} is outside 0-{MAX_FPS:g} frames per second")
     period = 1.0 / fps
+    start, end = part if part is not None else (0.0, None)
+    read = read if read is not None else PictureRead()
     with _open(path) as (container, kind):
         info = info if info is not None else _info(path, container, kind, max_pixels, max_duration)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        next_time, last_time, intervals = 0.0, None, []
+        if start > 0 and not _sought_cleanly(container, stream, start):
+            container.seek(0, stream=stream, backward=True)  # from the start: the frames before the part are skipped
+        next_time, last_time = start, None
         damage_before = len(info.damage)
         for frame in _decoded(path, container, stream, info):
             time = frame.time if frame.time is not None else (
-                (last_time + 1.0 / (info.frame_rate or 25.0)) if last_time is not None else 0.0)
+                (last_time + 1.0 / (info.frame_rate or 25.0)) if last_time is not None else start)
+            if time + 1e-6 < start:
+                continue  # decoded from the key frame before the part
+            if end is not None and time + 1e-6 >= end:
+                break  # the next part's
             if last_time is not None:
                 if time <= last_time:
                     continue  # a repeated or backward timestamp (damaged or edited file): not a new picture
-                intervals.append(time - last_time)
-            last_time = time
+                read.intervals.append(time - last_time)
+            last_time = read.last_time = time
             info.frames_decoded += 1
             if frame.width * frame.height > max_pixels:
                 raise UnreadableMedia(path, f"a frame at {time:.2f} s is {frame.width}x{frame.height}, over the "
@@ -133,12 +156,43 @@ def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo |
             image, scale = _upright(frame, _rotation(frame, info))
             yield SampledFrame(float(time), info.frames_sampled, image, scale)
             info.frames_sampled += 1
-        info.variable_frame_rate = _variable(intervals)
-        if info.frames_decoded == 1 and len(info.damage) == damage_before and info.frames_declared <= 1:
-            _note_still(info, last_time)
-        else:
-            _note_short(info, "picture", last_time, 3.0 / (info.frame_rate or 25.0))
-            _note_unread_frames(info, damage_before)
+        if part is None:
+            finish_picture(info, read, damage_before)
+
+
+def _sought_cleanly(container, stream, start: float) -> bool:
+    """Seek to the key frame before `start` and say whether decoding starts there cleanly: a key frame at or before
+    `start` that the decoder does not flag corrupt. Some files decode garbage after a seek (measured: a news clip
+    whose parameter sets come only at its start; an index that calls every frame a key frame); they are then read
+    from their start instead. The decoder is left at that key frame again."""
+    import av
+
+    target = int(start / stream.time_base)
+    container.seek(target, stream=stream, backward=True)
+    clean = False
+    try:
+        for packet in container.demux(stream):
+            frames = packet.decode()
+            if frames:
+                frame = frames[0]
+                clean = bool(frame.key_frame) and not getattr(frame, "is_corrupt", False) and (
+                    frame.time is not None and frame.time <= start + 1e-6)
+                break
+    except av.FFmpegError:
+        return False
+    container.seek(target, stream=stream, backward=True)
+    return clean
+
+
+def finish_picture(info: VideoInfo, read: PictureRead, damage_before: int = 0) -> None:
+    """The notes about the whole picture once it is read (by one pass, or by parts whose `read`s are merged):
+    variable frame rate, a still picture, a track that ends early or reads far fewer frames than it declares."""
+    info.variable_frame_rate = _variable(read.intervals)
+    if info.frames_decoded == 1 and len(info.damage) == damage_before and info.frames_declared <= 1:
+        _note_still(info, read.last_time)
+    else:
+        _note_short(info, "picture", read.last_time, 3.0 / (info.frame_rate or 25.0))
+        _note_unread_frames(info, damage_before)
 
 
 def soundtrack_blocks(path: str | Path, info: VideoInfo) -> Iterator[np.ndarray]:
