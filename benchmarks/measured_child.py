@@ -61,3 +61,24 @@ def measure(arguments: list, *, capture: bool = True) -> Measured:
     measured = json.loads(report)
     return Measured(measured["wall_seconds"], measured["peak_rss_mib"], measured["exit_code"], parent.stdout,
                     parent.stderr)
+
+
+# Python to put at the top of a child's code: `workers_peak[0]` then holds the largest peak RSS (MiB) of the
+# processes the child starts with multiprocessing (a video read in parts: fvmatch.analysis.video_parts), each read
+# from its own VmHWM while it runs (getrusage's RUSAGE_CHILDREN would start at the child's own high-water mark)
+WATCH_WORKERS = """
+import multiprocessing, threading, time
+workers_peak = [0.0]
+def watch_workers():
+    while True:
+        for worker in multiprocessing.active_children():
+            try:
+                with open(f"/proc/{worker.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            workers_peak[0] = max(workers_peak[0], int(line.split()[1]) / 1024)
+            except OSError:
+                pass
+        time.sleep(0.1)
+threading.Thread(target=watch_workers, daemon=True).start()
+"""

@@ -11,7 +11,9 @@ Run: .venv/bin/python benchmarks/video.py [--fps 2] [--hour-fps 0.1] [--workdir 
    (MTCNN on each sampled frame, and the face spaces' inputs cut), embedding (the face spaces, in batches, and the
    track linking), speech (soundtrack decoded to 16 kHz, silero-vad, the voice spaces), each in seconds; the
    process's peak RSS (getrusage; the process started by a small parent, benchmarks/measured_child.py, so that
-   this one's memory does not count) and its RSS after the warm-up (models loaded).
+   this one's memory does not count) and its RSS after the warm-up (models loaded); a file of 30 s or more is
+   read in parts side by side (fvmatch.analysis.video_parts): the stages are then summed over the processes, and
+   the largest worker's own peak (VmHWM, read while it runs) is given beside.
 The 1-minute file is processed at --fps (2: the default of the commands); the 1-hour file at --hour-fps (0.1 by
 default, so that the run takes minutes, not an hour: every frame is still decoded and the whole soundtrack searched
 and embedded; the face tracks then hold 360 frames' numbers instead of 7,200).
@@ -28,9 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measured_child import measure as measure_child  # noqa: E402
+from measured_child import WATCH_WORKERS, measure as measure_child  # noqa: E402
 
-CHILD = """
+CHILD = WATCH_WORKERS + """
 import json, resource, sys, time
 from fvmatch.analysis.embedder import Embedder
 from fvmatch.analysis.video import embed_video
@@ -46,6 +48,7 @@ evidence = embed_video(embedder, path, fps=fps)
 wall = time.perf_counter() - started
 print(json.dumps({"timings": evidence.timings, "wall": wall, "loaded_rss_mib": loaded,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "workers_peak_rss_mib": workers_peak[0], "processes": evidence.timings.get("processes", 1),
                   "duration": evidence.info.duration_seconds, "frames_decoded": evidence.info.frames_decoded,
                   "frames_sampled": evidence.info.frames_sampled, "tracks": [t.frames for t in evidence.tracks],
                   "speech_seconds": evidence.voice.quality["speech_seconds"] if evidence.voice else 0.0}))
@@ -127,14 +130,15 @@ def main() -> None:
           "seconds of processing per minute of video")
     print()
     print("| file | fps sampled | frames decoded / sampled | decode s/min | detection s/min | embedding s/min "
-          "| speech s/min | total s/min | models loaded RSS MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| speech s/min | total s/min | models loaded RSS MiB | peak RSS MiB | processes | a worker's peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, fps, r in rows:
         minutes = r["duration"] / 60.0
         t = r["timings"]
         print(f"| {name} | {fps:g} | {r['frames_decoded']} / {r['frames_sampled']} | {t['decode'] / minutes:.2f} "
               f"| {t['detection'] / minutes:.2f} | {t['embedding'] / minutes:.2f} | {t['speech'] / minutes:.2f} "
-              f"| {r['wall'] / minutes:.2f} | {r['loaded_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
+              f"| {r['wall'] / minutes:.2f} | {r['loaded_rss_mib']:.0f} | {r['peak_rss_mib']:.0f} | {r['processes']} "
+              f"| {r['workers_peak_rss_mib']:.0f} |")
     for name, fps, r in rows:
         print(f"{name}: tracks {r['tracks'][:5]}, speech {r['speech_seconds']:.0f} s of {r['duration']:.0f} s")
 

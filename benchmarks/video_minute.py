@@ -29,30 +29,20 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measured_child import WATCH_WORKERS  # noqa: E402
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_CLIPS = Path(os.environ.get("FVMATCH_REAL_VIDEO", REPOSITORY.parent / "refdata" / "video"))
 MINUTE_CLIPS = ("news_ffpp004_720p.mp4", "home_dfdc_lynaeydofd_1080p.mp4", "selfie_lp_s18.mp4",
                 "news_ffpp634_720p.mp4", "studio_kim_1080p.mp4", "selfie_lp_s32.mp4")
 WIDTH, HEIGHT, RATE, AUDIO_RATE = 1280, 720, 25, 48000
 
-CHILD = """
-import json, multiprocessing, resource, sys, threading, time
+CHILD = WATCH_WORKERS + """
+import json, resource, sys, time
 from fvmatch.analysis.embedder import Embedder
 from fvmatch.analysis.video import embed_video
 fps, rounds, path = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-workers_peak = [0.0]
-def watch_workers():  # each worker's own high-water mark (VmHWM; getrusage's would start at this process's)
-    while True:
-        for worker in multiprocessing.active_children():
-            try:
-                with open(f"/proc/{worker.pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            workers_peak[0] = max(workers_peak[0], int(line.split()[1]) / 1024)
-            except OSError:
-                pass
-        time.sleep(0.1)
-threading.Thread(target=watch_workers, daemon=True).start()
 embedder = Embedder.load()
 embed_video(embedder, path, fps=fps, workers=1)  # warm-up: models loaded, caches filled
 runs = []

@@ -127,7 +127,12 @@ def sampled_frames(path: str | Path, fps: float = DEFAULT_FPS, info: VideoInfo |
     with _open(path) as (container, kind):
         info = info if info is not None else _info(path, container, kind, max_pixels, max_duration)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if part is None:
+            stream.thread_type = "AUTO"
+        else:
+            # one decoding thread: a part's process has a core of its own, and a frame-threaded decoder freed while
+            # it decodes ahead past the part's end (or into damage) hung in avcodec_free_context (PyAV 17.1.0)
+            stream.thread_count = 1
         if start > 0 and not _sought_cleanly(container, stream, start):
             container.seek(0, stream=stream, backward=True)  # from the start: the frames before the part are skipped
         next_time, last_time = start, None
