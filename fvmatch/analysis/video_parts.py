@@ -109,8 +109,7 @@ def faces_by_parts(embedder: Embedder, path: Path, info: VideoInfo, fps: float, 
     context = multiprocessing.get_context("spawn")  # a fork would copy this process's threads' locks mid-use
     reached = context.Array("d", [start for start, _ in parts], lock=False)  # each part's video time reached
     results = context.Queue()
-    job = PartJob(str(path), dataclasses.replace(info, damage=list(info.damage), notes=list(info.notes)), fps,
-                  list(spaces), str(embedder.checkpoint_path))
+    job = PartJob(str(path), _copy(info), fps, list(spaces), str(embedder.checkpoint_path))
     workers = [context.Process(target=_read_part, args=(job, index, parts[index], results, reached), daemon=True)
                for index in range(1, len(parts))]
 
@@ -122,7 +121,7 @@ def faces_by_parts(embedder: Embedder, path: Path, info: VideoInfo, fps: float, 
         reached[0] = seconds
         tell()
 
-    here = dataclasses.replace(info, damage=list(info.damage), notes=list(info.notes))
+    here = _copy(info)  # the first part's reading, the video's once every part is read
     try:
         for worker in workers:
             worker.start()
@@ -154,6 +153,11 @@ def faces_by_parts(embedder: Embedder, path: Path, info: VideoInfo, fps: float, 
         return None
     _merge(info, ordered, timings, counts, here)
     return [face for part in ordered for face in part.faces]
+
+
+def _copy(info: VideoInfo) -> VideoInfo:
+    """A copy of the video's description that reading a part fills in without touching the original."""
+    return dataclasses.replace(info, damage=list(info.damage), notes=list(info.notes))
 
 
 def _faces_of(embedder: Embedder, job: PartJob, info: VideoInfo, part: Part,
