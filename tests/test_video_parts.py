@@ -79,6 +79,10 @@ def test_a_part_that_cannot_be_read_sends_the_video_back_to_one_pass(embedder, t
     assert "processes" not in timings  # read in one pass after all
     assert [(track.times, track.boxes) for track in again] == [(track.times, track.boxes) for track in one]
     assert info.damage == one_info.damage and info.damage[0].startswith("video decoding stopped after")
+    said = [note for note in info.notes if note.startswith("read in one pass")]
+    assert len(said) == 1 and said[0].startswith("read in one pass: the part from 4 s could not be read apart (video "
+                                                 "decoding stopped after")
+    assert not any(note.startswith("read in one pass") for note in one_info.notes)
     assert 32 < one_info.frames_sampled == info.frames_sampled < 48
 
 

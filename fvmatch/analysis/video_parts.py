@@ -103,7 +103,8 @@ def faces_by_parts(embedder: Embedder, path: Path, info: VideoInfo, fps: float, 
                    counts: dict[str, int]) -> list[tuple[float, list[FrameFace]]] | None:
     """Every part's sampled frames and faces, in order, read side by side (this process the first part), `info`,
     `timings` (summed over the processes, and "processes": how many read the picture) and `counts` filled in as one
-    pass fills them; None where a part could not be read whole (the caller then reads the video in one pass)."""
+    pass fills them; None where a part could not be read whole (why: a note in `info.notes`; the caller then reads
+    the video in one pass)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fork would copy this process's threads' locks mid-use
@@ -126,21 +127,22 @@ def faces_by_parts(embedder: Embedder, path: Path, info: VideoInfo, fps: float, 
         for worker in workers:
             worker.start()
         first = _faces_of(embedder, job, here, parts[0], told)
-        if first is None:
-            return None
+        if isinstance(first, str):
+            return _one_pass(info, parts[0], first)
         read = {0: first}
         while len(read) < len(parts):
             tell()
             try:
                 index, outcome = results.get(timeout=POLL_SECONDS)
             except queues.Empty:
-                ended = [index for index, worker in enumerate(workers, start=1)
+                ended = [(index, worker.exitcode) for index, worker in enumerate(workers, start=1)
                          if worker.exitcode is not None and index not in read]
-                if ended and results.empty():
-                    return None  # a worker that ended without a word (killed, out of memory): its part is missing
+                if ended and results.empty():  # killed, out of memory: its part is missing
+                    index, code = ended[0]
+                    return _one_pass(info, parts[index], f"its worker process ended with exit code {code}")
                 continue
-            if outcome is None:
-                return None
+            if isinstance(outcome, str):
+                return _one_pass(info, parts[index], outcome)
             read[index] = outcome
     finally:
         for worker in workers:
@@ -149,8 +151,9 @@ def faces_by_parts(embedder: Embedder, path: Path, info: VideoInfo, fps: float, 
             worker.join()
         results.close()
     ordered = [read[index] for index in range(len(parts))]
-    if any(part.damage for part in ordered):
-        return None
+    damaged = next((index for index, part in enumerate(ordered) if part.damage), None)
+    if damaged is not None:
+        return _one_pass(info, parts[damaged], ordered[damaged].damage[0])
     _merge(info, ordered, timings, counts, here)
     return [face for part in ordered for face in part.faces]
 
@@ -160,10 +163,17 @@ def _copy(info: VideoInfo) -> VideoInfo:
     return dataclasses.replace(info, damage=list(info.damage), notes=list(info.notes))
 
 
+def _one_pass(info: VideoInfo, part: Part, reason: str) -> None:
+    """Say why the video is read in one pass after all (a note the analyst sees), and give None: the caller reads
+    it so."""
+    info.notes.append(f"read in one pass: the part from {part[0]:g} s could not be read apart ({reason})")
+    return None
+
+
 def _faces_of(embedder: Embedder, job: PartJob, info: VideoInfo, part: Part,
-              progress: Callable[[float], None]) -> PartFaces | None:
-    """One part's faces read on `info` (a copy of the video's description, filled in as it is read); None where it
-    could not be read."""
+              progress: Callable[[float], None]) -> PartFaces | str:
+    """One part's faces read on `info` (a copy of the video's description, filled in as it is read); where it could
+    not be read, the reason (the error's message)."""
     timings = {"decode": 0.0, "detection": 0.0, "embedding": 0.0}
     counts = {"embedded": 0, "reused": 0}
     read, damage_before = PictureRead(), len(info.damage)
@@ -171,18 +181,18 @@ def _faces_of(embedder: Embedder, job: PartJob, info: VideoInfo, part: Part,
     try:
         faces = list(sampled_faces(embedder, Path(job.path), info, job.fps, job.spaces, timings, progress, counts,
                                    part=part, read=read))
-    except FvmatchError:
-        return None
+    except FvmatchError as error:
+        return str(error)
     return PartFaces(faces, timings, counts, read, info.damage[damage_before:], info.frames_decoded - decoded_before,
                      info.frames_sampled - sampled_before)
 
 
 def _read_part(job: PartJob, index: int, part: Part, results, reached) -> None:
-    """A worker process: read one part with models of its own and put (index, PartFaces or None) on `results`."""
+    """A worker process: read one part with models of its own and put (index, PartFaces, or why it could not) on
+    `results`."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
-    outcome = None
     try:
         embedder = Embedder.load(job.checkpoint_path)
 
@@ -190,8 +200,8 @@ def _read_part(job: PartJob, index: int, part: Part, results, reached) -> None:
             reached[index] = seconds
 
         outcome = _faces_of(embedder, job, job.info, part, told)
-    except Exception:  # noqa: BLE001 - the parent reads the video in one pass, where any error is its own
-        outcome = None
+    except Exception as error:  # noqa: BLE001 - named to the parent, which reads the video in one pass, and says so
+        outcome = f"{type(error).__name__}: {error}"
     results.put((index, outcome))
 
 
