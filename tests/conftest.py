@@ -38,3 +38,42 @@ def media_dir(tmp_path_factory) -> Path:
     (root / "text.jpg").write_text("this is not an image\n")
     (root / "text.wav").write_text("this is not audio\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def team_servers():
+    """A PostgreSQL cluster and a Milvus Lite server for the team gallery tests (tests/team_servers.py), started once.
+    Missing PostgreSQL or the team extra: skipped on a workstation, saying why; a failure under CI."""
+    import importlib.util
+    import os
+
+    from team_servers import MilvusServer, PostgresServer, postgres_binaries
+
+    missing = None
+    if postgres_binaries() is None:
+        missing = "PostgreSQL's initdb and pg_ctl are not installed (bash .ci/postgres installs them)"
+    elif not all(importlib.util.find_spec(name) for name in ("psycopg", "pymilvus", "milvus_lite")):
+        missing = "the team extra is not installed (pip install '.[team]')"
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"team gallery tests: {missing}")
+        pytest.skip(f"team gallery tests: {missing}")
+    postgres = PostgresServer()
+    try:
+        milvus = MilvusServer()
+    except BaseException:
+        postgres.stop()
+        raise
+    yield postgres, milvus
+    milvus.stop()
+    postgres.stop()
+
+
+@pytest.fixture
+def team_gallery(team_servers, tmp_path) -> Path:
+    """A team gallery file naming a fresh database and collections of its own (nothing enrolled yet)."""
+    postgres, milvus = team_servers
+    database = postgres.new_database()
+    path = tmp_path / "team.toml"
+    path.write_text(f'records = "{postgres.url(database)}"\nvectors = "{milvus.uri}"\nprefix = "{database}"\n')
+    return path

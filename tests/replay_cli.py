@@ -12,6 +12,7 @@ Test-side settings (environment; fvmatch itself reads none of them):
                   line:K             before the K-th line run in fvmatch's storage code (see STORAGE_CODE)
                   added:N            right after the N-th Gallery.add returned (its batch committed)
                   before-commit:N    inside the N-th Gallery.add, rows inserted, just before COMMIT
+                  before-milvus:N    a team gallery: the N-th Gallery.add committed, its vectors not yet in Milvus
                   created            the new gallery's schema built, its metadata not yet written or renamed
                   index-temp:N       N-th index save: index and sidecar in temporary files, nothing renamed
                   index-torn:N       the same, the temporary index cut in half (as by a kill mid-write)
@@ -272,7 +273,7 @@ def _die() -> None:
 
 def install_kill(spec: str) -> None:
     """Arrange for the process to SIGKILL itself at the point `spec` names (see the module's docstring)."""
-    from fvmatch.gallery import database as database_module, gallery as gallery_module
+    from fvmatch.gallery import database as database_module, gallery as gallery_module, milvus_indexes, postgres
 
     point, _, number = spec.partition(":")
     target = int(number or 1)
@@ -280,7 +281,8 @@ def install_kill(spec: str) -> None:
     if point == "line":
         count_lines(stop_at=target)
     elif point in ("added", "before-commit"):
-        original_add, original_exit = gallery_module.Gallery.add, database_module.Transaction.__exit__
+        original_add = gallery_module.Gallery.add
+        exits = {kind: kind.__exit__ for kind in (database_module.Transaction, postgres.PostgresTransaction)}
         adding = []
 
         def add(self, items, **options):
@@ -294,12 +296,26 @@ def install_kill(spec: str) -> None:
                 _die()
             return ids
 
-        def exit_(self, exc_type, exc, traceback):
-            if point == "before-commit" and adding and exc_type is None and hits["add"] == target:
-                _die()
-            return original_exit(self, exc_type, exc, traceback)
+        def exiting(kind):
+            def exit_(self, exc_type, exc, traceback):
+                if point == "before-commit" and adding and exc_type is None and hits["add"] == target:
+                    _die()
+                return exits[kind](self, exc_type, exc, traceback)
+            return exit_
 
-        gallery_module.Gallery.add, database_module.Transaction.__exit__ = add, exit_
+        gallery_module.Gallery.add = add
+        for kind in exits:
+            kind.__exit__ = exiting(kind)
+    elif point == "before-milvus":
+        original_milvus_add = milvus_indexes.MilvusIndexes.add
+
+        def milvus_add(self, *args):
+            hits["add"] += 1
+            if hits["add"] == target:
+                _die()
+            return original_milvus_add(self, *args)
+
+        milvus_indexes.MilvusIndexes.add = milvus_add
     elif point == "created":
         original_migrate = database_module.migrate
 

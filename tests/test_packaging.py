@@ -49,4 +49,4 @@ def test_readme_first_command_is_the_light_install_and_ci_installs_the_extra():
     assert "fvmatch enroll" in first and "fvmatch identify" in first
     tests_block = readme.split("```bash\n", 2)[2].split("```", 1)[0].splitlines()
     assert tests_block[0] == "bash .ci/install"
-    assert "-e '.[train,dev]'" in (ROOT / ".ci" / "install").read_text()
+    assert "-e '.[train,dev,team]'" in (ROOT / ".ci" / "install").read_text()

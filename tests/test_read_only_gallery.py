@@ -26,8 +26,8 @@ import pytest
 
 from mediagen import Outcome, run_cli_here
 
-REFUSED = ("read-only gallery: give --audit-log FILE to record this query's audit row elsewhere (or work on a "
-           "writable copy)")
+REFUSED = ("read-only gallery (its folder cannot be written): give --audit-log FILE to record this query's audit row "
+           "elsewhere (or work on a writable copy)")
 
 
 # ----- running as a user without root's override -----------------------------------------------------------------

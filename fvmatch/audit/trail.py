@@ -33,6 +33,7 @@ HEAD_KEY = "audit_head"
 CONTENT_FIELDS = ("id", "time", "user", "command", "arguments", "inputs", "result", "model_id")
 JSON_FIELDS = ("arguments", "inputs", "result")
 COLUMNS = CONTENT_FIELDS + ("previous_hash", "row_hash")
+SELECTED = ", ".join(f'"{column}"' for column in COLUMNS)  # quoted: "user" is a keyword of PostgreSQL
 # a row of an audit log file also names the gallery read and the head of that gallery's trail when it was read
 LOG_CONTENT_FIELDS = CONTENT_FIELDS + ("gallery", "gallery_audit_head")
 LOG_COLUMNS = LOG_CONTENT_FIELDS + ("previous_hash", "row_hash")
@@ -59,11 +60,15 @@ def row_hash(previous_hash: str, row: dict, fields: tuple[str, ...] = CONTENT_FI
     return hashlib.sha256((previous_hash + _canonical(content)).encode("utf-8")).hexdigest()
 
 
-def _current_user() -> str:
+def _current_user(gallery: Gallery | None = None) -> str:
+    """Who runs this: the login name; on a team gallery with the database role it acts as (its grants decide)."""
     try:
-        return getpass.getuser()
+        login = getpass.getuser()
     except (KeyError, OSError):  # no login name and no passwd entry (e.g. a bare container uid)
-        return str(os.getuid())
+        login = str(os.getuid())
+    if gallery is not None and gallery.team is not None:
+        return f"{login} as database role {gallery.db.role()}"
+    return login
 
 
 def _now() -> str:
@@ -94,11 +99,11 @@ def append_audit(gallery: Gallery, command: str, arguments: list[str], inputs: l
     row; called inside a transaction the caller already holds, it joins that one (the caller's must be IMMEDIATE).
     GalleryUnwritable on a read-only gallery without an audit log: a row is never dropped.
     """
-    user = user if user is not None else _current_user()
+    user = user if user is not None else _current_user(gallery)
     if gallery.read_only:
         if gallery.audit_log is None:
-            raise GalleryUnwritable(gallery.directory, "read-only gallery: give --audit-log FILE to record this "
-                                    "command's audit row elsewhere (or work on a writable copy)")
+            raise GalleryUnwritable(gallery.directory, f"read-only gallery ({gallery.read_only}): give --audit-log FILE "
+                                    f"to record this command's audit row elsewhere (or {gallery.way_to_write})")
         return append_to_log(gallery.audit_log, gallery, command, arguments, inputs, result, model_id, user)
     if gallery.db.conn.in_transaction:
         row = _append(gallery, command, arguments, inputs, result, model_id, user)
@@ -121,16 +126,21 @@ def _append(gallery: Gallery, command: str, arguments: list[str], inputs: list[d
     row = {"time": _now(), "user": user, "command": command,
            "arguments": list(arguments), "inputs": list(inputs), "result": dict(result), "model_id": model_id,
            "previous_hash": previous_hash}
-    # the id is part of the hashed content, so insert first, then hash and fill in
+    # the id is part of the hashed content, so insert first, then hash and fill in. SQLite numbers the row
+    # (AUTOINCREMENT); on PostgreSQL the writer does, after the head and the last row (postgres_schema.m002)
+    given_id = None
+    if gallery.team is not None:
+        last_id = int(gallery.db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+        given_id = max(last_id, head[0] if head is not None else 0) + 1
     cursor = gallery.db.execute(
-        "INSERT INTO audit (time, user, command, arguments, inputs, result, model_id, previous_hash, row_hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, '')",
-        [row["time"], row["user"], command, _canonical(row["arguments"]), _canonical(row["inputs"]),
+        'INSERT INTO audit (id, time, "user", command, arguments, inputs, result, model_id, previous_hash, row_hash)'
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '') RETURNING id",
+        [given_id, row["time"], row["user"], command, _canonical(row["arguments"]), _canonical(row["inputs"]),
          _canonical(row["result"]), model_id, previous_hash])
-    row["id"] = int(cursor.lastrowid)
+    row["id"] = int(cursor.fetchone()[0])
     row["row_hash"] = row_hash(previous_hash, row)
     gallery.db.execute("UPDATE audit SET row_hash = ? WHERE id = ?", [row["row_hash"], row["id"]])
-    gallery.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    gallery.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                        [HEAD_KEY, _canonical({"id": row["id"], "hash": row["row_hash"]})])
     return {name: row[name] for name in COLUMNS}
 
@@ -175,7 +185,7 @@ def _trail_rows(gallery: Gallery, since: str | None, until: str | None, command:
         conditions.append("(instr(arguments, ?) > 0 OR instr(result, ?) > 0)")
         parameters += [quoted, quoted]
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = f"SELECT {', '.join(COLUMNS)} FROM audit{where} ORDER BY id DESC"
+    sql = f"SELECT {SELECTED} FROM audit{where} ORDER BY id DESC"
     if limit is not None:
         sql += " LIMIT ?"
         parameters.append(int(limit))
@@ -189,7 +199,7 @@ def verify_chain(gallery: Gallery) -> ChainCheck:
     def bad(row_id: int, problem: str) -> ChainCheck:
         return ChainCheck(False, count, row_id, problem)
 
-    for values in gallery.db.execute(f"SELECT {', '.join(COLUMNS)} FROM audit ORDER BY id"):
+    for values in gallery.db.execute(f"SELECT {SELECTED} FROM audit ORDER BY id"):
         count += 1
         row_id = int(values[0])
         if row_id != previous_id + 1:

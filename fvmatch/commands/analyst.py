@@ -80,19 +80,28 @@ def enroll(
 
     from fvmatch.analysis.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory
-    from fvmatch.gallery.lock import WriteLock
+    from fvmatch.gallery.postgres import writer_description
+    from fvmatch.gallery.team import is_team_gallery
     from fvmatch.spaces import PRETRAINED_SPACES
 
-    if gallery_path.exists() and not gallery_path.is_dir():
+    team = is_team_gallery(gallery_path)
+    if not team and gallery_path.exists() and not gallery_path.is_dir():
         raise BadArgument(gallery_path, "gallery path exists and is not a directory")
     # a new gallery: check the model (weights too) before anything is written, so a bad --model leaves no directory
-    new_gallery_model = None if (gallery_path / "gallery.db").exists() else Embedder.load(model, load_weights=True)
-    make_private_directory(gallery_path)  # on a read-only or full disk: one line, exit 2
-    with WriteLock(gallery_path, lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
-        if (gallery_path / "gallery.db").exists():  # (again under the lock: another writer may have created it)
+    new_gallery_model = None if Gallery.exists(gallery_path) else Embedder.load(model, load_weights=True)
+    if not team:
+        make_private_directory(gallery_path)  # on a read-only or full disk: one line, exit 2
+    with Gallery.writer_of(gallery_path, lock_timeout, say_waiting,
+                           writer_description("enroll") if team else f"pid {os.getpid()}: fvmatch enroll"):
+        if Gallery.exists(gallery_path):  # (again under the lock: another writer may have created it)
             gallery = Gallery.open(gallery_path)
-            # every item is embedded in the joint space: a bad model fails here, not once per item
-            embedder = embedder_for_gallery(gallery, model, load_weights=True)
+            try:
+                gallery.require_writable()  # a team gallery's role that may only read it: refused before any work
+                # every item is embedded in the joint space: a bad model fails here, not once per item
+                embedder = embedder_for_gallery(gallery, model, load_weights=True)
+            except BaseException:
+                gallery.close()
+                raise
         else:
             embedder = new_gallery_model or Embedder.load(model, load_weights=True)
             gallery = Gallery.open(gallery_path, create=True, model_id=embedder.model_id,

@@ -145,7 +145,8 @@ def audit_log(
                 if log_check is not None and log_check.ok:
                     say_line(stdout, f"audit log {log} intact: {log_check.rows} rows, hash chain verified")
             if not check.ok:
-                raise FvmatchError(gallery_path / "gallery.db", f"audit trail broken: {check.problem}")
+                where = gallery.directory if gallery.team is not None else gallery_path / "gallery.db"
+                raise FvmatchError(where, f"audit trail broken: {check.problem}")
             if log_check is not None and not log_check.ok:
                 raise FvmatchError(log, f"audit log broken: {log_check.problem}")
             return

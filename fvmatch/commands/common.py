@@ -223,8 +223,8 @@ def open_gallery(path: Path, access: str = "query"):
         if gallery.read_only and access == "write":
             gallery.require_writable()
         if gallery.read_only and access == "query" and options.audit_log is None:
-            raise GalleryUnwritable(path, "read-only gallery: give --audit-log FILE to record this query's audit row "
-                                    "elsewhere (or work on a writable copy)")
+            raise GalleryUnwritable(path, f"read-only gallery ({gallery.read_only}): give --audit-log FILE to record "
+                                    f"this query's audit row elsewhere (or {gallery.way_to_write})")
         if options.audit_log is not None and access != "inspect":
             from fvmatch.audit.trail import check_audit_log
 

@@ -1,4 +1,4 @@
-"""Gallery maintenance: gallery info|list|remove|reindex|export|import."""
+"""Gallery maintenance: gallery info|list|remove|reindex|export|import|grant."""
 from __future__ import annotations
 
 import os
@@ -32,6 +32,10 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
         return
     counts = info["counts"]
     stdout.print(f"gallery {info['gallery']} (format {info['format_version']}, created {info['created']})", highlight=False)
+    if "team" in info:
+        team = info["team"]
+        stdout.print(f"team gallery: records in PostgreSQL, vectors in Milvus at {team['vectors']} (collections "
+                     f"{team['collection_prefix']}_*); connected as database role {team['role']}", highlight=False)
     stdout.print(f"model {info['model_id']} ({info['embedding_dim']}-D) at {info['model_path'] or '?'}", highlight=False)
     if info["read_only"]:
         upgraded = (f"; read through an upgrade in memory ({', '.join(info['upgraded_in_memory'])}), its files as they "
@@ -47,9 +51,31 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
         missing = (f"; {plural(lacking, health['modality'] + ' item')} {'lacks' if lacking == 1 else 'lack'} "
                    "its vectors (fvmatch gallery reindex)" if lacking else "")
         stdout.print(f"{name} index: {health['state']}{' (' + health['detail'] + ')' if health['detail'] else ''}, "
-                     f"{plural(health['live_items'], 'item')}, {health['file_bytes']:,} bytes, "
+                     f"{plural(health['live_items'], 'item')}, "
+                     f"{'collection ' + health['collection'] if 'collection' in health else format(health['file_bytes'], ',') + ' bytes'}, "
                      f"{'agrees with' if health['agrees_with_database'] else 'DISAGREES with'} the database{missing}",
                      highlight=False)
+
+
+@gallery_app.command("grant")
+def gallery_grant(role: str = typer.Argument(..., help="A database role (its administrator creates it)."),
+                  write: bool = typer.Option(False, "--write/--read-only",
+                                             help="Also let it enroll, remove and reindex (default: read only)."),
+                  gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
+    """A team gallery: let a database role read it, or with --write also change it (a role granted --read-only
+    after --write loses its writes). Run as the role that owns the gallery's tables; recorded on the audit trail.
+    """
+    with open_gallery(gallery_path, access="write") as gallery:
+        if gallery.team is None:
+            raise BadArgument(gallery_path, "grant is for team galleries: a directory gallery's readers and writers "
+                              "are its folder's permissions")
+        gallery.db.grant(role, write)
+        access = "write" if write else "read"
+        audit(gallery, "gallery grant", [], {"role": role, "access": access}, gallery.model_id)
+    if as_json:
+        emit_json({"gallery": str(gallery_path), "role": role, "access": access})
+        return
+    say_line(stdout, f"database role {role} may now {'read and change' if write else 'only read'} {gallery_path}")
 
 
 @gallery_app.command("list")

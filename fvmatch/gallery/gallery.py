@@ -12,6 +12,11 @@ transactions. The indexes, and keeping them in step with the database, are index
 A gallery this user cannot write (write-protected evidence), or one opened with `read_only=True`, is read without
 writing a byte: SQLite read-only (database.connect_read_only), no migration applied to the file, index repairs kept
 in memory, no lock file; any change is refused (`require_writable`).
+
+A team gallery (team.py: `--gallery casework.toml` or a postgresql:// URL) is the same Gallery on two other stores:
+its records in PostgreSQL (postgres.py, postgres_schema.py: the same tables and SQL), its indexes Milvus collections
+(milvus_indexes.py), its write lock an advisory lock of the database; a role that may not write it opens it
+read-only.
 """
 from __future__ import annotations
 
@@ -32,6 +37,10 @@ from fvmatch.gallery.files import GalleryUnwritable, make_private_directory, tig
 from fvmatch.gallery.index import ModalityIndex
 from fvmatch.gallery.indexes import GalleryIndexes
 from fvmatch.gallery.lock import WriteLock, hold_off_writers
+from fvmatch.gallery.milvus_indexes import MilvusIndexes
+from fvmatch.gallery.postgres import PostgresTransaction, TeamWriteLock, connect_postgres, writer_description
+from fvmatch.gallery.postgres_schema import has_schema, migrate as team_migrate, pending as team_pending
+from fvmatch.gallery.team import TeamConfig, TeamName, connect_milvus, is_team_gallery, team_config
 from fvmatch.gallery.schema import FORMAT_VERSION
 
 MODALITIES = ("face", "voice")
@@ -106,9 +115,10 @@ class Gallery:
     indexes are `gallery.indexes` (indexes.py)."""
 
     def __init__(self, directory: Path, db: sqlite_utils.Database, read_only: str | None = None,
-                 upgraded_in_memory: Sequence[str] = ()) -> None:
-        self.directory = directory
-        self.db = db
+                 upgraded_in_memory: Sequence[str] = (), team: TeamConfig | None = None, vectors=None) -> None:
+        self.directory = directory  # a team gallery's: its file or URL, as given
+        self.db = db  # sqlite_utils.Database, or a team gallery's postgres.PostgresDatabase
+        self.team = team  # where a team gallery lives (None: a directory gallery)
         self.read_only = read_only  # why nothing may be written (None: a writable gallery)
         self.upgraded_in_memory = list(upgraded_in_memory)  # migrations a read-only open applied to its copy in memory
         # where the audit rows of reads go besides (on a read-only gallery: instead of) its trail (fvmatch.audit.trail)
@@ -117,7 +127,7 @@ class Gallery:
         # this fvmatch's model id of a space, where an embedder was chosen for the gallery (embedder_for_gallery):
         # a reference condition whose stored vectors came from another model is not searched (fvmatch.analysis.matching)
         self.space_models: Callable[[str], str] | None = None
-        self.indexes = GalleryIndexes(self)
+        self.indexes = GalleryIndexes(self) if team is None else MilvusIndexes(self, vectors, team.prefix)
 
     # ----- opening, creating, pinning -------------------------------------------------------------------------
     @classmethod
@@ -128,10 +138,12 @@ class Gallery:
         write lock while creating). With `huge_pages`, each index is moved onto huge pages once loaded (for a
         process that will search it many times: huge_pages.py). GalleryUnwritable when the storage refuses a write
         it needs. Read-only (`gallery.read_only` says why) with `read_only`, or when this user cannot write it."""
-        directory = Path(directory)
-        db_path = directory / DB_NAME
         if read_only and create:
             raise ValueError("a gallery opened read-only cannot be created")
+        if is_team_gallery(directory):
+            return cls._open_team(team_config(directory), create, model_id, embedding_dim, model_path, read_only)
+        directory = Path(directory)
+        db_path = directory / DB_NAME
         if not db_path.exists():
             if not create:
                 raise NotAGallery(directory, "no gallery here (enroll something first, or check --gallery)")
@@ -157,6 +169,59 @@ class Gallery:
             gallery = cls(directory, db, read_only=reason, upgraded_in_memory=upgraded)
             gallery._writers_held_off = held
         gallery.indexes.huge_pages = huge_pages
+        gallery._check_pinned(model_id, embedding_dim, model_path)
+        return gallery
+
+    @classmethod
+    def exists(cls, directory: str | Path) -> bool:
+        """Whether a gallery is there: a folder's gallery.db, or a team database holding a pinned gallery."""
+        if not is_team_gallery(directory):
+            return (Path(directory) / DB_NAME).exists()
+
+        config = team_config(directory)
+        db = connect_postgres(config.records, config.name, writer_description("open"))
+        try:
+            return has_schema(db) and db.execute(
+                "SELECT count(*) FROM meta WHERE key = 'format_version'").fetchone()[0] > 0
+        finally:
+            db.conn.close()
+
+    @staticmethod
+    def writer_of(directory: str | Path, timeout_seconds: float = 60.0, on_wait=None, description: str = ""):
+        """The write lock of the gallery at `directory` (a folder, or a team gallery), which may not exist yet: to
+        hold while it is created and written."""
+        if is_team_gallery(directory):
+            config = team_config(directory)
+            return TeamWriteLock(config.records, config.name, timeout_seconds, on_wait, description)
+        return WriteLock(Path(directory), timeout_seconds, on_wait, description)
+
+    @classmethod
+    def _open_team(cls, config: TeamConfig, create: bool, model_id: str | None, embedding_dim: int | None,
+                   model_path: str | None, read_only: bool) -> "Gallery":
+        """Open a team gallery: its database migrated (created with `create`), read-only when asked or when this
+        role may not write it, its Milvus client connected."""
+
+        db = connect_postgres(config.records, config.name, writer_description("open"))
+        try:
+            reason = "opened read-only" if read_only else (None if not has_schema(db) or db.may_write()
+                                                           else f"database role {db.role()} may only read it")
+            due = team_pending(db)
+            if due and (reason is not None or not create and not has_schema(db)):
+                if not has_schema(db):
+                    raise NotAGallery(config.name, "no gallery in this database yet (enroll something first)")
+                raise GalleryUnwritable(config.name, f"gallery of an older format ({', '.join(due)} not applied): "
+                                        "its owner's role upgrades it by opening it to write")
+            team_migrate(db)
+            gallery = cls(TeamName(config.name), db, read_only=reason, team=config, vectors=connect_milvus(config))
+        except BaseException:
+            db.conn.close()
+            raise
+        gallery._check_pinned(model_id, embedding_dim, model_path)
+        return gallery
+
+    def _check_pinned(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
+        """Pin a gallery that has no metadata yet (given a model), refuse one newer than this fvmatch."""
+        gallery, directory = self, self.directory
         try:
             if gallery.meta("format_version") is None:
                 gallery._initialise(model_id, embedding_dim, model_path)
@@ -166,7 +231,6 @@ class Gallery:
         except BaseException:
             gallery.close()
             raise
-        return gallery
 
     def _initialise(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
         """Pin a database that has a schema but no metadata (a creation by an older fvmatch, cut short)."""
@@ -174,7 +238,8 @@ class Gallery:
             raise NotAGallery(self.directory, "gallery database has no metadata")
         with self.transaction():
             for key, value in _pinned(model_id, embedding_dim, model_path).items():
-                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, str(value)])
+                self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+                                " value = excluded.value", [key, str(value)])
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
@@ -231,7 +296,8 @@ class Gallery:
             return 0
         with self.transaction():
             dropped = self.db.execute("DELETE FROM vectors WHERE space = ?", [space]).rowcount
-            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)",
+            self.db.execute("INSERT INTO meta (key, value) VALUES ('spaces', ?) ON CONFLICT (key) DO UPDATE SET"
+                            " value = excluded.value",
                             [json.dumps({**self.spaces, space: {"model_id": info["model_id"], "dim": int(info["dim"])}})])
         self.indexes.forget(space)
         return dropped
@@ -247,7 +313,8 @@ class Gallery:
                if space not in self.spaces}
         if new:
             with self.transaction():
-                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spaces', ?)",
+                self.db.execute("INSERT INTO meta (key, value) VALUES ('spaces', ?) ON CONFLICT (key) DO UPDATE SET"
+                            " value = excluded.value",
                                 [json.dumps({**self.spaces, **new})])
 
     def missing_count(self, space: str, modality: str) -> int:
@@ -292,19 +359,36 @@ class Gallery:
         """GalleryUnwritable, before anything is done, when the gallery was opened read-only."""
         if self.read_only:
             raise GalleryUnwritable(self.directory, f"read-only gallery ({self.read_only}): this command changes it; "
-                                    "work on a writable copy")
+                                    f"{self.way_to_write}")
+
+    @property
+    def way_to_write(self) -> str:
+        """What an analyst does to change a gallery opened read-only."""
+        return "connect as a role that may write it" if self.team is not None else "work on a writable copy"
 
     def writer(self, timeout_seconds: float = 60.0, on_wait=None, description: str = "") -> WriteLock:
         """The write lock, to hold around any change: `with gallery.writer(): gallery.add(...)`."""
         self.require_writable()
+        if self.team is not None:
+            return TeamWriteLock(self.team.records, self.team.name, timeout_seconds, on_wait, description)
         return WriteLock(self.directory, timeout_seconds, on_wait, description)
 
     def transaction(self):
         self.require_writable()
+        if self.team is not None:
+            return PostgresTransaction(self.db.conn)
         return Transaction(self.db.conn, self.directory / DB_NAME)
+
+    def columns(self, table: str) -> list[str]:
+        """A table's columns, in their order."""
+        if self.team is not None:
+            return self.db.columns(table)
+        return [row[1] for row in self.db.execute(f"PRAGMA table_info({table})").fetchall()]
 
     def close(self) -> None:
         self.db.conn.close()
+        if self.team is not None:
+            self.indexes.client.close()
         if self._writers_held_off is not None:
             os.close(self._writers_held_off)
             self._writers_held_off = None
@@ -354,9 +438,9 @@ class Gallery:
     def identities(self) -> list[dict]:
         rows = self.db.execute(
             "SELECT identities.label, identities.created,"
-            " sum(media.modality = 'face'), sum(media.modality = 'voice')"
+            " count(CASE WHEN media.modality = 'face' THEN 1 END), count(CASE WHEN media.modality = 'voice' THEN 1 END)"
             " FROM identities LEFT JOIN media ON media.identity_id = identities.id"
-            " GROUP BY identities.id ORDER BY identities.label").fetchall()
+            " GROUP BY identities.id, identities.label, identities.created ORDER BY identities.label").fetchall()
         return [{"identity": label, "created": created, "faces": int(faces or 0), "voices": int(voices or 0)}
                 for label, created, faces, voices in rows]
 
@@ -477,10 +561,10 @@ class Gallery:
                 identity_id = self._identity_id(item.identity, create=True)
                 cursor = self.db.execute(
                     "INSERT INTO media (identity_id, modality, source_path, sha256, size, quality, quality_json, added)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     [identity_id, item.modality, item.source_path, item.sha256, item.size, item.quality,
                      json.dumps(item.quality_details), _now()])
-                ids.append(int(cursor.lastrowid))
+                ids.append(int(cursor.fetchone()[0]))
                 self._insert_vectors(ids[-1], item.vectors)
             if record is not None:
                 record(ids)
@@ -529,7 +613,8 @@ class Gallery:
             return found
         if not create:
             raise UnknownIdentity(label, "no such identity in the gallery")
-        return int(self.db.execute("INSERT INTO identities (label, created) VALUES (?, ?)", [label, _now()]).lastrowid)
+        return int(self.db.execute("INSERT INTO identities (label, created) VALUES (?, ?) RETURNING id",
+                                   [label, _now()]).fetchone()[0])
 
     def remove_identity(self, label: str) -> dict[str, int]:
         """Delete an identity and all its media, from the database and the indexes."""
@@ -567,8 +652,13 @@ class Gallery:
     def info(self) -> dict:
         counts = self.counts()
         health = self.indexes.health(counts)
-        db_bytes = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
-        return {"gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
+        if self.team is None:
+            db_bytes = sum(p.stat().st_size for p in self.directory.glob(DB_NAME + "*"))
+        else:
+            db_bytes = self.db.size_bytes()
+        team = {} if self.team is None else {"team": {"records": self.team.name, "vectors": self.team.vectors,
+                                                      "collection_prefix": self.team.prefix, "role": self.db.role()}}
+        return {**team, "gallery": str(self.directory), "model_id": self.model_id, "model_path": self.model_path,
                 "embedding_dim": self.embedding_dim, "format_version": int(self.meta("format_version") or 0),
                 "created": self.meta("created"), "spaces": self.spaces, "counts": counts, "database_bytes": db_bytes,
                 "indexes": health, "read_only": self.read_only, "upgraded_in_memory": self.upgraded_in_memory}

@@ -32,6 +32,7 @@ import numpy as np
 
 from fvmatch.errors import BadArgument, FvmatchError
 from fvmatch.gallery.gallery import Gallery
+from fvmatch.gallery.team import is_team_gallery, remove_team_gallery
 from fvmatch.paths import file_digest
 
 FORMAT = "fvmatch-gallery-export/1"
@@ -49,12 +50,12 @@ def manifest_sha256(folder: Path) -> str:
     return file_digest(Path(folder) / MANIFEST)[0]
 
 
-def _columns(gallery: Gallery, table: str) -> list[str]:
-    return [row[1] for row in gallery.db.execute(f"PRAGMA table_info({table})").fetchall()]
+def _quoted(columns: list[str]) -> str:
+    return ", ".join(f'"{column}"' for column in columns)  # audit's "user" is a keyword of PostgreSQL
 
 
 def _rows(gallery: Gallery, table: str, columns: list[str]) -> Iterator[tuple]:
-    cursor = gallery.db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id")
+    cursor = gallery.db.execute(f"SELECT {_quoted(columns)} FROM {table} ORDER BY id")
     while rows := cursor.fetchmany(CHUNK_ROWS):
         yield from rows
 
@@ -73,13 +74,14 @@ def export_gallery(gallery: Gallery, folder: str | Path, progress=lambda done: N
         digest, size = file_digest(folder / name)
         files[name] = {"sha256": digest, "bytes": size, "rows": rows}
 
-    gallery.db.execute("BEGIN")  # one read transaction: every file is of one state of the gallery
-    try:
-        meta = dict(gallery.db.execute("SELECT key, value FROM meta ORDER BY key").fetchall())
+    with gallery.indexes.snapshot():  # one read transaction: every file is of one state of the gallery
+        # a team gallery's record of what its Milvus collections hold stays with them
+        meta = dict(gallery.db.execute("SELECT key, value FROM meta WHERE key NOT LIKE 'milvus_sync:%'"
+                                       " ORDER BY key").fetchall())
         (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         record("meta.json", len(meta))
         for table in TABLES:
-            columns, count = _columns(gallery, table), 0
+            columns, count = gallery.columns(table), 0
             with open(folder / f"{table}.jsonl", "w", encoding="utf-8") as handle:
                 for row in _rows(gallery, table, columns):
                     handle.write(json.dumps(dict(zip(columns, row)), ensure_ascii=False, sort_keys=True) + "\n")
@@ -110,8 +112,6 @@ def export_gallery(gallery: Gallery, folder: str | Path, progress=lambda done: N
             spaces[str(number)] = {"space": space, "dim": gallery.dim(space),
                                    "model_id": models[0] if models else gallery.spaces[space]["model_id"]}
         counts = gallery.counts()
-    finally:
-        gallery.db.execute("COMMIT")
     manifest = {"format": FORMAT, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "source": str(gallery.directory.resolve()), "gallery_format_version": int(meta["format_version"]),
                 "counts": counts, "spaces": spaces, "files": files}
@@ -162,7 +162,11 @@ def _jsonl(path: Path) -> Iterator[dict]:
 
 
 def check_import_target(directory: str | Path) -> None:
-    """BadArgument unless `directory` is absent or an empty folder."""
+    """BadArgument unless `directory` is absent or an empty folder, or a team gallery's database holding none yet."""
+    if is_team_gallery(directory):
+        if Gallery.exists(directory):
+            raise BadArgument(directory, "a gallery is imported into a team database that holds none yet")
+        return
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise BadArgument(directory, "a gallery is imported into a new or empty folder")
@@ -170,55 +174,33 @@ def check_import_target(directory: str | Path) -> None:
 
 def import_gallery(folder: str | Path, directory: str | Path, progress=lambda done: None,
                    manifest: dict | None = None) -> dict:
-    """Make a new gallery at `directory` (absent, or an empty folder) from the export in `folder`, every file checked
-    against its manifest first (`manifest`: read_manifest's, when the caller has checked them already); returns the
-    manifest. It is built in a hidden folder beside `directory` and moved in place whole: on any failure nothing is
-    left at `directory`."""
-    folder, directory = Path(folder), Path(directory)
+    """Make a new gallery at `directory` (absent, or an empty folder; or a team gallery whose database holds none)
+    from the export in `folder`, every file checked against its manifest first (`manifest`: read_manifest's, when the
+    caller has checked them already); returns the manifest. A folder gallery is built in a hidden folder beside
+    `directory` and moved in place whole; a team gallery's rows go in in one transaction, and a failure removes its
+    tables and collections again: on any failure nothing is left at `directory`."""
+    folder = Path(folder)
     check_import_target(directory)
     manifest = manifest if manifest is not None else read_manifest(folder)
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    pinned = {"model_id": meta["model_id"], "embedding_dim": int(meta["embedding_dim"]),
+              "model_path": meta.get("model_path") or None}
+    if is_team_gallery(directory):
+        gallery = Gallery.open(directory, create=True, **pinned)
+        try:
+            with gallery, gallery.writer():
+                _fill(gallery, folder, manifest, meta, progress)
+        except BaseException:
+            remove_team_gallery(directory)
+            raise
+        return manifest
+    directory = Path(directory)
     building = directory.parent / f".{directory.name}.importing-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     try:
-        gallery = Gallery.open(building, create=True, model_id=meta["model_id"],
-                               embedding_dim=int(meta["embedding_dim"]), model_path=meta.get("model_path") or None)
+        gallery = Gallery.open(building, create=True, **pinned)
         with gallery, gallery.writer():
-            done = 0
-            with gallery.transaction():
-                gallery.db.execute("DELETE FROM meta")
-                gallery.db.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
-                for table in TABLES:
-                    columns = _columns(gallery, table)
-                    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-                    batch = []
-                    for row in _jsonl(folder / f"{table}.jsonl"):
-                        if sorted(row) != sorted(columns):  # another schema: an export of another fvmatch version
-                            raise BadExport(folder / f"{table}.jsonl", f"its rows hold {', '.join(sorted(row))}; "
-                                            f"this fvmatch's {table} holds {', '.join(sorted(columns))}")
-                        batch.append([row[column] for column in columns])
-                        if len(batch) == CHUNK_ROWS:
-                            gallery.db.conn.executemany(insert, batch)
-                            done += len(batch)
-                            progress(done)
-                            batch = []
-                    gallery.db.conn.executemany(insert, batch)
-                    done += len(batch)
-                for number, entry in sorted(manifest["spaces"].items()):
-                    ids = np.fromfile(folder / f"vectors-{number}.ids", dtype="<i8")
-                    vectors = np.fromfile(folder / f"vectors-{number}.f32", dtype="<f4").reshape(len(ids), entry["dim"])
-                    model_id = entry["model_id"]
-                    for start in range(0, len(ids), CHUNK_ROWS):
-                        gallery.db.conn.executemany(
-                            "INSERT INTO vectors (media_id, space, model_id, embedding) VALUES (?, ?, ?, ?)",
-                            [(int(i), entry["space"], model_id, v.tobytes())
-                             for i, v in zip(ids[start:start + CHUNK_ROWS], vectors[start:start + CHUNK_ROWS])])
-                        done += len(ids[start:start + CHUNK_ROWS])
-                        progress(done)
-            if gallery.counts() != manifest["counts"]:
-                raise BadExport(folder, f"the imported counts {gallery.counts()} are not the manifest's "
-                                        f"{manifest['counts']}")
-            gallery.reindex()  # the indexes, caches, built from the vectors
+            _fill(gallery, folder, manifest, meta, progress)
         if directory.exists():
             directory.rmdir()
         building.rename(directory)
@@ -226,3 +208,43 @@ def import_gallery(folder: str | Path, directory: str | Path, progress=lambda do
         shutil.rmtree(building, ignore_errors=True)
         raise
     return manifest
+
+
+def _fill(gallery: Gallery, folder: Path, manifest: dict, meta: dict, progress) -> None:
+    """The export's rows and vectors into a new, empty gallery, in one transaction; then its indexes built."""
+    done = 0
+    with gallery.transaction():
+        gallery.db.execute("DELETE FROM meta")
+        gallery.db.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
+        for table in TABLES:
+            columns = gallery.columns(table)
+            insert = f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            batch = []
+            for row in _jsonl(folder / f"{table}.jsonl"):
+                if sorted(row) != sorted(columns):  # another schema: an export of another fvmatch version
+                    raise BadExport(folder / f"{table}.jsonl", f"its rows hold {', '.join(sorted(row))}; "
+                                    f"this fvmatch's {table} holds {', '.join(sorted(columns))}")
+                batch.append([row[column] for column in columns])
+                if len(batch) == CHUNK_ROWS:
+                    gallery.db.conn.executemany(insert, batch)
+                    done += len(batch)
+                    progress(done)
+                    batch = []
+            gallery.db.conn.executemany(insert, batch)
+            done += len(batch)
+        for number, entry in sorted(manifest["spaces"].items()):
+            ids = np.fromfile(folder / f"vectors-{number}.ids", dtype="<i8")
+            vectors = np.fromfile(folder / f"vectors-{number}.f32", dtype="<f4").reshape(len(ids), entry["dim"])
+            model_id = entry["model_id"]
+            for start in range(0, len(ids), CHUNK_ROWS):
+                gallery.db.conn.executemany(
+                    "INSERT INTO vectors (media_id, space, model_id, embedding) VALUES (?, ?, ?, ?)",
+                    [(int(i), entry["space"], model_id, v.tobytes())
+                     for i, v in zip(ids[start:start + CHUNK_ROWS], vectors[start:start + CHUNK_ROWS])])
+                done += len(ids[start:start + CHUNK_ROWS])
+                progress(done)
+        if gallery.team is not None:  # rows came with their ids: new ones follow them
+            gallery.db.advance_identities(("identities", "media"))
+    if gallery.counts() != manifest["counts"]:
+        raise BadExport(folder, f"the imported counts {gallery.counts()} are not the manifest's {manifest['counts']}")
+    gallery.reindex()  # the indexes, caches, built from the vectors
