@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from replay_cli import build_reference, replay_command
 
-from fvmatch.audit.trail import verify_chain
+from fvmatch.audit.trail import audit_rows, verify_chain
 from fvmatch.gallery import Gallery
 
 pytest.importorskip("torch", reason="tests/replay_cli.py replays joint vectors: needs torch (fvmatch[train])")
@@ -228,6 +228,14 @@ def test_a_collection_behind_the_database_or_lost_is_mended_from_it_on_open(refe
         assert all(index["agrees_with_database"] for index in health.values())
         assert sorted(opened.index("face").ids()) == held
     assert check_team_gallery(team_gallery, reference) == 12
+    removed = replay(reference, "gallery", "remove", "--identity", FIRST[0], "--gallery", team_gallery, "--json")
+    assert removed.returncode == 0, removed.stderr
+    rebuilt = replay(reference, "gallery", "reindex", "--gallery", team_gallery, "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    with Gallery.open(team_gallery) as opened:
+        assert {(key, index["state"], index["live_items"]) for key, index in opened.info()["indexes"].items()
+                if key.startswith("joint")} == {("joint face", "ok", 4), ("joint voice", "ok", 4)}
+    assert stored(team_gallery) == reference.stored(FIRST[1:])
 
 
 # (kill point, items the killed run leaves): 12 items in batches of 3, so four commits
@@ -326,3 +334,26 @@ def test_a_team_gallery_named_by_url_answers_and_a_bad_one_is_refused_in_one_lin
         assert len(outcome.stderr.splitlines()) == 1, outcome.stderr
     missing = run_cli_here("gallery", "list", "--gallery", f"{postgres.url(postgres.new_database())}?vectors={milvus.uri}")
     assert missing.returncode == 2 and "no gallery in this database yet" in missing.stderr
+
+
+def test_the_real_model_enrols_and_answers_reports_and_audit_runs_on_a_team_gallery(team_gallery, grace_hopper,
+                                                                                    media_dir, tmp_path):
+    from mediagen import run_cli_here
+
+    enrolled = run_cli_here("enroll", "--identity", "grace", "--face", grace_hopper, "--voice", media_dir / "speech.wav",
+                            "--gallery", team_gallery, "--json")
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert json.loads(enrolled.stdout)["gallery_counts"] == {"identities": 1, "face": 1, "voice": 1}
+    queries = tmp_path / "queries.csv"
+    queries.write_text(f"query_id,modality,path,claimed_identity\nq1,face,{grace_hopper},\nq2,face,{grace_hopper},grace\n")
+    run = run_cli_here("audit", "run", "--queries", queries, "--out", tmp_path / "results.jsonl", "--gallery",
+                       team_gallery)
+    assert run.returncode == 0, run.stderr
+    answers = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [answer["query_id"] for answer in answers] == ["q1", "q2"] and all(a["status"] == "ok" for a in answers)
+    report = run_cli_here("report", "--face", grace_hopper, "--out", tmp_path / "report.html", "--gallery",
+                          team_gallery, "--json")
+    assert report.returncode == 0, report.stderr
+    assert "grace" in (tmp_path / "report.html").read_text()
+    with Gallery.open(team_gallery) as opened:
+        assert [row["command"] for row in audit_rows(opened)] == ["enroll batch", "enroll", "audit run", "report query", "report"]

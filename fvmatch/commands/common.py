@@ -173,7 +173,8 @@ class ShortPath:
 
 
 GalleryOption = typer.Option(Path("fvmatch-gallery"), "--gallery", "-g", envvar="FVMATCH_GALLERY",
-                             help="Gallery directory (default $FVMATCH_GALLERY, else ./fvmatch-gallery).")
+                             help="Gallery directory, or a team gallery: a .toml file or a postgresql:// URL "
+                             "(docs/team-galleries.md). Default $FVMATCH_GALLERY, else ./fvmatch-gallery.")
 PopulationOption = typer.Option(None, "--population", metavar="female=SHARE",
                                 help="The population the sex evidence of face-voice trials assumes: female=0.3 (the "
                                 "rest male; default equal sexes), named in every result.")

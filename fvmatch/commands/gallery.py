@@ -193,15 +193,17 @@ def gallery_export(to: Path = typer.Option(..., "--to", help="A new (or empty) f
 @gallery_app.command("import")
 def gallery_import(folder: Path = typer.Argument(..., help="A folder written by `fvmatch gallery export`."),
                    gallery_path: Path = GalleryOption, as_json: bool = JsonOption) -> None:
-    """Make a new gallery at --gallery (absent or an empty folder) from an export, every file checked against the
-    manifest's sha256 first and the audit trail's hash chain after; ids, vectors and audit rows as exported, the
-    indexes built from the vectors. Anything amiss: one line, exit 2, and no gallery left at --gallery.
+    """Make a new gallery at --gallery (absent or an empty folder, or a team database holding none) from an export,
+    every file checked against the manifest's sha256 first and the audit trail's hash chain after; ids, vectors and
+    audit rows as exported, the indexes built from the vectors. Anything amiss: one line, exit 2, and no gallery left
+    at --gallery.
     """
     import shutil
 
     from fvmatch.audit.trail import verify_chain
     from fvmatch.errors import FvmatchError
     from fvmatch.gallery import Gallery
+    from fvmatch.gallery.team import is_team_gallery, remove_team_gallery
     from fvmatch.gallery.transfer import BadExport, check_import_target, import_gallery, manifest_sha256, read_manifest
 
     if gallery_access_of_this_run().read_only:
@@ -213,6 +215,7 @@ def gallery_import(folder: Path = typer.Argument(..., help="A folder written by 
         manifest = import_gallery(folder, gallery_path, lambda done: progress.update(task, completed=done), checked)
     try:
         with Gallery.open(gallery_path) as gallery:
+            where = str(gallery.directory.resolve())
             check = verify_chain(gallery)
             if not check.ok:
                 raise BadExport(folder, f"the audit trail does not verify: {check.problem}")
@@ -221,9 +224,12 @@ def gallery_import(folder: Path = typer.Argument(..., help="A folder written by 
                   {"from": manifest["source"], "manifest_sha256": digest, "counts": manifest["counts"],
                    "audit_rows_verified": check.rows}, gallery.model_id)
     except FvmatchError:
-        shutil.rmtree(gallery_path, ignore_errors=True)
+        if is_team_gallery(gallery_path):
+            remove_team_gallery(gallery_path)
+        else:
+            shutil.rmtree(gallery_path, ignore_errors=True)
         raise
-    summary = {"gallery": str(gallery_path.resolve()), "from": manifest["source"], "manifest_sha256": digest,
+    summary = {"gallery": where, "from": manifest["source"], "manifest_sha256": digest,
                "counts": manifest["counts"], "audit_rows_verified": check.rows}
     if as_json:
         emit_json(summary)

@@ -45,7 +45,8 @@ class TeamName(str):
     rows show. It resolves to itself; it has no files under it (`/` fails)."""
 
     def resolve(self) -> "TeamName":
-        return self
+        """The gallery file's absolute path (so that audit log rows name it the same from any folder); a URL as it is."""
+        return self if URL_START.match(self) else TeamName(Path(self).resolve())
 
 
 def is_team_gallery(gallery: str | Path) -> bool:
