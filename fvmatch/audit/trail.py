@@ -140,8 +140,7 @@ def _append(gallery: Gallery, command: str, arguments: list[str], inputs: list[d
     row["id"] = int(cursor.fetchone()[0])
     row["row_hash"] = row_hash(previous_hash, row)
     gallery.db.execute("UPDATE audit SET row_hash = ? WHERE id = ?", [row["row_hash"], row["id"]])
-    gallery.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                       [HEAD_KEY, _canonical({"id": row["id"], "hash": row["row_hash"]})])
+    gallery.set_meta(HEAD_KEY, _canonical({"id": row["id"], "hash": row["row_hash"]}))
     return {name: row[name] for name in COLUMNS}
 
 

@@ -50,9 +50,10 @@ def gallery_info(gallery_path: Path = GalleryOption, as_json: bool = JsonOption)
         lacking = health["missing_vectors"]
         missing = (f"; {plural(lacking, health['modality'] + ' item')} {'lacks' if lacking == 1 else 'lack'} "
                    "its vectors (fvmatch gallery reindex)" if lacking else "")
+        held_in = (f"collection {health['collection']}" if "collection" in health  # a team gallery's Milvus
+                   else f"{health['file_bytes']:,} bytes")
         stdout.print(f"{name} index: {health['state']}{' (' + health['detail'] + ')' if health['detail'] else ''}, "
-                     f"{plural(health['live_items'], 'item')}, "
-                     f"{'collection ' + health['collection'] if 'collection' in health else format(health['file_bytes'], ',') + ' bytes'}, "
+                     f"{plural(health['live_items'], 'item')}, {held_in}, "
                      f"{'agrees with' if health['agrees_with_database'] else 'DISAGREES with'} the database{missing}",
                      highlight=False)
 

@@ -38,9 +38,9 @@ from fvmatch.gallery.index import ModalityIndex
 from fvmatch.gallery.indexes import GalleryIndexes
 from fvmatch.gallery.lock import WriteLock, hold_off_writers
 from fvmatch.gallery.milvus_indexes import MilvusIndexes
-from fvmatch.gallery.postgres import PostgresTransaction, TeamWriteLock, connect_postgres, writer_description
-from fvmatch.gallery.postgres_schema import has_schema, migrate as team_migrate, pending as team_pending
-from fvmatch.gallery.team import TeamConfig, TeamName, connect_milvus, is_team_gallery, team_config
+from fvmatch.gallery.postgres import PostgresTransaction, TeamWriteLock
+from fvmatch.gallery.team import (TeamConfig, TeamName, is_team_gallery, open_team_stores, team_config,
+                                  team_holds_gallery)
 from fvmatch.gallery.schema import FORMAT_VERSION
 
 MODALITIES = ("face", "voice")
@@ -172,19 +172,12 @@ class Gallery:
         gallery._check_pinned(model_id, embedding_dim, model_path)
         return gallery
 
-    @classmethod
-    def exists(cls, directory: str | Path) -> bool:
+    @staticmethod
+    def exists(directory: str | Path) -> bool:
         """Whether a gallery is there: a folder's gallery.db, or a team database holding a pinned gallery."""
-        if not is_team_gallery(directory):
-            return (Path(directory) / DB_NAME).exists()
-
-        config = team_config(directory)
-        db = connect_postgres(config.records, config.name, writer_description("open"))
-        try:
-            return has_schema(db) and db.execute(
-                "SELECT count(*) FROM meta WHERE key = 'format_version'").fetchone()[0] > 0
-        finally:
-            db.conn.close()
+        if is_team_gallery(directory):
+            return team_holds_gallery(team_config(directory))
+        return (Path(directory) / DB_NAME).exists()
 
     @staticmethod
     def writer_of(directory: str | Path, timeout_seconds: float = 60.0, on_wait=None, description: str = ""):
@@ -198,24 +191,9 @@ class Gallery:
     @classmethod
     def _open_team(cls, config: TeamConfig, create: bool, model_id: str | None, embedding_dim: int | None,
                    model_path: str | None, read_only: bool) -> "Gallery":
-        """Open a team gallery: its database migrated (created with `create`), read-only when asked or when this
-        role may not write it, its Milvus client connected."""
-
-        db = connect_postgres(config.records, config.name, writer_description("open"))
-        try:
-            reason = "opened read-only" if read_only else (None if not has_schema(db) or db.may_write()
-                                                           else f"database role {db.role()} may only read it")
-            due = team_pending(db)
-            if due and (reason is not None or not create and not has_schema(db)):
-                if not has_schema(db):
-                    raise NotAGallery(config.name, "no gallery in this database yet (enroll something first)")
-                raise GalleryUnwritable(config.name, f"gallery of an older format ({', '.join(due)} not applied): "
-                                        "its owner's role upgrades it by opening it to write")
-            team_migrate(db)
-            gallery = cls(TeamName(config.name), db, read_only=reason, team=config, vectors=connect_milvus(config))
-        except BaseException:
-            db.conn.close()
-            raise
+        """Open a team gallery (team.open_team_stores), then pin it or check its format as a folder's."""
+        db, read_only_reason, vectors = open_team_stores(config, create, read_only)
+        gallery = cls(TeamName(config.name), db, read_only=read_only_reason, team=config, vectors=vectors)
         gallery._check_pinned(model_id, embedding_dim, model_path)
         return gallery
 
@@ -238,12 +216,16 @@ class Gallery:
             raise NotAGallery(self.directory, "gallery database has no metadata")
         with self.transaction():
             for key, value in _pinned(model_id, embedding_dim, model_path).items():
-                self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
-                                " value = excluded.value", [key, str(value)])
+                self.set_meta(key, str(value))
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set one meta value (in the caller's transaction, if any)."""
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+                        " value = excluded.value", [key, value])
 
     @property
     def model_id(self) -> str:
@@ -296,9 +278,8 @@ class Gallery:
             return 0
         with self.transaction():
             dropped = self.db.execute("DELETE FROM vectors WHERE space = ?", [space]).rowcount
-            self.db.execute("INSERT INTO meta (key, value) VALUES ('spaces', ?) ON CONFLICT (key) DO UPDATE SET"
-                            " value = excluded.value",
-                            [json.dumps({**self.spaces, space: {"model_id": info["model_id"], "dim": int(info["dim"])}})])
+            self.set_meta("spaces", json.dumps({**self.spaces, space: {"model_id": info["model_id"],
+                                                                       "dim": int(info["dim"])}}))
         self.indexes.forget(space)
         return dropped
 
@@ -313,9 +294,7 @@ class Gallery:
                if space not in self.spaces}
         if new:
             with self.transaction():
-                self.db.execute("INSERT INTO meta (key, value) VALUES ('spaces', ?) ON CONFLICT (key) DO UPDATE SET"
-                            " value = excluded.value",
-                                [json.dumps({**self.spaces, **new})])
+                self.set_meta("spaces", json.dumps({**self.spaces, **new}))
 
     def missing_count(self, space: str, modality: str) -> int:
         """How many items of a modality have no vector in `space` (from the tallies: no scan)."""

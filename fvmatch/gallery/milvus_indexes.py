@@ -127,7 +127,8 @@ class MilvusIndexes:
         """Make the collection hold exactly the database's vectors, under the writers' transaction lock (no commit
         between the two listings); record the version it now holds where this role may."""
         gallery = self.gallery
-        with self._writers_held_off():
+        # read committed, the lock first: each listing sees every commit made before the lock was had
+        with self._transaction("BEGIN", writers_held_off=True):
             version = gallery._tally(space, modality)[1]
             stored = gallery._ids(modality, space)
             held = collection.ids()
@@ -145,15 +146,17 @@ class MilvusIndexes:
                                             "database", added=len(missing), removed=len(stale))
 
     @contextmanager
-    def _writers_held_off(self):
-        """The writers' transaction lock, held in a transaction of this connection (joined if one is open)."""
+    def _transaction(self, begin: str, writers_held_off: bool = False):
+        """A transaction of this connection for what is read inside it (joined if one is open); with
+        `writers_held_off`, under the writers' transaction lock: no commit falls inside it."""
         db = self.gallery.db
         if db.conn.in_transaction:
             yield
             return
-        db.execute("BEGIN")
+        db.execute(begin)
         try:
-            db.execute("SELECT pg_advisory_xact_lock(?)", [TRANSACTION_KEY])
+            if writers_held_off:
+                db.execute("SELECT pg_advisory_xact_lock(?)", [TRANSACTION_KEY])
             yield
         finally:
             if db.conn.in_transaction:
@@ -172,24 +175,13 @@ class MilvusIndexes:
             return
         key = self._sync_key(space, modality)
         if was is None:
-            self.gallery.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
-                                    " value = excluded.value", [key, str(version)])
+            self.gallery.set_meta(key, str(version))
         else:
             self.gallery.db.execute("UPDATE meta SET value = ? WHERE key = ? AND value = ?", [str(version), key, str(was)])
 
-    @contextmanager
     def snapshot(self):
         """One read transaction, repeatable read: what is read inside it is one state of the database."""
-        db = self.gallery.db
-        if db.conn.in_transaction:
-            yield
-            return
-        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        try:
-            yield
-        finally:
-            if db.conn.in_transaction:
-                db.execute("COMMIT")
+        return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ")
 
     # ----- following a writer's changes -------------------------------------------------------------------------
     def versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

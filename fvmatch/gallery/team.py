@@ -23,8 +23,10 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fvmatch.errors import BadArgument
-from fvmatch.gallery.postgres import TeamUnreachable, connect_postgres
-from fvmatch.gallery.postgres_schema import drop_schema, has_schema
+from fvmatch.gallery.database import NotAGallery
+from fvmatch.gallery.files import GalleryUnwritable
+from fvmatch.gallery.postgres import TeamUnreachable, connect_postgres, writer_description
+from fvmatch.gallery.postgres_schema import drop_schema, has_schema, migrate, pending
 
 URL_START = re.compile(r"^(postgres(?:ql)?):/+")  # a typed URL comes through a Path with its "//" made "/"
 MILVUS_TOKEN_VARIABLE = "FVMATCH_MILVUS_TOKEN"
@@ -124,6 +126,37 @@ def connect_milvus(config: TeamConfig):
     except Exception as error:  # pymilvus raises its own MilvusException, grpc's errors or OSError: all say why
         raise TeamUnreachable(config.name, f"cannot connect to the gallery's vectors at {uri}: "
                               f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def open_team_stores(config: TeamConfig, create: bool, read_only: bool):
+    """A team gallery's database, migrated (its schema made, with `create`), why it is read-only (None: this role
+    may write it), and its Milvus client: (PostgresDatabase, reason, client). NotAGallery for a database holding no
+    gallery; GalleryUnwritable for one whose schema is due an upgrade that this role may not make."""
+    db = connect_postgres(config.records, config.name, writer_description("open"))
+    try:
+        made = has_schema(db)
+        reason = "opened read-only" if read_only else (
+            None if not made or db.may_write() else f"database role {db.role()} may only read it")
+        due = pending(db)
+        if due and not made and (reason is not None or not create):
+            raise NotAGallery(config.name, "no gallery in this database yet (enroll something first)")
+        if due and made and reason is not None:
+            raise GalleryUnwritable(config.name, f"gallery of an older format ({', '.join(due)} not applied): its "
+                                    "owner's role upgrades it by opening it to write")
+        migrate(db)
+        return db, reason, connect_milvus(config)
+    except BaseException:
+        db.conn.close()
+        raise
+
+
+def team_holds_gallery(config: TeamConfig) -> bool:
+    """Whether the team database holds a gallery (its schema made and pinned)."""
+    db = connect_postgres(config.records, config.name, writer_description("open"))
+    try:
+        return has_schema(db) and db.execute("SELECT count(*) FROM meta WHERE key = 'format_version'").fetchone()[0] > 0
+    finally:
+        db.conn.close()
 
 
 def remove_team_gallery(gallery: str | Path) -> None:
