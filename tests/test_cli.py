@@ -32,7 +32,7 @@ def test_usage_error_exits_2_without_importing_torch():
     assert result.stderr.strip() == "fvmatch: error: embed: give exactly one of --face IMG, --voice AUDIO or --video FILE"
 
 
-def test_a_face_query_in_the_face_space_imports_no_torch(grace_hopper, tmp_path):
+def test_a_face_query_in_the_face_space_imports_no_torch_nor_a_team_gallery_s_libraries(grace_hopper, tmp_path):
     gallery = tmp_path / "gallery"
     enrolled = run_cli("enroll", "-g", gallery, "--identity", "grace", "--face", grace_hopper)
     assert enrolled.returncode == 0, enrolled.stderr
@@ -47,13 +47,17 @@ def test_a_face_query_in_the_face_space_imports_no_torch(grace_hopper, tmp_path)
              "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
              "        try:\n            cli.main()\n            code = 0\n"
              "        except SystemExit as exit:\n            code = exit.code or 0\n"
-             "    outcomes.append([code, 'torch' in sys.modules, out.getvalue()])\n"
+             "    outcomes.append([code, 'torch' in sys.modules, out.getvalue(),\n"
+             "                     [name for name in ('pandas', 'pymilvus', 'psycopg') if name in sys.modules]])\n"
              "print(json.dumps(outcomes))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    (embed_code, embed_torch, embed_out), (identify_code, identify_torch, identify_out) = json.loads(result.stdout)
+    (embed_code, embed_torch, embed_out, _), (identify_code, identify_torch, identify_out, team_libraries) = \
+        json.loads(result.stdout)
     assert embed_code == 0 and "dlib-face" in embed_out and not embed_torch
     assert identify_code == 0 and "grace" in identify_out and not identify_torch
+    # a directory gallery starts none of them (sqlite_utils would import pandas, which the team extra installs)
+    assert team_libraries == []
 
 
 def test_embed_face_json_gives_a_unit_vector_per_face_space_with_its_quality(grace_hopper):

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
-import sqlite_utils
+
+def _import_sqlite_utils_without_pandas() -> None:
+    """sqlite_utils imports pandas whenever it is installed (the team extra's pymilvus brings it): 0.2 s and more of
+    every command's start-up, for DataFrame conversions fvmatch never asks of it. It is imported with pandas hidden;
+    pandas stays importable for whatever needs it later (pymilvus, on a team gallery)."""
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        return
+    sys.modules["pandas"] = None  # `import pandas` now fails, as where it is not installed
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        del sys.modules["pandas"]
+
+
+_import_sqlite_utils_without_pandas()
+import sqlite_utils  # noqa: E402
 
 from fvmatch.errors import FvmatchError
 from fvmatch.gallery.files import (GalleryUnwritable, create_private_file, fsync_path, remove_leftovers, storage_failure,
