@@ -80,7 +80,6 @@ def enroll(
 
     from fvmatch.analysis.embedder import Embedder, embedder_for_gallery
     from fvmatch.gallery import Gallery, make_private_directory
-    from fvmatch.gallery.postgres import writer_description
     from fvmatch.gallery.team import is_team_gallery
     from fvmatch.spaces import PRETRAINED_SPACES
 
@@ -91,8 +90,7 @@ def enroll(
     new_gallery_model = None if Gallery.exists(gallery_path) else Embedder.load(model, load_weights=True)
     if not team:
         make_private_directory(gallery_path)  # on a read-only or full disk: one line, exit 2
-    with Gallery.writer_of(gallery_path, lock_timeout, say_waiting,
-                           writer_description("enroll") if team else f"pid {os.getpid()}: fvmatch enroll"):
+    with Gallery.writer_of(gallery_path, lock_timeout, say_waiting, f"pid {os.getpid()}: fvmatch enroll"):
         if Gallery.exists(gallery_path):  # (again under the lock: another writer may have created it)
             gallery = Gallery.open(gallery_path)
             try:

@@ -199,15 +199,14 @@ class Gallery:
 
     def _check_pinned(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
         """Pin a gallery that has no metadata yet (given a model), refuse one newer than this fvmatch."""
-        gallery, directory = self, self.directory
         try:
-            if gallery.meta("format_version") is None:
-                gallery._initialise(model_id, embedding_dim, model_path)
-            elif int(gallery.meta("format_version")) > FORMAT_VERSION:
-                raise NotAGallery(directory, f"gallery format {gallery.meta('format_version')} is newer than this "
+            if self.meta("format_version") is None:
+                self._initialise(model_id, embedding_dim, model_path)
+            elif int(self.meta("format_version")) > FORMAT_VERSION:
+                raise NotAGallery(self.directory, f"gallery format {self.meta('format_version')} is newer than this "
                                   f"fvmatch understands ({FORMAT_VERSION}); upgrade fvmatch")
         except BaseException:
-            gallery.close()
+            self.close()
             raise
 
     def _initialise(self, model_id: str | None, embedding_dim: int | None, model_path: str | None) -> None:
@@ -306,6 +305,11 @@ class Gallery:
 
     def _holds_vectors(self, space: str) -> bool:
         return any(self._tally(space, modality)[0] for modality in MODALITIES)
+
+    def _versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The database version of each (space, modality): read inside a write transaction, before and after it, so
+        that the indexes can tell whether they hold the change (indexes.py, milvus_indexes.py)."""
+        return {(space, modality): self._tally(space, modality)[1] for space, modality in keys}
 
     def _tally(self, space: str, modality: str) -> tuple[int, int]:
         """(vectors of a space and modality, their version): kept by the database's triggers (schema.m004)."""
@@ -535,7 +539,7 @@ class Gallery:
             self.index(modality, space)  # checked before the change, so that a repair is not mistaken for it
         ids: list[int] = []
         with self.transaction():
-            before = self.indexes.versions(keys)
+            before = self._versions(keys)
             for item in items:
                 identity_id = self._identity_id(item.identity, create=True)
                 cursor = self.db.execute(
@@ -547,7 +551,7 @@ class Gallery:
                 self._insert_vectors(ids[-1], item.vectors)
             if record is not None:
                 record(ids)
-            after = self.indexes.versions(keys)
+            after = self._versions(keys)
         self.indexes.add([(media_id, item.modality, item.vectors) for media_id, item in zip(ids, items)], before, after)
         return ids
 
@@ -577,12 +581,12 @@ class Gallery:
                     modality_of[media_id], source_of[media_id] = row
             keys = {(space, modality_of[media_id]) for media_id, vectors in filled if media_id in modality_of
                     for space in vectors}
-            before = self.indexes.versions(keys)
+            before = self._versions(keys)
             for media_id, vectors in filled:
                 if media_id in modality_of:
                     self._check_vectors(source_of[media_id], vectors)
                     self._insert_vectors(media_id, vectors)
-            after = self.indexes.versions(keys)
+            after = self._versions(keys)
         self.indexes.add([(media_id, modality_of[media_id], vectors) for media_id, vectors in filled
                           if media_id in modality_of], before, after)
 
@@ -603,7 +607,7 @@ class Gallery:
             self.index(modality, space)
         indexed: dict[tuple[str, str], list[int]] = {}  # the items' labels in each index (those with a vector)
         with self.transaction():
-            before = self.indexes.versions(self.index_keys())
+            before = self._versions(self.index_keys())
             for modality in MODALITIES:
                 rows = self.db.execute("SELECT id FROM media WHERE identity_id = ? AND modality = ?",
                                        [identity_id, modality]).fetchall()
@@ -614,7 +618,7 @@ class Gallery:
                 indexed.setdefault((space, modality), []).append(int(media_id))
             self.db.execute("DELETE FROM media WHERE identity_id = ?", [identity_id])  # and its vectors (cascade)
             self.db.execute("DELETE FROM identities WHERE id = ?", [identity_id])
-            after = self.indexes.versions(self.index_keys())
+            after = self._versions(self.index_keys())
         self.indexes.remove(indexed)
         for key in self.index_keys():
             self.indexes.track(key, before, after)

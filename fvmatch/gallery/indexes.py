@@ -7,7 +7,7 @@ file and its sidecar are index.py's ModalityIndex.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -115,10 +115,6 @@ class GalleryIndexes:
             lock.release()
 
     # ----- following a writer's changes (hold the write lock) ---------------------------------------------------
-    def versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """The database version of each (space, modality): read inside a write transaction, before and after it."""
-        return {(space, modality): self.gallery._tally(space, modality)[1] for space, modality in keys}
-
     def track(self, key: tuple[str, str], before: dict, after: dict) -> None:
         """After a change that moved the database from `before` to `after`, applied to the loaded index `key`:
         it holds version `after` if it held `before` (or was loaded after the change); unknown otherwise."""

@@ -101,7 +101,7 @@ class MilvusIndexes:
                 self._create(collection)
                 collection.health = IndexHealth("rebuilt", "no collection in Milvus")
             version, recorded = self.gallery._tally(space, modality)[1], self._recorded(space, modality)
-            if recorded == version and not collection.health.state == "rebuilt":
+            if recorded == version and collection.health.state != "rebuilt":
                 collection.synced = version
                 collection.live_count = collection.count()
             else:
@@ -184,9 +184,6 @@ class MilvusIndexes:
         return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ")
 
     # ----- following a writer's changes -------------------------------------------------------------------------
-    def versions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        return {(space, modality): self.gallery._tally(space, modality)[1] for space, modality in keys}
-
     def track(self, key: tuple[str, str], before: dict, after: dict) -> None:
         """After a committed change (database versions `before` -> `after`) applied to collection `key`: it holds
         `after` if it held `before`; the record in the database moves with it."""

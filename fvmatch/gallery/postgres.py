@@ -194,7 +194,8 @@ class TeamWriteLock:
         self.url, self.name = url, name
         self.timeout_seconds = timeout_seconds
         self.on_wait = on_wait
-        self.description = description or writer_description("writer")
+        # seen by those who wait for it, from any machine: the host is added to what the command says it is
+        self.description = f"{description or f'pid {os.getpid()}: fvmatch'} on {socket.gethostname()}"
         self._database: PostgresDatabase | None = None
 
     def holder(self) -> str:
