@@ -231,11 +231,27 @@ def print_routes(rows: dict, references: dict, routes: list) -> None:
             f"{sum(hits[name][k] for k in picked) / len(picked):.3f}" for name in ("automatic", *names)))
 
 
-def run_faces(root: Path, cache: Cache) -> None:
-    from fvmatch.analysis.embedder import Embedder
+def web_quality(detector, path: Path, target: Path) -> Path:
+    """`path` with its face shrunk to FACE_PX wide (a face already narrower keeps its size) and saved as JPEG quality
+    JPEG_QUALITY at `target`: the degraded question of the faces' tables."""
     from fvmatch.errors import FvmatchError
     from fvmatch.media.degrade import shrink_face
     from fvmatch.media.image import load_image
+
+    image = load_image(path)
+    try:
+        box = detector.faces_in_file(path)[0].box
+        if box[2] - box[0] > FACE_PX:
+            image = shrink_face(image, box, FACE_PX)
+    except FvmatchError:
+        pass  # no face found on the clean photo: compressed at its size
+    image.convert("RGB").save(target, format="JPEG", quality=JPEG_QUALITY)
+    return target
+
+
+def run_faces(root: Path, cache: Cache) -> None:
+    from fvmatch.analysis.embedder import Embedder
+    from fvmatch.errors import FvmatchError
     from fvmatch.spaces import FACE_SPACE
 
     people = labelled(root / "faces", IMAGE_SUFFIXES)
@@ -279,18 +295,7 @@ def run_faces(root: Path, cache: Cache) -> None:
         for condition in ("clean", f"face {FACE_PX} px + JPEG {JPEG_QUALITY}"):
             rows = {"fvmatch": [], "peer": []}
             for number, (owner, path) in enumerate(questions):
-                if condition == "clean":
-                    file = path
-                else:
-                    image = load_image(path)
-                    try:
-                        box = embedder.detector.faces_in_file(path)[0].box
-                        if box[2] - box[0] > FACE_PX:
-                            image = shrink_face(image, box, FACE_PX)
-                    except FvmatchError:
-                        pass  # no face found on the clean photo: compressed at its size
-                    file = Path(scratch) / f"{number}.jpg"
-                    image.convert("RGB").save(file, format="JPEG", quality=JPEG_QUALITY)
+                file = path if condition == "clean" else web_quality(embedder.detector, path, Path(scratch) / f"{number}.jpg")
                 data = file.read_bytes()
                 mine, other = ours(data, file), theirs(data, file)
                 asked[condition, path] = {"fvmatch": None if mine is None else mine[FACE_SPACE],
