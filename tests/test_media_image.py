@@ -50,8 +50,28 @@ def test_several_faces_are_returned_largest_first(detector, grace_hopper, tmp_pa
     canvas.save(path)
     crops = detector.faces_in_file(path)
     assert len(crops) == 2
-    assert crops[0].area > 3 * crops[1].area
+    assert crops[0].visible_area(*canvas.size) > 3 * crops[1].visible_area(*canvas.size)
     assert crops[0].box[0] > small.width - 1  # the largest is the full-size face on the right
+
+
+def test_a_face_cut_off_by_the_border_counts_by_what_is_seen_of_it(detector, grace_hopper, tmp_path):
+    # a cropped photo's edge cuts through a bystander's head: MTCNN's box runs past the border and is larger than
+    # the whole face beside it, which is the face the photo shows
+    face = load_image(grace_hopper)
+    x1, y1, x2, y2 = detector.detect(face)[0].box
+    whole = face.resize((int(face.width * 0.9), int(face.height * 0.9)))
+    canvas = Image.new("RGB", (face.width + whole.width, face.height), (90, 90, 90))
+    canvas.paste(face, (0, -int(y1 + 0.25 * (y2 - y1))))  # the top quarter of its face above the frame
+    canvas.paste(whole, (face.width, face.height - whole.height))
+    path = tmp_path / "cut.png"
+    canvas.save(path)
+    crops = detector.faces_in_file(path)
+    assert len(crops) == 2
+    cut = crops[1]
+    assert cut.box[1] < 0 and cut.box[0] < face.width  # the cut face, its box above the image
+    box_area = (cut.box[2] - cut.box[0]) * (cut.box[3] - cut.box[1])
+    assert box_area > 1.5 * crops[0].visible_area(*canvas.size)  # by its box it would have come first
+    assert crops[0].box[0] > face.width - 1  # the whole face comes first
 
 
 def test_image_without_a_face_is_refused(detector, media_dir):

@@ -53,10 +53,12 @@ class FaceCrop:
         return {"detection_probability": round(self.probability, 4), **self.figures,
                 "box": [round(v, 1) for v in self.box]}
 
-    @property
-    def area(self) -> float:
+    def visible_area(self, width: int, height: int) -> float:
+        """The area of the part of the box inside a `width` x `height` image. MTCNN draws the whole face where only
+        part of it is in the frame (a head cut off by the border of a cropped photo), and that box can be larger
+        than the face in the middle of the photo: what is seen of a face is what makes it the largest."""
         x1, y1, x2, y2 = self.box
-        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        return max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -167,10 +169,11 @@ class FaceDetector:
 
     def detect(self, image: Image.Image, min_face_px: float | None = None,
                regions: list[tuple[int, int, int, int, float]] | None = None) -> list[FaceCrop]:
-        """All faces at or above `min_probability`, largest first; `min_face_px`: look only for faces at least this
-        wide (the image pyramid then starts coarser: far less work where faces are known to be large); `regions`:
-        instead, look only inside these (left, top, right, bottom) boxes of the image, each for faces at least its
-        fifth number wide (a video's faces where they were a sample before), a face found in two of them once.
+        """All faces at or above `min_probability`, largest first (by the part of each inside the image);
+        `min_face_px`: look only for faces at least this wide (the image pyramid then starts coarser: far less work
+        where faces are known to be large); `regions`: instead, look only inside these (left, top, right, bottom)
+        boxes of the image, each for faces at least its fifth number wide (a video's faces where they were a sample
+        before), a face found in two of them once.
 
         A small image (CCTV still, phone screenshot) where none is found is searched again at twice its size: MTCNN
         misses faces under ~16 px (faces shrunk to 12 px in 125 real photos: 44 found, 124 at twice the size), and
@@ -185,7 +188,7 @@ class FaceDetector:
         crops = [FaceCrop(pixels=face_crop(image, box), probability=probability, box=box, landmarks=points,
                           figures=face_quality(pixels, box, points, probability, image.info.get("jpeg_quality")))
                  for box, probability, points in detections]
-        return sorted(crops, key=lambda crop: crop.area, reverse=True)
+        return sorted(crops, key=lambda crop: crop.visible_area(*image.size), reverse=True)
 
     def _region_detections(self, image: Image.Image, regions: list[tuple[int, int, int, int, float]]) -> list[tuple]:
         """MTCNN's detections in each region, in the image's coordinates; of two that overlap (IoU 0.5, a face in
