@@ -295,7 +295,8 @@ def run_faces(root: Path, cache: Cache) -> None:
         for condition in ("clean", f"face {FACE_PX} px + JPEG {JPEG_QUALITY}"):
             rows = {"fvmatch": [], "peer": []}
             for number, (owner, path) in enumerate(questions):
-                file = path if condition == "clean" else web_quality(embedder.detector, path, Path(scratch) / f"{number}.jpg")
+                file = (path if condition == "clean"
+                        else web_quality(embedder.detector, path, Path(scratch) / f"{number}.jpg"))
                 data = file.read_bytes()
                 mine, other = ours(data, file), theirs(data, file)
                 asked[condition, path] = {"fvmatch": None if mine is None else mine[FACE_SPACE],
